@@ -1,1 +1,117 @@
-fn main() {}
+//! The `sipcti` command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use sipcti_proxy::config::Config;
+
+/// SIP proxy that reports calls to Zammad's Generic CTI API.
+#[derive(Parser)]
+#[command(name = "sipcti", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the proxy.
+    Run {
+        /// Configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a configuration and print the effective one (token redacted).
+    CheckConfig {
+        /// Configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Place a handful of demo calls through the proxy on loopback and print their timelines.
+    Demo,
+    /// Turn recorded SIP traffic (pcap/pcapng) into CTI events.
+    Replay(sipcti_proxy::replay::ReplayArgs),
+    /// Run a Zammad CTI double (for tests and the demo).
+    ZammadDouble {
+        /// HTTP listen address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// The token expected in the URL path.
+        #[arg(long)]
+        token: String,
+        /// Rules file (block list, caller-id rules).
+        #[arg(long)]
+        rules: Option<PathBuf>,
+    },
+}
+
+fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SIPCTI_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logs();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sipcti: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let res = rt.block_on(async move {
+        match cli.cmd {
+            Cmd::Run { config } => run(config).await,
+            Cmd::CheckConfig { config } => {
+                let cfg = Config::load(&config)?;
+                print!("{}", cfg.effective_toml());
+                Ok(())
+            }
+            Cmd::ZammadDouble { listen, token, rules } => double(listen, token, rules).await,
+            Cmd::Demo => sipcti_proxy::demo::run().await,
+            Cmd::Replay(args) => return sipcti_proxy::replay::run(args).await,
+        }
+        .map(|()| ExitCode::SUCCESS)
+    });
+    match res {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("sipcti: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: PathBuf) -> anyhow::Result<()> {
+    let cfg = Config::load(&config)?;
+    let running = sipcti_proxy::runtime::start(cfg).await?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("stopping: closing open calls and draining the CTI queue");
+    running.stop().await
+}
+
+async fn double(listen: SocketAddr, token: String, rules: Option<PathBuf>) -> anyhow::Result<()> {
+    let rules = match rules {
+        Some(p) => {
+            let text = std::fs::read_to_string(&p)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?;
+            sipcti_cti::Rules::from_toml_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
+        }
+        None => sipcti_cti::Rules::default(),
+    };
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    tracing::info!(listen = %listener.local_addr()?, "Zammad double listening");
+    sipcti_cti::serve_double(listener, sipcti_cti::DoubleConfig { token, rules }).await?;
+    Ok(())
+}

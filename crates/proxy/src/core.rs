@@ -1,0 +1,1489 @@
+//! The sans-IO, transaction-stateful proxy core (RFC 3261 sections 16 and 17).
+//!
+//! Feed it received bytes with their source ([`ProxyCore::handle_received`]),
+//! Zammad's answers to `newCall` ([`ProxyCore::handle_cti_answer`]), transport
+//! failures ([`ProxyCore::handle_transport_error`]) and the passage of time
+//! ([`ProxyCore::handle_timeout`] at [`ProxyCore::poll_timeout`]); take what it
+//! wants done from [`ProxyCore::poll_output`]: datagrams to send, `newCall`
+//! events to await, and `answer`/`hangup` events to deliver. It never reads a
+//! clock and never touches a socket, so tests drive it without sleeping.
+//!
+//! Where each RFC rule lives:
+//! * 16.3 request validation (400/483/482/420): [`ProxyCore::on_request`].
+//! * 16.4 Route processing and loose routing: [`ProxyCore::in_dialog_hop`].
+//! * 16.6 forwarding (Max-Forwards, Record-Route, Via, branch): [`ProxyCore::forward_request`].
+//! * 16.7 response processing, 100 absorbed, ACK of non-2xx hop by hop: [`ProxyCore::on_response`].
+//! * 16.8 / 16.6 step 11 Timer C: [`Timer::TimerC`].
+//! * 16.10 CANCEL: [`ProxyCore::on_cancel`].
+//! * 17.1 client transactions (Timers A, B, D, E, F, K), 17.2 server
+//!   transactions (G, H, I, J), RFC 6026 Accepted state: the `Timer` handling.
+//! * 18.2.1 / RFC 3581 received and rport: [`ProxyCore::forward_request`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+use sipcti_dialog::{CallEvent, CallTracker, Direction, EventKind, Side, TrackerConfig};
+use sipcti_transport::net::TransportKind;
+use sipcti_transport::{response_for, Limits, SipMessage, Uri};
+
+use crate::identity::{Rewrite, Toward};
+
+/// Where a message goes: an address, or a host name the edge must resolve.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// A socket address.
+    Addr(SocketAddr),
+    /// A DNS name and port (resolved by the edge, A/AAAA).
+    Name(String, u16),
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Addr(a) => write!(f, "{a}"),
+            Target::Name(h, p) => write!(f, "{h}:{p}"),
+        }
+    }
+}
+
+/// A configured next hop.
+#[derive(Debug, Clone)]
+pub struct Hop {
+    /// Where to send.
+    pub target: Target,
+    /// Transport.
+    pub transport: TransportKind,
+    /// `host[:port]` written into a Request-URI that named the proxy itself.
+    pub hostport: String,
+}
+
+/// Configuration of the core (built from [`crate::config::Config`]).
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// Address and port the proxy is reached at (Via, Record-Route).
+    pub local: SocketAddr,
+    /// Other addresses that also mean "this proxy" in a URI (e.g. the listen IP).
+    pub aliases: Vec<IpAddr>,
+    /// The trunk.
+    pub trunk: Hop,
+    /// Networks whose requests come from the trunk.
+    pub trunk_sources: Vec<IpNet>,
+    /// Networks of phones / PBX.
+    pub inside_networks: Vec<IpNet>,
+    /// Where inbound calls go.
+    pub inside_target: Hop,
+    /// Message limits for parsing.
+    pub limits: Limits,
+    /// RFC 3261 T1 (default 500 ms).
+    pub t1: Duration,
+    /// Timer C (default 180 s).
+    pub timer_c: Duration,
+    /// Upper bound on the newCall wait (the edge answers earlier; this is
+    /// the core's own fail-open safety net).
+    pub newcall_wait: Duration,
+    /// Most transactions (server + client) at once; beyond, new requests get 503.
+    pub max_transactions: usize,
+    /// Call tracker settings.
+    pub tracker: TrackerConfig,
+}
+
+/// One thing to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// UDP or TCP.
+    pub transport: TransportKind,
+    /// Destination.
+    pub dest: Target,
+    /// The bytes.
+    pub data: Vec<u8>,
+    /// The client transaction this message belongs to: report a failure to
+    /// send it with [`ProxyCore::handle_transport_error`].
+    pub client_tx: Option<u64>,
+}
+
+/// What the core asks the edge to do.
+#[derive(Debug, Clone)]
+pub enum Output {
+    /// Send a message.
+    Transmit(Transmit),
+    /// Deliver `newCall` and report Zammad's answer with
+    /// [`ProxyCore::handle_cti_answer`] and this token (fail open on errors
+    /// or after the deadline: answer [`CtiAnswer::Continue`]).
+    NewCall {
+        /// Token to give back.
+        token: u64,
+        /// The event.
+        event: CallEvent,
+    },
+    /// Deliver an `answer` or `hangup` (off the call path).
+    Event(CallEvent),
+}
+
+/// What Zammad's answer to `newCall` means for the call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CtiAnswer {
+    /// Go on unchanged (also: error, timeout).
+    Continue,
+    /// Reject an inbound call with 486 Busy Here.
+    Reject,
+    /// Present this caller id on an outbound call.
+    Dial(String),
+}
+
+/// Counters (monotonic).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CoreStats {
+    /// Requests received.
+    pub requests: u64,
+    /// Responses received.
+    pub responses: u64,
+    /// Requests answered 400/505 (malformed).
+    pub malformed_requests: u64,
+    /// Responses dropped as malformed.
+    pub malformed_responses: u64,
+    /// Unparseable datagrams dropped (no usable headers).
+    pub unparseable: u64,
+    /// Requests refused with 403 (not inside, not trunk, or bad destination).
+    pub forbidden: u64,
+    /// 483 answers.
+    pub too_many_hops: u64,
+    /// 482 answers.
+    pub loops: u64,
+    /// 420 answers.
+    pub bad_extension: u64,
+    /// 503 answers because the transaction table was full.
+    pub overloaded: u64,
+    /// Request retransmissions absorbed.
+    pub retransmissions: u64,
+    /// Responses that matched no transaction and were dropped.
+    pub stray_responses: u64,
+    /// Inbound calls rejected on Zammad's word.
+    pub rejected_by_zammad: u64,
+    /// Outbound calls whose caller id was rewritten.
+    pub caller_id_rewrites: u64,
+    /// newCall answers that came too late or failed (call went on unchanged).
+    pub fail_open: u64,
+    /// Timer C expiries.
+    pub timer_c: u64,
+    /// Transport failures reported by the edge.
+    pub transport_errors: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SrvState {
+    /// Waiting for Zammad before forwarding (INVITE only).
+    AwaitingCti,
+    Proceeding,
+    Completed,
+    Confirmed,
+    Accepted,
+}
+
+struct PendingForward {
+    hop: NextHop,
+    initial: bool,
+}
+
+struct ServerTx {
+    req: SipMessage,
+    method: String,
+    side: Side,
+    reply_to: Target,
+    transport: TransportKind,
+    state: SrvState,
+    last_response: Option<Vec<u8>>,
+    client: Option<u64>,
+    to_tag: String,
+    key: String,
+    pending: Option<PendingForward>,
+    direction: Option<Direction>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CliState {
+    Calling,
+    Proceeding,
+    Completed,
+    Accepted,
+}
+
+struct ClientTx {
+    server: Option<u64>,
+    method: String,
+    branch: String,
+    req: SipMessage,
+    dest: Target,
+    transport: TransportKind,
+    state: CliState,
+    interval: Duration,
+    cancel_requested: bool,
+    cancel_sent: bool,
+    timer_c_at: Option<Instant>,
+    key: String,
+}
+
+#[derive(Debug, Clone)]
+struct NextHop {
+    target: Target,
+    transport: TransportKind,
+    /// New Request-URI (initial requests that named the proxy).
+    ruri: Option<String>,
+    /// Number of top Route values that are ours (popped).
+    pop_routes: usize,
+    /// Add Record-Route (dialog-forming initial request).
+    record_route: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Timer {
+    ClientRetransmit(u64),
+    ClientTimeout(u64),
+    TimerC(u64),
+    ClientCleanup(u64),
+    ServerRetransmit(u64, Duration),
+    ServerCleanup(u64),
+    CtiWait(u64),
+    RewriteExpire((String, String)),
+}
+
+/// The proxy core. See the module docs.
+pub struct ProxyCore {
+    cfg: CoreConfig,
+    tracker: CallTracker,
+    servers: HashMap<u64, ServerTx>,
+    server_keys: HashMap<String, u64>,
+    clients: HashMap<u64, ClientTx>,
+    client_keys: HashMap<String, u64>,
+    timers: BTreeMap<(Instant, u64), Timer>,
+    rewrites: HashMap<(String, String), Rewrite>,
+    call_rewrite: HashMap<String, (String, String)>,
+    outputs: std::collections::VecDeque<Output>,
+    next_id: u64,
+    stats: CoreStats,
+}
+
+const RR_DIALOG_METHODS: [&str; 4] = ["INVITE", "SUBSCRIBE", "REFER", "NOTIFY"];
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, PRACK, REFER, MESSAGE, SUBSCRIBE, NOTIFY, REGISTER";
+
+fn fnv1a(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in p.as_bytes().iter().chain(std::iter::once(&0xffu8)) {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
+fn transport_of(s: &str) -> Option<TransportKind> {
+    if s.eq_ignore_ascii_case("udp") {
+        Some(TransportKind::Udp)
+    } else if s.eq_ignore_ascii_case("tcp") {
+        Some(TransportKind::Tcp)
+    } else {
+        None
+    }
+}
+
+fn host_of(host: &str) -> &str {
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+fn target_of(host: &str, port: u16) -> Target {
+    match host_of(host).parse::<IpAddr>() {
+        Ok(ip) => Target::Addr(SocketAddr::new(ip, port)),
+        Err(_) => Target::Name(host_of(host).to_string(), port),
+    }
+}
+
+impl ProxyCore {
+    /// A new core with empty tables.
+    pub fn new(cfg: CoreConfig) -> ProxyCore {
+        let tracker = CallTracker::new(cfg.tracker.clone());
+        ProxyCore {
+            cfg,
+            tracker,
+            servers: HashMap::new(),
+            server_keys: HashMap::new(),
+            clients: HashMap::new(),
+            client_keys: HashMap::new(),
+            timers: BTreeMap::new(),
+            rewrites: HashMap::new(),
+            call_rewrite: HashMap::new(),
+            outputs: Default::default(),
+            next_id: 1,
+            stats: CoreStats::default(),
+        }
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &CoreStats {
+        &self.stats
+    }
+
+    /// Open transactions (server, client).
+    pub fn transactions(&self) -> (usize, usize) {
+        (self.servers.len(), self.clients.len())
+    }
+
+    /// The call tracker (for its statistics).
+    pub fn tracker(&self) -> &CallTracker {
+        &self.tracker
+    }
+
+    /// The next thing to do, if any.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When [`ProxyCore::handle_timeout`] next has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let t = self.timers.keys().next().map(|k| k.0);
+        match (t, self.tracker.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Close every tracked call (the proxy is stopping): emits the hangups.
+    pub fn shutdown(&mut self, now: Instant) {
+        let evs = self.tracker.shutdown(now);
+        self.emit_events(evs);
+    }
+
+    fn id(&mut self) -> u64 {
+        let i = self.next_id;
+        self.next_id += 1;
+        i
+    }
+
+    fn arm(&mut self, at: Instant, t: Timer) {
+        let seq = self.id();
+        self.timers.insert((at, seq), t);
+    }
+
+    fn send(&mut self, transport: TransportKind, dest: Target, data: Vec<u8>, client_tx: Option<u64>) {
+        self.outputs.push_back(Output::Transmit(Transmit {
+            transport,
+            dest,
+            data,
+            client_tx,
+        }));
+    }
+
+    fn classify(&self, ip: IpAddr) -> Option<Side> {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        if self.cfg.trunk_sources.iter().any(|n| n.contains(&ip)) {
+            Some(Side::Trunk)
+        } else if self.cfg.inside_networks.iter().any(|n| n.contains(&ip)) {
+            Some(Side::Inside)
+        } else {
+            None
+        }
+    }
+
+    fn is_us(&self, host: &str, port: Option<u16>) -> bool {
+        let Ok(ip) = host_of(host).parse::<IpAddr>() else {
+            return false;
+        };
+        (ip == self.cfg.local.ip() || self.cfg.aliases.contains(&ip))
+            && port.unwrap_or(5060) == self.cfg.local.port()
+    }
+
+    fn emit_events(&mut self, evs: Vec<CallEvent>) {
+        for ev in evs {
+            if ev.kind == EventKind::Hangup {
+                if let Some(key) = self.call_rewrite.remove(&ev.call_id) {
+                    // keep the rewrite a little for the final 200 to BYE and retransmissions
+                    let at = ev.at + self.cfg.t1 * 64;
+                    self.arm(at, Timer::RewriteExpire(key));
+                }
+            }
+            self.outputs.push_back(Output::Event(ev));
+        }
+    }
+
+    // ------------------------------------------------------------------ input
+
+    /// A message arrived from `source` over `transport` at `now`.
+    ///
+    /// Requests that fail validation get a 400 (or 505) with the reason;
+    /// malformed responses are dropped and counted. Never panics on input.
+    pub fn handle_received(&mut self, now: Instant, data: Vec<u8>, source: SocketAddr, transport: TransportKind) {
+        let msg = match SipMessage::parse(data, &self.cfg.limits) {
+            Ok(m) => m,
+            Err(e) => {
+                self.stats.unparseable += 1;
+                tracing::warn!(%source, reason = %e.reason(), "dropped unparseable message");
+                return;
+            }
+        };
+        if msg.is_request() {
+            self.stats.requests += 1;
+            self.on_request(now, msg, source, transport);
+        } else {
+            self.stats.responses += 1;
+            self.on_response(now, msg, source);
+        }
+    }
+
+    fn reply_target(msg: &SipMessage, source: SocketAddr, transport: TransportKind) -> Target {
+        // RFC 3261 18.2.2 and RFC 3581 4: over TCP the same connection
+        // (the source); over UDP the source port when rport was asked for,
+        // else the sent-by port at the source address.
+        if transport == TransportKind::Tcp {
+            return Target::Addr(source);
+        }
+        match msg.top_via() {
+            Some(v) if v.rport().is_some() => Target::Addr(source),
+            Some(v) => Target::Addr(SocketAddr::new(source.ip(), v.port.unwrap_or(5060))),
+            None => Target::Addr(source),
+        }
+    }
+
+    fn respond_stateless(&mut self, req: &SipMessage, source: SocketAddr, transport: TransportKind, status: u16, reason: &str, extra: &[(&str, &str)]) {
+        if req.method() == Some("ACK") {
+            return;
+        }
+        let tag = format!("sc{:x}", fnv1a(&[req.call_id().unwrap_or(""), &status.to_string()]));
+        let bytes = response_for(req, status, reason, Some(&tag), extra);
+        let dest = Self::reply_target(req, source, transport);
+        self.send(transport, dest, bytes, None);
+    }
+
+    fn server_key(msg: &SipMessage, method: &str) -> Option<String> {
+        let via = msg.top_via()?;
+        let branch = via.branch().unwrap_or("");
+        let port = via.port.unwrap_or(5060);
+        if branch.starts_with("z9hG4bK") {
+            Some(format!("{branch}|{}:{port}|{method}", via.host))
+        } else {
+            // RFC 2543 matching (RFC 3261 17.2.3, last paragraph)
+            let (cseq, _) = msg.cseq()?;
+            let ftag = msg.from().and_then(|f| f.tag().map(str::to_string)).unwrap_or_default();
+            Some(format!(
+                "2543|{}|{}|{}|{}|{}|{}:{port}|{method}",
+                msg.request_uri().unwrap_or(""),
+                msg.call_id().unwrap_or(""),
+                ftag,
+                cseq,
+                branch,
+                via.host
+            ))
+        }
+    }
+
+    fn loop_hash(msg: &SipMessage) -> String {
+        let ftag = msg.from().and_then(|f| f.tag().map(str::to_string)).unwrap_or_default();
+        let ttag = msg.to().and_then(|f| f.tag().map(str::to_string)).unwrap_or_default();
+        let cseq = msg.cseq().map(|c| c.0.to_string()).unwrap_or_default();
+        format!(
+            "{:016x}",
+            fnv1a(&[msg.request_uri().unwrap_or(""), &ftag, &ttag, msg.call_id().unwrap_or(""), &cseq])
+        )
+    }
+
+    fn on_request(&mut self, now: Instant, msg: SipMessage, source: SocketAddr, transport: TransportKind) {
+        if let Err(e) = msg.validate() {
+            self.stats.malformed_requests += 1;
+            tracing::warn!(%source, reason = %e.reason(), "malformed request");
+            if msg.top_via().is_some() {
+                let status = e.status();
+                let reason = e.reason();
+                self.respond_stateless(&msg, source, transport, status, &reason, &[]);
+            }
+            return;
+        }
+        let method = msg.method().unwrap_or("").to_string();
+        let side = self.classify(source.ip());
+
+        if method == "ACK" {
+            self.on_ack(now, msg, source, side);
+            return;
+        }
+        let Some(key) = Self::server_key(&msg, &method) else {
+            return;
+        };
+        if let Some(&sid) = self.server_keys.get(&key) {
+            self.stats.retransmissions += 1;
+            if let Some(stx) = self.servers.get(&sid) {
+                let resend = match (&stx.last_response, stx.state) {
+                    (Some(r), _) => Some(r.clone()),
+                    (None, SrvState::AwaitingCti) => Some(response_for(&stx.req, 100, "Trying", None, &[])),
+                    _ => None,
+                };
+                if let Some(r) = resend {
+                    let (t, d) = (stx.transport, stx.reply_to.clone());
+                    self.send(t, d, r, None);
+                }
+            }
+            return;
+        }
+        let Some(side) = side else {
+            self.stats.forbidden += 1;
+            tracing::warn!(%source, %method, "request from an address that is neither inside nor trunk: 403");
+            self.respond_stateless(&msg, source, transport, 403, "Forbidden", &[]);
+            return;
+        };
+        if method == "CANCEL" {
+            self.on_cancel(now, msg, source, transport, side);
+            return;
+        }
+        // RFC 3261 16.3 step 3: Max-Forwards
+        if msg.max_forwards() == Some(0) {
+            self.stats.too_many_hops += 1;
+            self.respond_stateless(&msg, source, transport, 483, "Too Many Hops", &[]);
+            return;
+        }
+        // 16.3 step 4: loop detection
+        let lh = Self::loop_hash(&msg);
+        let looped = msg.vias().iter().skip(1).chain(msg.vias().first()).any(|v| {
+            self.is_us(v.host, v.port) && v.branch().is_some_and(|b| b.starts_with(&format!("z9hG4bKsc{lh}")))
+        });
+        if looped {
+            self.stats.loops += 1;
+            self.respond_stateless(&msg, source, transport, 482, "Loop Detected", &[]);
+            return;
+        }
+        // 16.3 step 5: Proxy-Require
+        let unsupported: Vec<&str> = msg.header_values("Proxy-Require");
+        if !unsupported.is_empty() {
+            self.stats.bad_extension += 1;
+            let list = unsupported.join(", ");
+            self.respond_stateless(&msg, source, transport, 420, "Bad Extension", &[("Unsupported", &list)]);
+            return;
+        }
+        let to_tag = msg.to().and_then(|t| t.tag().map(str::to_string));
+        let initial = to_tag.is_none();
+        // OPTIONS / keep-alive addressed to the proxy itself
+        if initial && method == "OPTIONS" {
+            if let Some(u) = msg.request_uri().and_then(|r| Uri::parse(r).ok()) {
+                if u.user.is_none() && self.is_us(u.host, u.port) {
+                    self.respond_stateless(&msg, source, transport, 200, "OK", &[("Allow", ALLOW)]);
+                    return;
+                }
+            }
+        }
+        if self.servers.len() + self.clients.len() >= self.cfg.max_transactions {
+            self.stats.overloaded += 1;
+            tracing::warn!("transaction table full: 503");
+            self.respond_stateless(&msg, source, transport, 503, "Service Unavailable", &[("Retry-After", "5")]);
+            return;
+        }
+        let hop = if initial {
+            self.initial_hop(&msg, &method, side)
+        } else {
+            match self.in_dialog_hop(&msg, side) {
+                Ok(h) => h,
+                Err((code, reason)) => {
+                    if code == 403 {
+                        self.stats.forbidden += 1;
+                    }
+                    self.respond_stateless(&msg, source, transport, code, reason, &[]);
+                    return;
+                }
+            }
+        };
+        // create the server transaction (RFC 3261 17.2)
+        let sid = self.id();
+        let to_tag_ours = format!("sc{:x}", fnv1a(&[&key]));
+        let reply_to = Self::reply_target(&msg, source, transport);
+        let is_invite = method == "INVITE";
+        let events = self.tracker.on_message(&msg, side, now);
+        let mut stx = ServerTx {
+            req: msg,
+            method: method.clone(),
+            side,
+            reply_to,
+            transport,
+            state: SrvState::Proceeding,
+            last_response: None,
+            client: None,
+            to_tag: to_tag_ours,
+            key: key.clone(),
+            pending: None,
+            direction: None,
+        };
+        if is_invite {
+            // 100 Trying at once (RFC 3261 16.2 / 17.2.1)
+            let trying = response_for(&stx.req, 100, "Trying", None, &[]);
+            stx.last_response = Some(trying.clone());
+            self.send(transport, stx.reply_to.clone(), trying, None);
+        }
+        let mut new_call = None;
+        let mut rest = Vec::new();
+        for ev in events {
+            if ev.kind == EventKind::NewCall && is_invite && initial {
+                stx.direction = Some(ev.direction);
+                new_call = Some(ev);
+            } else {
+                rest.push(ev);
+            }
+        }
+        self.server_keys.insert(key, sid);
+        self.servers.insert(sid, stx);
+        self.emit_events(rest);
+        if let Some(ev) = new_call {
+            if let Some(stx) = self.servers.get_mut(&sid) {
+                stx.state = SrvState::AwaitingCti;
+                stx.pending = Some(PendingForward { hop, initial });
+            }
+            self.outputs.push_back(Output::NewCall { token: sid, event: ev });
+            let at = now + self.cfg.newcall_wait;
+            self.arm(at, Timer::CtiWait(sid));
+            return;
+        }
+        self.forward_request(now, sid, hop, initial);
+    }
+
+    fn initial_hop(&self, msg: &SipMessage, method: &str, side: Side) -> NextHop {
+        let hop = match side {
+            Side::Inside => &self.cfg.trunk,
+            Side::Trunk => &self.cfg.inside_target,
+        };
+        // Request-URI naming the proxy itself: send it on to the hop's host
+        let ruri = msg.request_uri().and_then(|r| {
+            let u = Uri::parse(r).ok()?;
+            if u.is_sip() && self.is_us(u.host, u.port) {
+                Some(replace_hostport(r, &u, &hop.hostport))
+            } else {
+                None
+            }
+        });
+        // pre-loaded Route values naming us (RFC 3261 16.4)
+        let pop_routes = self.our_routes(msg).0;
+        NextHop {
+            target: hop.target.clone(),
+            transport: hop.transport,
+            ruri,
+            pop_routes,
+            record_route: RR_DIALOG_METHODS.contains(&method),
+        }
+    }
+
+    /// Count the top Route values that name this proxy; return the
+    /// transport parameter of the last one (double Record-Route).
+    fn our_routes(&self, msg: &SipMessage) -> (usize, Option<TransportKind>) {
+        let mut n = 0;
+        let mut t = None;
+        for r in msg.header_values("Route") {
+            let Ok(na) = sipcti_transport::NameAddr::parse(r) else {
+                break;
+            };
+            let Ok(u) = na.parsed_uri() else { break };
+            if !self.is_us(u.host, u.port) {
+                break;
+            }
+            n += 1;
+            t = u.transport().and_then(transport_of).or(Some(TransportKind::Udp));
+        }
+        (n, t)
+    }
+
+    /// RFC 3261 16.4 and 16.5/16.6 step 6-7 for a request inside a dialog:
+    /// pop our Route values and send to the next Route, else the Request-URI.
+    fn in_dialog_hop(&self, msg: &SipMessage, side: Side) -> Result<NextHop, (u16, &'static str)> {
+        let (pop, rr_transport) = self.our_routes(msg);
+        let routes = msg.header_values("Route");
+        let next_uri = if let Some(r) = routes.get(pop) {
+            let na = sipcti_transport::NameAddr::parse(r).map_err(|_| (400u16, "Bad Route"))?;
+            na.uri.to_string()
+        } else {
+            msg.request_uri().unwrap_or("").to_string()
+        };
+        let u = Uri::parse(&next_uri).map_err(|_| (400u16, "Bad Request-URI"))?;
+        if !u.is_sip() || u.host.is_empty() {
+            return Err((416, "Unsupported URI Scheme"));
+        }
+        let default_port = if u.scheme.eq_ignore_ascii_case("sips") { 5061 } else { 5060 };
+        let port = u.port.unwrap_or(default_port);
+        let transport = u
+            .transport()
+            .and_then(transport_of)
+            .or(rr_transport)
+            .unwrap_or(TransportKind::Udp);
+        let target = target_of(u.host, port);
+        if self.is_us(u.host, Some(port)) {
+            return Err((482, "Loop Detected"));
+        }
+        // no open relay: requests from the trunk may only go inside
+        if side == Side::Trunk {
+            let ok = match &target {
+                Target::Addr(a) => {
+                    self.cfg.inside_networks.iter().any(|n| n.contains(&a.ip()))
+                        || self.cfg.inside_target.target == target
+                }
+                Target::Name(..) => self.cfg.inside_target.target == target,
+            };
+            if !ok {
+                return Err((403, "Forbidden"));
+            }
+        }
+        Ok(NextHop {
+            target,
+            transport,
+            ruri: None,
+            pop_routes: pop,
+            record_route: false,
+        })
+    }
+
+    fn via_value(&self, transport: TransportKind, branch: &str) -> String {
+        let host = match self.cfg.local.ip() {
+            IpAddr::V6(v6) => format!("[{v6}]"),
+            v4 => v4.to_string(),
+        };
+        format!("SIP/2.0/{transport} {host}:{};branch={branch}", self.cfg.local.port())
+    }
+
+    fn rr_value(&self, transport: TransportKind) -> String {
+        let host = match self.cfg.local.ip() {
+            IpAddr::V6(v6) => format!("[{v6}]"),
+            v4 => v4.to_string(),
+        };
+        match transport {
+            TransportKind::Udp => format!("<sip:{host}:{};lr>", self.cfg.local.port()),
+            TransportKind::Tcp => format!("<sip:{host}:{};transport=tcp;lr>", self.cfg.local.port()),
+        }
+    }
+
+    fn rewrite_for(&self, msg: &SipMessage) -> Option<&Rewrite> {
+        if self.rewrites.is_empty() {
+            return None;
+        }
+        let cid = msg.call_id()?;
+        for t in [msg.from(), msg.to()].into_iter().flatten() {
+            if let Some(tag) = t.tag() {
+                if let Some(r) = self.rewrites.get(&(cid.to_string(), tag.to_string())) {
+                    return Some(r);
+                }
+            }
+        }
+        None
+    }
+
+    /// RFC 3261 16.6: copy, Request-URI, Max-Forwards, Record-Route, Via;
+    /// then the client transaction (17.1).
+    fn forward_request(&mut self, now: Instant, sid: u64, hop: NextHop, initial: bool) {
+        let Some(stx) = self.servers.get(&sid) else { return };
+        let req = &stx.req;
+        let method = stx.method.clone();
+        let side = stx.side;
+        let in_transport = stx.transport;
+        let lh = Self::loop_hash(req);
+        let tx_hash = fnv1a(&[&stx.key]);
+        let branch = format!("z9hG4bKsc{lh}.{tx_hash:016x}");
+        let mut edit = req.edit();
+        if let Some(r) = &hop.ruri {
+            edit.set_request_uri(r);
+        }
+        for _ in 0..hop.pop_routes {
+            edit.remove_first_value("Route");
+        }
+        let mf = req.max_forwards().map(|m| m.saturating_sub(1)).unwrap_or(70);
+        edit.set_max_forwards(mf);
+        // received / rport on the sender's Via (RFC 3261 18.2.1, RFC 3581)
+        let src = match &stx.reply_to {
+            Target::Addr(a) => Some(*a),
+            _ => None,
+        };
+        if let (Some(v), Some(src)) = (req.top_via(), src) {
+            let host_differs = host_of(v.host).parse::<IpAddr>().ok() != Some(src.ip());
+            let rport = v.rport().map(|_| src.port());
+            if host_differs || rport.is_some() {
+                edit.set_top_via_received(Some(src.ip()), rport);
+            }
+        }
+        if hop.record_route && initial {
+            // double Record-Route when the two sides use different transports
+            if in_transport != hop.transport {
+                edit.insert_first("Record-Route", &self.rr_value(in_transport));
+                edit.insert_first("Record-Route", &self.rr_value(hop.transport));
+            } else {
+                edit.insert_first("Record-Route", &self.rr_value(hop.transport));
+            }
+        }
+        edit.insert_first("Via", &self.via_value(hop.transport, &branch));
+        if let Some(rw) = self.rewrite_for(req) {
+            let toward = if side == Side::Inside { Toward::Trunk } else { Toward::Inside };
+            for (idx, v) in rw.edits(req, toward, side == Side::Inside) {
+                edit.replace_value(idx, &v);
+            }
+        }
+        let bytes = edit.finish();
+        let fwd = match SipMessage::parse(bytes, &self.cfg.limits) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(reason = %e.reason(), "forwarded request did not parse; answering 500");
+                self.final_from_proxy(now, sid, 500, "Server Internal Error");
+                return;
+            }
+        };
+        let cid = self.id();
+        let is_invite = method == "INVITE";
+        let ckey = format!("{branch}|{method}");
+        let data = fwd.as_bytes().to_vec();
+        let ctx = ClientTx {
+            server: Some(sid),
+            method,
+            branch,
+            req: fwd,
+            dest: hop.target.clone(),
+            transport: hop.transport,
+            state: if is_invite { CliState::Calling } else { CliState::Proceeding },
+            interval: self.cfg.t1,
+            cancel_requested: false,
+            cancel_sent: false,
+            timer_c_at: if is_invite { Some(now + self.cfg.timer_c) } else { None },
+            key: ckey.clone(),
+        };
+        self.client_keys.insert(ckey, cid);
+        self.clients.insert(cid, ctx);
+        if let Some(stx) = self.servers.get_mut(&sid) {
+            stx.client = Some(cid);
+            if stx.state == SrvState::AwaitingCti {
+                stx.state = SrvState::Proceeding;
+            }
+        }
+        self.send(hop.transport, hop.target, data, Some(cid));
+        if hop.transport == TransportKind::Udp {
+            self.arm(now + self.cfg.t1, Timer::ClientRetransmit(cid));
+        }
+        self.arm(now + self.cfg.t1 * 64, Timer::ClientTimeout(cid));
+        if is_invite {
+            self.arm(now + self.cfg.timer_c, Timer::TimerC(cid));
+        }
+    }
+
+    /// ACK: for a non-2xx final response it ends our server transaction
+    /// (hop by hop, RFC 3261 17.2.1); for a 2xx it is end to end and is
+    /// forwarded statelessly along the route (16.11 behaviour for ACK).
+    fn on_ack(&mut self, now: Instant, msg: SipMessage, source: SocketAddr, side: Option<Side>) {
+        if let Some(key) = Self::server_key(&msg, "INVITE") {
+            if let Some(&sid) = self.server_keys.get(&key) {
+                if let Some(stx) = self.servers.get_mut(&sid) {
+                    if matches!(stx.state, SrvState::Completed | SrvState::Confirmed) {
+                        stx.state = SrvState::Confirmed;
+                        let t4 = Duration::from_secs(5);
+                        let at = now + if stx.transport == TransportKind::Udp { t4 } else { Duration::ZERO };
+                        self.arm(at, Timer::ServerCleanup(sid));
+                        return;
+                    }
+                }
+            }
+        }
+        let Some(side) = side else {
+            self.stats.forbidden += 1;
+            tracing::warn!(%source, "ACK from an address that is neither inside nor trunk dropped");
+            return;
+        };
+        let evs = self.tracker.on_message(&msg, side, now);
+        self.emit_events(evs);
+        let hop = match self.in_dialog_hop(&msg, side) {
+            Ok(h) => h,
+            Err((code, reason)) => {
+                tracing::warn!(%source, code, reason, "ACK not routable, dropped");
+                return;
+            }
+        };
+        let mut edit = msg.edit();
+        for _ in 0..hop.pop_routes {
+            edit.remove_first_value("Route");
+        }
+        let mf = msg.max_forwards().map(|m| m.saturating_sub(1)).unwrap_or(70);
+        edit.set_max_forwards(mf);
+        let top_branch = msg.top_via().and_then(|v| v.branch()).unwrap_or("").to_string();
+        let branch = format!("z9hG4bKsc{}.{:016x}", Self::loop_hash(&msg), fnv1a(&[&top_branch, "ACK"]));
+        edit.insert_first("Via", &self.via_value(hop.transport, &branch));
+        if let Some(rw) = self.rewrite_for(&msg) {
+            let toward = if side == Side::Inside { Toward::Trunk } else { Toward::Inside };
+            for (idx, v) in rw.edits(&msg, toward, side == Side::Inside) {
+                edit.replace_value(idx, &v);
+            }
+        }
+        let bytes = edit.finish();
+        self.send(hop.transport, hop.target, bytes, None);
+    }
+
+    /// RFC 3261 16.10: answer the CANCEL hop by hop, cancel the pending branch.
+    fn on_cancel(&mut self, now: Instant, msg: SipMessage, source: SocketAddr, transport: TransportKind, side: Side) {
+        let Some(inv_key) = Self::server_key(&msg, "INVITE") else { return };
+        let Some(&sid) = self.server_keys.get(&inv_key) else {
+            self.respond_stateless(&msg, source, transport, 481, "Call/Transaction Does Not Exist", &[]);
+            return;
+        };
+        // the CANCEL's own server transaction absorbs its retransmissions
+        let Some(ckey) = Self::server_key(&msg, "CANCEL") else { return };
+        let ok = response_for(&msg, 200, "OK", None, &[]);
+        let reply_to = Self::reply_target(&msg, source, transport);
+        self.send(transport, reply_to.clone(), ok.clone(), None);
+        let evs = self.tracker.on_message(&msg, side, now);
+        let cancel_sid = self.id();
+        self.server_keys.insert(ckey.clone(), cancel_sid);
+        self.servers.insert(
+            cancel_sid,
+            ServerTx {
+                req: msg,
+                method: "CANCEL".into(),
+                side,
+                reply_to,
+                transport,
+                state: SrvState::Completed,
+                last_response: Some(ok),
+                client: None,
+                to_tag: String::new(),
+                key: ckey,
+                pending: None,
+                direction: None,
+            },
+        );
+        self.arm(now + self.cfg.t1 * 64, Timer::ServerCleanup(cancel_sid));
+        self.emit_events(evs);
+        let Some(stx) = self.servers.get_mut(&sid) else { return };
+        match stx.state {
+            SrvState::AwaitingCti => {
+                // never forwarded: answer 487 ourselves
+                stx.pending = None;
+                self.final_from_proxy(now, sid, 487, "Request Terminated");
+            }
+            SrvState::Proceeding => {
+                if let Some(cid) = stx.client {
+                    self.cancel_branch(now, cid);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn cancel_branch(&mut self, now: Instant, cid: u64) {
+        let Some(ctx) = self.clients.get_mut(&cid) else { return };
+        if ctx.method != "INVITE" || ctx.cancel_sent || matches!(ctx.state, CliState::Completed | CliState::Accepted) {
+            return;
+        }
+        if ctx.state == CliState::Calling {
+            // RFC 3261 9.1: wait for a provisional response before CANCEL
+            ctx.cancel_requested = true;
+            return;
+        }
+        ctx.cancel_sent = true;
+        let cancel = build_cancel(&ctx.req);
+        let (t, d, branch) = (ctx.transport, ctx.dest.clone(), ctx.branch.clone());
+        let id = self.id();
+        let key = format!("{branch}|CANCEL");
+        let req = match SipMessage::parse(cancel.clone(), &self.cfg.limits) {
+            Ok(m) => m,
+            Err(_) => return,
+        };
+        self.client_keys.insert(key.clone(), id);
+        self.clients.insert(
+            id,
+            ClientTx {
+                server: None,
+                method: "CANCEL".into(),
+                branch,
+                req,
+                dest: d.clone(),
+                transport: t,
+                state: CliState::Proceeding,
+                interval: self.cfg.t1,
+                cancel_requested: false,
+                cancel_sent: false,
+                timer_c_at: None,
+                key,
+            },
+        );
+        self.send(t, d, cancel, Some(id));
+        if t == TransportKind::Udp {
+            self.arm(now + self.cfg.t1, Timer::ClientRetransmit(id));
+        }
+        self.arm(now + self.cfg.t1 * 64, Timer::ClientTimeout(id));
+    }
+
+    /// A final response generated by the proxy for server transaction `sid`
+    /// (487, 408, 503, 486, 500). The tracker sees it like any response.
+    fn final_from_proxy(&mut self, now: Instant, sid: u64, status: u16, reason: &str) {
+        let Some(stx) = self.servers.get_mut(&sid) else { return };
+        if matches!(stx.state, SrvState::Completed | SrvState::Confirmed | SrvState::Accepted) {
+            return;
+        }
+        let bytes = response_for(&stx.req, status, reason, Some(&stx.to_tag), &[]);
+        stx.state = SrvState::Completed;
+        stx.pending = None;
+        stx.last_response = Some(bytes.clone());
+        let (t, d) = (stx.transport, stx.reply_to.clone());
+        let side_to = match stx.side {
+            Side::Inside => Side::Trunk,
+            Side::Trunk => Side::Inside,
+        };
+        let is_invite = stx.method == "INVITE";
+        self.send(t, d, bytes.clone(), None);
+        if let Ok(m) = SipMessage::parse(bytes, &self.cfg.limits) {
+            let evs = self.tracker.on_message(&m, side_to, now);
+            self.emit_events(evs);
+        }
+        self.complete_server(now, sid, is_invite, t);
+    }
+
+    fn complete_server(&mut self, now: Instant, sid: u64, is_invite: bool, t: TransportKind) {
+        let udp = t == TransportKind::Udp;
+        if is_invite {
+            if udp {
+                self.arm(now + self.cfg.t1, Timer::ServerRetransmit(sid, self.cfg.t1));
+            }
+            self.arm(now + self.cfg.t1 * 64, Timer::ServerCleanup(sid)); // Timer H
+        } else {
+            let j = if udp { self.cfg.t1 * 64 } else { Duration::ZERO };
+            self.arm(now + j, Timer::ServerCleanup(sid)); // Timer J
+        }
+    }
+
+    /// Zammad's answer to the `newCall` of server transaction `token`.
+    pub fn handle_cti_answer(&mut self, now: Instant, token: u64, answer: CtiAnswer) {
+        let Some(stx) = self.servers.get_mut(&token) else {
+            tracing::info!(token, "late newCall answer ignored (transaction gone)");
+            return;
+        };
+        if stx.state != SrvState::AwaitingCti {
+            tracing::info!(token, "late newCall answer ignored (call already went on)");
+            return;
+        }
+        let Some(pending) = stx.pending.take() else { return };
+        let direction = stx.direction;
+        match (answer, direction) {
+            (CtiAnswer::Reject, Some(Direction::In)) => {
+                self.stats.rejected_by_zammad += 1;
+                tracing::info!(token, "Zammad rejected the inbound call: 486");
+                self.final_from_proxy(now, token, 486, "Busy Here");
+                return;
+            }
+            (CtiAnswer::Dial(caller_id), Some(Direction::Out)) if !caller_id.is_empty() => {
+                let req = &stx.req;
+                let cid = req.call_id().unwrap_or("").to_string();
+                let tag = req.from().and_then(|f| f.tag().map(str::to_string));
+                let user = req.from().and_then(|f| f.parsed_uri().ok().and_then(|u| u.user.map(str::to_string)));
+                if let (Some(tag), Some(user)) = (tag, user) {
+                    self.stats.caller_id_rewrites += 1;
+                    let key = (cid, tag.clone());
+                    if let Some(info) = self.tracker.call_info(&key.0, &key.1) {
+                        self.call_rewrite.insert(info.call_id, key.clone());
+                    }
+                    self.rewrites.insert(
+                        key.clone(),
+                        Rewrite {
+                            phone_tag: tag,
+                            original_user: user,
+                            caller_id,
+                        },
+                    );
+                    let cap = self.cfg.tracker.max_call_duration + self.cfg.t1 * 64;
+                    self.arm(now + cap, Timer::RewriteExpire(key));
+                }
+            }
+            (CtiAnswer::Continue, _) => {}
+            (other, d) => {
+                tracing::info!(token, ?other, ?d, "Zammad answer does not apply to this direction; going on");
+            }
+        }
+        self.forward_request(now, token, pending.hop, pending.initial);
+    }
+
+    /// The edge could not send a message of client transaction `client_tx`
+    /// (TCP connect refused, name not resolvable...): RFC 3261 16.7 step 2 / 8.1.3.1,
+    /// the branch answers 503.
+    pub fn handle_transport_error(&mut self, now: Instant, client_tx: u64) {
+        self.stats.transport_errors += 1;
+        let Some(ctx) = self.clients.remove(&client_tx) else { return };
+        self.client_keys.remove(&ctx.key);
+        if matches!(ctx.state, CliState::Completed | CliState::Accepted) {
+            return;
+        }
+        if let Some(sid) = ctx.server {
+            self.final_from_proxy(now, sid, 503, "Service Unavailable");
+        }
+    }
+
+    // --------------------------------------------------------------- responses
+
+    fn on_response(&mut self, now: Instant, msg: SipMessage, source: SocketAddr) {
+        if let Err(e) = msg.validate() {
+            self.stats.malformed_responses += 1;
+            tracing::warn!(%source, reason = %e.reason(), "malformed response dropped");
+            return;
+        }
+        let Some(via) = msg.top_via() else { return };
+        if !self.is_us(via.host, via.port) {
+            self.stats.stray_responses += 1;
+            tracing::warn!(%source, "response whose top Via is not ours dropped");
+            return;
+        }
+        let status = msg.status().unwrap_or(0);
+        let Some((_, cseq_method)) = msg.cseq() else { return };
+        let key = format!("{}|{}", via.branch().unwrap_or(""), cseq_method);
+        let side_from = self.classify(source.ip());
+        let Some(&cid) = self.client_keys.get(&key) else {
+            // a 2xx retransmission after the transaction is gone: forward statelessly
+            if cseq_method == "INVITE" && (200..300).contains(&status) {
+                let side = side_from.unwrap_or(Side::Trunk);
+                let evs = self.tracker.on_message(&msg, side, now);
+                self.emit_events(evs);
+                self.forward_response_stateless(&msg, side);
+            } else {
+                self.stats.stray_responses += 1;
+            }
+            return;
+        };
+        let Some(ctx) = self.clients.get_mut(&cid) else { return };
+        let is_invite = ctx.method == "INVITE";
+        let server = ctx.server;
+        let side = side_from.unwrap_or(Side::Trunk);
+        let mut forward = false;
+        let mut send_cancel = false;
+        let mut ack = None;
+        let mut first_final = false;
+        match status {
+            100..=199 => {
+                if ctx.state == CliState::Calling {
+                    ctx.state = CliState::Proceeding;
+                }
+                if is_invite {
+                    if status > 100 {
+                        ctx.timer_c_at = Some(now + self.cfg.timer_c);
+                    }
+                    if ctx.cancel_requested && !ctx.cancel_sent {
+                        send_cancel = true;
+                    }
+                }
+                forward = status != 100 && ctx.method != "CANCEL";
+            }
+            200..=299 => {
+                if is_invite {
+                    forward = true; // every 2xx goes upstream (RFC 3261 16.7 step 10)
+                    if ctx.state != CliState::Accepted {
+                        ctx.state = CliState::Accepted;
+                        first_final = true;
+                    }
+                } else if !matches!(ctx.state, CliState::Completed) {
+                    ctx.state = CliState::Completed;
+                    first_final = true;
+                    forward = ctx.method != "CANCEL";
+                }
+            }
+            _ => {
+                if is_invite {
+                    ack = Some(build_ack(&ctx.req, &msg));
+                }
+                if !matches!(ctx.state, CliState::Completed | CliState::Accepted) {
+                    ctx.state = CliState::Completed;
+                    first_final = true;
+                    forward = ctx.method != "CANCEL";
+                }
+            }
+        }
+        let (t, d) = (ctx.transport, ctx.dest.clone());
+        if let Some(a) = ack {
+            self.send(t, d, a, None);
+        }
+        if first_final {
+            let wait = if is_invite {
+                if (200..300).contains(&status) {
+                    self.cfg.t1 * 64
+                } else if t == TransportKind::Udp {
+                    Duration::from_secs(32) // Timer D
+                } else {
+                    Duration::ZERO
+                }
+            } else if t == TransportKind::Udp {
+                Duration::from_secs(5) // Timer K
+            } else {
+                Duration::ZERO
+            };
+            self.arm(now + wait, Timer::ClientCleanup(cid));
+        }
+        if send_cancel {
+            if let Some(c) = self.clients.get_mut(&cid) {
+                c.state = CliState::Proceeding;
+            }
+            self.cancel_branch(now, cid);
+        }
+        // the tracker sees every response of the call
+        let evs = self.tracker.on_message(&msg, side, now);
+        self.emit_events(evs);
+        if !forward {
+            return;
+        }
+        let Some(sid) = server else { return };
+        let Some(stx) = self.servers.get_mut(&sid) else {
+            if (200..300).contains(&status) && is_invite {
+                self.forward_response_stateless(&msg, side);
+            }
+            return;
+        };
+        if matches!(stx.state, SrvState::Completed | SrvState::Confirmed) {
+            // we already answered (Timer C 408, 503...): absorb
+            return;
+        }
+        let toward = match stx.side {
+            Side::Inside => Toward::Inside,
+            Side::Trunk => Toward::Trunk,
+        };
+        let bytes = self.response_upstream_bytes(&msg, toward);
+        let Some(stx) = self.servers.get_mut(&sid) else { return };
+        let (t, d) = (stx.transport, stx.reply_to.clone());
+        let srv_invite = stx.method == "INVITE";
+        stx.last_response = Some(bytes.clone());
+        let mut complete = false;
+        if status >= 200 {
+            if srv_invite && status < 300 {
+                if stx.state != SrvState::Accepted {
+                    stx.state = SrvState::Accepted; // RFC 6026
+                    let at = now + self.cfg.t1 * 64;
+                    self.arm(at, Timer::ServerCleanup(sid));
+                }
+            } else {
+                stx.state = SrvState::Completed;
+                complete = true;
+            }
+        }
+        self.send(t, d, bytes, None);
+        if complete {
+            self.complete_server(now, sid, srv_invite, t);
+        }
+    }
+
+    fn response_upstream_bytes(&self, msg: &SipMessage, toward: Toward) -> Vec<u8> {
+        let mut edit = msg.edit();
+        edit.remove_first_value("Via");
+        if let Some(rw) = self.rewrite_for(msg) {
+            for (idx, v) in rw.edits(msg, toward, false) {
+                edit.replace_value(idx, &v);
+            }
+        }
+        edit.finish()
+    }
+
+    fn forward_response_stateless(&mut self, msg: &SipMessage, from_side: Side) {
+        let vias = msg.vias();
+        let Some(next) = vias.get(1) else { return };
+        let port = match next.rport() {
+            Some(Some(p)) => p.parse().ok(),
+            _ => None,
+        }
+        .or(next.port)
+        .unwrap_or(5060);
+        let host = next.received().unwrap_or(next.host);
+        let Ok(ip) = host_of(host).parse::<IpAddr>() else {
+            tracing::warn!("2xx retransmission to a Via host name dropped");
+            return;
+        };
+        let transport = transport_of(next.transport).unwrap_or(TransportKind::Udp);
+        let toward = match from_side {
+            Side::Trunk => Toward::Inside,
+            Side::Inside => Toward::Trunk,
+        };
+        let bytes = self.response_upstream_bytes(msg, toward);
+        self.send(transport, Target::Addr(SocketAddr::new(ip, port)), bytes, None);
+    }
+
+    // ------------------------------------------------------------------ timers
+
+    /// Run every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let evs = self.tracker.handle_timeout(now);
+        self.emit_events(evs);
+        while let Some(entry) = self.timers.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let t = entry.remove();
+            self.fire(now, t);
+        }
+    }
+
+    fn fire(&mut self, now: Instant, t: Timer) {
+        match t {
+            Timer::ClientRetransmit(cid) => {
+                let Some(ctx) = self.clients.get_mut(&cid) else { return };
+                let again = if ctx.method == "INVITE" {
+                    ctx.state == CliState::Calling // Timer A
+                } else {
+                    ctx.state == CliState::Proceeding || ctx.state == CliState::Calling // Timer E
+                };
+                if !again {
+                    return;
+                }
+                let data = ctx.req.as_bytes().to_vec();
+                let (tr, d) = (ctx.transport, ctx.dest.clone());
+                ctx.interval = if ctx.method == "INVITE" {
+                    ctx.interval * 2
+                } else {
+                    (ctx.interval * 2).min(Duration::from_secs(4)) // T2
+                };
+                let next = now + ctx.interval;
+                self.send(tr, d, data, Some(cid));
+                self.arm(next, Timer::ClientRetransmit(cid));
+            }
+            Timer::ClientTimeout(cid) => {
+                // Timer B / F: no final response within 64*T1
+                let Some(ctx) = self.clients.get(&cid) else { return };
+                let timed_out = if ctx.method == "INVITE" {
+                    ctx.state == CliState::Calling
+                } else {
+                    !matches!(ctx.state, CliState::Completed | CliState::Accepted)
+                };
+                if !timed_out {
+                    return;
+                }
+                let server = ctx.server;
+                self.remove_client(cid);
+                if let Some(sid) = server {
+                    self.final_from_proxy(now, sid, 408, "Request Timeout");
+                }
+            }
+            Timer::TimerC(cid) => {
+                let Some(ctx) = self.clients.get(&cid) else { return };
+                if matches!(ctx.state, CliState::Completed | CliState::Accepted) {
+                    return;
+                }
+                if let Some(at) = ctx.timer_c_at {
+                    if at > now {
+                        self.arm(at, Timer::TimerC(cid));
+                        return;
+                    }
+                }
+                self.stats.timer_c += 1;
+                let server = ctx.server;
+                let provisional = ctx.state == CliState::Proceeding;
+                if provisional {
+                    self.cancel_branch(now, cid);
+                }
+                if let Some(sid) = server {
+                    self.final_from_proxy(now, sid, 408, "Request Timeout");
+                }
+            }
+            Timer::ClientCleanup(cid) => self.remove_client(cid),
+            Timer::ServerRetransmit(sid, interval) => {
+                // Timer G: resend the non-2xx final until the ACK
+                let Some(stx) = self.servers.get(&sid) else { return };
+                if stx.state != SrvState::Completed {
+                    return;
+                }
+                if let Some(r) = stx.last_response.clone() {
+                    let (t, d) = (stx.transport, stx.reply_to.clone());
+                    self.send(t, d, r, None);
+                }
+                let next = (interval * 2).min(Duration::from_secs(4));
+                self.arm(now + next, Timer::ServerRetransmit(sid, next));
+            }
+            Timer::ServerCleanup(sid) => {
+                if let Some(stx) = self.servers.remove(&sid) {
+                    self.server_keys.remove(&stx.key);
+                }
+            }
+            Timer::CtiWait(sid) => {
+                let pending = self
+                    .servers
+                    .get(&sid)
+                    .is_some_and(|s| s.state == SrvState::AwaitingCti);
+                if pending {
+                    self.stats.fail_open += 1;
+                    tracing::warn!(token = sid, "no newCall answer in time: call goes on unchanged");
+                    self.handle_cti_answer(now, sid, CtiAnswer::Continue);
+                }
+            }
+            Timer::RewriteExpire(key) => {
+                self.rewrites.remove(&key);
+            }
+        }
+    }
+
+    fn remove_client(&mut self, cid: u64) {
+        if let Some(c) = self.clients.remove(&cid) {
+            self.client_keys.remove(&c.key);
+        }
+    }
+
+    /// Count a newCall that failed or timed out at the edge (the call goes on).
+    pub fn note_fail_open(&mut self) {
+        self.stats.fail_open += 1;
+    }
+}
+
+/// Replace `host[:port]` of a SIP URI, keeping scheme, user and parameters.
+fn replace_hostport(raw: &str, u: &Uri<'_>, hostport: &str) -> String {
+    let scheme = u.scheme;
+    let mut out = format!("{scheme}:");
+    if let Some(user) = u.user {
+        out.push_str(user);
+        if let Some(p) = u.password {
+            out.push(':');
+            out.push_str(p);
+        }
+        out.push('@');
+    }
+    out.push_str(hostport);
+    out.push_str(u.params);
+    if let Some(h) = u.headers {
+        out.push('?');
+        out.push_str(h);
+    }
+    let _ = raw;
+    out
+}
+
+fn header_lines_of(req: &SipMessage, name: &str) -> Vec<String> {
+    req.header_lines(name)
+        .map(|h| format!("{}: {}\r\n", sipcti_transport::canonical_name(h.name), h.value))
+        .collect()
+}
+
+/// RFC 3261 9.1: a CANCEL for a forwarded INVITE: same Request-URI,
+/// Call-ID, To, From, CSeq number, our Via only, the same Route.
+pub fn build_cancel(invite: &SipMessage) -> Vec<u8> {
+    let mut out = String::new();
+    out.push_str(&format!("CANCEL {} SIP/2.0\r\n", invite.request_uri().unwrap_or("")));
+    if let Some(v) = invite.header_values("Via").first() {
+        out.push_str(&format!("Via: {v}\r\n"));
+    }
+    for r in header_lines_of(invite, "Route") {
+        out.push_str(&r);
+    }
+    for name in ["From", "To", "Call-ID"] {
+        if let Some(v) = invite.header(name) {
+            out.push_str(&format!("{name}: {v}\r\n"));
+        }
+    }
+    let n = invite.cseq().map(|c| c.0).unwrap_or(1);
+    out.push_str(&format!("CSeq: {n} CANCEL\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"));
+    out.into_bytes()
+}
+
+/// RFC 3261 17.1.1.3: the ACK for a non-2xx final response, sent hop by
+/// hop by the proxy's client transaction.
+pub fn build_ack(invite: &SipMessage, resp: &SipMessage) -> Vec<u8> {
+    let mut out = String::new();
+    out.push_str(&format!("ACK {} SIP/2.0\r\n", invite.request_uri().unwrap_or("")));
+    if let Some(v) = invite.header_values("Via").first() {
+        out.push_str(&format!("Via: {v}\r\n"));
+    }
+    for r in header_lines_of(invite, "Route") {
+        out.push_str(&r);
+    }
+    if let Some(v) = invite.header("From") {
+        out.push_str(&format!("From: {v}\r\n"));
+    }
+    if let Some(v) = resp.header("To") {
+        out.push_str(&format!("To: {v}\r\n"));
+    }
+    if let Some(v) = invite.header("Call-ID") {
+        out.push_str(&format!("Call-ID: {v}\r\n"));
+    }
+    let n = invite.cseq().map(|c| c.0).unwrap_or(1);
+    out.push_str(&format!("CSeq: {n} ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"));
+    out.into_bytes()
+}

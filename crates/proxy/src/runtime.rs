@@ -1,0 +1,342 @@
+//! The I/O edge of `sipcti run`: sockets, the clock, name resolution and
+//! the Zammad client around the sans-IO [`ProxyCore`].
+//!
+//! One task owns the core. It waits for a received message, a newCall
+//! answer, a send failure or the core's next timer, feeds it in, then
+//! carries out every [`Output`]: UDP datagrams to addresses are sent
+//! inline; TCP messages and host names go through one ordered sender task;
+//! `newCall` is awaited in a spawned task (the core goes on serving);
+//! `answer`/`hangup` are queued in the CTI client.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use sipcti_cti as cti;
+use sipcti_dialog::{CallEvent, TrackerConfig};
+use sipcti_transport::net::{NetConfig, Transport, TransportKind};
+use sipcti_transport::Limits;
+use tokio::sync::mpsc;
+
+use crate::config::{Config, HopConfig, UriTransport, ZammadFormat};
+use crate::core::{CoreConfig, CtiAnswer, Hop, Output, ProxyCore, Target, Transmit};
+
+/// Map a tracker event to Zammad's event.
+pub fn to_cti_event(ev: &CallEvent) -> cti::Event {
+    use sipcti_dialog::{Cause as C, Direction as D, EventKind as K};
+    cti::Event {
+        event: match ev.kind {
+            K::NewCall => cti::EventKind::NewCall,
+            K::Answer => cti::EventKind::Answer,
+            K::Hangup => cti::EventKind::Hangup,
+        },
+        direction: match ev.direction {
+            D::In => cti::Direction::In,
+            D::Out => cti::Direction::Out,
+        },
+        call_id: ev.call_id.clone(),
+        from: Some(ev.from.clone()),
+        to: Some(ev.to.clone()),
+        user: ev.user.clone(),
+        answering_number: ev.answering_number.clone(),
+        cause: ev.cause.map(|c| match c {
+            C::NormalClearing => cti::Cause::NormalClearing,
+            C::Busy => cti::Cause::Busy,
+            C::Cancel => cti::Cause::Cancel,
+            C::NoAnswer => cti::Cause::NoAnswer,
+            C::Congestion => cti::Cause::Congestion,
+            C::NotFound => cti::Cause::NotFound,
+            C::Forwarded => cti::Cause::Forwarded,
+        }),
+    }
+}
+
+fn kind(t: UriTransport) -> TransportKind {
+    match t {
+        UriTransport::Udp => TransportKind::Udp,
+        UriTransport::Tcp => TransportKind::Tcp,
+    }
+}
+
+async fn resolve(h: &HopConfig) -> anyhow::Result<SocketAddr> {
+    if let Ok(ip) = h.host.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, h.port));
+    }
+    tokio::net::lookup_host((h.host.as_str(), h.port))
+        .await
+        .with_context(|| format!("cannot resolve {}", h.host))?
+        .next()
+        .with_context(|| format!("{} has no address", h.host))
+}
+
+fn hop(h: &HopConfig, addr: SocketAddr) -> Hop {
+    let host = if h.host.contains(':') {
+        format!("[{}]", h.host)
+    } else {
+        h.host.clone()
+    };
+    Hop {
+        target: Target::Addr(addr),
+        transport: kind(h.transport),
+        hostport: if h.port == 5060 {
+            host
+        } else {
+            format!("{host}:{}", h.port)
+        },
+    }
+}
+
+/// Build the core configuration from the file configuration; `local` is
+/// the bound address (its port is used when `sip.listen` said port 0).
+pub async fn core_config(cfg: &Config, local_port: u16) -> anyhow::Result<CoreConfig> {
+    let trunk_addr = resolve(&cfg.trunk).await.context("trunk.uri")?;
+    let target_addr = resolve(&cfg.inside_target).await.context("inside.target")?;
+    let mut trunk_sources = cfg.trunk_sources.clone();
+    if trunk_sources.is_empty() {
+        trunk_sources.push(ipnet::IpNet::from(trunk_addr.ip()));
+    }
+    let mut aliases = vec![];
+    if !cfg.listen.ip().is_unspecified() {
+        aliases.push(cfg.listen.ip());
+    }
+    Ok(CoreConfig {
+        local: SocketAddr::new(cfg.advertise, local_port),
+        aliases,
+        trunk: hop(&cfg.trunk, trunk_addr),
+        trunk_sources,
+        inside_networks: cfg.inside_networks.clone(),
+        inside_target: hop(&cfg.inside_target, target_addr),
+        limits: Limits {
+            max_message_bytes: cfg.limits.max_message_bytes,
+            max_headers: cfg.limits.max_headers,
+        },
+        t1: Duration::from_millis(cfg.timers.t1_ms),
+        timer_c: Duration::from_secs(cfg.timers.timer_c_s),
+        newcall_wait: cfg.newcall_timeout + Duration::from_millis(500),
+        max_transactions: cfg.limits.max_transactions,
+        tracker: TrackerConfig {
+            country_code: cfg.country_code.clone(),
+            max_internal_len: cfg.max_internal_len,
+            max_call_duration: Duration::from_secs(cfg.timers.max_call_duration_s),
+            max_calls: cfg.limits.max_calls,
+            ..TrackerConfig::default()
+        },
+    })
+}
+
+/// The CTI client configuration from the file configuration.
+pub fn cti_config(cfg: &Config) -> cti::ClientConfig {
+    cti::ClientConfig {
+        url: cfg.zammad_url.clone(),
+        format: match cfg.zammad_format {
+            ZammadFormat::Json => cti::Format::Json,
+            ZammadFormat::Form => cti::Format::Form,
+        },
+        newcall_timeout: cfg.newcall_timeout,
+        queue_capacity: cfg.cti_queue,
+        give_up_after: cfg.cti_give_up,
+        ..cti::ClientConfig::default()
+    }
+}
+
+enum Back {
+    Cti(u64, CtiAnswer, bool),
+    SendFailed(u64),
+}
+
+/// A running proxy (handle for tests and the demo).
+pub struct Running {
+    /// The bound address (UDP and TCP).
+    pub local: SocketAddr,
+    /// Resolves when the proxy stopped.
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Running {
+    /// Ask the proxy to stop: every open call gets its hangup, the CTI
+    /// queue is drained (at most 5 s), then the task ends.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        self.task.await.context("proxy task")?
+    }
+}
+
+/// Bind the sockets, start the CTI client and run the proxy in a spawned task.
+///
+/// Errors: the address cannot be bound, a configured host cannot be
+/// resolved, the Zammad URL is invalid.
+pub async fn start(cfg: Config) -> anyhow::Result<Running> {
+    let net_cfg = NetConfig {
+        listen: cfg.listen,
+        limits: Limits {
+            max_message_bytes: cfg.limits.max_message_bytes,
+            max_headers: cfg.limits.max_headers,
+        },
+        max_tcp_connections: cfg.limits.max_tcp_connections,
+        tcp_idle_timeout: Duration::from_secs(cfg.limits.tcp_idle_timeout_s),
+        ..NetConfig::default()
+    };
+    let (transport, inbound) = Transport::bind(net_cfg)
+        .await
+        .with_context(|| format!("sip.listen: cannot bind {}", cfg.listen))?;
+    let local = transport.local_addr();
+    let core_cfg = core_config(&cfg, local.port()).await?;
+    let client = cti::CtiClient::start(cti_config(&cfg)).map_err(|e| anyhow::anyhow!("zammad.url: {e}"))?;
+    tracing::info!(
+        listen = %local,
+        trunk = %core_cfg.trunk.target,
+        inside_target = %core_cfg.inside_target.target,
+        zammad = %cfg.zammad_url.as_deref().map(cti::redact_url).unwrap_or_else(|| "stdout".into()),
+        "sipcti listening (UDP and TCP)"
+    );
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(run_loop(ProxyCore::new(core_cfg), transport, inbound, client, stop_rx));
+    Ok(Running {
+        local,
+        task,
+        stop: Some(stop_tx),
+    })
+}
+
+async fn run_loop(
+    mut core: ProxyCore,
+    transport: Transport,
+    mut inbound: mpsc::Receiver<sipcti_transport::net::Inbound>,
+    client: cti::CtiClient,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) -> anyhow::Result<()> {
+    let (back_tx, mut back_rx) = mpsc::channel::<Back>(4096);
+    // ordered sender for TCP and host names
+    let (slow_tx, mut slow_rx) = mpsc::channel::<Transmit>(8192);
+    {
+        let transport = transport.clone();
+        let back = back_tx.clone();
+        tokio::spawn(async move {
+            while let Some(t) = slow_rx.recv().await {
+                let dest = match &t.dest {
+                    Target::Addr(a) => Some(*a),
+                    Target::Name(h, p) => match tokio::net::lookup_host((h.as_str(), *p)).await {
+                        Ok(mut it) => it.next(),
+                        Err(e) => {
+                            tracing::warn!(host = %h, error = %e, "cannot resolve next hop");
+                            None
+                        }
+                    },
+                };
+                let ok = match dest {
+                    Some(d) => match transport.send(t.transport, d, t.data).await {
+                        Ok(()) => true,
+                        Err(e) => {
+                            tracing::warn!(dest = %d, transport = %t.transport, error = %e, "send failed");
+                            false
+                        }
+                    },
+                    None => false,
+                };
+                if !ok {
+                    if let Some(c) = t.client_tx {
+                        let _ = back.send(Back::SendFailed(c)).await;
+                    }
+                }
+            }
+        });
+    }
+    let mut last_stats = Instant::now();
+    loop {
+        let deadline = core.poll_timeout();
+        let sleep = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = &mut stop => break,
+            Some(b) = back_rx.recv() => {
+                let now = Instant::now();
+                match b {
+                    Back::Cti(token, answer, fail_open) => {
+                        if fail_open { core.note_fail_open(); }
+                        core.handle_cti_answer(now, token, answer)
+                    }
+                    Back::SendFailed(c) => core.handle_transport_error(now, c),
+                }
+            }
+            m = inbound.recv() => {
+                let Some(m) = m else { break };
+                core.handle_received(Instant::now(), m.data, m.source, m.transport);
+                // take whatever else is already queued without waiting
+                let mut n = 0;
+                while n < 256 {
+                    match inbound.try_recv() {
+                        Ok(m) => core.handle_received(Instant::now(), m.data, m.source, m.transport),
+                        Err(_) => break,
+                    }
+                    n += 1;
+                }
+            }
+            _ = sleep => core.handle_timeout(Instant::now()),
+        }
+        drain_outputs(&mut core, &transport, &slow_tx, &back_tx, &client).await;
+        if last_stats.elapsed() > Duration::from_secs(300) {
+            last_stats = Instant::now();
+            let (s, c) = core.transactions();
+            tracing::info!(stats = ?core.stats(), server_tx = s, client_tx = c, cti = ?client.stats(), net = ?transport.stats(), "counters");
+        }
+    }
+    core.shutdown(Instant::now());
+    drain_outputs(&mut core, &transport, &slow_tx, &back_tx, &client).await;
+    if !client.drain(Duration::from_secs(5)).await {
+        tracing::warn!(stats = ?client.stats(), "CTI queue not empty at shutdown");
+    }
+    Ok(())
+}
+
+async fn drain_outputs(
+    core: &mut ProxyCore,
+    transport: &Transport,
+    slow_tx: &mpsc::Sender<Transmit>,
+    back_tx: &mpsc::Sender<Back>,
+    client: &cti::CtiClient,
+) {
+    while let Some(out) = core.poll_output() {
+        match out {
+            Output::Transmit(t) => match (&t.dest, t.transport) {
+                (Target::Addr(a), TransportKind::Udp) => {
+                    if let Err(e) = transport.send(TransportKind::Udp, *a, t.data).await {
+                        tracing::warn!(dest = %a, error = %e, "UDP send failed");
+                        if let Some(c) = t.client_tx {
+                            core.handle_transport_error(Instant::now(), c);
+                        }
+                    }
+                }
+                _ => {
+                    if slow_tx.try_send(t).is_err() {
+                        tracing::warn!("TCP send queue full: message dropped (retransmission will retry)");
+                    }
+                }
+            },
+            Output::NewCall { token, event } => {
+                let fut = client.new_call(to_cti_event(&event));
+                let back = back_tx.clone();
+                tokio::spawn(async move {
+                    let (answer, fail_open) = match fut.await {
+                        cti::NewCallOutcome::Answered(cti::Decision::Reject { .. }) => (CtiAnswer::Reject, false),
+                        cti::NewCallOutcome::Answered(cti::Decision::Dial { caller_id }) => (CtiAnswer::Dial(caller_id), false),
+                        cti::NewCallOutcome::Answered(cti::Decision::Continue) => (CtiAnswer::Continue, false),
+                        other => {
+                            tracing::warn!(outcome = ?other, "newCall not answered in time: call goes on unchanged");
+                            (CtiAnswer::Continue, true)
+                        }
+                    };
+                    let _ = back.send(Back::Cti(token, answer, fail_open)).await;
+                });
+            }
+            Output::Event(ev) => client.submit(to_cti_event(&ev)),
+        }
+    }
+}
