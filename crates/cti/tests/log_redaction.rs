@@ -1,0 +1,100 @@
+//! Nothing the client logs (at any level up to DEBUG, dependencies included) contains the
+//! Zammad token.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sipcti_cti::{
+    spawn_double, ClientConfig, CtiClient, Direction, DoubleConfig, Event, EventKind, Mode, Rules,
+};
+
+#[derive(Clone, Default)]
+struct Buf(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Buf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn ev(kind: EventKind, id: &str) -> Event {
+    Event {
+        event: kind,
+        direction: Direction::In,
+        call_id: id.into(),
+        from: Some("1".into()),
+        to: Some("2".into()),
+        user: None,
+        answering_number: None,
+        cause: None,
+    }
+}
+
+#[tokio::test]
+async fn logs_never_contain_the_token() {
+    let buf = Buf::default();
+    let b2 = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || b2.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let d = spawn_double(
+        l,
+        DoubleConfig {
+            token: "SECRETTOKEN".into(),
+            rules: Rules::default(),
+        },
+    )
+    .await
+    .unwrap();
+    d.set_mode(Mode::Fail(503));
+    let cfg = ClientConfig {
+        url: Some(d.url()),
+        newcall_timeout: Duration::from_millis(20),
+        request_timeout: Duration::from_millis(500),
+        retry_initial: Duration::from_millis(5),
+        retry_max: Duration::from_millis(10),
+        give_up_after: Duration::from_millis(100),
+        ..ClientConfig::default()
+    };
+    let c = CtiClient::start(cfg.clone()).unwrap();
+    let _ = c.new_call(ev(EventKind::NewCall, "a")).await; // fails, gives up
+    assert!(c.drain(Duration::from_secs(2)).await);
+    d.set_mode(Mode::Reset);
+    c.submit(ev(EventKind::NewCall, "b"));
+    assert!(c.drain(Duration::from_secs(2)).await);
+    d.set_mode(Mode::Normal);
+    c.submit(ev(EventKind::NewCall, "c"));
+    c.submit(ev(EventKind::NewCall, "c")); // duplicate -> rejected
+    assert!(c.drain(Duration::from_secs(2)).await);
+    // wrong host / refused connection
+    let refused = CtiClient::start(ClientConfig {
+        url: Some("http://127.0.0.1:1/api/v1/cti/SECRETTOKEN".into()),
+        ..cfg
+    })
+    .unwrap();
+    refused.submit(ev(EventKind::NewCall, "d"));
+    assert!(refused.drain(Duration::from_secs(2)).await);
+    let _ = CtiClient::start(ClientConfig {
+        url: Some("ftp://x/api/v1/cti/SECRETTOKEN".into()),
+        ..ClientConfig::default()
+    })
+    .map_err(|e| tracing::warn!("{e}"));
+
+    let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    if std::env::var_os("SIPCTI_SHOW_LOG").is_some() {
+        eprintln!("{text}");
+    }
+    assert!(text.contains("/api/v1/cti/***"), "{text}");
+    assert!(text.contains("CTI event dropped"), "{text}");
+    assert!(!text.contains("SECRETTOKEN"), "{text}");
+}
