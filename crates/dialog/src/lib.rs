@@ -1,1 +1,230 @@
-//! placeholder
+//! Sans-IO call tracking: SIP messages in, Zammad Generic CTI call events out.
+//!
+//! [`CallTracker`] is fed every SIP message that passes the proxy (or that a capture
+//! holds), with the [`Side`] it came from and an [`Instant`]; it returns the
+//! [`CallEvent`]s (`newCall`, `answer`, `hangup`) to send to Zammad. It does no I/O and
+//! never reads the clock: timers are driven by the caller through
+//! [`CallTracker::poll_timeout`] / [`CallTracker::handle_timeout`], so the same input
+//! (live or a pcap replay) always gives the same events and call ids.
+#![forbid(unsafe_code)]
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+mod adapter;
+mod number;
+mod tracker;
+mod view;
+
+#[cfg(test)]
+mod tests;
+
+pub use number::normalize_number;
+pub use tracker::CallTracker;
+pub use view::{MsgView, Party};
+
+/// Where a message came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    /// The phones / PBX networks.
+    Inside,
+    /// The SIP provider.
+    Trunk,
+}
+
+/// Zammad's call direction: `in` if the initial INVITE came from the trunk, else `out`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    In,
+    Out,
+}
+
+impl Direction {
+    /// The direction of a call whose initial INVITE came from `side`.
+    pub fn from_side(side: Side) -> Direction {
+        match side {
+            Side::Trunk => Direction::In,
+            Side::Inside => Direction::Out,
+        }
+    }
+
+    /// Zammad spelling: `"in"` / `"out"`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Direction::In => "in",
+            Direction::Out => "out",
+        }
+    }
+}
+
+/// The kind of a call event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum EventKind {
+    #[serde(rename = "newCall")]
+    NewCall,
+    #[serde(rename = "answer")]
+    Answer,
+    #[serde(rename = "hangup")]
+    Hangup,
+}
+
+impl EventKind {
+    /// Zammad spelling: `"newCall"`, `"answer"`, `"hangup"`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            EventKind::NewCall => "newCall",
+            EventKind::Answer => "answer",
+            EventKind::Hangup => "hangup",
+        }
+    }
+}
+
+/// Hangup cause, as Zammad names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Cause {
+    NormalClearing,
+    Busy,
+    Cancel,
+    NoAnswer,
+    Congestion,
+    NotFound,
+    Forwarded,
+}
+
+impl Cause {
+    /// Zammad spelling: `"normalClearing"`, `"busy"`, `"cancel"`, `"noAnswer"`,
+    /// `"congestion"`, `"notFound"`, `"forwarded"`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Cause::NormalClearing => "normalClearing",
+            Cause::Busy => "busy",
+            Cause::Cancel => "cancel",
+            Cause::NoAnswer => "noAnswer",
+            Cause::Congestion => "congestion",
+            Cause::NotFound => "notFound",
+            Cause::Forwarded => "forwarded",
+        }
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The hangup cause for a final response status to the call's INVITE.
+///
+/// 2xx and 1xx give `None`; 3xx `forwarded`; 486, 600 `busy`; 404, 410, 480, 484, 604
+/// `notFound`; 408, 603 `noAnswer`; 487 `cancel`; every other 4xx, 5xx and 6xx
+/// `congestion`. Values outside 100..=699 give `None`.
+pub fn cause_for_status(status: u16) -> Option<Cause> {
+    match status {
+        300..=399 => Some(Cause::Forwarded),
+        486 | 600 => Some(Cause::Busy),
+        404 | 410 | 480 | 484 | 604 => Some(Cause::NotFound),
+        408 | 603 => Some(Cause::NoAnswer),
+        487 => Some(Cause::Cancel),
+        400..=699 => Some(Cause::Congestion),
+        _ => None,
+    }
+}
+
+/// One event for Zammad.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CallEvent {
+    pub kind: EventKind,
+    /// Zammad `callId` (at most 250 characters).
+    pub call_id: String,
+    pub direction: Direction,
+    /// Caller number (normalised) or `anonymous`.
+    pub from: String,
+    /// Called number (normalised).
+    pub to: String,
+    /// newCall: the calling person (out) or the called person (in);
+    /// answer (in only): the answering person's display name.
+    pub user: Option<String>,
+    /// answer / hangup of an answered inbound call: who answered (normalised).
+    pub answering_number: Option<String>,
+    /// hangup only.
+    pub cause: Option<Cause>,
+    /// When it happened: the message's instant, or the deadline of a timer.
+    #[serde(skip)]
+    pub at: Instant,
+    /// The SIP Call-ID, for logs.
+    pub sip_call_id: String,
+}
+
+/// Tracker settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackerConfig {
+    /// Country code for national numbers (`0301234` -> `49301234`), e.g. `"49"`.
+    pub country_code: Option<String>,
+    /// A number of at most this many digits (without `+`, `00` or `0` prefix) is an
+    /// internal extension and kept as is. Default 6.
+    pub max_internal_len: usize,
+    /// An answered call never ended is closed (normalClearing) this long after the answer;
+    /// a call ringing this long is closed with noAnswer. Default 4 h. Also how long a
+    /// Call-ID is remembered for call-id numbering (`-2`, `-3`) after its calls are freed.
+    pub max_call_duration: Duration,
+    /// After a 401/407 the call waits this long for the INVITE with credentials. Default 32 s.
+    pub challenge_wait: Duration,
+    /// An ended call is kept this long to absorb retransmissions; also how long a call
+    /// waits for the final answer after a CANCEL. Default 32 s.
+    pub linger: Duration,
+    /// Most calls tracked (lingering ones included). Default 100 000.
+    pub max_calls: usize,
+}
+
+impl Default for TrackerConfig {
+    fn default() -> Self {
+        TrackerConfig {
+            country_code: None,
+            max_internal_len: 6,
+            max_call_duration: Duration::from_secs(4 * 3600),
+            challenge_wait: Duration::from_secs(32),
+            linger: Duration::from_secs(32),
+            max_calls: 100_000,
+        }
+    }
+}
+
+/// The state of one tracked call, as [`CallTracker::call_info`] gives it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CallInfo {
+    /// Zammad `callId`.
+    pub call_id: String,
+    pub direction: Direction,
+    pub answered: bool,
+    pub ended: bool,
+}
+
+/// Counters, for logs and the status page.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TrackerStats {
+    /// Calls not yet hung up.
+    pub active_calls: usize,
+    /// Calls in the table (active and lingering).
+    pub tracked_calls: usize,
+    /// Calls that got a newCall.
+    pub calls_seen: u64,
+    /// New calls not tracked because the table was full.
+    pub untracked_table_full: u64,
+    /// Retransmitted / duplicated messages that changed nothing.
+    pub retransmissions_absorbed: u64,
+    /// Messages without the headers needed to place them (no Call-ID, CSeq, From, To).
+    pub malformed_ignored: u64,
+    /// Requests / responses for calls not tracked.
+    pub unknown_call_messages: u64,
+    /// Calls closed by a timer (ringing or answered too long, challenge not retried,
+    /// CANCEL without final answer).
+    pub timed_out: u64,
+    /// Lingering calls freed early to make room.
+    pub lingering_evicted: u64,
+    /// Events emitted.
+    pub events_emitted: u64,
+}

@@ -1,0 +1,714 @@
+//! The call state machine.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use sipcti_transport::SipMessage;
+
+use crate::view::MsgView;
+use crate::{
+    cause_for_status, normalize_number, CallEvent, CallInfo, Cause, Direction, EventKind, Side,
+    TrackerConfig, TrackerStats,
+};
+
+/// Zammad stores at most 250 characters of a callId; longer Call-IDs are shortened.
+const CALL_ID_LONG: usize = 200;
+const CALL_ID_KEEP: usize = 180;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Initial INVITE seen, no final answer yet.
+    Ringing,
+    /// The INVITE got a 401/407; waiting for the INVITE with credentials.
+    Challenged { status: u16 },
+    /// A 2xx was seen.
+    Answered,
+    /// hangup emitted; kept for `linger` to absorb retransmissions.
+    Ended,
+}
+
+#[derive(Debug)]
+struct Call {
+    sip_call_id: String,
+    from_tag: String,
+    zammad_id: String,
+    direction: Direction,
+    from: String,
+    to: String,
+    /// CSeq number of the call's current initial INVITE transaction.
+    invite_cseq: u32,
+    state: State,
+    cancel_seen: bool,
+    started: Instant,
+    /// To tag of the 2xx that answered the call (the confirmed dialog).
+    answered_to_tag: Option<String>,
+    answering_number: Option<String>,
+    deadline: Option<Instant>,
+    /// Key in `lingering` once ended.
+    linger_key: Option<Instant>,
+}
+
+/// How often a Call-ID was used for a call (for `-2`, `-3` ... call ids).
+#[derive(Debug)]
+struct CidUse {
+    count: u32,
+    /// Calls with this Call-ID in the table.
+    live: u32,
+    /// When `live` is 0: until when the count is remembered.
+    expires: Option<Instant>,
+}
+
+/// The sans-IO call tracker. See the crate documentation.
+///
+/// Behaviour in short:
+/// - a call is keyed by (Call-ID, From tag) of its initial INVITE (no To tag); the same
+///   INVITE again (retransmission, second leg of a capture) or one with a lower CSeq is
+///   absorbed; a higher CSeq while ringing or challenged continues the same call (INVITE
+///   with credentials); a higher CSeq after the call ended is a new call (`<Call-ID>-2`);
+/// - responses count only with CSeq method INVITE and the call's current INVITE CSeq;
+/// - a BYE ends the call if it comes from the caller on the answered dialog (its To tag is
+///   the answering To tag, its CSeq above the INVITE's) or from the answering callee (its
+///   From tag is the answering To tag), so BYEs that close extra fork branches are ignored;
+/// - after a CANCEL the call waits `linger` for the final answer, then hangs up `cancel`;
+/// - [`CallTracker::on_message`] first runs the timers due at its `now`, so the result
+///   does not depend on how promptly the caller drives `handle_timeout`; timer events
+///   carry their deadline as `at`;
+/// - how often a Call-ID was used is remembered while a call with it is tracked and
+///   `max_call_duration` after that (bounded by `max_calls` entries).
+#[derive(Debug)]
+pub struct CallTracker {
+    cfg: TrackerConfig,
+    next_id: u64,
+    /// All tracked calls, by creation order (deterministic iteration).
+    calls: BTreeMap<u64, Call>,
+    /// Call-ID -> (From tag, call) in creation order; the last match is the current call.
+    by_cid: HashMap<String, Vec<(String, u64)>>,
+    /// (deadline, call) of every call that has one.
+    timers: BTreeSet<(Instant, u64)>,
+    /// (linger end, call) of ended calls, oldest first (evicted first when full).
+    lingering: BTreeSet<(Instant, u64)>,
+    /// FNV-1a hash of a Call-ID -> its use count.
+    cid_uses: HashMap<u64, CidUse>,
+    /// (expiry, hash) of Call-ID counts no longer in use.
+    cid_expiry: BTreeSet<(Instant, u64)>,
+    active: usize,
+    stats: TrackerStats,
+}
+
+/// FNV-1a, 64 bit: a stable hash (the same on every run and platform).
+pub(crate) fn fnv1a64(data: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in data {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// The Zammad callId for the `n`-th call (1-based) that uses `sip_call_id`.
+pub(crate) fn zammad_call_id(sip_call_id: &str, n: u32) -> String {
+    let mut id = if sip_call_id.chars().count() > CALL_ID_LONG {
+        let head: String = sip_call_id.chars().take(CALL_ID_KEEP).collect();
+        format!("{head}-{:016x}", fnv1a64(sip_call_id.as_bytes()))
+    } else {
+        sip_call_id.to_string()
+    };
+    if n > 1 {
+        id.push('-');
+        id.push_str(&n.to_string());
+    }
+    id
+}
+
+fn is_number(s: &str) -> bool {
+    let d = s.strip_prefix('+').unwrap_or(s);
+    !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn add(t: Instant, d: Duration) -> Option<Instant> {
+    t.checked_add(d)
+}
+
+impl CallTracker {
+    pub fn new(cfg: TrackerConfig) -> Self {
+        CallTracker {
+            cfg,
+            next_id: 0,
+            calls: BTreeMap::new(),
+            by_cid: HashMap::new(),
+            timers: BTreeSet::new(),
+            lingering: BTreeSet::new(),
+            cid_uses: HashMap::new(),
+            cid_expiry: BTreeSet::new(),
+            active: 0,
+            stats: TrackerStats::default(),
+        }
+    }
+
+    /// Feeds one SIP message that came from `side` at `now`; returns the events it causes.
+    ///
+    /// Timers due at `now` are run first (their events come first), so the result does not
+    /// depend on how promptly the caller drives [`CallTracker::handle_timeout`].
+    pub fn on_message(&mut self, msg: &SipMessage, side: Side, now: Instant) -> Vec<CallEvent> {
+        match MsgView::from_message(msg) {
+            Ok(v) => self.on_view(&v, side, now),
+            Err(why) => {
+                let out = self.handle_timeout(now);
+                self.stats.malformed_ignored += 1;
+                tracing::debug!(reason = why, "SIP message ignored by the call tracker");
+                out
+            }
+        }
+    }
+
+    /// Like [`CallTracker::on_message`], for a message already reduced to a [`MsgView`].
+    pub fn on_view(&mut self, v: &MsgView, side: Side, now: Instant) -> Vec<CallEvent> {
+        let mut out = self.handle_timeout(now);
+        let before = out.len();
+        match v.method.as_deref() {
+            Some(m) if m.eq_ignore_ascii_case("INVITE") => {
+                if v.to_tag.is_none() {
+                    self.on_initial_invite(v, side, now, &mut out);
+                }
+                // An INVITE with a To tag is a re-INVITE: no event.
+            }
+            Some(m) if m.eq_ignore_ascii_case("CANCEL") => self.on_cancel(v, now),
+            Some(m) if m.eq_ignore_ascii_case("BYE") => self.on_bye(v, now, &mut out),
+            Some(_) => {}
+            None => self.on_response(v, now, &mut out),
+        }
+        self.stats.events_emitted += (out.len() - before) as u64;
+        out
+    }
+
+    /// The earliest instant at which [`CallTracker::handle_timeout`] has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.first().map(|(t, _)| *t)
+    }
+
+    /// Runs every timer due at `now`: hangups of calls that rang, waited for credentials
+    /// or lasted too long, and freeing of lingering calls. Events carry the deadline as `at`.
+    pub fn handle_timeout(&mut self, now: Instant) -> Vec<CallEvent> {
+        let mut out = Vec::new();
+        while let Some(&(t, id)) = self.timers.first() {
+            if t > now {
+                break;
+            }
+            self.timers.remove(&(t, id));
+            let Some(call) = self.calls.get_mut(&id) else {
+                continue;
+            };
+            call.deadline = None;
+            let cause = match call.state {
+                State::Ringing if call.cancel_seen => Cause::Cancel,
+                State::Ringing => Cause::NoAnswer,
+                State::Challenged { .. } if call.cancel_seen => Cause::Cancel,
+                State::Challenged { status } => {
+                    cause_for_status(status).unwrap_or(Cause::Congestion)
+                }
+                State::Answered => Cause::NormalClearing,
+                State::Ended => {
+                    self.free_call(id, t);
+                    continue;
+                }
+            };
+            tracing::debug!(
+                sip_call_id = %call.sip_call_id,
+                cause = cause.as_str(),
+                "call closed by timer"
+            );
+            self.stats.timed_out += 1;
+            out.push(self.end_call(id, cause, t));
+        }
+        self.purge_cid_uses(now);
+        self.stats.events_emitted += out.len() as u64;
+        out
+    }
+
+    /// The live call for the SIP dialog (Call-ID, From tag of the initial INVITE).
+    pub fn call_info(&self, sip_call_id: &str, from_tag: &str) -> Option<CallInfo> {
+        let id = self.find(sip_call_id, from_tag)?;
+        let c = self.calls.get(&id)?;
+        Some(CallInfo {
+            call_id: c.zammad_id.clone(),
+            direction: c.direction,
+            answered: c.answered_to_tag.is_some() || matches!(c.state, State::Answered),
+            ended: c.state == State::Ended,
+        })
+    }
+
+    /// Hangs up every open call: answered ones with normalClearing, the others with cancel.
+    pub fn shutdown(&mut self, now: Instant) -> Vec<CallEvent> {
+        let open: Vec<(u64, State)> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.state != State::Ended)
+            .map(|(id, c)| (*id, c.state))
+            .collect();
+        let mut out = Vec::with_capacity(open.len());
+        for (id, state) in open {
+            let cause = if state == State::Answered {
+                Cause::NormalClearing
+            } else {
+                Cause::Cancel
+            };
+            out.push(self.end_call(id, cause, now));
+        }
+        self.stats.events_emitted += out.len() as u64;
+        out
+    }
+
+    pub fn stats(&self) -> TrackerStats {
+        TrackerStats {
+            active_calls: self.active,
+            tracked_calls: self.calls.len(),
+            ..self.stats.clone()
+        }
+    }
+
+    // ----- message handlers -----
+
+    fn on_initial_invite(
+        &mut self,
+        v: &MsgView,
+        side: Side,
+        now: Instant,
+        out: &mut Vec<CallEvent>,
+    ) {
+        let tag = v.from_tag.as_deref().unwrap_or("");
+        if let Some(id) = self.find(&v.call_id, tag) {
+            let ring_deadline = self.ring_deadline_of(id);
+            let call = self.calls.get_mut(&id).expect("indexed call exists");
+            match call.state {
+                State::Ended if v.cseq > call.invite_cseq => {
+                    // A new call reusing Call-ID and From tag: tracked below.
+                }
+                State::Ringing | State::Challenged { .. } if v.cseq > call.invite_cseq => {
+                    // The INVITE re-sent with credentials (or after a challenge we did not
+                    // see): the same call continues.
+                    call.invite_cseq = v.cseq;
+                    if matches!(call.state, State::Challenged { .. }) {
+                        call.state = State::Ringing;
+                        self.set_deadline(id, ring_deadline);
+                    }
+                    return;
+                }
+                _ => {
+                    self.stats.retransmissions_absorbed += 1;
+                    return;
+                }
+            }
+        }
+        self.new_call(v, side, now, out);
+    }
+
+    fn new_call(&mut self, v: &MsgView, side: Side, now: Instant, out: &mut Vec<CallEvent>) {
+        if self.calls.len() >= self.cfg.max_calls {
+            if let Some(&(t, id)) = self.lingering.first() {
+                self.free_call(id, t.min(now));
+                self.stats.lingering_evicted += 1;
+            }
+        }
+        if self.calls.len() >= self.cfg.max_calls {
+            self.stats.untracked_table_full += 1;
+            let n = self.stats.untracked_table_full;
+            if n <= 10 || n.is_power_of_two() {
+                tracing::warn!(
+                    sip_call_id = %v.call_id,
+                    max_calls = self.cfg.max_calls,
+                    untracked_total = n,
+                    "call not tracked: call table full (max_calls tracked calls, none lingering); no CTI events for it"
+                );
+            }
+            return;
+        }
+        let cc = self.cfg.country_code.as_deref();
+        let ml = self.cfg.max_internal_len;
+        let direction = Direction::from_side(side);
+        let anonymous = v.privacy_id || v.from.is_anonymous();
+        let caller = v.pai.as_ref().and_then(|p| p.user()).or(v.from.user());
+        let from = match caller {
+            Some(u) if !anonymous && !u.eq_ignore_ascii_case("anonymous") => {
+                normalize_number(u, cc, ml)
+            }
+            _ => "anonymous".to_string(),
+        };
+        let to = v
+            .ruri_user
+            .as_deref()
+            .filter(|u| !u.is_empty())
+            .or(v.to.user())
+            .map(|u| normalize_number(u, cc, ml))
+            .unwrap_or_default();
+        let not_anon = |d: &&str| !d.eq_ignore_ascii_case("anonymous");
+        let user = match direction {
+            Direction::Out => v.from.display.as_deref().filter(not_anon).or(v
+                .pai
+                .as_ref()
+                .and_then(|p| p.display.as_deref())
+                .filter(not_anon)),
+            Direction::In => v.to.display.as_deref(),
+        }
+        .map(str::to_string);
+
+        let zammad_id = self.next_zammad_id(&v.call_id, now);
+        let id = self.next_id;
+        self.next_id += 1;
+        let tag = v.from_tag.clone().unwrap_or_default();
+        self.by_cid
+            .entry(v.call_id.clone())
+            .or_default()
+            .push((tag.clone(), id));
+        let call = Call {
+            sip_call_id: v.call_id.clone(),
+            from_tag: tag,
+            zammad_id,
+            direction,
+            from,
+            to,
+            invite_cseq: v.cseq,
+            state: State::Ringing,
+            cancel_seen: false,
+            started: now,
+            answered_to_tag: None,
+            answering_number: None,
+            deadline: None,
+            linger_key: None,
+        };
+        tracing::debug!(
+            sip_call_id = %call.sip_call_id,
+            from_tag = %call.from_tag,
+            call_id = %call.zammad_id,
+            direction = direction.as_str(),
+            "new call"
+        );
+        out.push(CallEvent {
+            kind: EventKind::NewCall,
+            call_id: call.zammad_id.clone(),
+            direction,
+            from: call.from.clone(),
+            to: call.to.clone(),
+            user,
+            answering_number: None,
+            cause: None,
+            at: now,
+            sip_call_id: call.sip_call_id.clone(),
+        });
+        self.calls.insert(id, call);
+        self.active += 1;
+        self.stats.calls_seen += 1;
+        self.set_deadline(id, add(now, self.cfg.max_call_duration));
+    }
+
+    fn on_cancel(&mut self, v: &MsgView, now: Instant) {
+        let tag = v.from_tag.as_deref().unwrap_or("");
+        let Some(id) = self.find(&v.call_id, tag) else {
+            self.stats.unknown_call_messages += 1;
+            return;
+        };
+        let linger = self.cfg.linger;
+        let call = self.calls.get_mut(&id).expect("indexed call exists");
+        match call.state {
+            State::Ringing | State::Challenged { .. } if !call.cancel_seen => {
+                call.cancel_seen = true;
+                if call.state == State::Ringing {
+                    // The final answer (487) is due within a transaction timeout.
+                    let cur = call.deadline;
+                    let d = match (cur, add(now, linger)) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    self.set_deadline(id, d);
+                }
+            }
+            _ => self.stats.retransmissions_absorbed += 1,
+        }
+    }
+
+    fn on_bye(&mut self, v: &MsgView, now: Instant, out: &mut Vec<CallEvent>) {
+        let Some(id) = self.bye_call(v) else {
+            self.stats.unknown_call_messages += 1;
+            return;
+        };
+        let state = self.calls[&id].state;
+        let cause = match state {
+            State::Ended => {
+                self.stats.retransmissions_absorbed += 1;
+                return;
+            }
+            State::Answered => Cause::NormalClearing,
+            State::Ringing | State::Challenged { .. } => Cause::Cancel,
+        };
+        out.push(self.end_call(id, cause, now));
+    }
+
+    /// The call a BYE ends: sent by the caller (its From tag is the call's) on the answered
+    /// dialog, or by the callee (its From tag is the answering To tag, its To tag the call's).
+    fn bye_call(&self, v: &MsgView) -> Option<u64> {
+        if let Some(tag) = v.from_tag.as_deref() {
+            if let Some(id) = self.find(&v.call_id, tag) {
+                let c = &self.calls[&id];
+                let dialog_ok = match (&c.answered_to_tag, &v.to_tag) {
+                    (Some(a), Some(b)) => a == b,
+                    _ => true,
+                };
+                // Caller's in-dialog CSeq is above the INVITE's; a BYE with a lower one
+                // belongs to an earlier call that reused Call-ID and tag.
+                if dialog_ok && v.cseq > c.invite_cseq {
+                    return Some(id);
+                }
+            }
+        }
+        let (Some(to_tag), Some(from_tag)) = (v.to_tag.as_deref(), v.from_tag.as_deref()) else {
+            return None;
+        };
+        let id = self.find(&v.call_id, to_tag)?;
+        let c = &self.calls[&id];
+        (c.answered_to_tag.as_deref() == Some(from_tag)).then_some(id)
+    }
+
+    fn on_response(&mut self, v: &MsgView, now: Instant, out: &mut Vec<CallEvent>) {
+        if !v.cseq_method_is("INVITE") {
+            return;
+        }
+        let Some(status) = v.status else { return };
+        let tag = v.from_tag.as_deref().unwrap_or("");
+        let Some(id) = self.find(&v.call_id, tag) else {
+            self.stats.unknown_call_messages += 1;
+            return;
+        };
+        if status < 200 {
+            return;
+        }
+        let ring_deadline = self.ring_deadline_of(id);
+        let call = self.calls.get_mut(&id).expect("indexed call exists");
+        match call.state {
+            State::Ended | State::Answered => {
+                self.stats.retransmissions_absorbed += 1;
+                return;
+            }
+            State::Ringing | State::Challenged { .. } => {
+                if v.cseq < call.invite_cseq
+                    || (v.cseq == call.invite_cseq
+                        && matches!(call.state, State::Challenged { .. }))
+                {
+                    // Late or retransmitted answer to an earlier (challenged) INVITE.
+                    self.stats.retransmissions_absorbed += 1;
+                    return;
+                }
+                if v.cseq > call.invite_cseq {
+                    // Answer to an INVITE with credentials we did not see.
+                    call.invite_cseq = v.cseq;
+                    if matches!(call.state, State::Challenged { .. }) {
+                        call.state = State::Ringing;
+                        self.set_deadline(id, ring_deadline);
+                    }
+                }
+            }
+        }
+        match status {
+            200..=299 => self.answer(id, v, now, out),
+            401 | 407 if !self.calls[&id].cancel_seen => {
+                let call = self.calls.get_mut(&id).expect("indexed call exists");
+                call.state = State::Challenged { status };
+                let d = match (add(now, self.cfg.challenge_wait), ring_deadline) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                self.set_deadline(id, d);
+            }
+            300..=699 => {
+                let cause = if self.calls[&id].cancel_seen {
+                    Cause::Cancel
+                } else {
+                    cause_for_status(status).unwrap_or(Cause::Congestion)
+                };
+                out.push(self.end_call(id, cause, now));
+            }
+            _ => {}
+        }
+    }
+
+    fn answer(&mut self, id: u64, v: &MsgView, now: Instant, out: &mut Vec<CallEvent>) {
+        let cc = self.cfg.country_code.clone();
+        let ml = self.cfg.max_internal_len;
+        let deadline = add(now, self.cfg.max_call_duration);
+        let call = self.calls.get_mut(&id).expect("indexed call exists");
+        call.state = State::Answered;
+        call.answered_to_tag = Some(v.to_tag.clone().unwrap_or_default());
+        let mut user = None;
+        if call.direction == Direction::In {
+            let pai = v.pai.as_ref().and_then(|p| p.user());
+            let contact = v
+                .contact
+                .as_ref()
+                .and_then(|p| p.user())
+                .filter(|u| is_number(u));
+            call.answering_number = pai
+                .or(contact)
+                .or(v.to.user())
+                .map(|u| normalize_number(u, cc.as_deref(), ml));
+            user = v
+                .pai
+                .as_ref()
+                .and_then(|p| p.display.clone())
+                .or_else(|| v.contact.as_ref().and_then(|p| p.display.clone()));
+        }
+        out.push(CallEvent {
+            kind: EventKind::Answer,
+            call_id: call.zammad_id.clone(),
+            direction: call.direction,
+            from: call.from.clone(),
+            to: call.to.clone(),
+            user,
+            answering_number: call.answering_number.clone(),
+            cause: None,
+            at: now,
+            sip_call_id: call.sip_call_id.clone(),
+        });
+        self.set_deadline(id, deadline);
+    }
+
+    // ----- table maintenance -----
+
+    fn find(&self, sip_call_id: &str, from_tag: &str) -> Option<u64> {
+        self.by_cid
+            .get(sip_call_id)?
+            .iter()
+            .rev()
+            .find(|(t, _)| t == from_tag)
+            .map(|(_, id)| *id)
+    }
+
+    fn ring_deadline_of(&self, id: u64) -> Option<Instant> {
+        let c = self.calls.get(&id)?;
+        add(c.started, self.cfg.max_call_duration)
+    }
+
+    fn set_deadline(&mut self, id: u64, deadline: Option<Instant>) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if let Some(old) = call.deadline.take() {
+            self.timers.remove(&(old, id));
+        }
+        call.deadline = deadline;
+        if let Some(d) = deadline {
+            self.timers.insert((d, id));
+        }
+    }
+
+    /// Marks the call ended (it lingers) and builds its hangup event.
+    fn end_call(&mut self, id: u64, cause: Cause, at: Instant) -> CallEvent {
+        let linger_until = add(at, self.cfg.linger);
+        let call = self.calls.get_mut(&id).expect("call to end exists");
+        debug_assert!(call.state != State::Ended);
+        call.state = State::Ended;
+        let ev = CallEvent {
+            kind: EventKind::Hangup,
+            call_id: call.zammad_id.clone(),
+            direction: call.direction,
+            from: call.from.clone(),
+            to: call.to.clone(),
+            user: None,
+            answering_number: call.answering_number.clone(),
+            cause: Some(cause),
+            at,
+            sip_call_id: call.sip_call_id.clone(),
+        };
+        tracing::debug!(
+            sip_call_id = %ev.sip_call_id,
+            call_id = %ev.call_id,
+            cause = cause.as_str(),
+            "call ended"
+        );
+        self.active = self.active.saturating_sub(1);
+        // Without a representable linger end the call is freed at the next eviction only.
+        let key = linger_until.unwrap_or(at);
+        call.linger_key = Some(key);
+        self.lingering.insert((key, id));
+        self.set_deadline(id, linger_until);
+        ev
+    }
+
+    /// Removes a call from every index.
+    fn free_call(&mut self, id: u64, now: Instant) {
+        let Some(call) = self.calls.remove(&id) else {
+            return;
+        };
+        if let Some(d) = call.deadline {
+            self.timers.remove(&(d, id));
+        }
+        if let Some(l) = call.linger_key {
+            self.lingering.remove(&(l, id));
+        }
+        if call.state != State::Ended {
+            self.active = self.active.saturating_sub(1);
+        }
+        if let Some(list) = self.by_cid.get_mut(&call.sip_call_id) {
+            list.retain(|(_, i)| *i != id);
+            if list.is_empty() {
+                self.by_cid.remove(&call.sip_call_id);
+            }
+        }
+        let h = fnv1a64(call.sip_call_id.as_bytes());
+        if let Some(u) = self.cid_uses.get_mut(&h) {
+            u.live = u.live.saturating_sub(1);
+            if u.live == 0 {
+                match add(now, self.cfg.max_call_duration) {
+                    Some(exp) => {
+                        u.expires = Some(exp);
+                        self.cid_expiry.insert((exp, h));
+                    }
+                    None => {
+                        self.cid_uses.remove(&h);
+                    }
+                }
+            }
+        }
+        // Remembered Call-ID counts are bounded like the call table.
+        while self.cid_expiry.len() > self.cfg.max_calls.max(1) {
+            if let Some((exp, h)) = self.cid_expiry.pop_first() {
+                self.drop_cid_use(h, exp);
+            }
+        }
+    }
+
+    fn drop_cid_use(&mut self, h: u64, exp: Instant) {
+        if self
+            .cid_uses
+            .get(&h)
+            .is_some_and(|u| u.live == 0 && u.expires == Some(exp))
+        {
+            self.cid_uses.remove(&h);
+        }
+    }
+
+    fn purge_cid_uses(&mut self, now: Instant) {
+        while let Some(&(exp, h)) = self.cid_expiry.first() {
+            if exp > now {
+                break;
+            }
+            self.cid_expiry.remove(&(exp, h));
+            self.drop_cid_use(h, exp);
+        }
+    }
+
+    fn next_zammad_id(&mut self, sip_call_id: &str, now: Instant) -> String {
+        let h = fnv1a64(sip_call_id.as_bytes());
+        let u = self.cid_uses.entry(h).or_insert(CidUse {
+            count: 0,
+            live: 0,
+            expires: None,
+        });
+        if let Some(exp) = u.expires.take() {
+            self.cid_expiry.remove(&(exp, h));
+            if exp <= now {
+                u.count = 0;
+            }
+        }
+        u.count = u.count.saturating_add(1);
+        u.live += 1;
+        zammad_call_id(sip_call_id, u.count)
+    }
+}

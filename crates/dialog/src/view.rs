@@ -1,0 +1,248 @@
+//! The plain-data view of a SIP message that the state machine works on.
+//!
+//! [`MsgView::from_message`] is the only place that touches the wire layer; everything else
+//! in this crate sees `MsgView` only, so the call logic can be tested without a parser.
+
+/// One party of a message (From, To, P-Asserted-Identity or Contact).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Party {
+    /// URI user part, %-unescaped (for `tel:` URIs: the number, without parameters).
+    pub user: Option<String>,
+    /// URI host (lower case); None for `tel:` URIs.
+    pub host: Option<String>,
+    /// Display name without quotes; None if absent or empty.
+    pub display: Option<String>,
+}
+
+impl Party {
+    /// A party from a URI and an optional display name.
+    pub fn new(uri: &str, display: Option<&str>) -> Party {
+        let (user, host) = uri_user_host(uri);
+        Party {
+            user,
+            host,
+            display: display.and_then(clean_display),
+        }
+    }
+
+    /// `user` if present and non-empty.
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref().filter(|u| !u.is_empty())
+    }
+
+    /// True for the usual spellings of an anonymous party (RFC 3323):
+    /// user `anonymous` (any case), host `anonymous.invalid`, display `Anonymous`.
+    pub fn is_anonymous(&self) -> bool {
+        self.user
+            .as_deref()
+            .is_some_and(|u| u.eq_ignore_ascii_case("anonymous"))
+            || self
+                .host
+                .as_deref()
+                .is_some_and(|h| h.eq_ignore_ascii_case("anonymous.invalid"))
+            || self
+                .display
+                .as_deref()
+                .is_some_and(|d| d.eq_ignore_ascii_case("anonymous"))
+    }
+}
+
+/// What the tracker needs from one SIP message.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MsgView {
+    /// Request method (None for a response).
+    pub method: Option<String>,
+    /// Response status (None for a request).
+    pub status: Option<u16>,
+    pub call_id: String,
+    pub from_tag: Option<String>,
+    pub to_tag: Option<String>,
+    pub cseq: u32,
+    pub cseq_method: String,
+    /// Request-URI user (requests only; `tel:` URI: the number).
+    pub ruri_user: Option<String>,
+    pub from: Party,
+    pub to: Party,
+    /// First P-Asserted-Identity value, if any.
+    pub pai: Option<Party>,
+    /// First Contact value, if any.
+    pub contact: Option<Party>,
+    /// `Privacy` lists `id`.
+    pub privacy_id: bool,
+}
+
+impl MsgView {
+    pub fn is_request(&self) -> bool {
+        self.method.is_some()
+    }
+
+    pub(crate) fn cseq_method_is(&self, m: &str) -> bool {
+        self.cseq_method.eq_ignore_ascii_case(m)
+    }
+
+    /// Builds the view from a parsed message. `Err` names what is missing when the message
+    /// cannot belong to a call (no Call-ID, CSeq, From or To, neither request nor response).
+    pub fn from_message(msg: &sipcti_transport::SipMessage) -> Result<MsgView, &'static str> {
+        crate::adapter::view_of(msg)
+    }
+}
+
+/// True if a `Privacy` header value lists `id` (values are separated by `;`, some
+/// implementations use `,`).
+pub(crate) fn privacy_has_id(value: &str) -> bool {
+    value
+        .split([';', ','])
+        .any(|v| v.trim().eq_ignore_ascii_case("id"))
+}
+
+/// Display name without surrounding quotes and backslash escapes; None if empty.
+pub(crate) fn clean_display(d: &str) -> Option<String> {
+    let t = d.trim();
+    let t = if t.len() >= 2 && t.starts_with('"') && t.ends_with('"') {
+        let inner = &t[1..t.len() - 1];
+        let mut out = String::with_capacity(inner.len());
+        let mut esc = false;
+        for c in inner.chars() {
+            if esc {
+                out.push(c);
+                esc = false;
+            } else if c == '\\' {
+                esc = true;
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    } else {
+        t.to_string()
+    };
+    let t = t.trim();
+    if t.is_empty() {
+        None
+    } else {
+        Some(t.to_string())
+    }
+}
+
+/// User and host of a `sip:`, `sips:` or `tel:` URI (angle brackets tolerated).
+/// The user is %-unescaped; for `tel:` the user is the number without parameters.
+pub(crate) fn uri_user_host(uri: &str) -> (Option<String>, Option<String>) {
+    let u = uri.trim();
+    let u = u.strip_prefix('<').unwrap_or(u);
+    let u = u.split('>').next().unwrap_or("");
+    let Some((scheme, rest)) = u.split_once(':') else {
+        return (None, None);
+    };
+    let scheme = scheme.trim();
+    if scheme.eq_ignore_ascii_case("tel") {
+        let num = rest.split([';', '?']).next().unwrap_or("").trim();
+        let num = percent_decode(num);
+        return (Some(num).filter(|n| !n.is_empty()), None);
+    }
+    if !(scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips")) {
+        return (None, None);
+    }
+    // Only the part before headers ('?') can hold user@host.
+    let before_headers = rest.split('?').next().unwrap_or("");
+    let (user, hostpart) = match before_headers.rfind('@') {
+        Some(i) => {
+            let userinfo = &before_headers[..i];
+            // user:password -> user (a ':' in the user part would be escaped).
+            let user = userinfo.split(':').next().unwrap_or("");
+            (Some(percent_decode(user)), &before_headers[i + 1..])
+        }
+        None => (None, before_headers),
+    };
+    let hostport = hostpart.split(';').next().unwrap_or("");
+    let host = if let Some(v6) = hostport.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("").to_string()
+    } else {
+        hostport.split(':').next().unwrap_or("").to_string()
+    };
+    let host = host.trim().to_ascii_lowercase();
+    (
+        user.filter(|u| !u.is_empty()),
+        Some(host).filter(|h| !h.is_empty()),
+    )
+}
+
+fn percent_decode(s: &str) -> String {
+    if !s.contains('%') {
+        return s.to_string();
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let h = (b[i + 1] as char).to_digit(16);
+            let l = (b[i + 2] as char).to_digit(16);
+            if let (Some(h), Some(l)) = (h, l) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uri_parts() {
+        assert_eq!(
+            uri_user_host("sip:+4930123@trunk.example;user=phone"),
+            (Some("+4930123".into()), Some("trunk.example".into()))
+        );
+        assert_eq!(
+            uri_user_host("<sips:alice:secret@[2001:db8::1]:5061>"),
+            (Some("alice".into()), Some("2001:db8::1".into()))
+        );
+        assert_eq!(
+            uri_user_host("tel:+49-30-123;phone-context=x"),
+            (Some("+49-30-123".into()), None)
+        );
+        assert_eq!(
+            uri_user_host("sip:%2B4930123@h"),
+            (Some("+4930123".into()), Some("h".into()))
+        );
+        assert_eq!(
+            uri_user_host("sip:anonymous@Anonymous.Invalid"),
+            (Some("anonymous".into()), Some("anonymous.invalid".into()))
+        );
+        assert_eq!(
+            uri_user_host("sip:pbx.example:5060"),
+            (None, Some("pbx.example".into()))
+        );
+        assert_eq!(uri_user_host("mailto:x@y"), (None, None));
+        assert_eq!(uri_user_host(""), (None, None));
+        assert_eq!(uri_user_host("sip:%4"), (None, Some("%4".into())));
+        assert_eq!(
+            uri_user_host("sip:a%@h"),
+            (Some("a%".into()), Some("h".into()))
+        );
+    }
+
+    #[test]
+    fn displays_and_privacy() {
+        assert_eq!(
+            clean_display("\"Alice \\\"A\\\"\""),
+            Some("Alice \"A\"".into())
+        );
+        assert_eq!(clean_display("  Bob "), Some("Bob".into()));
+        assert_eq!(clean_display("\"\""), None);
+        assert!(privacy_has_id("id"));
+        assert!(privacy_has_id("header; ID ;critical"));
+        assert!(!privacy_has_id("none"));
+        assert!(!privacy_has_id("header;user"));
+        assert!(Party::new("sip:x@anonymous.invalid", None).is_anonymous());
+        assert!(Party::new("sip:Anonymous@h", None).is_anonymous());
+        assert!(Party::new("sip:1@h", Some("\"Anonymous\"")).is_anonymous());
+        assert!(!Party::new("sip:201@h", Some("Alice")).is_anonymous());
+    }
+}
