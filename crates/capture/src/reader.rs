@@ -1,0 +1,893 @@
+//! pcap / pcapng file reading and the per-packet pipeline.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::io::{self, BufReader, Cursor, Read};
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use etherparse::{TcpHeaderSlice, UdpHeaderSlice};
+use pcap_parser::pcapng::{Block, PcapNGOption};
+use pcap_parser::traits::PcapNGPacketBlock;
+
+use crate::defrag::{DefragCounters, IpDefragmenter};
+use crate::link::{self, LinkPayload};
+use crate::net::{self, NetPacket};
+use crate::tcp::{TcpChunk, TcpCounters, TcpReassembler};
+use crate::{CaptureError, Datagram, Limits, Stats, Transport};
+
+const PCAPNG_SHB: u32 = 0x0A0D_0D0A;
+const PCAPNG_IDB: u32 = 0x0000_0001;
+const PCAPNG_PB: u32 = 0x0000_0002;
+const PCAPNG_SPB: u32 = 0x0000_0003;
+const PCAPNG_EPB: u32 = 0x0000_0006;
+const BYTE_ORDER_MAGIC: u32 = 0x1A2B_3C4D;
+const IP_UDP: u8 = 17;
+const IP_TCP: u8 = 6;
+
+/// One pcapng interface (Interface Description Block).
+#[derive(Debug)]
+struct Iface {
+    linktype: u32,
+    snaplen: u32,
+    /// Timestamp units per second (`if_tsresol`).
+    resolution: u64,
+    /// Seconds added to every timestamp (`if_tsoffset`).
+    offset: i64,
+}
+
+#[derive(Debug)]
+enum Format {
+    Pcap {
+        big_endian: bool,
+        nanos: bool,
+        modified: bool,
+        linktype: u32,
+    },
+    PcapNg {
+        big_endian: bool,
+        ifaces: Vec<Iface>,
+    },
+}
+
+#[derive(Debug)]
+enum Phase {
+    Reading,
+    Failed(CaptureError),
+    Done,
+}
+
+#[derive(Debug)]
+struct Flow {
+    reasm: TcpReassembler,
+    last_seen: Duration,
+}
+
+type FlowKey = (SocketAddr, SocketAddr);
+
+/// Reads a pcap or pcapng capture and yields its UDP datagrams and reassembled
+/// TCP stream data as [`Datagram`]s, in capture order.
+///
+/// The file is read as a stream (one record at a time), so memory does not grow
+/// with the file size. Per-packet pipeline: link layer (see the crate docs) ->
+/// IPv4/IPv6 (with fragment reassembly) -> UDP datagram or TCP segment (fed to a
+/// [`TcpReassembler`] per direction). At the end of the capture, TCP data still
+/// waiting behind a hole is delivered with `gap_before = true`.
+///
+/// Timestamps: pcap seconds + micro/nanoseconds (per magic number; the header's
+/// `thiszone` is ignored, as by libpcap); pcapng units per `if_tsresol` plus
+/// `if_tsoffset` seconds. Simple Packet Blocks carry no time: they get the
+/// previous packet's. A TCP segment cut short by the snap length contributes the
+/// bytes that were captured (the rest becomes a gap).
+///
+/// Iteration yields `Ok(Datagram)` items; a truncated or corrupt file yields
+/// everything readable, then one `Err` naming the packet, then `None`.
+/// Counters are available through [`stats`](Self::stats) at any time.
+pub struct CaptureReader {
+    src: Box<dyn Read + Send>,
+    format: Format,
+    limits: Limits,
+    buf: Vec<u8>,
+    /// Packets read so far (the last packet's 1-based number).
+    packet: u64,
+    /// Timestamp of the last packet (used for SPBs, which carry none).
+    last_ts: Duration,
+    stats: Stats,
+    flows: HashMap<FlowKey, Flow>,
+    tcp_pending_total: usize,
+    next_tcp_sweep: Duration,
+    defrag: IpDefragmenter,
+    out: VecDeque<Datagram>,
+    phase: Phase,
+}
+
+impl std::fmt::Debug for CaptureReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaptureReader")
+            .field("format", &self.format)
+            .field("packet", &self.packet)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads until `buf` is full or the input ends; returns the bytes read.
+fn read_full(src: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match src.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+fn u32_at(b: &[u8], at: usize, big_endian: bool) -> u32 {
+    let mut a = [0u8; 4];
+    if let Some(s) = b.get(at..at + 4) {
+        a.copy_from_slice(s);
+    }
+    if big_endian {
+        u32::from_be_bytes(a)
+    } else {
+        u32::from_le_bytes(a)
+    }
+}
+
+/// Capture time from a pcapng timestamp in `units` of 1/`resolution` s plus
+/// `offset` seconds.
+fn ng_time(units: u64, resolution: u64, offset: i64) -> Duration {
+    let resolution = resolution.max(1);
+    let secs = units / resolution;
+    let nanos = (u128::from(units % resolution) * 1_000_000_000 / u128::from(resolution)) as u32;
+    let t = Duration::new(secs, nanos);
+    if offset >= 0 {
+        t.saturating_add(Duration::from_secs(offset.unsigned_abs()))
+    } else {
+        t.saturating_sub(Duration::from_secs(offset.unsigned_abs()))
+    }
+}
+
+/// Reads `if_tsresol` (code 9) and `if_tsoffset` (code 14) from IDB options:
+/// returns (units per second, offset in seconds); `None` for an unusable
+/// resolution. Done here because pcap-parser 0.17 rejects every power-of-two
+/// resolution and reads `if_tsoffset` as little-endian in big-endian sections.
+fn idb_time_options(options: &[PcapNGOption<'_>], big_endian: bool) -> Option<(u64, i64)> {
+    let mut resolution = 1_000_000;
+    let mut offset = 0;
+    for opt in options {
+        match opt.code.0 {
+            9 => {
+                let v = *opt.value.first()?;
+                resolution = if v & 0x80 != 0 {
+                    1u64.checked_shl(u32::from(v & 0x7F))
+                        .filter(|_| v & 0x7F <= 63)?
+                } else {
+                    10u64.checked_pow(u32::from(v))?
+                };
+            }
+            14 => {
+                let b: [u8; 8] = opt.value.get(..8)?.try_into().ok()?;
+                offset = if big_endian {
+                    i64::from_be_bytes(b)
+                } else {
+                    i64::from_le_bytes(b)
+                };
+            }
+            _ => {}
+        }
+    }
+    Some((resolution, offset))
+}
+
+impl CaptureReader {
+    /// Opens the capture file at `path` with default [`Limits`]; pcap or pcapng is
+    /// detected by the magic number.
+    ///
+    /// Errors: [`CaptureError::Io`] if the file cannot be opened or read,
+    /// [`CaptureError::UnknownFormat`], [`CaptureError::Truncated`] /
+    /// [`CaptureError::Corrupt`] (packet 0) for a bad file header,
+    /// [`CaptureError::UnsupportedLinkType`] for a pcap file of a link type that
+    /// cannot be decoded.
+    pub fn open(path: &Path) -> Result<CaptureReader, CaptureError> {
+        Self::open_with_limits(path, Limits::default())
+    }
+
+    /// Like [`open`](Self::open) with explicit limits.
+    pub fn open_with_limits(path: &Path, limits: Limits) -> Result<CaptureReader, CaptureError> {
+        let file = File::open(path)?;
+        Self::from_reader(BufReader::with_capacity(1 << 18, file), limits)
+    }
+
+    /// Reads a capture held in memory (pcap or pcapng), with default [`Limits`].
+    /// Errors as for [`open`](Self::open).
+    pub fn from_bytes(data: Vec<u8>) -> Result<CaptureReader, CaptureError> {
+        Self::from_bytes_with_limits(data, Limits::default())
+    }
+
+    /// Like [`from_bytes`](Self::from_bytes) with explicit limits.
+    pub fn from_bytes_with_limits(
+        data: Vec<u8>,
+        limits: Limits,
+    ) -> Result<CaptureReader, CaptureError> {
+        Self::from_reader(Cursor::new(data), limits)
+    }
+
+    /// Reads a capture from any byte stream (buffer it for speed). Reads and checks
+    /// the file header (pcap) or first Section Header Block (pcapng) before
+    /// returning. Errors as for [`open`](Self::open).
+    pub fn from_reader<R: Read + Send + 'static>(
+        reader: R,
+        limits: Limits,
+    ) -> Result<CaptureReader, CaptureError> {
+        let mut src: Box<dyn Read + Send> = Box::new(reader);
+        let mut magic = [0u8; 4];
+        if read_full(&mut *src, &mut magic)? < 4 {
+            return Err(CaptureError::UnknownFormat);
+        }
+        let mut buf = magic.to_vec();
+        let format = match u32::from_le_bytes(magic) {
+            0xa1b2_c3d4 | 0xa1b2_3c4d | 0xd4c3_b2a1 | 0x4d3c_b2a1 | 0xa1b2_cd34 => {
+                buf.resize(24, 0);
+                if read_full(&mut *src, &mut buf[4..])? < 20 {
+                    return Err(CaptureError::Truncated { packet: 0 });
+                }
+                let (_, h) =
+                    pcap_parser::parse_pcap_header(&buf).map_err(|e| CaptureError::Corrupt {
+                        packet: 0,
+                        reason: format!("bad pcap header: {e}"),
+                    })?;
+                let linktype = (h.network.0 as u32) & 0xFFFF;
+                if !link::is_supported(linktype) {
+                    return Err(CaptureError::UnsupportedLinkType { linktype });
+                }
+                Format::Pcap {
+                    big_endian: h.is_bigendian(),
+                    nanos: h.is_nanosecond_precision(),
+                    modified: h.is_modified_format(),
+                    linktype,
+                }
+            }
+            PCAPNG_SHB => Format::PcapNg {
+                big_endian: false,
+                ifaces: Vec::new(),
+            },
+            _ => return Err(CaptureError::UnknownFormat),
+        };
+        let pending_magic = matches!(format, Format::PcapNg { .. });
+        let mut reader = CaptureReader {
+            src,
+            format,
+            defrag: IpDefragmenter::new(limits.defrag.clone()),
+            limits,
+            buf: Vec::new(),
+            packet: 0,
+            last_ts: Duration::ZERO,
+            stats: Stats::default(),
+            flows: HashMap::new(),
+            tcp_pending_total: 0,
+            next_tcp_sweep: Duration::ZERO,
+            out: VecDeque::new(),
+            phase: Phase::Reading,
+        };
+        if pending_magic {
+            // Read and check the first Section Header Block now, so that a file
+            // that merely starts with the SHB type is rejected early.
+            let first = match reader.read_ng_block(Some(magic)) {
+                Ok(true) => reader.handle_ng_block(),
+                Ok(false) => Err(CaptureError::Truncated { packet: 0 }),
+                Err(e) => Err(e),
+            };
+            first.map_err(|e| match e {
+                CaptureError::Truncated { .. } => CaptureError::Truncated { packet: 0 },
+                CaptureError::Corrupt { reason, .. } => CaptureError::Corrupt { packet: 0, reason },
+                other => other,
+            })?;
+        }
+        Ok(reader)
+    }
+
+    /// Counters so far (complete once the iterator returned `None`).
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Reads the next packet and processes it. Returns `Ok(false)` at the clean
+    /// end of the file.
+    fn step(&mut self) -> Result<bool, CaptureError> {
+        match self.format {
+            Format::Pcap { .. } => self.step_pcap(),
+            Format::PcapNg { .. } => {
+                if !self.read_ng_block(None)? {
+                    return Ok(false);
+                }
+                self.handle_ng_block()?;
+                Ok(true)
+            }
+        }
+    }
+
+    fn step_pcap(&mut self) -> Result<bool, CaptureError> {
+        let Format::Pcap {
+            big_endian,
+            nanos,
+            modified,
+            linktype,
+        } = self.format
+        else {
+            return Ok(false);
+        };
+        let next = self.packet + 1;
+        let hlen = if modified { 24 } else { 16 };
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.resize(hlen, 0);
+        let n = read_full(&mut *self.src, &mut buf)?;
+        if n == 0 {
+            self.buf = buf;
+            return Ok(false);
+        }
+        if n < hlen {
+            return Err(CaptureError::Truncated { packet: next });
+        }
+        let caplen = u32_at(&buf, 8, big_endian) as usize;
+        if caplen > self.limits.max_record_bytes {
+            return Err(CaptureError::Corrupt {
+                packet: next,
+                reason: format!("record length {caplen} exceeds the limit"),
+            });
+        }
+        buf.resize(hlen + caplen, 0);
+        if read_full(&mut *self.src, &mut buf[hlen..])? < caplen {
+            return Err(CaptureError::Truncated { packet: next });
+        }
+        let parsed = if modified {
+            pcap_parser::parse_pcap_frame_modified(&buf)
+        } else if big_endian {
+            pcap_parser::parse_pcap_frame_be(&buf)
+        } else {
+            pcap_parser::parse_pcap_frame(&buf)
+        };
+        let block = parsed
+            .map_err(|e| CaptureError::Corrupt {
+                packet: next,
+                reason: format!("bad record: {e}"),
+            })?
+            .1;
+        let frac = if nanos {
+            Duration::from_nanos(u64::from(block.ts_usec))
+        } else {
+            Duration::from_micros(u64::from(block.ts_usec))
+        };
+        let ts = Duration::from_secs(u64::from(block.ts_sec)) + frac;
+        self.packet = next;
+        self.stats.packets += 1;
+        self.process(linktype, block.data, ts);
+        self.buf = buf;
+        Ok(true)
+    }
+
+    /// Reads one whole pcapng block into `self.buf`. `magic`: the first 4 bytes,
+    /// if already consumed. Returns `Ok(false)` at the clean end of the file.
+    fn read_ng_block(&mut self, magic: Option<[u8; 4]>) -> Result<bool, CaptureError> {
+        let next = self.packet + 1;
+        let mut head = [0u8; 12];
+        let have = match magic {
+            Some(m) => {
+                head[..4].copy_from_slice(&m);
+                4
+            }
+            None => 0,
+        };
+        let n = have + read_full(&mut *self.src, &mut head[have..8])?;
+        if n == 0 {
+            return Ok(false);
+        }
+        if n < 8 {
+            return Err(CaptureError::Truncated { packet: next });
+        }
+        let mut hlen = 8;
+        let mut big_endian = match self.format {
+            Format::PcapNg { big_endian, .. } => big_endian,
+            Format::Pcap { .. } => false,
+        };
+        if head[..4] == PCAPNG_SHB.to_le_bytes() {
+            // The byte-order magic decides the endianness of the new section.
+            if read_full(&mut *self.src, &mut head[8..12])? < 4 {
+                return Err(CaptureError::Truncated { packet: next });
+            }
+            hlen = 12;
+            big_endian = match u32::from_le_bytes([head[8], head[9], head[10], head[11]]) {
+                BYTE_ORDER_MAGIC => false,
+                m if m == BYTE_ORDER_MAGIC.swap_bytes() => true,
+                _ => {
+                    return Err(CaptureError::Corrupt {
+                        packet: next,
+                        reason: "bad pcapng byte-order magic".into(),
+                    })
+                }
+            };
+            if let Format::PcapNg {
+                big_endian: be,
+                ifaces,
+            } = &mut self.format
+            {
+                *be = big_endian;
+                ifaces.clear();
+            }
+        }
+        let len = u32_at(&head, 4, big_endian) as usize;
+        if len < 12 || len & 3 != 0 || len < hlen {
+            return Err(CaptureError::Corrupt {
+                packet: next,
+                reason: format!("bad pcapng block length {len}"),
+            });
+        }
+        if len > self.limits.max_record_bytes {
+            return Err(CaptureError::Corrupt {
+                packet: next,
+                reason: format!("pcapng block length {len} exceeds the limit"),
+            });
+        }
+        self.buf.clear();
+        self.buf.extend_from_slice(&head[..hlen]);
+        self.buf.resize(len, 0);
+        if read_full(&mut *self.src, &mut self.buf[hlen..])? < len - hlen {
+            return Err(CaptureError::Truncated { packet: next });
+        }
+        Ok(true)
+    }
+
+    /// Interprets the pcapng block in `self.buf`.
+    fn handle_ng_block(&mut self) -> Result<(), CaptureError> {
+        let Format::PcapNg { big_endian, .. } = self.format else {
+            return Ok(());
+        };
+        let btype = u32_at(&self.buf, 0, big_endian);
+        if !matches!(
+            btype,
+            PCAPNG_SHB | PCAPNG_IDB | PCAPNG_PB | PCAPNG_SPB | PCAPNG_EPB
+        ) {
+            return Ok(()); // statistics, name resolution, custom, ...: not needed
+        }
+        let next = self.packet + 1;
+        let corrupt = |reason: String| CaptureError::Corrupt {
+            packet: next,
+            reason,
+        };
+        let buf = std::mem::take(&mut self.buf);
+        let result = (|| {
+            if btype == PCAPNG_PB {
+                // Obsolete Packet Block: if_id(2) drops(2) ts_high ts_low caplen len data
+                if buf.len() < 32 {
+                    return Err(corrupt("short packet block".into()));
+                }
+                let raw = u32_at(&buf, 8, big_endian);
+                let if_id = if big_endian { raw >> 16 } else { raw & 0xFFFF };
+                let units = (u64::from(u32_at(&buf, 12, big_endian)) << 32)
+                    | u64::from(u32_at(&buf, 16, big_endian));
+                let caplen = u32_at(&buf, 20, big_endian) as usize;
+                let data = buf
+                    .get(28..28 + caplen)
+                    .filter(|_| 28 + caplen <= buf.len() - 4)
+                    .ok_or_else(|| corrupt("packet block length".into()))?;
+                return self.ng_packet(if_id, Some(units), data, next);
+            }
+            let parsed = if big_endian {
+                pcap_parser::parse_block_be(&buf)
+            } else {
+                pcap_parser::parse_block_le(&buf)
+            };
+            let block = parsed
+                .map_err(|e| corrupt(format!("bad pcapng block: {e}")))?
+                .1;
+            match block {
+                Block::SectionHeader(_) => Ok(()),
+                Block::InterfaceDescription(idb) => {
+                    let (resolution, offset) = idb_time_options(&idb.options, big_endian)
+                        .ok_or_else(|| corrupt("bad if_tsresol".into()))?;
+                    if let Format::PcapNg { ifaces, .. } = &mut self.format {
+                        if ifaces.len() >= 65_536 {
+                            return Err(corrupt("too many interfaces".into()));
+                        }
+                        ifaces.push(Iface {
+                            linktype: (idb.linktype.0 as u32) & 0xFFFF,
+                            snaplen: idb.snaplen,
+                            resolution,
+                            offset,
+                        });
+                    }
+                    Ok(())
+                }
+                Block::EnhancedPacket(epb) => {
+                    let units = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
+                    self.ng_packet(epb.if_id, Some(units), epb.packet_data(), next)
+                }
+                Block::SimplePacket(spb) => {
+                    let mut data = spb.packet_data();
+                    if let Format::PcapNg { ifaces, .. } = &self.format {
+                        if let Some(i) = ifaces.first() {
+                            if i.snaplen > 0 && data.len() > i.snaplen as usize {
+                                data = &data[..i.snaplen as usize];
+                            }
+                        }
+                    }
+                    self.ng_packet(0, None, data, next)
+                }
+                _ => Ok(()),
+            }
+        })();
+        self.buf = buf;
+        result
+    }
+
+    /// Processes a pcapng packet of interface `if_id` with timestamp `units` (in
+    /// the interface's resolution; `None` for SPBs, which have none).
+    fn ng_packet(
+        &mut self,
+        if_id: u32,
+        units: Option<u64>,
+        data: &[u8],
+        next: u64,
+    ) -> Result<(), CaptureError> {
+        let Format::PcapNg { ifaces, .. } = &self.format else {
+            return Ok(());
+        };
+        let Some(iface) = ifaces.get(if_id as usize) else {
+            return Err(CaptureError::Corrupt {
+                packet: next,
+                reason: format!("packet of undeclared interface {if_id}"),
+            });
+        };
+        let linktype = iface.linktype;
+        let ts = match units {
+            Some(u) => ng_time(u, iface.resolution, iface.offset),
+            None => self.last_ts,
+        };
+        self.packet = next;
+        self.stats.packets += 1;
+        if link::is_supported(linktype) {
+            self.process(linktype, data, ts);
+        } else {
+            self.stats.skipped_non_ip += 1;
+            self.last_ts = ts;
+        }
+        Ok(())
+    }
+
+    /// Decodes one packet and queues the resulting datagrams.
+    fn process(&mut self, linktype: u32, data: &[u8], ts: Duration) {
+        self.last_ts = ts;
+        self.sweep(ts);
+        let ip = match link::decode(linktype, data) {
+            LinkPayload::Ip(ip) => ip,
+            LinkPayload::NotIp => {
+                self.stats.skipped_non_ip += 1;
+                return;
+            }
+            LinkPayload::Malformed => {
+                self.stats.skipped_other += 1;
+                return;
+            }
+        };
+        match net::parse_ip(ip) {
+            NetPacket::Transport {
+                src,
+                dst,
+                protocol,
+                data,
+                truncated,
+            } => self.transport(src, dst, protocol, data, truncated, ts),
+            NetPacket::Fragment(frag) => {
+                let key = frag.key;
+                let whole = self.defrag.feed(frag, ts);
+                let counters = self.defrag.take_counters();
+                self.absorb_defrag(counters);
+                let Some(whole) = whole else {
+                    return;
+                };
+                if key.src.is_ipv4() {
+                    self.transport(key.src, key.dst, key.protocol, &whole, false, ts);
+                } else {
+                    match net::walk_v6(key.src, key.dst, key.protocol, &whole, false) {
+                        NetPacket::Transport {
+                            src,
+                            dst,
+                            protocol,
+                            data,
+                            truncated,
+                        } => self.transport(src, dst, protocol, data, truncated, ts),
+                        _ => self.stats.skipped_other += 1,
+                    }
+                }
+            }
+            NetPacket::Invalid => self.stats.skipped_other += 1,
+        }
+    }
+
+    fn absorb_defrag(&mut self, c: DefragCounters) {
+        self.stats.ip_fragments += c.fragments;
+        self.stats.reassembled_datagrams += c.reassembled;
+        self.stats.ip_fragments_expired += c.expired;
+        self.stats.ip_fragments_invalid += c.invalid;
+        self.stats.dropped_by_limit += c.dropped_by_limit;
+    }
+
+    fn absorb_tcp(stats: &mut Stats, c: TcpCounters) {
+        stats.tcp_retransmissions += c.retransmissions;
+        stats.tcp_out_of_order += c.out_of_order;
+        stats.tcp_gaps += c.gaps;
+        stats.dropped_by_limit += c.dropped_by_limit;
+    }
+
+    fn transport(
+        &mut self,
+        src: IpAddr,
+        dst: IpAddr,
+        protocol: u8,
+        data: &[u8],
+        truncated: bool,
+        ts: Duration,
+    ) {
+        match protocol {
+            IP_UDP => {
+                let Ok(h) = UdpHeaderSlice::from_slice(data) else {
+                    self.stats.skipped_other += 1;
+                    return;
+                };
+                let len = usize::from(h.length());
+                // Length 0: IPv6 jumbogram (RFC 2675), the IP length rules.
+                let end = if len == 0 && !truncated {
+                    data.len()
+                } else {
+                    len
+                };
+                if end < 8 || end > data.len() {
+                    self.stats.skipped_other += 1;
+                    return;
+                }
+                self.stats.udp += 1;
+                self.out.push_back(Datagram {
+                    packet: self.packet,
+                    ts,
+                    src: SocketAddr::new(src, h.source_port()),
+                    dst: SocketAddr::new(dst, h.destination_port()),
+                    transport: Transport::Udp,
+                    payload: data[8..end].to_vec(),
+                    gap_before: false,
+                });
+            }
+            IP_TCP => {
+                let Ok(h) = TcpHeaderSlice::from_slice(data) else {
+                    self.stats.skipped_other += 1;
+                    return;
+                };
+                self.stats.tcp_segments += 1;
+                let payload = &data[h.slice().len()..];
+                let key = (
+                    SocketAddr::new(src, h.source_port()),
+                    SocketAddr::new(dst, h.destination_port()),
+                );
+                self.tcp_segment(key, &h, payload, ts);
+            }
+            _ => self.stats.skipped_other += 1,
+        }
+    }
+
+    fn tcp_segment(&mut self, key: FlowKey, h: &TcpHeaderSlice<'_>, payload: &[u8], ts: Duration) {
+        let packet = self.packet;
+        if !self.flows.contains_key(&key) {
+            if payload.is_empty() && !h.syn() {
+                // Pure ACK/FIN/RST of a direction without data: nothing to track.
+                if h.rst() {
+                    self.abort_flow((key.1, key.0), ts);
+                }
+                return;
+            }
+            if self.flows.len() >= self.limits.max_tcp_flows.max(1) {
+                self.evict_flows();
+            }
+            self.flows.insert(
+                key,
+                Flow {
+                    reasm: TcpReassembler::new(self.limits.tcp.clone()),
+                    last_seen: ts,
+                },
+            );
+        }
+        let Some(flow) = self.flows.get_mut(&key) else {
+            return;
+        };
+        flow.last_seen = ts;
+        let before = flow.reasm.pending_bytes();
+        let mut chunks = flow.reasm.feed(
+            h.sequence_number(),
+            h.syn(),
+            h.fin(),
+            h.rst(),
+            payload,
+            packet,
+            ts,
+        );
+        self.tcp_pending_total =
+            self.tcp_pending_total.saturating_sub(before) + flow.reasm.pending_bytes();
+        if self.tcp_pending_total > self.limits.max_tcp_pending_bytes_total {
+            let before = flow.reasm.pending_bytes();
+            chunks.extend(flow.reasm.flush(packet, ts));
+            self.tcp_pending_total = self.tcp_pending_total.saturating_sub(before);
+            self.stats.dropped_by_limit += 1;
+        }
+        Self::absorb_tcp(&mut self.stats, flow.reasm.take_counters());
+        self.emit(key, chunks);
+        if h.rst() {
+            self.abort_flow((key.1, key.0), ts);
+        }
+    }
+
+    /// Ends the direction `key` at once (RST seen on the connection).
+    fn abort_flow(&mut self, key: FlowKey, ts: Duration) {
+        if let Some(flow) = self.flows.get_mut(&key) {
+            self.tcp_pending_total = self
+                .tcp_pending_total
+                .saturating_sub(flow.reasm.pending_bytes());
+            let chunks = flow.reasm.abort(self.packet, ts);
+            Self::absorb_tcp(&mut self.stats, flow.reasm.take_counters());
+            self.emit(key, chunks);
+        }
+    }
+
+    fn emit(&mut self, key: FlowKey, chunks: Vec<TcpChunk>) {
+        for c in chunks {
+            self.out.push_back(Datagram {
+                packet: c.packet,
+                ts: c.ts,
+                src: key.0,
+                dst: key.1,
+                transport: Transport::Tcp,
+                payload: c.payload,
+                gap_before: c.gap_before,
+            });
+        }
+    }
+
+    /// Flow table full: evicts the least recently seen eighth (closed directions
+    /// first), delivering their buffered data behind a gap.
+    fn evict_flows(&mut self) {
+        let mut all: Vec<(bool, Duration, FlowKey)> = self
+            .flows
+            .iter()
+            .map(|(k, f)| (!f.reasm.is_closed(), f.last_seen, *k))
+            .collect();
+        all.sort_unstable();
+        let n = (all.len() / 8).max(1);
+        for (open, _, key) in all.into_iter().take(n) {
+            if let Some(mut flow) = self.flows.remove(&key) {
+                self.tcp_pending_total = self
+                    .tcp_pending_total
+                    .saturating_sub(flow.reasm.pending_bytes());
+                let chunks = flow.reasm.finish();
+                Self::absorb_tcp(&mut self.stats, flow.reasm.take_counters());
+                if open {
+                    self.stats.dropped_by_limit += 1;
+                }
+                self.emit(key, chunks);
+            }
+        }
+    }
+
+    /// Once per second of capture time: expires IP fragments and skips TCP holes
+    /// that waited longer than the gap timeout.
+    fn sweep(&mut self, now: Duration) {
+        // Also sweep when the capture time jumped backwards (merged files).
+        if now < self.next_tcp_sweep && now + Duration::from_secs(1) >= self.next_tcp_sweep {
+            return;
+        }
+        self.next_tcp_sweep = now + Duration::from_secs(1);
+        if self.defrag.in_progress() > 0 {
+            self.defrag.expire(now);
+            let c = self.defrag.take_counters();
+            self.absorb_defrag(c);
+        }
+        if self.tcp_pending_total == 0 {
+            return;
+        }
+        let mut keys: Vec<FlowKey> = self
+            .flows
+            .iter()
+            .filter(|(_, f)| f.reasm.pending_bytes() > 0)
+            .map(|(k, _)| *k)
+            .collect();
+        keys.sort_unstable();
+        // The packet being processed is the one that noticed the timeout.
+        let packet = self.packet;
+        for key in keys {
+            if let Some(flow) = self.flows.get_mut(&key) {
+                let before = flow.reasm.pending_bytes();
+                let chunks = flow.reasm.expire(now, packet);
+                self.tcp_pending_total =
+                    self.tcp_pending_total.saturating_sub(before) + flow.reasm.pending_bytes();
+                Self::absorb_tcp(&mut self.stats, flow.reasm.take_counters());
+                self.emit(key, chunks);
+            }
+        }
+    }
+
+    /// End of input: delivers TCP data waiting behind holes and discards
+    /// incomplete IP datagrams.
+    fn finish(&mut self) {
+        let mut keys: Vec<FlowKey> = self
+            .flows
+            .iter()
+            .filter(|(_, f)| f.reasm.pending_bytes() > 0)
+            .map(|(k, _)| *k)
+            .collect();
+        keys.sort_unstable();
+        let mut tail: Vec<Datagram> = Vec::new();
+        for key in keys {
+            if let Some(flow) = self.flows.get_mut(&key) {
+                let chunks = flow.reasm.finish();
+                Self::absorb_tcp(&mut self.stats, flow.reasm.take_counters());
+                let start = self.out.len();
+                self.emit(key, chunks);
+                tail.extend(self.out.drain(start..));
+            }
+        }
+        self.tcp_pending_total = 0;
+        tail.sort_by_key(|d| d.packet); // stable: keeps stream order per flow
+        self.out.extend(tail);
+        self.defrag.finish();
+        let c = self.defrag.take_counters();
+        self.absorb_defrag(c);
+    }
+}
+
+impl Iterator for CaptureReader {
+    type Item = Result<Datagram, CaptureError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(d) = self.out.pop_front() {
+                return Some(Ok(d));
+            }
+            match std::mem::replace(&mut self.phase, Phase::Done) {
+                Phase::Reading => match self.step() {
+                    Ok(true) => self.phase = Phase::Reading,
+                    Ok(false) => self.finish(),
+                    Err(e) => {
+                        self.finish();
+                        self.phase = Phase::Failed(e);
+                    }
+                },
+                Phase::Failed(e) => return Some(Err(e)),
+                Phase::Done => return None,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pcapng_time_resolution_and_offset() {
+        assert_eq!(
+            ng_time(1_500_000, 1_000_000, 0),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(ng_time(3, 2, 0), Duration::from_millis(1500));
+        assert_eq!(
+            ng_time(1_000_000_001, 1_000_000_000, 10),
+            Duration::new(11, 1)
+        );
+        assert_eq!(ng_time(5, 1, -10), Duration::ZERO);
+        assert_eq!(ng_time(5, 0, 0), Duration::from_secs(5));
+        assert_eq!(
+            ng_time(3 << 20 | 1 << 19, 1 << 20, 0),
+            Duration::from_millis(3500)
+        );
+    }
+}
