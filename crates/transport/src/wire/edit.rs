@@ -1,0 +1,315 @@
+//! Byte-preserving edits of a [`SipMessage`] and stateless responses.
+
+use std::io::Write as _;
+use std::net::IpAddr;
+use std::ops::Range;
+
+use super::message::{HeaderEntry, SipMessage, StartLine};
+use super::parse::{param_positions, subslice_range, value_ranges, NameAddr, Via};
+
+/// One replacement of `buf[range]` by `data` (an insertion when the range is empty).
+#[derive(Debug, Clone)]
+struct Splice {
+    range: Range<usize>,
+    data: Vec<u8>,
+}
+
+/// Byte-preserving editor: collects splices, [`Edit::finish`] applies them in one pass.
+/// Everything not edited stays byte for byte; the output covers
+/// [`SipMessage::as_bytes`] (leading CRLFs and bytes beyond Content-Length dropped).
+/// Content-Length is never touched (bodies are not edited).
+///
+/// Positions always refer to the original message, so edits do not see each other:
+/// e.g. two `insert_first("Via", ..)` calls both insert before the original first Via
+/// (in call order). Insertions at the same position keep call order; of two overlapping
+/// replacements/removals the one starting first (then the earlier call) wins and the
+/// other is dropped. Names and values are written as given (CR/LF replaced by spaces
+/// to keep the framing intact).
+#[derive(Debug, Clone)]
+pub struct Edit<'m> {
+    msg: &'m SipMessage,
+    splices: Vec<Splice>,
+}
+
+/// Replaces CR and LF with spaces so a caller's value cannot inject header lines.
+fn clean(s: &str) -> impl Iterator<Item = u8> + '_ {
+    s.bytes()
+        .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b })
+}
+
+fn header_line(name: &str, value: &str) -> Vec<u8> {
+    let mut v = Vec::with_capacity(name.len() + value.len() + 4);
+    v.extend(clean(name));
+    v.extend_from_slice(b": ");
+    v.extend(clean(value));
+    v.extend_from_slice(b"\r\n");
+    v
+}
+
+impl<'m> Edit<'m> {
+    pub(crate) fn new(msg: &'m SipMessage) -> Self {
+        Edit {
+            msg,
+            splices: Vec::new(),
+        }
+    }
+
+    fn splice(&mut self, range: Range<usize>, data: Vec<u8>) {
+        self.splices.push(Splice { range, data });
+    }
+
+    fn first_entry(&self, name: &str) -> Option<&'m HeaderEntry> {
+        let msg: &'m SipMessage = self.msg;
+        msg.first_named(name).map(|(_, e)| e)
+    }
+
+    /// Buffer ranges of the comma-separated values of a header line (trimmed).
+    fn line_values(&self, e: &HeaderEntry) -> Vec<Range<usize>> {
+        let raw = self.msg.raw_value(e);
+        let base = e.raw_value.start;
+        value_ranges(raw)
+            .into_iter()
+            .map(|r| base + r.start..base + r.end)
+            .collect()
+    }
+
+    /// Inserts a new line `name: value\r\n` that becomes the first value of that header:
+    /// right before its first existing line, else right after the start line (push a Via,
+    /// RFC 3261 16.6 step 8; add a Record-Route, 16.6 step 4).
+    pub fn insert_first(&mut self, name: &str, value: &str) -> &mut Self {
+        let pos = self
+            .first_entry(name)
+            .map_or(self.msg.headers_start, |e| e.line.start);
+        self.splice(pos..pos, header_line(name, value));
+        self
+    }
+
+    /// Removes the first value of header `name`: if its first line holds `a, b` only
+    /// `a, ` goes, else the whole line goes (pop our Via from a response, RFC 3261 16.7
+    /// step 3; pop a Route, 16.4). No effect if the header is absent.
+    pub fn remove_first_value(&mut self, name: &str) -> &mut Self {
+        let Some(e) = self.first_entry(name) else {
+            return self;
+        };
+        let values = self.line_values(e);
+        match (values.first(), values.get(1)) {
+            (Some(a), Some(b)) => {
+                let r = a.start..b.start;
+                self.splice(r, Vec::new());
+            }
+            _ => {
+                let r = e.line.clone();
+                self.splice(r, Vec::new());
+            }
+        }
+        self
+    }
+
+    /// Replaces the value of header line `header_index` (0-based, see
+    /// [`Header::index`](crate::Header)), keeping its name, separator and line end as
+    /// written. No effect for an index out of range.
+    pub fn replace_value(&mut self, header_index: usize, value: &str) -> &mut Self {
+        let Some(e) = self.msg.header_entries.get(header_index) else {
+            return self;
+        };
+        let r = e.raw_value.clone();
+        let mut data = Vec::with_capacity(value.len() + 1);
+        // An empty value ("Subject:") gets a space after the colon.
+        if r.is_empty() && r.start > 0 && self.msg.buf.get(r.start - 1) == Some(&b':') {
+            data.push(b' ');
+        }
+        data.extend(clean(value));
+        self.splice(r, data);
+        self
+    }
+
+    /// Removes header line `header_index` (with its folded continuation lines). No effect
+    /// for an index out of range.
+    pub fn remove_header(&mut self, header_index: usize) -> &mut Self {
+        if let Some(e) = self.msg.header_entries.get(header_index) {
+            let r = e.line.clone();
+            self.splice(r, Vec::new());
+        }
+        self
+    }
+
+    /// Replaces the Request-URI (RFC 3261 16.6 step 6, 16.12; requests only, no effect
+    /// on a response). `uri` must not contain whitespace (it is written as given).
+    pub fn set_request_uri(&mut self, uri: &str) -> &mut Self {
+        if let StartLine::Request { uri: r, .. } = &self.msg.start_line {
+            let r = r.clone();
+            self.splice(r, clean(uri).collect());
+        }
+        self
+    }
+
+    /// Sets Max-Forwards to `n` (RFC 3261 16.6 step 3): replaces the first line's value,
+    /// or appends `Max-Forwards: n` after the last header line if absent.
+    pub fn set_max_forwards(&mut self, n: u32) -> &mut Self {
+        let value = n.to_string();
+        match self.msg.first_named("Max-Forwards") {
+            Some((i, _)) => self.replace_value(i, &value),
+            None => self.append_header("Max-Forwards", &value),
+        }
+    }
+
+    /// RFC 3261 18.2.1 and RFC 3581 on the first Via value only: adds (at the end of that
+    /// value) or replaces `;received=IP` when `received` is `Some` (IPv6 written without
+    /// brackets, RFC 5118 4.5), and when `rport` is `Some` and the Via has an `rport`
+    /// parameter gives it that value (`;rport` -> `;rport=5062`). No effect without a
+    /// parseable first Via value.
+    pub fn set_top_via_received(
+        &mut self,
+        received: Option<IpAddr>,
+        rport: Option<u16>,
+    ) -> &mut Self {
+        let Some(e) = self.first_entry("Via") else {
+            return self;
+        };
+        let Some(vr) = self.line_values(e).into_iter().next() else {
+            return self;
+        };
+        let Some(value) = self
+            .msg
+            .buf
+            .get(vr.clone())
+            .and_then(|b| std::str::from_utf8(b).ok())
+        else {
+            return self;
+        };
+        let Ok(via) = Via::parse(value) else {
+            return self;
+        };
+        let Some(pr) = subslice_range(value, via.params) else {
+            return self;
+        };
+        let params_base = vr.start + pr.start;
+        let params = param_positions(via.params);
+        let find = |name: &str| {
+            params.iter().find(|p| {
+                via.params
+                    .get(p.name.clone())
+                    .is_some_and(|n| n.eq_ignore_ascii_case(name))
+            })
+        };
+        if let Some(ip) = received {
+            let text = format!("received={ip}");
+            match find("received") {
+                Some(p) => {
+                    let r = params_base + p.whole.start..params_base + p.whole.end;
+                    self.splice(r, text.into_bytes());
+                }
+                None => {
+                    let end = vr.end;
+                    self.splice(end..end, format!(";{text}").into_bytes());
+                }
+            }
+        }
+        if let (Some(port), Some(p)) = (rport, find("rport")) {
+            let r = params_base + p.whole.start..params_base + p.whole.end;
+            self.splice(r, format!("rport={port}").into_bytes());
+        }
+        self
+    }
+
+    /// Appends `name: value\r\n` after the last header line.
+    pub fn append_header(&mut self, name: &str, value: &str) -> &mut Self {
+        let pos = self.msg.headers_end;
+        self.splice(pos..pos, header_line(name, value));
+        self
+    }
+
+    /// Applies all splices in one pass and returns the new message bytes. The edit can
+    /// be finished again or extended afterwards.
+    pub fn finish(&self) -> Vec<u8> {
+        let buf = &self.msg.buf;
+        let (start, end) = (self.msg.msg_start, self.msg.body.end.min(buf.len()));
+        let mut order: Vec<usize> = (0..self.splices.len()).collect();
+        // Stable: same start keeps call order; insertions before replacements there.
+        order.sort_by_key(|&i| {
+            let s = &self.splices[i];
+            (s.range.start, !s.range.is_empty())
+        });
+        let extra: usize = self.splices.iter().map(|s| s.data.len()).sum();
+        let mut out = Vec::with_capacity(end.saturating_sub(start) + extra);
+        let mut cursor = start;
+        for i in order {
+            let s = &self.splices[i];
+            if s.range.start < start || s.range.end > end || s.range.start > s.range.end {
+                continue;
+            }
+            if s.range.start < cursor {
+                // Overlaps an earlier replacement: dropped (see type docs).
+                continue;
+            }
+            out.extend_from_slice(buf.get(cursor..s.range.start).unwrap_or_default());
+            out.extend_from_slice(&s.data);
+            cursor = s.range.end;
+        }
+        out.extend_from_slice(buf.get(cursor..end).unwrap_or_default());
+        out
+    }
+}
+
+/// Builds a response to `req` (RFC 3261 8.2.6.2): status line `SIP/2.0 status reason`,
+/// all Via lines copied as written in order, From, To (with `;tag=to_tag` added when the
+/// To has no tag, `status > 100` and `to_tag` is `Some`), Call-ID and CSeq copied (first
+/// line of each), then `extra` headers and `Content-Length: 0`. Works on a request that
+/// failed [`SipMessage::validate`]: copies what there is. CR/LF in `reason` or `extra`
+/// are replaced by spaces; every copied line ends in CRLF.
+pub fn response_for(
+    req: &SipMessage,
+    status: u16,
+    reason: &str,
+    to_tag: Option<&str>,
+    extra: &[(&str, &str)],
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    let _ = write!(out, "SIP/2.0 {status:03} ");
+    out.extend(clean(reason));
+    out.extend_from_slice(b"\r\n");
+    let copy_line = |out: &mut Vec<u8>, e: &HeaderEntry| {
+        out.extend_from_slice(req.buf.get(e.line.start..e.content_end).unwrap_or_default());
+        out.extend_from_slice(b"\r\n");
+    };
+    for (_, e) in req.entries_named("Via") {
+        copy_line(&mut out, e);
+    }
+    if let Some((_, e)) = req.first_named("From") {
+        copy_line(&mut out, e);
+    }
+    if let Some((_, e)) = req.first_named("To") {
+        let value = req.raw_value(e);
+        let needs_tag = status > 100
+            && to_tag.is_some()
+            && NameAddr::parse(value).map_or(true, |na| na.tag().is_none());
+        match (needs_tag, to_tag) {
+            (true, Some(tag)) => {
+                out.extend_from_slice(
+                    req.buf
+                        .get(e.line.start..e.raw_value.end)
+                        .unwrap_or_default(),
+                );
+                out.extend_from_slice(b";tag=");
+                out.extend(clean(tag));
+                out.extend_from_slice(
+                    req.buf
+                        .get(e.raw_value.end..e.content_end)
+                        .unwrap_or_default(),
+                );
+                out.extend_from_slice(b"\r\n");
+            }
+            _ => copy_line(&mut out, e),
+        }
+    }
+    for name in ["Call-ID", "CSeq"] {
+        if let Some((_, e)) = req.first_named(name) {
+            copy_line(&mut out, e);
+        }
+    }
+    for (name, value) in extra {
+        out.extend(header_line(name, value));
+    }
+    out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+    out
+}

@@ -1,0 +1,594 @@
+//! URI (RFC 3261 19.1, RFC 3966), name-addr (RFC 3261 20.10) and Via (RFC 3261 20.42)
+//! parsing. All parsed parts are slices of the input.
+
+use std::ops::Range;
+
+use super::error::ParseError;
+
+/// A parsed URI; every field is a slice of `raw`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Uri<'a> {
+    /// The whole URI as given.
+    pub raw: &'a str,
+    /// Scheme as written (`"sip"`, `"SIPS"`, `"tel"`, ...).
+    pub scheme: &'a str,
+    /// The user part (escaped characters kept raw); for `tel:` the number.
+    pub user: Option<&'a str>,
+    /// The password after `user:`.
+    pub password: Option<&'a str>,
+    /// The host; an IPv6 reference keeps its brackets (`"[2001:db8::1]"`); `""` for
+    /// non-SIP schemes.
+    pub host: &'a str,
+    /// The port, if given.
+    pub port: Option<u16>,
+    /// URI parameters as written including the leading `;` (e.g. `";lr;transport=tcp"`),
+    /// possibly `""`.
+    pub params: &'a str,
+    /// URI headers after `?`, without the `?`.
+    pub headers: Option<&'a str>,
+}
+
+impl<'a> Uri<'a> {
+    /// Parses `s`. `sip:`/`sips:` get the full RFC 3261 19.1 structure (escapes kept
+    /// raw, IPv6 hosts must be bracketed per RFC 5118); `tel:` (RFC 3966) gives the
+    /// number as `user` and host `""`; any other scheme is kept opaque (user `None`, host
+    /// `""`). Errors with [`ParseError::BadUri`].
+    pub fn parse(s: &'a str) -> Result<Uri<'a>, ParseError> {
+        parse_uri(s).ok_or(ParseError::BadUri)
+    }
+
+    /// URI parameter `name` (case-insensitive): `Some(Some(v))` for `name=v`,
+    /// `Some(None)` for a flag such as `lr`, `None` if absent.
+    pub fn param(&self, name: &str) -> Option<Option<&'a str>> {
+        find_param(self.params, name)
+    }
+
+    /// True for `sip` and `sips` (any case).
+    pub fn is_sip(&self) -> bool {
+        self.scheme.eq_ignore_ascii_case("sip") || self.scheme.eq_ignore_ascii_case("sips")
+    }
+
+    /// The `transport` URI parameter value.
+    pub fn transport(&self) -> Option<&'a str> {
+        self.param("transport").flatten()
+    }
+
+    /// The user part with `%XX` escapes decoded (invalid UTF-8 replaced with U+FFFD).
+    pub fn user_unescaped(&self) -> Option<String> {
+        self.user.map(unescape)
+    }
+}
+
+/// A name-addr or addr-spec with header parameters (RFC 3261 20.10, 20.20, 20.39).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameAddr<'a> {
+    /// The whole value as given.
+    pub raw: &'a str,
+    /// The display name, unquoted with `\` escapes resolved; `None` if absent.
+    pub display: Option<String>,
+    /// The URI (without `<` `>`).
+    pub uri: &'a str,
+    /// Header parameters after the URI including the leading `;` (e.g. `";tag=1"`),
+    /// possibly `""`.
+    pub params: &'a str,
+}
+
+impl<'a> NameAddr<'a> {
+    /// Parses `"Name" <uri>;p`, `Name <uri>`, `<uri>` and a bare addr-spec (then `;`
+    /// parameters are header parameters, RFC 3261 20.10). Errors with
+    /// [`ParseError::BadNameAddr`].
+    pub fn parse(s: &'a str) -> Result<NameAddr<'a>, ParseError> {
+        parse_name_addr(s).ok_or(ParseError::BadNameAddr("name-addr"))
+    }
+
+    /// The `tag` header parameter (RFC 3261 19.3).
+    pub fn tag(&self) -> Option<&'a str> {
+        self.param("tag").flatten()
+    }
+
+    /// Header parameter `name` (case-insensitive); `Some(None)` for a flag.
+    pub fn param(&self, name: &str) -> Option<Option<&'a str>> {
+        find_param(self.params, name)
+    }
+
+    /// Parses [`NameAddr::uri`] with [`Uri::parse`].
+    pub fn parsed_uri(&self) -> Result<Uri<'a>, ParseError> {
+        Uri::parse(self.uri)
+    }
+
+    /// Byte range of `uri` inside `raw` (to rewrite only the URI).
+    pub fn uri_range(&self) -> Range<usize> {
+        subslice_range(self.raw, self.uri)
+            .or_else(|| {
+                let start = self.raw.find(self.uri)?;
+                Some(start..start + self.uri.len())
+            })
+            .unwrap_or(0..0)
+    }
+}
+
+/// One Via value (RFC 3261 20.42).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Via<'a> {
+    /// The whole value as given.
+    pub raw: &'a str,
+    /// Sent-protocol as written, e.g. `"SIP/2.0/UDP"` (may contain LWS around `/`).
+    pub protocol: &'a str,
+    /// Transport, e.g. `"UDP"`.
+    pub transport: &'a str,
+    /// Sent-by host; IPv6 keeps brackets.
+    pub host: &'a str,
+    /// Sent-by port, if given.
+    pub port: Option<u16>,
+    /// Via parameters as written including the leading `;`, possibly `""`.
+    pub params: &'a str,
+}
+
+impl<'a> Via<'a> {
+    /// Parses one Via value (RFC 3261 20.42; LWS allowed around `/`, `;`, `=`). Errors
+    /// with [`ParseError::BadVia`].
+    pub fn parse(s: &'a str) -> Result<Via<'a>, ParseError> {
+        parse_via(s).ok_or(ParseError::BadVia)
+    }
+
+    /// The `branch` parameter (RFC 3261 8.1.1.7).
+    pub fn branch(&self) -> Option<&'a str> {
+        self.param("branch").flatten()
+    }
+
+    /// Via parameter `name` (case-insensitive); `Some(None)` for a flag.
+    pub fn param(&self, name: &str) -> Option<Option<&'a str>> {
+        find_param(self.params, name)
+    }
+
+    /// The `received` parameter (RFC 3261 18.2.1).
+    pub fn received(&self) -> Option<&'a str> {
+        self.param("received").flatten()
+    }
+
+    /// The `rport` parameter (RFC 3581): `Some(None)` when present without a value.
+    pub fn rport(&self) -> Option<Option<&'a str>> {
+        self.param("rport")
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// helpers
+
+use std::net::Ipv6Addr;
+
+use super::message::{is_token_byte, parse_digits};
+
+fn is_lws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+fn skip_lws(b: &[u8], mut i: usize) -> usize {
+    while b.get(i).copied().is_some_and(is_lws) {
+        i += 1;
+    }
+    i
+}
+
+/// Byte range of `inner` inside `outer` if `inner` is a subslice of it.
+pub(crate) fn subslice_range(outer: &str, inner: &str) -> Option<Range<usize>> {
+    let o = outer.as_ptr() as usize;
+    let i = inner.as_ptr() as usize;
+    let start = i.checked_sub(o)?;
+    let end = start.checked_add(inner.len())?;
+    (end <= outer.len()).then_some(start..end)
+}
+
+/// Splits `s` at `sep` outside double-quoted strings (with `\` escapes) and, when
+/// `angle`, outside `<...>`. Returns untrimmed piece ranges (at least one).
+pub(crate) fn split_ranges(s: &str, sep: u8, angle: bool) -> Vec<Range<usize>> {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut in_quote = false;
+    let mut in_angle = false;
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        if in_quote {
+            if c == b'\\' {
+                i += 1;
+            } else if c == b'"' {
+                in_quote = false;
+            }
+        } else if c == b'"' {
+            in_quote = true;
+        } else if angle && c == b'<' {
+            in_angle = true;
+        } else if angle && c == b'>' {
+            in_angle = false;
+        } else if c == sep && !in_angle {
+            out.push(start..i);
+            start = i + 1;
+        }
+        i += 1;
+    }
+    out.push(start..b.len().max(start));
+    out
+}
+
+/// Trims LWS (SP, HT, CR, LF) from `s[r]`.
+pub(crate) fn trim_in(s: &str, r: Range<usize>) -> Range<usize> {
+    let b = s.as_bytes();
+    let (mut a, mut e) = (r.start, r.end.min(b.len()));
+    while a < e && b.get(a).copied().is_some_and(is_lws) {
+        a += 1;
+    }
+    while e > a && b.get(e - 1).copied().is_some_and(is_lws) {
+        e -= 1;
+    }
+    a..e
+}
+
+/// Trimmed ranges of the comma-separated values of a header value (RFC 3261 7.3.1),
+/// split outside quotes and `<...>`; empty values included.
+pub(crate) fn value_ranges(s: &str) -> Vec<Range<usize>> {
+    split_ranges(s, b',', true)
+        .into_iter()
+        .map(|r| trim_in(s, r))
+        .collect()
+}
+
+/// Comma-separated values of a header value, trimmed; empty ones only if `keep_empty`.
+pub(crate) fn split_values(s: &str, keep_empty: bool) -> Vec<&str> {
+    value_ranges(s)
+        .into_iter()
+        .filter(|r| keep_empty || !r.is_empty())
+        .filter_map(|r| s.get(r))
+        .collect()
+}
+
+/// One `;name[=value]` parameter with ranges relative to the params string.
+#[derive(Debug, Clone)]
+pub(crate) struct ParamPos {
+    /// The whole parameter, trimmed (without the `;`).
+    pub(crate) whole: Range<usize>,
+    pub(crate) name: Range<usize>,
+    pub(crate) value: Option<Range<usize>>,
+}
+
+/// The parameters of a params string (`";a=1;b"`); the part before the first `;` is
+/// skipped. Empty parameters are included (name empty).
+pub(crate) fn param_positions(params: &str) -> Vec<ParamPos> {
+    split_ranges(params, b';', false)
+        .into_iter()
+        .skip(1)
+        .map(|r| {
+            let whole = trim_in(params, r);
+            let eq = params
+                .get(whole.clone())
+                .and_then(|p| p.find('='))
+                .map(|e| whole.start + e);
+            match eq {
+                Some(eq) => ParamPos {
+                    name: trim_in(params, whole.start..eq),
+                    value: Some(trim_in(params, eq + 1..whole.end)),
+                    whole,
+                },
+                None => ParamPos {
+                    name: whole.clone(),
+                    value: None,
+                    whole,
+                },
+            }
+        })
+        .collect()
+}
+
+/// Looks up parameter `name` (case-insensitive) in a params string.
+pub(crate) fn find_param<'a>(params: &'a str, name: &str) -> Option<Option<&'a str>> {
+    param_positions(params).into_iter().find_map(|p| {
+        let n = params.get(p.name.clone())?;
+        if n.eq_ignore_ascii_case(name) {
+            Some(p.value.and_then(|v| params.get(v)))
+        } else {
+            None
+        }
+    })
+}
+
+/// Strict check of a params string: nothing before the first `;`, every parameter has a
+/// token name, and a non-empty value after `=` (token, quoted string or host).
+pub(crate) fn check_params(params: &str) -> Result<(), ParseError> {
+    let bad = ParseError::BadUri;
+    let first = split_ranges(params, b';', false)
+        .into_iter()
+        .next()
+        .unwrap_or(0..0);
+    if !trim_in(params, first).is_empty() {
+        return Err(bad);
+    }
+    for p in param_positions(params) {
+        let name = params.get(p.name).unwrap_or_default();
+        if name.is_empty() || !name.bytes().all(is_token_byte) {
+            return Err(bad);
+        }
+        if let Some(v) = p.value {
+            let v = params.get(v).unwrap_or_default();
+            let ok = if v.starts_with('"') {
+                v.len() >= 2 && v.ends_with('"')
+            } else {
+                !v.is_empty()
+                    && v.bytes()
+                        .all(|b| is_token_byte(b) || b == b':' || b == b'[' || b == b']')
+            };
+            if !ok {
+                return Err(bad);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `%XX`-decodes `s` (invalid escapes kept literally; invalid UTF-8 replaced).
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        if c == b'%' {
+            let hex = b
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            if let Some(v) = hex {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(c);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn valid_scheme(s: &str) -> bool {
+    let mut b = s.bytes();
+    b.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && b.all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))
+}
+
+/// Parses `host [":" port]` at the start of `s`; returns (host, port, bytes used).
+/// IPv6 references must be bracketed and valid (RFC 5118 4.10).
+fn parse_hostport(s: &str, lws_ok: bool) -> Option<(&str, Option<u16>, usize)> {
+    let b = s.as_bytes();
+    let host_end = if b.first() == Some(&b'[') {
+        let close = s.find(']')?;
+        let inner = s.get(1..close)?;
+        inner.parse::<Ipv6Addr>().ok()?;
+        close + 1
+    } else {
+        let n = b
+            .iter()
+            .position(|&c| !(c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_')))
+            .unwrap_or(b.len());
+        if n == 0 {
+            return None;
+        }
+        n
+    };
+    let host = s.get(..host_end)?;
+    let mut i = host_end;
+    let after = if lws_ok { skip_lws(b, i) } else { i };
+    if b.get(after) == Some(&b':') {
+        i = if lws_ok {
+            skip_lws(b, after + 1)
+        } else {
+            after + 1
+        };
+        let n = b
+            .get(i..)?
+            .iter()
+            .position(|c| !c.is_ascii_digit())
+            .unwrap_or(b.len() - i);
+        let port = parse_digits(s.get(i..i + n)?, 5)?;
+        let port = u16::try_from(port).ok()?;
+        return Some((host, Some(port), i + n));
+    }
+    Some((host, None, i))
+}
+
+fn parse_uri(s: &str) -> Option<Uri<'_>> {
+    if s.is_empty()
+        || s.bytes().any(|b| {
+            b.is_ascii_whitespace() || b.is_ascii_control() || matches!(b, b'<' | b'>' | b'"')
+        })
+    {
+        return None;
+    }
+    let colon = s.find(':')?;
+    let scheme = s.get(..colon)?;
+    if !valid_scheme(scheme) {
+        return None;
+    }
+    let rest = s.get(colon + 1..)?;
+    if rest.is_empty() {
+        return None;
+    }
+    let off = colon + 1;
+    let mut uri = Uri {
+        raw: s,
+        scheme,
+        user: None,
+        password: None,
+        host: "",
+        port: None,
+        params: "",
+        headers: None,
+    };
+    if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") {
+        // sip:[userinfo@]hostport[;params][?headers] (RFC 3261 19.1.1)
+        // '@' is not allowed unescaped in params or headers (RFC 3261 25.1), so the
+        // first '@' ends the userinfo (which may contain '?', ';', ...).
+        let at = rest.find('@');
+        let mut hp_start = off;
+        if let Some(at) = at {
+            let userinfo = rest.get(..at)?;
+            let (user, password) = match userinfo.find(':') {
+                Some(c) => (userinfo.get(..c)?, Some(userinfo.get(c + 1..)?)),
+                None => (userinfo, None),
+            };
+            if user.is_empty() || user.contains('@') {
+                return None;
+            }
+            uri.user = Some(user);
+            uri.password = password;
+            hp_start = off + at + 1;
+        }
+        let hp = s.get(hp_start..)?;
+        let (host, port, used) = parse_hostport(hp, false)?;
+        uri.host = host;
+        uri.port = port;
+        let tail_start = hp_start + used;
+        let tail = s.get(tail_start..)?;
+        let (params, headers) = match tail.find('?') {
+            Some(qi) => (tail.get(..qi)?, Some(tail.get(qi + 1..)?)),
+            None => (tail, None),
+        };
+        if !params.is_empty() && !params.starts_with(';') {
+            return None;
+        }
+        uri.params = params;
+        uri.headers = headers;
+    } else if scheme.eq_ignore_ascii_case("tel") {
+        // tel:number[;params] (RFC 3966)
+        let semi = rest.find(';').unwrap_or(rest.len());
+        let number = rest.get(..semi)?;
+        if number.is_empty() {
+            return None;
+        }
+        uri.user = Some(number);
+        uri.params = rest.get(semi..)?;
+    }
+    Some(uri)
+}
+
+fn parse_name_addr(s: &str) -> Option<NameAddr<'_>> {
+    let t_range = trim_in(s, 0..s.len());
+    let t = s.get(t_range.clone())?;
+    if t.is_empty() {
+        return None;
+    }
+    let tb = t.as_bytes();
+    let mut display = None;
+    let lt;
+    if tb.first() == Some(&b'"') {
+        // quoted-string display name (RFC 3261 25.1)
+        let mut d = String::new();
+        let mut close = None;
+        let mut chars = t.get(1..)?.char_indices();
+        while let Some((ci, c)) = chars.next() {
+            match c {
+                '\\' => d.push(chars.next()?.1),
+                '"' => {
+                    close = Some(1 + ci);
+                    break;
+                }
+                _ => d.push(c),
+            }
+        }
+        let close = close?;
+        let after = skip_lws(tb, close + 1);
+        if tb.get(after) != Some(&b'<') {
+            return None;
+        }
+        display = Some(d);
+        lt = after;
+    } else if let Some(l) = t.find('<') {
+        let dn = t.get(..l)?.trim_matches(|c: char| c.is_ascii_whitespace());
+        if !dn.is_empty() {
+            if !dn.bytes().all(|b| is_token_byte(b) || is_lws(b)) {
+                return None;
+            }
+            display = Some(dn.to_string());
+        }
+        lt = l;
+    } else {
+        // addr-spec: params after ';' are header params (RFC 3261 20.10)
+        let semi = t.find(';').unwrap_or(t.len());
+        let ur = trim_in(t, 0..semi);
+        let uri = t.get(ur)?;
+        if uri.is_empty() || uri.bytes().any(|b| b.is_ascii_whitespace()) {
+            return None;
+        }
+        return Some(NameAddr {
+            raw: s,
+            display: None,
+            uri,
+            params: t.get(semi..)?,
+        });
+    }
+    let gt = lt + t.get(lt..)?.find('>')?;
+    let uri = t.get(lt + 1..gt)?;
+    if uri.is_empty() || uri.bytes().any(|b| b.is_ascii_whitespace() || b == b'<') {
+        return None;
+    }
+    let p_start = skip_lws(tb, gt + 1);
+    let params = t.get(p_start..)?;
+    if !params.is_empty() && !params.starts_with(';') {
+        return None;
+    }
+    Some(NameAddr {
+        raw: s,
+        display,
+        uri,
+        params,
+    })
+}
+
+fn take_token(b: &[u8], i: usize) -> usize {
+    let mut j = i;
+    while b.get(j).copied().is_some_and(is_token_byte) {
+        j += 1;
+    }
+    j
+}
+
+fn parse_via(s: &str) -> Option<Via<'_>> {
+    let b = s.as_bytes();
+    let mut i = skip_lws(b, 0);
+    let proto_start = i;
+    // sent-protocol = protocol-name SLASH protocol-version SLASH transport
+    for _ in 0..2 {
+        let j = take_token(b, i);
+        if j == i {
+            return None;
+        }
+        i = skip_lws(b, j);
+        if b.get(i) != Some(&b'/') {
+            return None;
+        }
+        i = skip_lws(b, i + 1);
+    }
+    let t_start = i;
+    i = take_token(b, i);
+    if i == t_start {
+        return None;
+    }
+    let protocol = s.get(proto_start..i)?;
+    let transport = s.get(t_start..i)?;
+    let j = skip_lws(b, i);
+    if j == i {
+        return None;
+    }
+    let (host, port, used) = parse_hostport(s.get(j..)?, true)?;
+    let k = skip_lws(b, j + used);
+    let pr = trim_in(s, k..s.len());
+    let params = s.get(pr)?;
+    if !params.is_empty() && !params.starts_with(';') {
+        return None;
+    }
+    Some(Via {
+        raw: s,
+        protocol,
+        transport,
+        host,
+        port,
+        params,
+    })
+}
