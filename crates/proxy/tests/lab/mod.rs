@@ -1,0 +1,618 @@
+//! The e2e lab: a private loopback /24 per test, the real `sipcti` binary,
+//! real SIPp processes, and the Zammad double.
+//!
+//! Addresses: 127.A.B.1 sipcti (and the Zammad double), .2 the trunk,
+//! .3 the phone / PBX, .4 a stranger. A.B is picked at random and
+//! reserved for the test's lifetime by a socket bound to 127.A.B.254:65000,
+//! so two tests, or two test runs, never share addresses; SIPp can then
+//! keep the standard port 5060.
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sipcti_cti::{spawn_double, DoubleConfig, LoggedRequest, Mode, Rules, ZammadDouble};
+
+pub const TOKEN: &str = "e2e-secret-token";
+
+/// Transport used on both legs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tp {
+    Udp,
+    Tcp,
+}
+
+impl Tp {
+    fn sipp(self) -> &'static str {
+        match self {
+            Tp::Udp => "u1",
+            Tp::Tcp => "t1",
+        }
+    }
+    fn uri_param(self) -> &'static str {
+        match self {
+            Tp::Udp => "udp",
+            Tp::Tcp => "tcp",
+        }
+    }
+}
+
+/// Who a SIPp process plays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Host {
+    Trunk,
+    Phone,
+    Stranger,
+}
+
+pub struct Opts {
+    pub tp: Tp,
+    pub newcall_timeout_ms: u64,
+    pub block: Vec<String>,
+    pub default_caller_id: Option<String>,
+    /// Record a capture of the lab's traffic with tcpdump (when available).
+    pub capture: bool,
+}
+
+impl Default for Opts {
+    fn default() -> Self {
+        Opts {
+            tp: Tp::Udp,
+            newcall_timeout_ms: 1500,
+            block: vec!["491715000000".into()],
+            default_caller_id: Some("4930777000000".into()),
+            capture: std::env::var_os("SIPCTI_RECORD_FIXTURES").is_some(),
+        }
+    }
+}
+
+pub struct Lab {
+    pub name: String,
+    pub net: [u8; 2],
+    pub tp: Tp,
+    pub dir: PathBuf,
+    pub rt: tokio::runtime::Runtime,
+    pub double: ZammadDouble,
+    pub config_path: PathBuf,
+    proxy: Option<Child>,
+    capture: Option<(Child, PathBuf)>,
+    _reservation: UdpSocket,
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+pub fn scenario(name: &str) -> PathBuf {
+    workspace()
+        .join("fixtures/sipp")
+        .join(format!("{name}.xml"))
+}
+
+pub fn sipp_available() -> bool {
+    Command::new("sipp")
+        .arg("-v")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
+fn reserve() -> ([u8; 2], UdpSocket) {
+    let seed = std::process::id() as u64 ^ Instant::now().elapsed().as_nanos() as u64;
+    let mut x = seed
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(7);
+    for _ in 0..1000 {
+        // xorshift
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let a = 20 + (x % 200) as u8;
+        let b = ((x >> 8) % 250) as u8;
+        if let Ok(s) = UdpSocket::bind(format!("127.{a}.{b}.254:65000")) {
+            return ([a, b], s);
+        }
+    }
+    panic!("no free loopback lab network");
+}
+
+impl Lab {
+    pub fn ip(&self, last: u8) -> String {
+        format!("127.{}.{}.{last}", self.net[0], self.net[1])
+    }
+    pub fn proxy_ip(&self) -> String {
+        self.ip(1)
+    }
+    pub fn host_ip(&self, h: Host) -> String {
+        match h {
+            Host::Trunk => self.ip(2),
+            Host::Phone => self.ip(3),
+            Host::Stranger => self.ip(4),
+        }
+    }
+
+    /// Start the double and the proxy for test `name`.
+    pub fn start(name: &str, opts: Opts) -> Lab {
+        let (net, reservation) = reserve();
+        let dir = workspace()
+            .join("target/e2e")
+            .join(format!("{name}-{}-{}", net[0], net[1]));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("lab dir");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let ip1 = format!("127.{}.{}.1", net[0], net[1]);
+        let rules = Rules {
+            block: opts.block.clone(),
+            caller_id: vec![],
+            default_caller_id: opts.default_caller_id.clone(),
+        };
+        let double = rt.block_on(async {
+            let l = tokio::net::TcpListener::bind(format!("{ip1}:0"))
+                .await
+                .expect("bind double");
+            spawn_double(
+                l,
+                DoubleConfig {
+                    token: TOKEN.into(),
+                    rules,
+                },
+            )
+            .await
+            .expect("double")
+        });
+        let mut lab = Lab {
+            name: name.into(),
+            net,
+            tp: opts.tp,
+            dir,
+            rt,
+            double,
+            config_path: PathBuf::new(),
+            proxy: None,
+            capture: None,
+            _reservation: reservation,
+        };
+        let t = opts.tp.uri_param();
+        let config = format!(
+            r#"# written by the e2e lab for test {name}
+[sip]
+listen = "{p}:5060"
+[trunk]
+uri = "sip:{trunk}:5060;transport={t}"
+sources = ["{trunk}/32"]
+[inside]
+networks = ["{phone}/32"]
+target = "sip:{phone}:5060;transport={t}"
+[numbers]
+country_code = "49"
+[zammad]
+url = "http://{double}/api/v1/cti/{TOKEN}"
+newcall_timeout_ms = {nt}
+"#,
+            p = lab.proxy_ip(),
+            trunk = lab.host_ip(Host::Trunk),
+            phone = lab.host_ip(Host::Phone),
+            double = lab.double.local_addr(),
+            nt = opts.newcall_timeout_ms,
+        );
+        lab.config_path = lab.dir.join("sipcti.toml");
+        fs::write(&lab.config_path, config).expect("config");
+        if opts.capture {
+            lab.start_capture();
+        }
+        lab.start_proxy();
+        lab
+    }
+
+    fn start_capture(&mut self) {
+        let file = self.dir.join("capture.pcap");
+        let filter = format!("net 127.{}.{}.0/24 and port 5060", self.net[0], self.net[1]);
+        let child = Command::new("tcpdump")
+            .args(["-i", "lo", "-U", "-n", "-s", "0", "-w"])
+            .arg(&file)
+            .arg(&filter)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn();
+        let Ok(mut child) = child else {
+            eprintln!("tcpdump not available: no capture for {}", self.name);
+            return;
+        };
+        // wait until tcpdump says it is listening
+        if let Some(err) = child.stderr.take() {
+            use std::io::BufRead;
+            let mut r = std::io::BufReader::new(err);
+            let mut line = String::new();
+            let _ = r.read_line(&mut line);
+            std::thread::spawn(move || {
+                let mut sink = String::new();
+                while r.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
+                    sink.clear();
+                }
+            });
+        }
+        self.capture = Some((child, file));
+    }
+
+    /// Stop tcpdump and return the capture file.
+    pub fn stop_capture(&mut self) -> Option<PathBuf> {
+        let (mut child, file) = self.capture.take()?;
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = Command::new("kill")
+            .arg("-INT")
+            .arg(child.id().to_string())
+            .status();
+        let _ = child.wait();
+        Some(file)
+    }
+
+    fn start_proxy(&mut self) {
+        let log = fs::File::create(self.dir.join("sipcti.log")).expect("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_sipcti"))
+            .arg("run")
+            .arg("--config")
+            .arg(&self.config_path)
+            .env("SIPCTI_LOG", "info,sipcti_proxy=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start sipcti");
+        self.proxy = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.proxy_log().contains("sipcti listening") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("sipcti did not start:\n{}", self.proxy_log());
+    }
+
+    pub fn proxy_log(&self) -> String {
+        fs::read_to_string(self.dir.join("sipcti.log")).unwrap_or_default()
+    }
+
+    pub fn set_mode(&self, m: Mode) {
+        self.double.set_mode(m);
+    }
+
+    /// Start a SIPp process as `host`. A UAC (with `service`) calls the
+    /// proxy; a UAS waits on port 5060.
+    pub fn sipp(
+        &self,
+        host: Host,
+        scen: &str,
+        service: Option<&str>,
+        keys: &[(&str, &str)],
+    ) -> Sipp {
+        let ip = self.host_ip(host);
+        let tag = format!("{:?}-{scen}", host).to_lowercase();
+        let msg = self.dir.join(format!("{tag}.msg"));
+        let err = self.dir.join(format!("{tag}.err"));
+        let out = fs::File::create(self.dir.join(format!("{tag}.out"))).expect("out");
+        let mut cmd = Command::new("sipp");
+        cmd.arg("-sf")
+            .arg(scenario(scen))
+            .args(["-t", self.tp.sipp(), "-i", &ip, "-p", "5060", "-m", "1"])
+            .args(["-timeout", "30s", "-timeout_error", "-nostdin"])
+            .arg("-trace_msg")
+            .arg("-message_file")
+            .arg(&msg)
+            .arg("-trace_err")
+            .arg("-error_file")
+            .arg(&err);
+        // defaults, overridden by the caller's keys (SIPp keeps the first -key of a name)
+        let mut all_keys: Vec<(&str, &str)> = keys.to_vec();
+        for d in [
+            ("answer_user", "201"),
+            ("user", "201"),
+            ("display", "Alice"),
+        ] {
+            if !keys.iter().any(|(k, _)| *k == d.0) {
+                all_keys.push(d);
+            }
+        }
+        for (k, v) in all_keys {
+            cmd.args(["-key", k, v]);
+        }
+        if let Some(s) = service {
+            cmd.arg(format!("{}:5060", self.proxy_ip())).args(["-s", s]);
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("out"))
+            .stderr(out)
+            .spawn()
+            .expect("start sipp (apt-get install sip-tester)");
+        let s = Sipp {
+            child,
+            msg,
+            err,
+            what: tag,
+        };
+        if service.is_none() {
+            self.wait_bound(&ip);
+        }
+        s
+    }
+
+    fn wait_bound(&self, ip: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let busy = match self.tp {
+                Tp::Udp => UdpSocket::bind(format!("{ip}:5060")).is_err(),
+                Tp::Tcp => TcpListener::bind(format!("{ip}:5060")).is_err(),
+            };
+            if busy {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("SIPp did not bind {ip}:5060");
+    }
+
+    /// The CTI requests Zammad accepted (status 200), once `n` of them
+    /// arrived (or after `timeout`).
+    pub fn accepted_events(&self, n: usize, timeout: Duration) -> Vec<LoggedRequest> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let ok: Vec<LoggedRequest> = self
+                .double
+                .log()
+                .into_iter()
+                .filter(|r| r.status == 200)
+                .collect();
+            if ok.len() >= n || Instant::now() > deadline {
+                return ok;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stop the proxy (SIGTERM) and return its log.
+    pub fn stop(&mut self) -> String {
+        if let Some(mut p) = self.proxy.take() {
+            let _ = Command::new("kill").arg(p.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if let Ok(Some(_)) = p.try_wait() {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    let _ = p.kill();
+                    let _ = p.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        self.proxy_log()
+    }
+
+    /// Write this lab's capture and expected events as a replay fixture
+    /// (when SIPCTI_RECORD_FIXTURES names a folder).
+    pub fn save_fixture(&mut self, events: &[LoggedRequest]) {
+        let Some(root) = std::env::var_os("SIPCTI_RECORD_FIXTURES") else {
+            return;
+        };
+        let Some(cap) = self.stop_capture() else {
+            return;
+        };
+        let dir = PathBuf::from(root).join(&self.name);
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("fixture dir");
+        fs::copy(&cap, dir.join("capture.pcap")).expect("copy capture");
+        let cfg = fs::read_to_string(&self.config_path)
+            .unwrap_or_default()
+            .replace(&format!("{}", self.double.local_addr()), "127.0.0.1:9")
+            .replace(TOKEN, "TOKEN");
+        fs::write(dir.join("sipcti.toml"), cfg).expect("fixture config");
+        let mut f = fs::File::create(dir.join("expected.jsonl")).expect("expected");
+        for e in events {
+            writeln!(f, "{}", cti_json(e)).expect("write");
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Some(mut p) = self.proxy.take() {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+        if let Some((mut c, _)) = self.capture.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The Zammad fields of an accepted request, as the proxy sent them.
+pub fn cti_json(e: &LoggedRequest) -> String {
+    let mut m = serde_json::Map::new();
+    let mut put = |k: &str, v: &Option<String>| {
+        if let Some(v) = v {
+            m.insert(k.into(), serde_json::Value::String(v.clone()));
+        }
+    };
+    put("event", &e.event);
+    put("direction", &e.direction);
+    put("callId", &e.call_id);
+    put("from", &e.from);
+    put("to", &e.to);
+    put("answeringNumber", &e.answering_number);
+    put("cause", &e.cause);
+    if let Some(u) = &e.user {
+        m.insert("user".into(), u.clone());
+    }
+    serde_json::Value::Object(m).to_string()
+}
+
+/// One line per event: `event direction from=.. to=.. [user=..] [answeringNumber=..] [cause=..]`.
+pub fn summary(e: &LoggedRequest) -> String {
+    let mut s = format!(
+        "{} {} from={} to={}",
+        e.event.as_deref().unwrap_or("?"),
+        e.direction.as_deref().unwrap_or("?"),
+        e.from.as_deref().unwrap_or("-"),
+        e.to.as_deref().unwrap_or("-")
+    );
+    if let Some(u) = &e.user {
+        s.push_str(&format!(
+            " user={}",
+            u.as_str().map(str::to_string).unwrap_or(u.to_string())
+        ));
+    }
+    if let Some(a) = &e.answering_number {
+        s.push_str(&format!(" answeringNumber={a}"));
+    }
+    if let Some(c) = &e.cause {
+        s.push_str(&format!(" cause={c}"));
+    }
+    s
+}
+
+/// A SIP message SIPp sent or received.
+#[derive(Debug, Clone)]
+pub struct Traced {
+    pub sent: bool,
+    pub text: String,
+}
+
+impl Traced {
+    /// `>INVITE` / `<180` style: direction and method or status code.
+    pub fn short(&self) -> String {
+        let first = self.text.lines().next().unwrap_or("");
+        let word = if first.starts_with("SIP/2.0 ") {
+            first.split_whitespace().nth(1).unwrap_or("?").to_string()
+        } else {
+            first.split_whitespace().next().unwrap_or("?").to_string()
+        };
+        format!("{}{}", if self.sent { ">" } else { "<" }, word)
+    }
+    /// First value of a header (full or compact name, case-insensitive).
+    pub fn header(&self, name: &str) -> Option<String> {
+        for line in self.text.lines().skip(1) {
+            if line.is_empty() {
+                break;
+            }
+            if let Some((n, v)) = line.split_once(':') {
+                if n.trim().eq_ignore_ascii_case(name) {
+                    return Some(v.trim().to_string());
+                }
+            }
+        }
+        None
+    }
+    pub fn headers(&self, name: &str) -> Vec<String> {
+        let mut out = vec![];
+        for line in self.text.lines().skip(1) {
+            if line.is_empty() {
+                break;
+            }
+            if let Some((n, v)) = line.split_once(':') {
+                if n.trim().eq_ignore_ascii_case(name) {
+                    out.push(v.trim().to_string());
+                }
+            }
+        }
+        out
+    }
+}
+
+pub struct Sipp {
+    child: Child,
+    msg: PathBuf,
+    err: PathBuf,
+    what: String,
+}
+
+pub struct SippResult {
+    pub ok: bool,
+    pub what: String,
+    pub messages: Vec<Traced>,
+    pub errors: String,
+}
+
+impl SippResult {
+    pub fn shorts(&self) -> Vec<String> {
+        self.messages.iter().map(Traced::short).collect()
+    }
+    /// The messages with this short form (e.g. `<INVITE`).
+    pub fn find(&self, short: &str) -> Vec<&Traced> {
+        self.messages
+            .iter()
+            .filter(|m| m.short() == short)
+            .collect()
+    }
+}
+
+impl Sipp {
+    pub fn wait(mut self) -> SippResult {
+        let deadline = Instant::now() + Duration::from_secs(40);
+        let status = loop {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                break Some(s);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let ok = status.map(|s| s.success()).unwrap_or(false);
+        SippResult {
+            ok,
+            what: self.what,
+            messages: parse_trace(&fs::read_to_string(&self.msg).unwrap_or_default()),
+            errors: fs::read_to_string(&self.err).unwrap_or_default(),
+        }
+    }
+}
+
+/// Parse SIPp's `-trace_msg` file.
+pub fn parse_trace(s: &str) -> Vec<Traced> {
+    let mut out = vec![];
+    for chunk in s.split("----------------------------------------------- ") {
+        let mut lines = chunk.lines();
+        let _ts = lines.next();
+        let Some(kind) = lines.next() else { continue };
+        let sent = kind.contains("message sent");
+        let received = kind.contains("message received");
+        if !sent && !received {
+            continue;
+        }
+        let body: Vec<&str> = lines.skip_while(|l| l.trim().is_empty()).collect();
+        let text = body.join("\n").trim_end().to_string();
+        if !text.is_empty() {
+            out.push(Traced { sent, text });
+        }
+    }
+    out
+}
+
+/// Assert with the lab's logs attached.
+#[macro_export]
+macro_rules! check {
+    ($lab:expr, $cond:expr, $($arg:tt)+) => {
+        if !$cond {
+            panic!("{}\n--- sipcti log ({}):\n{}", format!($($arg)+), $lab.dir.display(), $lab.proxy_log());
+        }
+    };
+}
+
+pub fn local(s: &str) -> SocketAddr {
+    s.parse().expect("addr")
+}
