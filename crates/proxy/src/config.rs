@@ -296,7 +296,12 @@ pub fn parse_hop(key: &'static str, uri: &str) -> Result<HopConfig, ConfigError>
         None => UriTransport::Udp,
         Some(t) if t == "udp" => UriTransport::Udp,
         Some(t) if t == "tcp" => UriTransport::Tcp,
-        Some(t) => return Err(invalid(key, format!("transport={t} is not supported (udp, tcp)"))),
+        Some(t) => {
+            return Err(invalid(
+                key,
+                format!("transport={t} is not supported (udp, tcp)"),
+            ))
+        }
     };
     let host = u
         .host
@@ -355,12 +360,10 @@ impl Config {
                 .trim_end_matches(']')
                 .parse::<IpAddr>()
                 .map_err(|_| invalid("sip.advertise", "must be an IP address"))?,
-            None if listen.ip().is_unspecified() => {
-                return Err(invalid(
-                    "sip.advertise",
-                    "required when sip.listen is 0.0.0.0 or [::]: the address phones and trunk reach",
-                ))
-            }
+            None if listen.ip().is_unspecified() => return Err(invalid(
+                "sip.advertise",
+                "required when sip.listen is 0.0.0.0 or [::]: the address phones and trunk reach",
+            )),
             None => listen.ip(),
         };
         let trunk = parse_hop("trunk.uri", &file.trunk.uri)?;
@@ -394,10 +397,7 @@ impl Config {
             }
         }
         if file.zammad.newcall_timeout_ms == 0 || file.zammad.newcall_timeout_ms > 30_000 {
-            return Err(invalid(
-                "zammad.newcall_timeout_ms",
-                "must be 1..=30000 ms",
-            ));
+            return Err(invalid("zammad.newcall_timeout_ms", "must be 1..=30000 ms"));
         }
         if file.zammad.queue_capacity == 0 {
             return Err(invalid("zammad.queue_capacity", "must be at least 1"));

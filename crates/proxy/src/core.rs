@@ -365,7 +365,13 @@ impl ProxyCore {
         self.timers.insert((at, seq), t);
     }
 
-    fn send(&mut self, transport: TransportKind, dest: Target, data: Vec<u8>, client_tx: Option<u64>) {
+    fn send(
+        &mut self,
+        transport: TransportKind,
+        dest: Target,
+        data: Vec<u8>,
+        client_tx: Option<u64>,
+    ) {
         self.outputs.push_back(Output::Transmit(Transmit {
             transport,
             dest,
@@ -415,12 +421,26 @@ impl ProxyCore {
     ///
     /// Requests that fail validation get a 400 (or 505) with the reason;
     /// malformed responses are dropped and counted. Never panics on input.
-    pub fn handle_received(&mut self, now: Instant, data: Vec<u8>, source: SocketAddr, transport: TransportKind) {
-        let msg = match SipMessage::parse(data, &self.cfg.limits) {
+    pub fn handle_received(
+        &mut self,
+        now: Instant,
+        data: Vec<u8>,
+        source: SocketAddr,
+        transport: TransportKind,
+    ) {
+        let msg = match SipMessage::parse(data.clone(), &self.cfg.limits) {
             Ok(m) => m,
             Err(e) => {
-                self.stats.unparseable += 1;
-                tracing::warn!(%source, reason = %e.reason(), "dropped unparseable message");
+                // A request the parser cannot index still gets its 400 (or
+                // 505) when the headers needed for a response can be found.
+                if let Some(resp) = salvage_error_response(&data, e.status(), &e.reason()) {
+                    self.stats.malformed_requests += 1;
+                    tracing::warn!(%source, reason = %e.reason(), "malformed request answered from salvaged headers");
+                    self.send(transport, Target::Addr(source), resp, None);
+                } else {
+                    self.stats.unparseable += 1;
+                    tracing::warn!(%source, reason = %e.reason(), "dropped unparseable message");
+                }
                 return;
             }
         };
@@ -447,11 +467,22 @@ impl ProxyCore {
         }
     }
 
-    fn respond_stateless(&mut self, req: &SipMessage, source: SocketAddr, transport: TransportKind, status: u16, reason: &str, extra: &[(&str, &str)]) {
+    fn respond_stateless(
+        &mut self,
+        req: &SipMessage,
+        source: SocketAddr,
+        transport: TransportKind,
+        status: u16,
+        reason: &str,
+        extra: &[(&str, &str)],
+    ) {
         if req.method() == Some("ACK") {
             return;
         }
-        let tag = format!("sc{:x}", fnv1a(&[req.call_id().unwrap_or(""), &status.to_string()]));
+        let tag = format!(
+            "sc{:x}",
+            fnv1a(&[req.call_id().unwrap_or(""), &status.to_string()])
+        );
         let bytes = response_for(req, status, reason, Some(&tag), extra);
         let dest = Self::reply_target(req, source, transport);
         self.send(transport, dest, bytes, None);
@@ -466,7 +497,10 @@ impl ProxyCore {
         } else {
             // RFC 2543 matching (RFC 3261 17.2.3, last paragraph)
             let (cseq, _) = msg.cseq()?;
-            let ftag = msg.from().and_then(|f| f.tag().map(str::to_string)).unwrap_or_default();
+            let ftag = msg
+                .from()
+                .and_then(|f| f.tag().map(str::to_string))
+                .unwrap_or_default();
             Some(format!(
                 "2543|{}|{}|{}|{}|{}|{}:{port}|{method}",
                 msg.request_uri().unwrap_or(""),
@@ -480,16 +514,34 @@ impl ProxyCore {
     }
 
     fn loop_hash(msg: &SipMessage) -> String {
-        let ftag = msg.from().and_then(|f| f.tag().map(str::to_string)).unwrap_or_default();
-        let ttag = msg.to().and_then(|f| f.tag().map(str::to_string)).unwrap_or_default();
+        let ftag = msg
+            .from()
+            .and_then(|f| f.tag().map(str::to_string))
+            .unwrap_or_default();
+        let ttag = msg
+            .to()
+            .and_then(|f| f.tag().map(str::to_string))
+            .unwrap_or_default();
         let cseq = msg.cseq().map(|c| c.0.to_string()).unwrap_or_default();
         format!(
             "{:016x}",
-            fnv1a(&[msg.request_uri().unwrap_or(""), &ftag, &ttag, msg.call_id().unwrap_or(""), &cseq])
+            fnv1a(&[
+                msg.request_uri().unwrap_or(""),
+                &ftag,
+                &ttag,
+                msg.call_id().unwrap_or(""),
+                &cseq
+            ])
         )
     }
 
-    fn on_request(&mut self, now: Instant, msg: SipMessage, source: SocketAddr, transport: TransportKind) {
+    fn on_request(
+        &mut self,
+        now: Instant,
+        msg: SipMessage,
+        source: SocketAddr,
+        transport: TransportKind,
+    ) {
         if let Err(e) = msg.validate() {
             self.stats.malformed_requests += 1;
             tracing::warn!(%source, reason = %e.reason(), "malformed request");
@@ -515,7 +567,9 @@ impl ProxyCore {
             if let Some(stx) = self.servers.get(&sid) {
                 let resend = match (&stx.last_response, stx.state) {
                     (Some(r), _) => Some(r.clone()),
-                    (None, SrvState::AwaitingCti) => Some(response_for(&stx.req, 100, "Trying", None, &[])),
+                    (None, SrvState::AwaitingCti) => {
+                        Some(response_for(&stx.req, 100, "Trying", None, &[]))
+                    }
                     _ => None,
                 };
                 if let Some(r) = resend {
@@ -543,9 +597,16 @@ impl ProxyCore {
         }
         // 16.3 step 4: loop detection
         let lh = Self::loop_hash(&msg);
-        let looped = msg.vias().iter().skip(1).chain(msg.vias().first()).any(|v| {
-            self.is_us(v.host, v.port) && v.branch().is_some_and(|b| b.starts_with(&format!("z9hG4bKsc{lh}")))
-        });
+        let looped = msg
+            .vias()
+            .iter()
+            .skip(1)
+            .chain(msg.vias().first())
+            .any(|v| {
+                self.is_us(v.host, v.port)
+                    && v.branch()
+                        .is_some_and(|b| b.starts_with(&format!("z9hG4bKsc{lh}")))
+            });
         if looped {
             self.stats.loops += 1;
             self.respond_stateless(&msg, source, transport, 482, "Loop Detected", &[]);
@@ -556,7 +617,14 @@ impl ProxyCore {
         if !unsupported.is_empty() {
             self.stats.bad_extension += 1;
             let list = unsupported.join(", ");
-            self.respond_stateless(&msg, source, transport, 420, "Bad Extension", &[("Unsupported", &list)]);
+            self.respond_stateless(
+                &msg,
+                source,
+                transport,
+                420,
+                "Bad Extension",
+                &[("Unsupported", &list)],
+            );
             return;
         }
         let to_tag = msg.to().and_then(|t| t.tag().map(str::to_string));
@@ -573,7 +641,14 @@ impl ProxyCore {
         if self.servers.len() + self.clients.len() >= self.cfg.max_transactions {
             self.stats.overloaded += 1;
             tracing::warn!("transaction table full: 503");
-            self.respond_stateless(&msg, source, transport, 503, "Service Unavailable", &[("Retry-After", "5")]);
+            self.respond_stateless(
+                &msg,
+                source,
+                transport,
+                503,
+                "Service Unavailable",
+                &[("Retry-After", "5")],
+            );
             return;
         }
         let hop = if initial {
@@ -634,7 +709,10 @@ impl ProxyCore {
                 stx.state = SrvState::AwaitingCti;
                 stx.pending = Some(PendingForward { hop, initial });
             }
-            self.outputs.push_back(Output::NewCall { token: sid, event: ev });
+            self.outputs.push_back(Output::NewCall {
+                token: sid,
+                event: ev,
+            });
             let at = now + self.cfg.newcall_wait;
             self.arm(at, Timer::CtiWait(sid));
             return;
@@ -681,7 +759,10 @@ impl ProxyCore {
                 break;
             }
             n += 1;
-            t = u.transport().and_then(transport_of).or(Some(TransportKind::Udp));
+            t = u
+                .transport()
+                .and_then(transport_of)
+                .or(Some(TransportKind::Udp));
         }
         (n, t)
     }
@@ -701,7 +782,11 @@ impl ProxyCore {
         if !u.is_sip() || u.host.is_empty() {
             return Err((416, "Unsupported URI Scheme"));
         }
-        let default_port = if u.scheme.eq_ignore_ascii_case("sips") { 5061 } else { 5060 };
+        let default_port = if u.scheme.eq_ignore_ascii_case("sips") {
+            5061
+        } else {
+            5060
+        };
         let port = u.port.unwrap_or(default_port);
         let transport = u
             .transport()
@@ -739,7 +824,10 @@ impl ProxyCore {
             IpAddr::V6(v6) => format!("[{v6}]"),
             v4 => v4.to_string(),
         };
-        format!("SIP/2.0/{transport} {host}:{};branch={branch}", self.cfg.local.port())
+        format!(
+            "SIP/2.0/{transport} {host}:{};branch={branch}",
+            self.cfg.local.port()
+        )
     }
 
     fn rr_value(&self, transport: TransportKind) -> String {
@@ -749,7 +837,9 @@ impl ProxyCore {
         };
         match transport {
             TransportKind::Udp => format!("<sip:{host}:{};lr>", self.cfg.local.port()),
-            TransportKind::Tcp => format!("<sip:{host}:{};transport=tcp;lr>", self.cfg.local.port()),
+            TransportKind::Tcp => {
+                format!("<sip:{host}:{};transport=tcp;lr>", self.cfg.local.port())
+            }
         }
     }
 
@@ -771,7 +861,9 @@ impl ProxyCore {
     /// RFC 3261 16.6: copy, Request-URI, Max-Forwards, Record-Route, Via;
     /// then the client transaction (17.1).
     fn forward_request(&mut self, now: Instant, sid: u64, hop: NextHop, initial: bool) {
-        let Some(stx) = self.servers.get(&sid) else { return };
+        let Some(stx) = self.servers.get(&sid) else {
+            return;
+        };
         let req = &stx.req;
         let method = stx.method.clone();
         let side = stx.side;
@@ -786,7 +878,10 @@ impl ProxyCore {
         for _ in 0..hop.pop_routes {
             edit.remove_first_value("Route");
         }
-        let mf = req.max_forwards().map(|m| m.saturating_sub(1)).unwrap_or(70);
+        let mf = req
+            .max_forwards()
+            .map(|m| m.saturating_sub(1))
+            .unwrap_or(70);
         edit.set_max_forwards(mf);
         // received / rport on the sender's Via (RFC 3261 18.2.1, RFC 3581)
         let src = match &stx.reply_to {
@@ -811,7 +906,11 @@ impl ProxyCore {
         }
         edit.insert_first("Via", &self.via_value(hop.transport, &branch));
         if let Some(rw) = self.rewrite_for(req) {
-            let toward = if side == Side::Inside { Toward::Trunk } else { Toward::Inside };
+            let toward = if side == Side::Inside {
+                Toward::Trunk
+            } else {
+                Toward::Inside
+            };
             for (idx, v) in rw.edits(req, toward, side == Side::Inside) {
                 edit.replace_value(idx, &v);
             }
@@ -836,11 +935,19 @@ impl ProxyCore {
             req: fwd,
             dest: hop.target.clone(),
             transport: hop.transport,
-            state: if is_invite { CliState::Calling } else { CliState::Proceeding },
+            state: if is_invite {
+                CliState::Calling
+            } else {
+                CliState::Proceeding
+            },
             interval: self.cfg.t1,
             cancel_requested: false,
             cancel_sent: false,
-            timer_c_at: if is_invite { Some(now + self.cfg.timer_c) } else { None },
+            timer_c_at: if is_invite {
+                Some(now + self.cfg.timer_c)
+            } else {
+                None
+            },
             key: ckey.clone(),
         };
         self.client_keys.insert(ckey, cid);
@@ -871,7 +978,12 @@ impl ProxyCore {
                     if matches!(stx.state, SrvState::Completed | SrvState::Confirmed) {
                         stx.state = SrvState::Confirmed;
                         let t4 = Duration::from_secs(5);
-                        let at = now + if stx.transport == TransportKind::Udp { t4 } else { Duration::ZERO };
+                        let at = now
+                            + if stx.transport == TransportKind::Udp {
+                                t4
+                            } else {
+                                Duration::ZERO
+                            };
                         self.arm(at, Timer::ServerCleanup(sid));
                         return;
                     }
@@ -896,13 +1008,28 @@ impl ProxyCore {
         for _ in 0..hop.pop_routes {
             edit.remove_first_value("Route");
         }
-        let mf = msg.max_forwards().map(|m| m.saturating_sub(1)).unwrap_or(70);
+        let mf = msg
+            .max_forwards()
+            .map(|m| m.saturating_sub(1))
+            .unwrap_or(70);
         edit.set_max_forwards(mf);
-        let top_branch = msg.top_via().and_then(|v| v.branch()).unwrap_or("").to_string();
-        let branch = format!("z9hG4bKsc{}.{:016x}", Self::loop_hash(&msg), fnv1a(&[&top_branch, "ACK"]));
+        let top_branch = msg
+            .top_via()
+            .and_then(|v| v.branch())
+            .unwrap_or("")
+            .to_string();
+        let branch = format!(
+            "z9hG4bKsc{}.{:016x}",
+            Self::loop_hash(&msg),
+            fnv1a(&[&top_branch, "ACK"])
+        );
         edit.insert_first("Via", &self.via_value(hop.transport, &branch));
         if let Some(rw) = self.rewrite_for(&msg) {
-            let toward = if side == Side::Inside { Toward::Trunk } else { Toward::Inside };
+            let toward = if side == Side::Inside {
+                Toward::Trunk
+            } else {
+                Toward::Inside
+            };
             for (idx, v) in rw.edits(&msg, toward, side == Side::Inside) {
                 edit.replace_value(idx, &v);
             }
@@ -912,14 +1039,32 @@ impl ProxyCore {
     }
 
     /// RFC 3261 16.10: answer the CANCEL hop by hop, cancel the pending branch.
-    fn on_cancel(&mut self, now: Instant, msg: SipMessage, source: SocketAddr, transport: TransportKind, side: Side) {
-        let Some(inv_key) = Self::server_key(&msg, "INVITE") else { return };
+    fn on_cancel(
+        &mut self,
+        now: Instant,
+        msg: SipMessage,
+        source: SocketAddr,
+        transport: TransportKind,
+        side: Side,
+    ) {
+        let Some(inv_key) = Self::server_key(&msg, "INVITE") else {
+            return;
+        };
         let Some(&sid) = self.server_keys.get(&inv_key) else {
-            self.respond_stateless(&msg, source, transport, 481, "Call/Transaction Does Not Exist", &[]);
+            self.respond_stateless(
+                &msg,
+                source,
+                transport,
+                481,
+                "Call/Transaction Does Not Exist",
+                &[],
+            );
             return;
         };
         // the CANCEL's own server transaction absorbs its retransmissions
-        let Some(ckey) = Self::server_key(&msg, "CANCEL") else { return };
+        let Some(ckey) = Self::server_key(&msg, "CANCEL") else {
+            return;
+        };
         let ok = response_for(&msg, 200, "OK", None, &[]);
         let reply_to = Self::reply_target(&msg, source, transport);
         self.send(transport, reply_to.clone(), ok.clone(), None);
@@ -945,7 +1090,9 @@ impl ProxyCore {
         );
         self.arm(now + self.cfg.t1 * 64, Timer::ServerCleanup(cancel_sid));
         self.emit_events(evs);
-        let Some(stx) = self.servers.get_mut(&sid) else { return };
+        let Some(stx) = self.servers.get_mut(&sid) else {
+            return;
+        };
         match stx.state {
             SrvState::AwaitingCti => {
                 // never forwarded: answer 487 ourselves
@@ -962,8 +1109,13 @@ impl ProxyCore {
     }
 
     fn cancel_branch(&mut self, now: Instant, cid: u64) {
-        let Some(ctx) = self.clients.get_mut(&cid) else { return };
-        if ctx.method != "INVITE" || ctx.cancel_sent || matches!(ctx.state, CliState::Completed | CliState::Accepted) {
+        let Some(ctx) = self.clients.get_mut(&cid) else {
+            return;
+        };
+        if ctx.method != "INVITE"
+            || ctx.cancel_sent
+            || matches!(ctx.state, CliState::Completed | CliState::Accepted)
+        {
             return;
         }
         if ctx.state == CliState::Calling {
@@ -1008,8 +1160,13 @@ impl ProxyCore {
     /// A final response generated by the proxy for server transaction `sid`
     /// (487, 408, 503, 486, 500). The tracker sees it like any response.
     fn final_from_proxy(&mut self, now: Instant, sid: u64, status: u16, reason: &str) {
-        let Some(stx) = self.servers.get_mut(&sid) else { return };
-        if matches!(stx.state, SrvState::Completed | SrvState::Confirmed | SrvState::Accepted) {
+        let Some(stx) = self.servers.get_mut(&sid) else {
+            return;
+        };
+        if matches!(
+            stx.state,
+            SrvState::Completed | SrvState::Confirmed | SrvState::Accepted
+        ) {
             return;
         }
         let bytes = response_for(&stx.req, status, reason, Some(&stx.to_tag), &[]);
@@ -1038,7 +1195,11 @@ impl ProxyCore {
             }
             self.arm(now + self.cfg.t1 * 64, Timer::ServerCleanup(sid)); // Timer H
         } else {
-            let j = if udp { self.cfg.t1 * 64 } else { Duration::ZERO };
+            let j = if udp {
+                self.cfg.t1 * 64
+            } else {
+                Duration::ZERO
+            };
             self.arm(now + j, Timer::ServerCleanup(sid)); // Timer J
         }
     }
@@ -1053,7 +1214,9 @@ impl ProxyCore {
             tracing::info!(token, "late newCall answer ignored (call already went on)");
             return;
         }
-        let Some(pending) = stx.pending.take() else { return };
+        let Some(pending) = stx.pending.take() else {
+            return;
+        };
         let direction = stx.direction;
         match (answer, direction) {
             (CtiAnswer::Reject, Some(Direction::In)) => {
@@ -1066,7 +1229,9 @@ impl ProxyCore {
                 let req = &stx.req;
                 let cid = req.call_id().unwrap_or("").to_string();
                 let tag = req.from().and_then(|f| f.tag().map(str::to_string));
-                let user = req.from().and_then(|f| f.parsed_uri().ok().and_then(|u| u.user.map(str::to_string)));
+                let user = req
+                    .from()
+                    .and_then(|f| f.parsed_uri().ok().and_then(|u| u.user.map(str::to_string)));
                 if let (Some(tag), Some(user)) = (tag, user) {
                     self.stats.caller_id_rewrites += 1;
                     let key = (cid, tag.clone());
@@ -1087,7 +1252,12 @@ impl ProxyCore {
             }
             (CtiAnswer::Continue, _) => {}
             (other, d) => {
-                tracing::info!(token, ?other, ?d, "Zammad answer does not apply to this direction; going on");
+                tracing::info!(
+                    token,
+                    ?other,
+                    ?d,
+                    "Zammad answer does not apply to this direction; going on"
+                );
             }
         }
         self.forward_request(now, token, pending.hop, pending.initial);
@@ -1098,7 +1268,9 @@ impl ProxyCore {
     /// the branch answers 503.
     pub fn handle_transport_error(&mut self, now: Instant, client_tx: u64) {
         self.stats.transport_errors += 1;
-        let Some(ctx) = self.clients.remove(&client_tx) else { return };
+        let Some(ctx) = self.clients.remove(&client_tx) else {
+            return;
+        };
         self.client_keys.remove(&ctx.key);
         if matches!(ctx.state, CliState::Completed | CliState::Accepted) {
             return;
@@ -1123,7 +1295,9 @@ impl ProxyCore {
             return;
         }
         let status = msg.status().unwrap_or(0);
-        let Some((_, cseq_method)) = msg.cseq() else { return };
+        let Some((_, cseq_method)) = msg.cseq() else {
+            return;
+        };
         let key = format!("{}|{}", via.branch().unwrap_or(""), cseq_method);
         let side_from = self.classify(source.ip());
         let Some(&cid) = self.client_keys.get(&key) else {
@@ -1138,7 +1312,9 @@ impl ProxyCore {
             }
             return;
         };
-        let Some(ctx) = self.clients.get_mut(&cid) else { return };
+        let Some(ctx) = self.clients.get_mut(&cid) else {
+            return;
+        };
         let is_invite = ctx.method == "INVITE";
         let server = ctx.server;
         let side = side_from.unwrap_or(Side::Trunk);
@@ -1232,8 +1408,25 @@ impl ProxyCore {
             Side::Inside => Toward::Inside,
             Side::Trunk => Toward::Trunk,
         };
+        if msg.vias().len() < 2 {
+            // RFC 3261 16.7 step 3: no Via would remain, so this response
+            // must not be forwarded. A broken UAS (e.g. a 487 built from
+            // the CANCEL's Via) must not leave the caller without an answer:
+            // the transaction answers with the same status itself.
+            tracing::warn!(
+                status,
+                "response carries only our Via; answering from the transaction instead"
+            );
+            if status >= 200 && !(200..300).contains(&status) {
+                let reason = msg.reason().unwrap_or("").to_string();
+                self.final_from_proxy(now, sid, status, &reason);
+            }
+            return;
+        }
         let bytes = self.response_upstream_bytes(&msg, toward);
-        let Some(stx) = self.servers.get_mut(&sid) else { return };
+        let Some(stx) = self.servers.get_mut(&sid) else {
+            return;
+        };
         let (t, d) = (stx.transport, stx.reply_to.clone());
         let srv_invite = stx.method == "INVITE";
         stx.last_response = Some(bytes.clone());
@@ -1287,7 +1480,12 @@ impl ProxyCore {
             Side::Inside => Toward::Trunk,
         };
         let bytes = self.response_upstream_bytes(msg, toward);
-        self.send(transport, Target::Addr(SocketAddr::new(ip, port)), bytes, None);
+        self.send(
+            transport,
+            Target::Addr(SocketAddr::new(ip, port)),
+            bytes,
+            None,
+        );
     }
 
     // ------------------------------------------------------------------ timers
@@ -1308,11 +1506,14 @@ impl ProxyCore {
     fn fire(&mut self, now: Instant, t: Timer) {
         match t {
             Timer::ClientRetransmit(cid) => {
-                let Some(ctx) = self.clients.get_mut(&cid) else { return };
+                let Some(ctx) = self.clients.get_mut(&cid) else {
+                    return;
+                };
                 let again = if ctx.method == "INVITE" {
                     ctx.state == CliState::Calling // Timer A
                 } else {
-                    ctx.state == CliState::Proceeding || ctx.state == CliState::Calling // Timer E
+                    ctx.state == CliState::Proceeding || ctx.state == CliState::Calling
+                    // Timer E
                 };
                 if !again {
                     return;
@@ -1330,7 +1531,9 @@ impl ProxyCore {
             }
             Timer::ClientTimeout(cid) => {
                 // Timer B / F: no final response within 64*T1
-                let Some(ctx) = self.clients.get(&cid) else { return };
+                let Some(ctx) = self.clients.get(&cid) else {
+                    return;
+                };
                 let timed_out = if ctx.method == "INVITE" {
                     ctx.state == CliState::Calling
                 } else {
@@ -1346,7 +1549,9 @@ impl ProxyCore {
                 }
             }
             Timer::TimerC(cid) => {
-                let Some(ctx) = self.clients.get(&cid) else { return };
+                let Some(ctx) = self.clients.get(&cid) else {
+                    return;
+                };
                 if matches!(ctx.state, CliState::Completed | CliState::Accepted) {
                     return;
                 }
@@ -1369,7 +1574,9 @@ impl ProxyCore {
             Timer::ClientCleanup(cid) => self.remove_client(cid),
             Timer::ServerRetransmit(sid, interval) => {
                 // Timer G: resend the non-2xx final until the ACK
-                let Some(stx) = self.servers.get(&sid) else { return };
+                let Some(stx) = self.servers.get(&sid) else {
+                    return;
+                };
                 if stx.state != SrvState::Completed {
                     return;
                 }
@@ -1392,7 +1599,10 @@ impl ProxyCore {
                     .is_some_and(|s| s.state == SrvState::AwaitingCti);
                 if pending {
                     self.stats.fail_open += 1;
-                    tracing::warn!(token = sid, "no newCall answer in time: call goes on unchanged");
+                    tracing::warn!(
+                        token = sid,
+                        "no newCall answer in time: call goes on unchanged"
+                    );
                     self.handle_cti_answer(now, sid, CtiAnswer::Continue);
                 }
             }
@@ -1412,6 +1622,45 @@ impl ProxyCore {
     pub fn note_fail_open(&mut self) {
         self.stats.fail_open += 1;
     }
+}
+
+/// Build an error response for a request that [`SipMessage::parse`]
+/// rejected, from the Via, From, To, Call-ID and CSeq lines found by a
+/// plain line scan (RFC 3261 8.2.6). `None` for responses, ACKs, and when a
+/// needed header is missing: then nothing can be answered.
+pub fn salvage_error_response(data: &[u8], status: u16, reason: &str) -> Option<Vec<u8>> {
+    let text = String::from_utf8_lossy(data.get(..data.len().min(65_536))?);
+    let text = text.trim_start_matches(['\r', '\n']);
+    if text.starts_with("SIP/") {
+        return None;
+    }
+    let head = text.split("\r\n\r\n").next()?;
+    let mut lines = head.split("\r\n");
+    let start = lines.next()?;
+    if !start.contains("SIP/") || start.starts_with("ACK ") {
+        return None;
+    }
+    let mut out = format!("SIP/2.0 {status} {}\r\n", reason.replace(['\r', '\n'], " "));
+    let mut found = [false; 5];
+    for line in lines.take(256) {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let canon = sipcti_transport::canonical_name(name.trim());
+        let names = ["Via", "From", "To", "Call-ID", "CSeq"];
+        if let Some(i) = names.iter().position(|n| canon.eq_ignore_ascii_case(n)) {
+            if i == 4 && value.trim().ends_with("ACK") {
+                return None;
+            }
+            found[i] = true;
+            out.push_str(&format!("{}: {}\r\n", names[i], value.trim()));
+        }
+    }
+    if found.iter().any(|f| !f) {
+        return None;
+    }
+    out.push_str("Content-Length: 0\r\n\r\n");
+    Some(out.into_bytes())
 }
 
 /// Replace `host[:port]` of a SIP URI, keeping scheme, user and parameters.
@@ -1438,7 +1687,13 @@ fn replace_hostport(raw: &str, u: &Uri<'_>, hostport: &str) -> String {
 
 fn header_lines_of(req: &SipMessage, name: &str) -> Vec<String> {
     req.header_lines(name)
-        .map(|h| format!("{}: {}\r\n", sipcti_transport::canonical_name(h.name), h.value))
+        .map(|h| {
+            format!(
+                "{}: {}\r\n",
+                sipcti_transport::canonical_name(h.name),
+                h.value
+            )
+        })
         .collect()
 }
 
@@ -1446,7 +1701,10 @@ fn header_lines_of(req: &SipMessage, name: &str) -> Vec<String> {
 /// Call-ID, To, From, CSeq number, our Via only, the same Route.
 pub fn build_cancel(invite: &SipMessage) -> Vec<u8> {
     let mut out = String::new();
-    out.push_str(&format!("CANCEL {} SIP/2.0\r\n", invite.request_uri().unwrap_or("")));
+    out.push_str(&format!(
+        "CANCEL {} SIP/2.0\r\n",
+        invite.request_uri().unwrap_or("")
+    ));
     if let Some(v) = invite.header_values("Via").first() {
         out.push_str(&format!("Via: {v}\r\n"));
     }
@@ -1459,7 +1717,9 @@ pub fn build_cancel(invite: &SipMessage) -> Vec<u8> {
         }
     }
     let n = invite.cseq().map(|c| c.0).unwrap_or(1);
-    out.push_str(&format!("CSeq: {n} CANCEL\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"));
+    out.push_str(&format!(
+        "CSeq: {n} CANCEL\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    ));
     out.into_bytes()
 }
 
@@ -1467,7 +1727,10 @@ pub fn build_cancel(invite: &SipMessage) -> Vec<u8> {
 /// hop by the proxy's client transaction.
 pub fn build_ack(invite: &SipMessage, resp: &SipMessage) -> Vec<u8> {
     let mut out = String::new();
-    out.push_str(&format!("ACK {} SIP/2.0\r\n", invite.request_uri().unwrap_or("")));
+    out.push_str(&format!(
+        "ACK {} SIP/2.0\r\n",
+        invite.request_uri().unwrap_or("")
+    ));
     if let Some(v) = invite.header_values("Via").first() {
         out.push_str(&format!("Via: {v}\r\n"));
     }
@@ -1484,6 +1747,8 @@ pub fn build_ack(invite: &SipMessage, resp: &SipMessage) -> Vec<u8> {
         out.push_str(&format!("Call-ID: {v}\r\n"));
     }
     let n = invite.cseq().map(|c| c.0).unwrap_or(1);
-    out.push_str(&format!("CSeq: {n} ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"));
+    out.push_str(&format!(
+        "CSeq: {n} ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    ));
     out.into_bytes()
 }

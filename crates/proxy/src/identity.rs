@@ -86,7 +86,12 @@ impl Rewrite {
     /// `msg` travelling `toward`. `is_phone_request` says the message is a
     /// request sent by the phone (then P-Asserted-Identity and
     /// P-Preferred-Identity are the phone's too).
-    pub fn edits(&self, msg: &SipMessage, toward: Toward, is_phone_request: bool) -> Vec<(usize, String)> {
+    pub fn edits(
+        &self,
+        msg: &SipMessage,
+        toward: Toward,
+        is_phone_request: bool,
+    ) -> Vec<(usize, String)> {
         let user = match toward {
             Toward::Trunk => self.caller_id.as_str(),
             Toward::Inside => self.original_user.as_str(),
@@ -128,7 +133,11 @@ mod tests {
     #[test]
     fn replace_user_keeps_every_other_byte() {
         assert_eq!(
-            replace_user("\"Alice\" <sip:201@10.0.0.5:5060;user=phone>;tag=abc", "4930777").unwrap(),
+            replace_user(
+                "\"Alice\" <sip:201@10.0.0.5:5060;user=phone>;tag=abc",
+                "4930777"
+            )
+            .unwrap(),
             "\"Alice\" <sip:4930777@10.0.0.5:5060;user=phone>;tag=abc"
         );
         assert_eq!(
@@ -139,7 +148,13 @@ mod tests {
             replace_user("<sip:201:secret@pbx>", "49").unwrap(),
             "<sip:49:secret@pbx>"
         );
-        assert_eq!(replace_user("<tel:+4930123;x=y>", "49").unwrap(), "<tel:49;x=y>");
-        assert_eq!(replace_user("<sip:pbx.example>", "49").unwrap(), "<sip:49@pbx.example>");
+        assert_eq!(
+            replace_user("<tel:+4930123;x=y>", "49").unwrap(),
+            "<tel:49;x=y>"
+        );
+        assert_eq!(
+            replace_user("<sip:pbx.example>", "49").unwrap(),
+            "<sip:49@pbx.example>"
+        );
     }
 }

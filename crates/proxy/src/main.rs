@@ -47,9 +47,9 @@ enum Cmd {
     },
 }
 
-fn init_logs() {
+fn init_logs(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SIPCTI_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -58,8 +58,12 @@ fn init_logs() {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logs();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // the demo prints its own timeline; keep the proxy's info logs out of it
+    init_logs(if matches!(cli.cmd, Cmd::Demo) { "warn" } else { "info" });
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("sipcti: cannot start the runtime: {e}");
@@ -74,7 +78,11 @@ fn main() -> ExitCode {
                 print!("{}", cfg.effective_toml());
                 Ok(())
             }
-            Cmd::ZammadDouble { listen, token, rules } => double(listen, token, rules).await,
+            Cmd::ZammadDouble {
+                listen,
+                token,
+                rules,
+            } => double(listen, token, rules).await,
             Cmd::Demo => sipcti_proxy::demo::run().await,
             Cmd::Replay(args) => return sipcti_proxy::replay::run(args).await,
         }
@@ -106,7 +114,8 @@ async fn double(listen: SocketAddr, token: String, rules: Option<PathBuf>) -> an
         Some(p) => {
             let text = std::fs::read_to_string(&p)
                 .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?;
-            sipcti_cti::Rules::from_toml_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
+            sipcti_cti::Rules::from_toml_str(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
         }
         None => sipcti_cti::Rules::default(),
     };

@@ -184,7 +184,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         .with_context(|| format!("sip.listen: cannot bind {}", cfg.listen))?;
     let local = transport.local_addr();
     let core_cfg = core_config(&cfg, local.port()).await?;
-    let client = cti::CtiClient::start(cti_config(&cfg)).map_err(|e| anyhow::anyhow!("zammad.url: {e}"))?;
+    let client =
+        cti::CtiClient::start(cti_config(&cfg)).map_err(|e| anyhow::anyhow!("zammad.url: {e}"))?;
     tracing::info!(
         listen = %local,
         trunk = %core_cfg.trunk.target,
@@ -193,7 +194,13 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         "sipcti listening (UDP and TCP)"
     );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
-    let task = tokio::spawn(run_loop(ProxyCore::new(core_cfg), transport, inbound, client, stop_rx));
+    let task = tokio::spawn(run_loop(
+        ProxyCore::new(core_cfg),
+        transport,
+        inbound,
+        client,
+        stop_rx,
+    ));
     Ok(Running {
         local,
         task,
@@ -316,7 +323,9 @@ async fn drain_outputs(
                 }
                 _ => {
                     if slow_tx.try_send(t).is_err() {
-                        tracing::warn!("TCP send queue full: message dropped (retransmission will retry)");
+                        tracing::warn!(
+                            "TCP send queue full: message dropped (retransmission will retry)"
+                        );
                     }
                 }
             },
@@ -325,9 +334,15 @@ async fn drain_outputs(
                 let back = back_tx.clone();
                 tokio::spawn(async move {
                     let (answer, fail_open) = match fut.await {
-                        cti::NewCallOutcome::Answered(cti::Decision::Reject { .. }) => (CtiAnswer::Reject, false),
-                        cti::NewCallOutcome::Answered(cti::Decision::Dial { caller_id }) => (CtiAnswer::Dial(caller_id), false),
-                        cti::NewCallOutcome::Answered(cti::Decision::Continue) => (CtiAnswer::Continue, false),
+                        cti::NewCallOutcome::Answered(cti::Decision::Reject { .. }) => {
+                            (CtiAnswer::Reject, false)
+                        }
+                        cti::NewCallOutcome::Answered(cti::Decision::Dial { caller_id }) => {
+                            (CtiAnswer::Dial(caller_id), false)
+                        }
+                        cti::NewCallOutcome::Answered(cti::Decision::Continue) => {
+                            (CtiAnswer::Continue, false)
+                        }
                         other => {
                             tracing::warn!(outcome = ?other, "newCall not answered in time: call goes on unchanged");
                             (CtiAnswer::Continue, true)
