@@ -93,6 +93,15 @@ pub fn scenario(name: &str) -> PathBuf {
         .join(format!("{name}.xml"))
 }
 
+pub fn tcpdump_available() -> bool {
+    Command::new("tcpdump")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
 pub fn sipp_available() -> bool {
     Command::new("sipp")
         .arg("-v")
@@ -218,29 +227,37 @@ newcall_timeout_ms = {nt}
     fn start_capture(&mut self) {
         let file = self.dir.join("capture.pcap");
         let filter = format!("net 127.{}.{}.0/24 and port 5060", self.net[0], self.net[1]);
+        let err_log = self.dir.join("tcpdump.log");
         let child = Command::new("tcpdump")
-            .args(["-i", "lo", "-U", "-n", "-s", "0", "-w"])
+            .args([
+                "-i",
+                "lo",
+                "--immediate-mode",
+                "-U",
+                "-Z",
+                "root",
+                "-n",
+                "-s",
+                "0",
+                "-w",
+            ])
             .arg(&file)
             .arg(&filter)
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(fs::File::create(&err_log).expect("tcpdump log"))
             .spawn();
-        let Ok(mut child) = child else {
+        let Ok(child) = child else {
             eprintln!("tcpdump not available: no capture for {}", self.name);
             return;
         };
         // wait until tcpdump says it is listening
-        if let Some(err) = child.stderr.take() {
-            use std::io::BufRead;
-            let mut r = std::io::BufReader::new(err);
-            let mut line = String::new();
-            let _ = r.read_line(&mut line);
-            std::thread::spawn(move || {
-                let mut sink = String::new();
-                while r.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
-                    sink.clear();
-                }
-            });
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline
+            && !fs::read_to_string(&err_log)
+                .unwrap_or_default()
+                .contains("listening on")
+        {
+            std::thread::sleep(Duration::from_millis(10));
         }
         self.capture = Some((child, file));
     }
@@ -398,6 +415,40 @@ newcall_timeout_ms = {nt}
             }
         }
         self.proxy_log()
+    }
+
+    /// Replay this lab's capture with `sipcti replay` and return the
+    /// events as [`summary`] lines with their callId.
+    pub fn replay_capture(&mut self) -> Vec<(String, String)> {
+        let cap = self
+            .stop_capture()
+            .expect("this lab records a capture (tcpdump installed?)");
+        let out = Command::new(env!("CARGO_BIN_EXE_sipcti"))
+            .arg("replay")
+            .arg(&cap)
+            .arg("--config")
+            .arg(&self.config_path)
+            .args(["--format", "jsonl", "--no-close"])
+            .output()
+            .expect("run sipcti replay");
+        assert!(
+            out.status.success(),
+            "replay failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).expect("jsonl");
+                // the replay line carries Zammad's fields; add the double's bookkeeping
+                v["seq"] = 0.into();
+                v["at_ms"] = 0.into();
+                v["status"] = 200.into();
+                let e: LoggedRequest = serde_json::from_value(v).expect("event fields");
+                (summary(&e), e.call_id.unwrap_or_default())
+            })
+            .collect()
     }
 
     /// Write this lab's capture and expected events as a replay fixture
