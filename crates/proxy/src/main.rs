@@ -59,7 +59,11 @@ fn init_logs(default: &str) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // the demo prints its own timeline; keep the proxy's info logs out of it
-    init_logs(if matches!(cli.cmd, Cmd::Demo) { "warn" } else { "info" });
+    init_logs(if matches!(cli.cmd, Cmd::Demo) {
+        "warn"
+    } else {
+        "info"
+    });
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
