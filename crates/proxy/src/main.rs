@@ -9,7 +9,11 @@ use sipcti_proxy::config::Config;
 
 /// SIP proxy that reports calls to Zammad's Generic CTI API.
 #[derive(Parser)]
-#[command(name = "sipcti", version, about)]
+#[command(
+    name = "sipcti",
+    version,
+    about = "SIP proxy between phones and a SIP trunk that reports every call to Zammad (Generic CTI)"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
