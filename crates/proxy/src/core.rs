@@ -597,16 +597,10 @@ impl ProxyCore {
         }
         // 16.3 step 4: loop detection
         let lh = Self::loop_hash(&msg);
-        let looped = msg
-            .vias()
-            .iter()
-            .skip(1)
-            .chain(msg.vias().first())
-            .any(|v| {
-                self.is_us(v.host, v.port)
-                    && v.branch()
-                        .is_some_and(|b| b.starts_with(&format!("z9hG4bKsc{lh}")))
-            });
+        let ours = format!("z9hG4bKsc{lh}");
+        let looped = msg.vias().iter().any(|v| {
+            self.is_us(v.host, v.port) && v.branch().is_some_and(|b| b.starts_with(&ours))
+        });
         if looped {
             self.stats.loops += 1;
             self.respond_stateless(&msg, source, transport, 482, "Loop Detected", &[]);
@@ -1065,7 +1059,9 @@ impl ProxyCore {
         let Some(ckey) = Self::server_key(&msg, "CANCEL") else {
             return;
         };
-        let ok = response_for(&msg, 200, "OK", None, &[]);
+        // RFC 3261 9.2: the To tag of the 200 matches our answers to the INVITE
+        let inv_tag = self.servers.get(&sid).map(|s| s.to_tag.clone());
+        let ok = response_for(&msg, 200, "OK", inv_tag.as_deref(), &[]);
         let reply_to = Self::reply_target(&msg, source, transport);
         self.send(transport, reply_to.clone(), ok.clone(), None);
         let evs = self.tracker.on_message(&msg, side, now);
