@@ -244,6 +244,7 @@ enum Timer {
     ClientCleanup(u64),
     ServerRetransmit(u64, Duration),
     ServerCleanup(u64),
+    CancelTimeout(u64),
     CtiWait(u64),
     RewriteExpire((String, String)),
 }
@@ -433,7 +434,7 @@ impl ProxyCore {
             Err(e) => {
                 // A request the parser cannot index still gets its 400 (or
                 // 505) when the headers needed for a response can be found.
-                if let Some(resp) = salvage_error_response(&data, e.status(), &e.reason()) {
+                if let Some(resp) = salvage_error_response(&data, source, e.status(), &e.reason()) {
                     self.stats.malformed_requests += 1;
                     tracing::warn!(%source, reason = %e.reason(), "malformed request answered from salvaged headers");
                     self.send(transport, Target::Addr(source), resp, None);
@@ -535,6 +536,27 @@ impl ProxyCore {
         )
     }
 
+    /// RFC 3261 18.2.1 and RFC 3581 4: the server transport adds
+    /// `received` to the top Via when its host is not the source address,
+    /// and fills `rport` when the client asked for it. Done once at receipt,
+    /// so the forwarded request and every response we build carry it.
+    fn with_received(&self, msg: SipMessage, source: SocketAddr) -> SipMessage {
+        let Some(v) = msg.top_via() else { return msg };
+        let host_differs = host_of(v.host).parse::<IpAddr>().ok() != Some(source.ip());
+        let rport = match v.rport() {
+            Some(None) => Some(source.port()),
+            _ => None,
+        };
+        if !host_differs && rport.is_none() {
+            return msg;
+        }
+        let bytes = msg
+            .edit()
+            .set_top_via_received(Some(source.ip()), rport)
+            .finish();
+        SipMessage::parse(bytes, &self.cfg.limits).unwrap_or(msg)
+    }
+
     fn on_request(
         &mut self,
         now: Instant,
@@ -542,6 +564,7 @@ impl ProxyCore {
         source: SocketAddr,
         transport: TransportKind,
     ) {
+        let msg = self.with_received(msg, source);
         if let Err(e) = msg.validate() {
             self.stats.malformed_requests += 1;
             tracing::warn!(%source, reason = %e.reason(), "malformed request");
@@ -646,6 +669,15 @@ impl ProxyCore {
             return;
         }
         let hop = if initial {
+            // RFC 3261 16.3 step 2: a scheme we cannot route gets 416
+            let routable = msg
+                .request_uri()
+                .and_then(|r| Uri::parse(r).ok())
+                .is_some_and(|u| u.is_sip() || u.scheme.eq_ignore_ascii_case("tel"));
+            if !routable {
+                self.respond_stateless(&msg, source, transport, 416, "Unsupported URI Scheme", &[]);
+                return;
+            }
             self.initial_hop(&msg, &method, side)
         } else {
             match self.in_dialog_hop(&msg, side) {
@@ -869,31 +901,20 @@ impl ProxyCore {
         if let Some(r) = &hop.ruri {
             edit.set_request_uri(r);
         }
-        for _ in 0..hop.pop_routes {
-            edit.remove_first_value("Route");
-        }
+        pop_routes(&mut edit, req, hop.pop_routes);
         let mf = req
             .max_forwards()
             .map(|m| m.saturating_sub(1))
             .unwrap_or(70);
         edit.set_max_forwards(mf);
         // received / rport on the sender's Via (RFC 3261 18.2.1, RFC 3581)
-        let src = match &stx.reply_to {
-            Target::Addr(a) => Some(*a),
-            _ => None,
-        };
-        if let (Some(v), Some(src)) = (req.top_via(), src) {
-            let host_differs = host_of(v.host).parse::<IpAddr>().ok() != Some(src.ip());
-            let rport = v.rport().map(|_| src.port());
-            if host_differs || rport.is_some() {
-                edit.set_top_via_received(Some(src.ip()), rport);
-            }
-        }
         if hop.record_route && initial {
             // double Record-Route when the two sides use different transports
             if in_transport != hop.transport {
-                edit.insert_first("Record-Route", &self.rr_value(in_transport));
+                // insertions at one spot keep call order: the value facing
+                // the next hop must be on top (RFC 5658 3.3)
                 edit.insert_first("Record-Route", &self.rr_value(hop.transport));
+                edit.insert_first("Record-Route", &self.rr_value(in_transport));
             } else {
                 edit.insert_first("Record-Route", &self.rr_value(hop.transport));
             }
@@ -989,6 +1010,12 @@ impl ProxyCore {
             tracing::warn!(%source, "ACK from an address that is neither inside nor trunk dropped");
             return;
         };
+        if msg.max_forwards() == Some(0) {
+            // RFC 3261 16.3 step 3: not forwarded; an ACK is never answered
+            self.stats.too_many_hops += 1;
+            tracing::warn!(%source, "ACK with Max-Forwards 0 dropped");
+            return;
+        }
         let evs = self.tracker.on_message(&msg, side, now);
         self.emit_events(evs);
         let hop = match self.in_dialog_hop(&msg, side) {
@@ -999,9 +1026,7 @@ impl ProxyCore {
             }
         };
         let mut edit = msg.edit();
-        for _ in 0..hop.pop_routes {
-            edit.remove_first_value("Route");
-        }
+        pop_routes(&mut edit, &msg, hop.pop_routes);
         let mf = msg
             .max_forwards()
             .map(|m| m.saturating_sub(1))
@@ -1147,6 +1172,9 @@ impl ProxyCore {
             },
         );
         self.send(t, d, cancel, Some(id));
+        // RFC 3261 9.1: without a final response 64*T1 after the CANCEL the
+        // INVITE client transaction is considered cancelled and destroyed
+        self.arm(now + self.cfg.t1 * 64, Timer::CancelTimeout(cid));
         if t == TransportKind::Udp {
             self.arm(now + self.cfg.t1, Timer::ClientRetransmit(id));
         }
@@ -1397,7 +1425,18 @@ impl ProxyCore {
             return;
         };
         if matches!(stx.state, SrvState::Completed | SrvState::Confirmed) {
-            // we already answered (Timer C 408, 503...): absorb
+            // We already answered (Timer C 408, 503...). Any other final
+            // response is absorbed, but a 2xx to an INVITE MUST still be
+            // forwarded (RFC 3261 16.7 step 5, RFC 6026): the callee is up.
+            if is_invite && (200..300).contains(&status) && msg.vias().len() >= 2 {
+                let toward = match stx.side {
+                    Side::Inside => Toward::Inside,
+                    Side::Trunk => Toward::Trunk,
+                };
+                let (t, d) = (stx.transport, stx.reply_to.clone());
+                let bytes = self.response_upstream_bytes(&msg, toward);
+                self.send(t, d, bytes, None);
+            }
             return;
         }
         let toward = match stx.side {
@@ -1568,6 +1607,20 @@ impl ProxyCore {
                 }
             }
             Timer::ClientCleanup(cid) => self.remove_client(cid),
+            Timer::CancelTimeout(cid) => {
+                let Some(ctx) = self.clients.get(&cid) else {
+                    return;
+                };
+                if matches!(ctx.state, CliState::Completed | CliState::Accepted) {
+                    return;
+                }
+                let server = ctx.server;
+                self.remove_client(cid);
+                if let Some(sid) = server {
+                    // the caller still gets its final answer (no-op when it had one)
+                    self.final_from_proxy(now, sid, 487, "Request Terminated");
+                }
+            }
             Timer::ServerRetransmit(sid, interval) => {
                 // Timer G: resend the non-2xx final until the ACK
                 let Some(stx) = self.servers.get(&sid) else {
@@ -1624,7 +1677,15 @@ impl ProxyCore {
 /// rejected, from the Via, From, To, Call-ID and CSeq lines found by a
 /// plain line scan (RFC 3261 8.2.6). `None` for responses, ACKs, and when a
 /// needed header is missing: then nothing can be answered.
-pub fn salvage_error_response(data: &[u8], status: u16, reason: &str) -> Option<Vec<u8>> {
+///
+/// The top Via gets `received` and the filled `rport` (RFC 3581) when it
+/// asked for rport, as every response the proxy builds does.
+pub fn salvage_error_response(
+    data: &[u8],
+    source: SocketAddr,
+    status: u16,
+    reason: &str,
+) -> Option<Vec<u8>> {
     let text = String::from_utf8_lossy(data.get(..data.len().min(65_536))?);
     let text = text.trim_start_matches(['\r', '\n']);
     if text.starts_with("SIP/") {
@@ -1648,8 +1709,23 @@ pub fn salvage_error_response(data: &[u8], status: u16, reason: &str) -> Option<
             if i == 4 && value.trim().ends_with("ACK") {
                 return None;
             }
+            let mut value = value.trim().to_string();
+            if i == 0 && !found[0] {
+                if let Some(at) = value.find(";rport") {
+                    let rest = &value[at + 6..];
+                    if !rest.starts_with('=') {
+                        value = format!(
+                            "{};rport={};received={}{}",
+                            &value[..at],
+                            source.port(),
+                            source.ip(),
+                            rest
+                        );
+                    }
+                }
+            }
             found[i] = true;
-            out.push_str(&format!("{}: {}\r\n", names[i], value.trim()));
+            out.push_str(&format!("{}: {}\r\n", names[i], value));
         }
     }
     if found.iter().any(|f| !f) {
@@ -1657,6 +1733,28 @@ pub fn salvage_error_response(data: &[u8], status: u16, reason: &str) -> Option<
     }
     out.push_str("Content-Length: 0\r\n\r\n");
     Some(out.into_bytes())
+}
+
+/// Remove the first `n` Route values (RFC 3261 16.4). Edits refer to the
+/// original message, so for more than one value the Route lines are
+/// replaced by one line holding the values that remain.
+fn pop_routes(edit: &mut sipcti_transport::Edit<'_>, msg: &SipMessage, n: usize) {
+    match n {
+        0 => {}
+        1 => {
+            edit.remove_first_value("Route");
+        }
+        _ => {
+            let values = msg.header_values("Route");
+            let lines: Vec<usize> = msg.header_lines("Route").map(|h| h.index).collect();
+            for i in lines {
+                edit.remove_header(i);
+            }
+            if values.len() > n {
+                edit.insert_first("Route", &values[n..].join(", "));
+            }
+        }
+    }
 }
 
 /// Replace `host[:port]` of a SIP URI, keeping scheme, user and parameters.
