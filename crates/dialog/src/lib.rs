@@ -6,6 +6,7 @@
 //! never reads the clock: timers are driven by the caller through
 //! [`CallTracker::poll_timeout`] / [`CallTracker::handle_timeout`], so the same input
 //! (live or a pcap replay) always gives the same events and call ids.
+#![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
 use std::time::{Duration, Instant};
@@ -38,7 +39,9 @@ pub enum Side {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
+    /// Inbound: the initial INVITE came from the trunk.
     In,
+    /// Outbound: the initial INVITE came from the inside.
     Out,
 }
 
@@ -64,10 +67,13 @@ impl Direction {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub enum EventKind {
     #[serde(rename = "newCall")]
+    /// The call started (initial INVITE).
     NewCall,
     #[serde(rename = "answer")]
+    /// The call was answered (first 2xx).
     Answer,
     #[serde(rename = "hangup")]
+    /// The call ended (exactly once per call).
     Hangup,
 }
 
@@ -86,12 +92,19 @@ impl EventKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Cause {
+    /// One party hung up after the call was established.
     NormalClearing,
+    /// The called party was busy (486, 600).
     Busy,
+    /// The caller hung up before the answer (CANCEL, 487).
     Cancel,
+    /// The called party did not answer or declined (603, 408, Timer C).
     NoAnswer,
+    /// The called party could not be reached (5xx, other 4xx, transport failure).
     Congestion,
+    /// The number does not exist or the party is offline (404, 410, 484, 604, 480).
     NotFound,
+    /// The call was forwarded (3xx).
     Forwarded,
 }
 
@@ -137,9 +150,11 @@ pub fn cause_for_status(status: u16) -> Option<Cause> {
 /// One event for Zammad.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CallEvent {
+    /// newCall, answer or hangup.
     pub kind: EventKind,
     /// Zammad `callId` (at most 250 characters).
     pub call_id: String,
+    /// Zammad's direction, the same on every event of a call.
     pub direction: Direction,
     /// Caller number (normalised) or `anonymous`.
     pub from: String,
@@ -198,8 +213,11 @@ impl Default for TrackerConfig {
 pub struct CallInfo {
     /// Zammad `callId`.
     pub call_id: String,
+    /// Zammad's direction of the call.
     pub direction: Direction,
+    /// A 2xx was seen.
     pub answered: bool,
+    /// The hangup was emitted.
     pub ended: bool,
 }
 

@@ -130,6 +130,7 @@ fn add(t: Instant, d: Duration) -> Option<Instant> {
 }
 
 impl CallTracker {
+    /// A tracker with empty tables.
     pub fn new(cfg: TrackerConfig) -> Self {
         CallTracker {
             cfg,
@@ -258,6 +259,7 @@ impl CallTracker {
         out
     }
 
+    /// Counters and table sizes (monotonic counters except `active_calls`).
     pub fn stats(&self) -> TrackerStats {
         TrackerStats {
             active_calls: self.active,

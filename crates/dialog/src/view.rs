@@ -54,14 +54,21 @@ pub struct MsgView {
     pub method: Option<String>,
     /// Response status (None for a request).
     pub status: Option<u16>,
+    /// Call-ID.
     pub call_id: String,
+    /// From tag.
     pub from_tag: Option<String>,
+    /// To tag (None on an initial request).
     pub to_tag: Option<String>,
+    /// CSeq number.
     pub cseq: u32,
+    /// CSeq method.
     pub cseq_method: String,
     /// Request-URI user (requests only; `tel:` URI: the number).
     pub ruri_user: Option<String>,
+    /// From party.
     pub from: Party,
+    /// To party.
     pub to: Party,
     /// First P-Asserted-Identity value, if any.
     pub pai: Option<Party>,
@@ -72,6 +79,7 @@ pub struct MsgView {
 }
 
 impl MsgView {
+    /// True for a request.
     pub fn is_request(&self) -> bool {
         self.method.is_some()
     }

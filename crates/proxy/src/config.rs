@@ -486,11 +486,13 @@ url = "http://127.0.0.1:8080/api/v1/cti/SECRETTOKEN"
 
     #[test]
     fn the_loopback_fixture_is_valid() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/sipcti.toml");
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/sipcti.toml");
         let c = Config::from_toml(&std::fs::read_to_string(path).unwrap(), None).unwrap();
         assert_eq!(c.inside_target.host, "127.0.0.3");
         assert_eq!(c.trunk_sources.len(), 1);
-        let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/zammad-rules.toml");
+        let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../fixtures/zammad-rules.toml");
         let r = sipcti_cti::Rules::from_toml_str(&std::fs::read_to_string(rules).unwrap()).unwrap();
         assert_eq!(r.caller_id_for("49301234567"), Some("4930111222"));
     }

@@ -7,6 +7,7 @@
 //! * [`runtime`] — the tokio edge that runs the core on real sockets.
 //! * [`replay`] — `sipcti replay`, the same call tracker on captures.
 //! * [`demo`] — `sipcti demo`, a self-contained tour on loopback.
+#![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod config;
