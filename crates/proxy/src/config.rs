@@ -451,6 +451,25 @@ impl Config {
         })
     }
 
+    /// The call tracker's settings (the same for `run` and `replay`).
+    pub fn tracker_config(&self) -> sipcti_dialog::TrackerConfig {
+        sipcti_dialog::TrackerConfig {
+            country_code: self.country_code.clone(),
+            max_internal_len: self.max_internal_len,
+            max_call_duration: Duration::from_secs(self.timers.max_call_duration_s),
+            max_calls: self.limits.max_calls,
+            ..sipcti_dialog::TrackerConfig::default()
+        }
+    }
+
+    /// The wire layer's limits: message size (bytes) and header count.
+    pub fn wire_limits(&self) -> sipcti_transport::Limits {
+        sipcti_transport::Limits {
+            max_message_bytes: self.limits.max_message_bytes,
+            max_headers: self.limits.max_headers,
+        }
+    }
+
     /// The effective configuration as TOML, with the Zammad URL redacted
     /// (the token never appears). Used by `sipcti check-config`.
     pub fn effective_toml(&self) -> String {

@@ -13,9 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use sipcti_cti as cti;
-use sipcti_dialog::{CallEvent, TrackerConfig};
+use sipcti_dialog::CallEvent;
 use sipcti_transport::net::{NetConfig, Transport, TransportKind};
-use sipcti_transport::Limits;
 use tokio::sync::mpsc;
 
 use crate::config::{Config, HopConfig, UriTransport, ZammadFormat};
@@ -106,21 +105,12 @@ pub async fn core_config(cfg: &Config, local_port: u16) -> anyhow::Result<CoreCo
         trunk_sources,
         inside_networks: cfg.inside_networks.clone(),
         inside_target: hop(&cfg.inside_target, target_addr),
-        limits: Limits {
-            max_message_bytes: cfg.limits.max_message_bytes,
-            max_headers: cfg.limits.max_headers,
-        },
+        limits: cfg.wire_limits(),
         t1: Duration::from_millis(cfg.timers.t1_ms),
         timer_c: Duration::from_secs(cfg.timers.timer_c_s),
         newcall_wait: cfg.newcall_timeout + Duration::from_millis(500),
         max_transactions: cfg.limits.max_transactions,
-        tracker: TrackerConfig {
-            country_code: cfg.country_code.clone(),
-            max_internal_len: cfg.max_internal_len,
-            max_call_duration: Duration::from_secs(cfg.timers.max_call_duration_s),
-            max_calls: cfg.limits.max_calls,
-            ..TrackerConfig::default()
-        },
+        tracker: cfg.tracker_config(),
     })
 }
 
@@ -171,10 +161,7 @@ impl Running {
 pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     let net_cfg = NetConfig {
         listen: cfg.listen,
-        limits: Limits {
-            max_message_bytes: cfg.limits.max_message_bytes,
-            max_headers: cfg.limits.max_headers,
-        },
+        limits: cfg.wire_limits(),
         max_tcp_connections: cfg.limits.max_tcp_connections,
         tcp_idle_timeout: Duration::from_secs(cfg.limits.tcp_idle_timeout_s),
         ..NetConfig::default()

@@ -137,17 +137,8 @@ impl ReplayOptions {
                 .copied()
                 .map(NetMatch::net)
                 .collect(),
-            tracker: TrackerConfig {
-                country_code: cfg.country_code.clone(),
-                max_internal_len: cfg.max_internal_len,
-                max_call_duration: Duration::from_secs(cfg.timers.max_call_duration_s),
-                max_calls: cfg.limits.max_calls,
-                ..TrackerConfig::default()
-            },
-            limits: Limits {
-                max_message_bytes: cfg.limits.max_message_bytes,
-                max_headers: cfg.limits.max_headers,
-            },
+            tracker: cfg.tracker_config(),
+            limits: cfg.wire_limits(),
             ..ReplayOptions::default()
         }
     }
