@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""Per-call INVITE forwarding latency of the proxy, from a loopback capture.
+
+Input (stdin): tshark fields `frame.time_epoch|ip.src|ip.dst|sip.Method|sip.Call-ID`
+(one line per frame; a TCP frame may carry several SIP messages, tshark then
+joins the values with ',').
+
+For every Call-ID: first INVITE to the trunk minus first INVITE phone->proxy.
+Prints one line: `n=.. missing=.. p50_ms=.. p90_ms=.. p99_ms=.. max_ms=..`
+(`missing`: calls seen phone->proxy with no forwarded INVITE in the capture).
+
+Usage: tshark ... | bench_latency.py PHONE_IP PROXY_IP TRUNK_IP
+       bench_latency.py PHONE_IP PROXY_IP TRUNK_IP --pcap FILE
+The second form reads a classic pcap of UDP/IPv4 on an Ethernet-framed
+loopback directly (much faster than tshark; TCP needs tshark).
+"""
+import re
+import struct
+import sys
+
+CALL_ID = re.compile(rb"\r\n(?:Call-ID|i)[ \t]*:[ \t]*([^\r\n]+)", re.I)
+
+
+def pcap_lines(path):
+    """Yield tshark-like lines from a classic pcap (UDP over IPv4, Ethernet)."""
+    with open(path, "rb") as f:
+        gh = f.read(24)
+        if len(gh) < 24:
+            return
+        magic = struct.unpack("<I", gh[:4])[0]
+        if magic == 0xA1B2C3D4:
+            endian, scale = "<", 1e-6
+        elif magic == 0xA1B23C4D:
+            endian, scale = "<", 1e-9
+        elif magic == 0xD4C3B2A1:
+            endian, scale = ">", 1e-6
+        elif magic == 0x4D3CB2A1:
+            endian, scale = ">", 1e-9
+        else:
+            raise SystemExit("not a classic pcap file (use tshark)")
+        linktype = struct.unpack(endian + "I", gh[20:24])[0]
+        if linktype != 1:
+            raise SystemExit("link type %d: only Ethernet framing is supported" % linktype)
+        while True:
+            rh = f.read(16)
+            if len(rh) < 16:
+                return
+            sec, frac, incl, _ = struct.unpack(endian + "IIII", rh)
+            pkt = f.read(incl)
+            if len(pkt) < 14 + 20 + 8 or pkt[12:14] != b"\x08\x00":
+                continue
+            ip = pkt[14:]
+            ihl = (ip[0] & 0x0F) * 4
+            if ip[9] != 17:
+                continue
+            src = "%d.%d.%d.%d" % tuple(ip[12:16])
+            dst = "%d.%d.%d.%d" % tuple(ip[16:20])
+            payload = ip[ihl + 8:]
+            if not payload.startswith(b"INVITE "):
+                continue
+            m = CALL_ID.search(payload)
+            if not m:
+                continue
+            yield "%.9f|%s|%s|INVITE|%s" % (sec + frac * scale, src, dst, m.group(1).strip().decode("latin-1"))
+
+
+def pct(sorted_vals, p):
+    if not sorted_vals:
+        return float("nan")
+    # nearest-rank percentile
+    k = max(0, min(len(sorted_vals) - 1, int(round(p / 100.0 * len(sorted_vals) + 0.5)) - 1))
+    return sorted_vals[k]
+
+
+def main():
+    phone, proxy, trunk = sys.argv[1:4]
+    if len(sys.argv) >= 6 and sys.argv[4] == "--pcap":
+        source = pcap_lines(sys.argv[5])
+    else:
+        source = sys.stdin
+    t_in, t_out = {}, {}
+    for line in source:
+        parts = line.rstrip("\n").split("|")
+        if len(parts) < 5:
+            continue
+        ts, src, dst, methods, cids = parts[:5]
+        try:
+            t = float(ts)
+        except ValueError:
+            continue
+        ms = methods.split(",")
+        cs = cids.split(",")
+        for m, c in zip(ms, cs):
+            if m != "INVITE" or not c:
+                continue
+            if src == phone and dst == proxy:
+                t_in.setdefault(c, t)
+            elif dst == trunk:
+                # only the proxy sends to the trunk here; its TCP connections
+                # may leave from another loopback address (not bound to
+                # sip.listen), so the source is not checked
+                t_out.setdefault(c, t)
+    lat = sorted((t_out[c] - t_in[c]) * 1000.0 for c in t_in if c in t_out)
+    missing = sum(1 for c in t_in if c not in t_out)
+    print(
+        "n=%d missing=%d p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f max_ms=%.3f"
+        % (len(lat), missing, pct(lat, 50), pct(lat, 90), pct(lat, 99), lat[-1] if lat else float("nan"))
+    )
+
+
+if __name__ == "__main__":
+    main()
