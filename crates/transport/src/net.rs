@@ -61,6 +61,10 @@ pub struct NetConfig {
     pub tcp_connect_timeout: Duration,
     /// Capacity of the inbound channel, messages. Default 8192.
     pub inbound_queue: usize,
+    /// Receive and send buffer asked for the UDP socket, bytes (the kernel
+    /// caps it at net.core.rmem_max / wmem_max). A burst larger than the
+    /// buffer while the core is busy is lost. Default 4 MiB.
+    pub udp_buffer_bytes: usize,
 }
 
 impl Default for NetConfig {
@@ -72,6 +76,7 @@ impl Default for NetConfig {
             tcp_idle_timeout: Duration::from_secs(300),
             tcp_connect_timeout: Duration::from_secs(3),
             inbound_queue: 8192,
+            udp_buffer_bytes: 4 << 20,
         }
     }
 }
@@ -165,12 +170,29 @@ impl fmt::Debug for Transport {
     }
 }
 
-async fn bind_pair(listen: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener)> {
+/// A UDP socket bound to `addr` with `buffer` bytes of receive and send
+/// buffer asked for (best effort: the kernel caps it).
+fn udp_socket(addr: SocketAddr, buffer: usize) -> std::io::Result<UdpSocket> {
+    let domain = socket2::Domain::for_address(addr);
+    let sock = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    if buffer > 0 {
+        let _ = sock.set_recv_buffer_size(buffer);
+        let _ = sock.set_send_buffer_size(buffer);
+    }
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    UdpSocket::from_std(sock.into())
+}
+
+async fn bind_pair(
+    listen: SocketAddr,
+    udp_buffer: usize,
+) -> std::io::Result<(UdpSocket, TcpListener)> {
     let mut last_err = None;
     // Port 0: UDP picks a port, TCP must get the same one; retry if it is taken for TCP.
     let tries = if listen.port() == 0 { 16 } else { 1 };
     for _ in 0..tries {
-        let udp = UdpSocket::bind(listen).await?;
+        let udp = udp_socket(listen, udp_buffer)?;
         let addr = udp.local_addr()?;
         match TcpListener::bind(addr).await {
             Ok(tcp) => return Ok((udp, tcp)),
@@ -191,7 +213,7 @@ impl Transport {
     /// (counted); connections over `max_tcp_connections` are closed at once (counted);
     /// connections idle for `tcp_idle_timeout` are closed. Errors: any bind error.
     pub async fn bind(cfg: NetConfig) -> std::io::Result<(Transport, mpsc::Receiver<Inbound>)> {
-        let (udp, tcp) = bind_pair(cfg.listen).await?;
+        let (udp, tcp) = bind_pair(cfg.listen, cfg.udp_buffer_bytes).await?;
         let local = udp.local_addr()?;
         let (tx, rx) = mpsc::channel(cfg.inbound_queue.max(1));
         let inner = Arc::new(Inner {
@@ -346,7 +368,21 @@ async fn connect(inner: &Arc<Inner>, dest: SocketAddr) -> std::io::Result<ConnHa
         inc(&inner.stats.tcp_refused);
         std::io::Error::other("TCP connection limit reached")
     })?;
-    let stream = tokio::time::timeout(inner.cfg.tcp_connect_timeout, TcpStream::connect(dest))
+    // Outbound connections leave from the listen address (not whatever the
+    // routing table picks), so the far end sees the address it expects.
+    let connecting = async {
+        let sock = if dest.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        let ip = inner.local.ip();
+        if !ip.is_unspecified() && ip.is_ipv4() == dest.is_ipv4() {
+            sock.bind(SocketAddr::new(ip, 0))?;
+        }
+        sock.connect(dest).await
+    };
+    let stream = tokio::time::timeout(inner.cfg.tcp_connect_timeout, connecting)
         .await
         .map_err(|_| {
             std::io::Error::new(std::io::ErrorKind::TimedOut, "TCP connect timed out")
