@@ -219,6 +219,9 @@ struct State {
     calls: HashMap<String, VecDeque<Pending>>,
     /// Calls whose head event may be sent now, oldest first (each at most once).
     ready: VecDeque<String>,
+    /// Calls whose head event is a `newCall`: an INVITE waits for its
+    /// answer, so they go before other calls' answer/hangup backlog.
+    urgent: VecDeque<String>,
     /// Events queued or in flight (bounded by `queue_capacity`).
     queued: usize,
     /// CallIds whose newCall was dropped.
@@ -285,6 +288,7 @@ impl Shared {
         }
         st.queued += 1;
         let call_id = ev.call_id.clone();
+        let is_new_call = ev.event == EventKind::NewCall;
         let pending = Pending {
             ev,
             content_type,
@@ -296,7 +300,11 @@ impl Shared {
             Some(q) => q.push_back(pending),
             None => {
                 st.calls.insert(call_id.clone(), VecDeque::from([pending]));
-                st.ready.push_back(call_id);
+                if is_new_call {
+                    st.urgent.push_back(call_id);
+                } else {
+                    st.ready.push_back(call_id);
+                }
                 drop(st);
                 self.wake.notify_one();
             }
@@ -566,7 +574,7 @@ async fn worker(shared: Arc<Shared>) {
             notified.as_mut().enable();
             {
                 let mut st = shared.lock();
-                if let Some(id) = st.ready.pop_front() {
+                if let Some(id) = st.urgent.pop_front().or_else(|| st.ready.pop_front()) {
                     break id;
                 }
                 if st.closed && st.queued == 0 {
@@ -593,9 +601,17 @@ async fn deliver_head(shared: Arc<Shared>, call_id: String, permit: OwnedSemapho
     {
         let mut st = shared.lock();
         st.queued = st.queued.saturating_sub(1);
-        let more = st.calls.get(&call_id).is_some_and(|q| !q.is_empty());
-        if more {
-            st.ready.push_back(call_id);
+        let next = st
+            .calls
+            .get(&call_id)
+            .and_then(|q| q.front())
+            .map(|p| p.ev.event);
+        if let Some(kind) = next {
+            if kind == EventKind::NewCall {
+                st.urgent.push_back(call_id);
+            } else {
+                st.ready.push_back(call_id);
+            }
         } else {
             st.calls.remove(&call_id);
         }

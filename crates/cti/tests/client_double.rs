@@ -528,3 +528,47 @@ async fn stdout_sink_answers_continue_at_once() {
     let s = c.stats();
     assert_eq!((s.delivered, s.queued, s.fail_open), (2, 0, 0));
 }
+
+/// An INVITE waits for its newCall: a backlog of other calls' answer and
+/// hangup events must not hold it up. One request at a time, Zammad takes
+/// 300 ms per request, five answers queued ahead: the newCall still gets
+/// its answer within its 1 s deadline and reaches Zammad before the last
+/// of the backlog.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_call_goes_before_other_calls_backlog() {
+    let d = double().await;
+    let c = CtiClient::start(ClientConfig {
+        max_in_flight: 1,
+        newcall_timeout: Duration::from_millis(1000),
+        ..cfg(d.url())
+    })
+    .unwrap();
+    for i in 0..5 {
+        let id = format!("backlog-{i}");
+        let o = c
+            .new_call(new_call(Direction::In, &id, "4930111", "4930222"))
+            .await;
+        assert_eq!(o, NewCallOutcome::Answered(Decision::Continue));
+    }
+    d.set_mode(Mode::Delay(Duration::from_millis(300)));
+    for i in 0..5 {
+        c.submit(answer(&format!("backlog-{i}")));
+    }
+    let o = c
+        .new_call(new_call(Direction::In, "urgent", "4930333", "4930222"))
+        .await;
+    assert_eq!(
+        o,
+        NewCallOutcome::Answered(Decision::Continue),
+        "newCall waited behind the backlog"
+    );
+    assert!(c.drain(Duration::from_secs(10)).await);
+    let log = d.log();
+    let seq_of = |id: &str, ev: &str| {
+        log.iter()
+            .find(|r| r.call_id.as_deref() == Some(id) && r.event.as_deref() == Some(ev))
+            .map(|r| r.seq)
+            .unwrap()
+    };
+    assert!(seq_of("urgent", "newCall") < seq_of("backlog-4", "answer"));
+}
