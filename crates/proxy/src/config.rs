@@ -144,6 +144,10 @@ pub struct ZammadSection {
     /// An event not delivered within this many seconds is dropped (counted, logged).
     #[serde(default = "default_give_up")]
     pub give_up_after_s: u64,
+    /// Concurrent HTTP requests to Zammad (different calls; one call's
+    /// events are always sent one after the other). Default 16.
+    #[serde(default = "default_in_flight")]
+    pub max_in_flight: usize,
 }
 
 fn default_newcall_timeout() -> u64 {
@@ -155,6 +159,9 @@ fn default_queue() -> usize {
 fn default_give_up() -> u64 {
     3600
 }
+fn default_in_flight() -> usize {
+    16
+}
 
 impl Default for ZammadSection {
     fn default() -> Self {
@@ -164,6 +171,7 @@ impl Default for ZammadSection {
             newcall_timeout_ms: default_newcall_timeout(),
             queue_capacity: default_queue(),
             give_up_after_s: default_give_up(),
+            max_in_flight: default_in_flight(),
         }
     }
 }
@@ -209,6 +217,9 @@ pub struct TimersSection {
     pub timer_c_s: u64,
     /// An answered call is closed after this many seconds without BYE (default 14400).
     pub max_call_duration_s: u64,
+    /// A transaction is kept this many ms after its final response to
+    /// absorb retransmissions (default 5000, Kamailio tm's `wt_timer`).
+    pub wait_ms: u64,
 }
 
 impl Default for TimersSection {
@@ -217,6 +228,7 @@ impl Default for TimersSection {
             t1_ms: 500,
             timer_c_s: 180,
             max_call_duration_s: 4 * 3600,
+            wait_ms: 5000,
         }
     }
 }
@@ -399,6 +411,9 @@ impl Config {
         if file.zammad.newcall_timeout_ms == 0 || file.zammad.newcall_timeout_ms > 30_000 {
             return Err(invalid("zammad.newcall_timeout_ms", "must be 1..=30000 ms"));
         }
+        if file.zammad.max_in_flight == 0 || file.zammad.max_in_flight > 1024 {
+            return Err(invalid("zammad.max_in_flight", "must be 1..=1024"));
+        }
         if file.zammad.queue_capacity == 0 {
             return Err(invalid("zammad.queue_capacity", "must be at least 1"));
         }
@@ -421,6 +436,12 @@ impl Config {
         let t = &file.timers;
         if t.t1_ms == 0 || t.t1_ms > 10_000 {
             return Err(invalid("timers.t1_ms", "must be 1..=10000"));
+        }
+        if t.wait_ms < 100 || t.wait_ms > 64 * t.t1_ms.max(500) {
+            return Err(invalid(
+                "timers.wait_ms",
+                "must be 100 ms ..= 64*T1 (RFC 3261 Timer J)",
+            ));
         }
         if t.timer_c_s < 1 {
             return Err(invalid("timers.timer_c_s", "must be at least 1 s"));

@@ -85,6 +85,10 @@ pub struct CoreConfig {
     pub newcall_wait: Duration,
     /// Most transactions (server + client) at once; beyond, new requests get 503.
     pub max_transactions: usize,
+    /// How long a transaction is kept after its final response to absorb
+    /// retransmissions (Kamailio tm's `wt_timer`; default 5 s). Timers H
+    /// (waiting for the ACK of a non-2xx) and I keep their RFC values.
+    pub wait: Duration,
     /// Call tracker settings.
     pub tracker: TrackerConfig,
 }
@@ -187,7 +191,10 @@ struct PendingForward {
 }
 
 struct ServerTx {
-    req: SipMessage,
+    /// The request as received (with received/rport); dropped once the
+    /// transaction has its final response.
+    req: Option<SipMessage>,
+    timer_keys: Vec<(Instant, u64)>,
     method: String,
     side: Side,
     reply_to: Target,
@@ -213,7 +220,10 @@ struct ClientTx {
     server: Option<u64>,
     method: String,
     branch: String,
-    req: SipMessage,
+    /// The request as sent; dropped when no longer needed (it is kept in
+    /// Completed for an INVITE, to ACK retransmitted final responses).
+    req: Option<SipMessage>,
+    timer_keys: Vec<(Instant, u64)>,
     dest: Target,
     transport: TransportKind,
     state: CliState,
@@ -279,6 +289,13 @@ fn fnv1a(parts: &[&str]) -> u64 {
     h
 }
 
+/// Whether the `n`-th occurrence of a noisy condition is logged: the
+/// first 10, then at powers of two. Every occurrence is still counted in
+/// [`CoreStats`], so a flood (an attack, an overload) cannot flood the log.
+fn log_sample(n: u64) -> bool {
+    n <= 10 || n.is_power_of_two()
+}
+
 fn transport_of(s: &str) -> Option<TransportKind> {
     if s.eq_ignore_ascii_case("udp") {
         Some(TransportKind::Udp)
@@ -304,13 +321,16 @@ impl ProxyCore {
     /// A new core with empty tables.
     pub fn new(cfg: CoreConfig) -> ProxyCore {
         let tracker = CallTracker::new(cfg.tracker.clone());
+        let cap = cfg.max_transactions.min(1 << 17);
         ProxyCore {
             cfg,
             tracker,
-            servers: HashMap::new(),
-            server_keys: HashMap::new(),
-            clients: HashMap::new(),
-            client_keys: HashMap::new(),
+            // sized once: a resize under load stalls the single core task
+            // long enough to overflow the UDP receive buffer
+            servers: HashMap::with_capacity(cap),
+            server_keys: HashMap::with_capacity(cap),
+            clients: HashMap::with_capacity(cap),
+            client_keys: HashMap::with_capacity(cap),
             timers: BTreeMap::new(),
             rewrites: HashMap::new(),
             call_rewrite: HashMap::new(),
@@ -328,6 +348,13 @@ impl ProxyCore {
     /// Open transactions (server, client).
     pub fn transactions(&self) -> (usize, usize) {
         (self.servers.len(), self.clients.len())
+    }
+
+    /// Timers armed in the core itself (the call tracker's are separate):
+    /// every one belongs to a live transaction or a lingering rewrite, so
+    /// this never outgrows the tables.
+    pub fn pending_timers(&self) -> usize {
+        self.timers.len()
     }
 
     /// The call tracker (for its statistics).
@@ -361,9 +388,36 @@ impl ProxyCore {
         i
     }
 
-    fn arm(&mut self, at: Instant, t: Timer) {
+    fn arm(&mut self, at: Instant, t: Timer) -> (Instant, u64) {
         let seq = self.id();
         self.timers.insert((at, seq), t);
+        (at, seq)
+    }
+
+    /// Arm a timer that belongs to server transaction `sid`: it is removed
+    /// with the transaction, so the timer wheel never outgrows the tables.
+    fn arm_server(&mut self, sid: u64, at: Instant, t: Timer) {
+        let k = self.arm(at, t);
+        if let Some(stx) = self.servers.get_mut(&sid) {
+            stx.timer_keys.push(k);
+        }
+    }
+
+    /// Arm a timer that belongs to client transaction `cid`.
+    fn arm_client(&mut self, cid: u64, at: Instant, t: Timer) {
+        let k = self.arm(at, t);
+        if let Some(ctx) = self.clients.get_mut(&cid) {
+            ctx.timer_keys.push(k);
+        }
+    }
+
+    fn remove_server(&mut self, sid: u64) {
+        if let Some(stx) = self.servers.remove(&sid) {
+            self.server_keys.remove(&stx.key);
+            for k in stx.timer_keys {
+                self.timers.remove(&k);
+            }
+        }
     }
 
     fn send(
@@ -436,11 +490,15 @@ impl ProxyCore {
                 // 505) when the headers needed for a response can be found.
                 if let Some(resp) = salvage_error_response(&data, source, e.status(), &e.reason()) {
                     self.stats.malformed_requests += 1;
-                    tracing::warn!(%source, reason = %e.reason(), "malformed request answered from salvaged headers");
+                    if log_sample(self.stats.malformed_requests) {
+                        tracing::warn!(%source, reason = %e.reason(), "malformed request answered from salvaged headers");
+                    }
                     self.send(transport, Target::Addr(source), resp, None);
                 } else {
                     self.stats.unparseable += 1;
-                    tracing::warn!(%source, reason = %e.reason(), "dropped unparseable message");
+                    if log_sample(self.stats.unparseable) {
+                        tracing::warn!(%source, reason = %e.reason(), "dropped unparseable message");
+                    }
                 }
                 return;
             }
@@ -567,7 +625,9 @@ impl ProxyCore {
         let msg = self.with_received(msg, source);
         if let Err(e) = msg.validate() {
             self.stats.malformed_requests += 1;
-            tracing::warn!(%source, reason = %e.reason(), "malformed request");
+            if log_sample(self.stats.malformed_requests) {
+                tracing::warn!(%source, reason = %e.reason(), "malformed request");
+            }
             if msg.top_via().is_some() {
                 let status = e.status();
                 let reason = e.reason();
@@ -590,9 +650,10 @@ impl ProxyCore {
             if let Some(stx) = self.servers.get(&sid) {
                 let resend = match (&stx.last_response, stx.state) {
                     (Some(r), _) => Some(r.clone()),
-                    (None, SrvState::AwaitingCti) => {
-                        Some(response_for(&stx.req, 100, "Trying", None, &[]))
-                    }
+                    (None, SrvState::AwaitingCti) => stx
+                        .req
+                        .as_ref()
+                        .map(|r| response_for(r, 100, "Trying", None, &[])),
                     _ => None,
                 };
                 if let Some(r) = resend {
@@ -604,7 +665,9 @@ impl ProxyCore {
         }
         let Some(side) = side else {
             self.stats.forbidden += 1;
-            tracing::warn!(%source, %method, "request from an address that is neither inside nor trunk: 403");
+            if log_sample(self.stats.forbidden) {
+                tracing::warn!(%source, %method, "request from an address that is neither inside nor trunk: 403");
+            }
             self.respond_stateless(&msg, source, transport, 403, "Forbidden", &[]);
             return;
         };
@@ -657,7 +720,9 @@ impl ProxyCore {
         }
         if self.servers.len() + self.clients.len() >= self.cfg.max_transactions {
             self.stats.overloaded += 1;
-            tracing::warn!("transaction table full: 503");
+            if log_sample(self.stats.overloaded) {
+                tracing::warn!("transaction table full: 503");
+            }
             self.respond_stateless(
                 &msg,
                 source,
@@ -698,7 +763,8 @@ impl ProxyCore {
         let is_invite = method == "INVITE";
         let events = self.tracker.on_message(&msg, side, now);
         let mut stx = ServerTx {
-            req: msg,
+            req: Some(msg),
+            timer_keys: Vec::new(),
             method: method.clone(),
             side,
             reply_to,
@@ -713,9 +779,11 @@ impl ProxyCore {
         };
         if is_invite {
             // 100 Trying at once (RFC 3261 16.2 / 17.2.1)
-            let trying = response_for(&stx.req, 100, "Trying", None, &[]);
-            stx.last_response = Some(trying.clone());
-            self.send(transport, stx.reply_to.clone(), trying, None);
+            if let Some(req) = &stx.req {
+                let trying = response_for(req, 100, "Trying", None, &[]);
+                stx.last_response = Some(trying.clone());
+                self.send(transport, stx.reply_to.clone(), trying, None);
+            }
         }
         let mut new_call = None;
         let mut rest = Vec::new();
@@ -740,7 +808,7 @@ impl ProxyCore {
                 event: ev,
             });
             let at = now + self.cfg.newcall_wait;
-            self.arm(at, Timer::CtiWait(sid));
+            self.arm_server(sid, at, Timer::CtiWait(sid));
             return;
         }
         self.forward_request(now, sid, hop, initial);
@@ -890,7 +958,9 @@ impl ProxyCore {
         let Some(stx) = self.servers.get(&sid) else {
             return;
         };
-        let req = &stx.req;
+        let Some(req) = stx.req.as_ref() else {
+            return;
+        };
         let method = stx.method.clone();
         let side = stx.side;
         let in_transport = stx.transport;
@@ -947,7 +1017,8 @@ impl ProxyCore {
             server: Some(sid),
             method,
             branch,
-            req: fwd,
+            req: Some(fwd),
+            timer_keys: Vec::new(),
             dest: hop.target.clone(),
             transport: hop.transport,
             state: if is_invite {
@@ -975,11 +1046,11 @@ impl ProxyCore {
         }
         self.send(hop.transport, hop.target, data, Some(cid));
         if hop.transport == TransportKind::Udp {
-            self.arm(now + self.cfg.t1, Timer::ClientRetransmit(cid));
+            self.arm_client(cid, now + self.cfg.t1, Timer::ClientRetransmit(cid));
         }
-        self.arm(now + self.cfg.t1 * 64, Timer::ClientTimeout(cid));
+        self.arm_client(cid, now + self.cfg.t1 * 64, Timer::ClientTimeout(cid));
         if is_invite {
-            self.arm(now + self.cfg.timer_c, Timer::TimerC(cid));
+            self.arm_client(cid, now + self.cfg.timer_c, Timer::TimerC(cid));
         }
     }
 
@@ -999,7 +1070,7 @@ impl ProxyCore {
                             } else {
                                 Duration::ZERO
                             };
-                        self.arm(at, Timer::ServerCleanup(sid));
+                        self.arm_server(sid, at, Timer::ServerCleanup(sid));
                         return;
                     }
                 }
@@ -1007,7 +1078,9 @@ impl ProxyCore {
         }
         let Some(side) = side else {
             self.stats.forbidden += 1;
-            tracing::warn!(%source, "ACK from an address that is neither inside nor trunk dropped");
+            if log_sample(self.stats.forbidden) {
+                tracing::warn!(%source, "ACK from an address that is neither inside nor trunk dropped");
+            }
             return;
         };
         if msg.max_forwards() == Some(0) {
@@ -1021,7 +1094,9 @@ impl ProxyCore {
         let hop = match self.in_dialog_hop(&msg, side) {
             Ok(h) => h,
             Err((code, reason)) => {
-                tracing::warn!(%source, code, reason, "ACK not routable, dropped");
+                // typically the ACK for one of our own stateless answers
+                // (403, 483, 503...): it ends here
+                tracing::debug!(%source, code, reason, "ACK not routable, absorbed");
                 return;
             }
         };
@@ -1095,7 +1170,8 @@ impl ProxyCore {
         self.servers.insert(
             cancel_sid,
             ServerTx {
-                req: msg,
+                req: None,
+                timer_keys: Vec::new(),
                 method: "CANCEL".into(),
                 side,
                 reply_to,
@@ -1109,7 +1185,8 @@ impl ProxyCore {
                 direction: None,
             },
         );
-        self.arm(now + self.cfg.t1 * 64, Timer::ServerCleanup(cancel_sid));
+        let wait = self.cfg.wait;
+        self.arm_server(cancel_sid, now + wait, Timer::ServerCleanup(cancel_sid));
         self.emit_events(evs);
         let Some(stx) = self.servers.get_mut(&sid) else {
             return;
@@ -1145,7 +1222,10 @@ impl ProxyCore {
             return;
         }
         ctx.cancel_sent = true;
-        let cancel = build_cancel(&ctx.req);
+        let Some(invite) = ctx.req.as_ref() else {
+            return;
+        };
+        let cancel = build_cancel(invite);
         let (t, d, branch) = (ctx.transport, ctx.dest.clone(), ctx.branch.clone());
         let id = self.id();
         let key = format!("{branch}|CANCEL");
@@ -1160,7 +1240,8 @@ impl ProxyCore {
                 server: None,
                 method: "CANCEL".into(),
                 branch,
-                req,
+                req: Some(req),
+                timer_keys: Vec::new(),
                 dest: d.clone(),
                 transport: t,
                 state: CliState::Proceeding,
@@ -1174,11 +1255,11 @@ impl ProxyCore {
         self.send(t, d, cancel, Some(id));
         // RFC 3261 9.1: without a final response 64*T1 after the CANCEL the
         // INVITE client transaction is considered cancelled and destroyed
-        self.arm(now + self.cfg.t1 * 64, Timer::CancelTimeout(cid));
+        self.arm_client(cid, now + self.cfg.t1 * 64, Timer::CancelTimeout(cid));
         if t == TransportKind::Udp {
-            self.arm(now + self.cfg.t1, Timer::ClientRetransmit(id));
+            self.arm_client(id, now + self.cfg.t1, Timer::ClientRetransmit(id));
         }
-        self.arm(now + self.cfg.t1 * 64, Timer::ClientTimeout(id));
+        self.arm_client(id, now + self.cfg.t1 * 64, Timer::ClientTimeout(id));
     }
 
     /// A final response generated by the proxy for server transaction `sid`
@@ -1193,7 +1274,10 @@ impl ProxyCore {
         ) {
             return;
         }
-        let bytes = response_for(&stx.req, status, reason, Some(&stx.to_tag), &[]);
+        let Some(req) = stx.req.take() else {
+            return;
+        };
+        let bytes = response_for(&req, status, reason, Some(&stx.to_tag), &[]);
         stx.state = SrvState::Completed;
         stx.pending = None;
         stx.last_response = Some(bytes.clone());
@@ -1215,16 +1299,18 @@ impl ProxyCore {
         let udp = t == TransportKind::Udp;
         if is_invite {
             if udp {
-                self.arm(now + self.cfg.t1, Timer::ServerRetransmit(sid, self.cfg.t1));
+                self.arm_server(
+                    sid,
+                    now + self.cfg.t1,
+                    Timer::ServerRetransmit(sid, self.cfg.t1),
+                );
             }
-            self.arm(now + self.cfg.t1 * 64, Timer::ServerCleanup(sid)); // Timer H
+            self.arm_server(sid, now + self.cfg.t1 * 64, Timer::ServerCleanup(sid));
+        // Timer H
         } else {
-            let j = if udp {
-                self.cfg.t1 * 64
-            } else {
-                Duration::ZERO
-            };
-            self.arm(now + j, Timer::ServerCleanup(sid)); // Timer J
+            // Timer J, shortened to the wait time like Kamailio's tm
+            let j = if udp { self.cfg.wait } else { Duration::ZERO };
+            self.arm_server(sid, now + j, Timer::ServerCleanup(sid));
         }
     }
 
@@ -1250,7 +1336,9 @@ impl ProxyCore {
                 return;
             }
             (CtiAnswer::Dial(caller_id), Some(Direction::Out)) if !caller_id.is_empty() => {
-                let req = &stx.req;
+                let Some(req) = stx.req.as_ref() else {
+                    return;
+                };
                 let cid = req.call_id().unwrap_or("").to_string();
                 let tag = req.from().and_then(|f| f.tag().map(str::to_string));
                 let user = req
@@ -1259,19 +1347,25 @@ impl ProxyCore {
                 if let (Some(tag), Some(user)) = (tag, user) {
                     self.stats.caller_id_rewrites += 1;
                     let key = (cid, tag.clone());
+                    // The rewrite lives as long as the tracked call: its
+                    // hangup (always emitted, at the latest after
+                    // max_call_duration) schedules the removal.
                     if let Some(info) = self.tracker.call_info(&key.0, &key.1) {
                         self.call_rewrite.insert(info.call_id, key.clone());
+                        self.rewrites.insert(
+                            key,
+                            Rewrite {
+                                phone_tag: tag,
+                                original_user: user,
+                                caller_id,
+                            },
+                        );
+                    } else {
+                        tracing::warn!(
+                            token,
+                            "call not tracked (table full): caller id left unchanged"
+                        );
                     }
-                    self.rewrites.insert(
-                        key.clone(),
-                        Rewrite {
-                            phone_tag: tag,
-                            original_user: user,
-                            caller_id,
-                        },
-                    );
-                    let cap = self.cfg.tracker.max_call_duration + self.cfg.t1 * 64;
-                    self.arm(now + cap, Timer::RewriteExpire(key));
                 }
             }
             (CtiAnswer::Continue, _) => {}
@@ -1309,13 +1403,17 @@ impl ProxyCore {
     fn on_response(&mut self, now: Instant, msg: SipMessage, source: SocketAddr) {
         if let Err(e) = msg.validate() {
             self.stats.malformed_responses += 1;
-            tracing::warn!(%source, reason = %e.reason(), "malformed response dropped");
+            if log_sample(self.stats.malformed_responses) {
+                tracing::warn!(%source, reason = %e.reason(), "malformed response dropped");
+            }
             return;
         }
         let Some(via) = msg.top_via() else { return };
         if !self.is_us(via.host, via.port) {
             self.stats.stray_responses += 1;
-            tracing::warn!(%source, "response whose top Via is not ours dropped");
+            if log_sample(self.stats.stray_responses) {
+                tracing::warn!(%source, "response whose top Via is not ours dropped");
+            }
             return;
         }
         let status = msg.status().unwrap_or(0);
@@ -1376,7 +1474,7 @@ impl ProxyCore {
             }
             _ => {
                 if is_invite {
-                    ack = Some(build_ack(&ctx.req, &msg));
+                    ack = ctx.req.as_ref().map(|r| build_ack(r, &msg));
                 }
                 if !matches!(ctx.state, CliState::Completed | CliState::Accepted) {
                     ctx.state = CliState::Completed;
@@ -1390,20 +1488,21 @@ impl ProxyCore {
             self.send(t, d, a, None);
         }
         if first_final {
-            let wait = if is_invite {
-                if (200..300).contains(&status) {
-                    self.cfg.t1 * 64
-                } else if t == TransportKind::Udp {
-                    Duration::from_secs(32) // Timer D
-                } else {
-                    Duration::ZERO
-                }
-            } else if t == TransportKind::Udp {
-                Duration::from_secs(5) // Timer K
+            // RFC 6026 Accepted, Timers D and K: kept for the wait time
+            // (a 2xx retransmitted later is still relayed statelessly)
+            let accepted = is_invite && (200..300).contains(&status);
+            let wait = if accepted || t == TransportKind::Udp {
+                self.cfg.wait
             } else {
                 Duration::ZERO
             };
-            self.arm(now + wait, Timer::ClientCleanup(cid));
+            if let Some(c) = self.clients.get_mut(&cid) {
+                // an INVITE in Completed keeps its request to ACK retransmissions
+                if !(is_invite && status >= 300) {
+                    c.req = None;
+                }
+            }
+            self.arm_client(cid, now + wait, Timer::ClientCleanup(cid));
         }
         if send_cancel {
             if let Some(c) = self.clients.get_mut(&cid) {
@@ -1468,12 +1567,17 @@ impl ProxyCore {
         let mut complete = false;
         if status >= 200 {
             if srv_invite && status < 300 {
+                // RFC 6026 Accepted: INVITE retransmissions are absorbed;
+                // 2xx retransmissions come from the callee and are relayed
+                stx.req = None;
+                stx.last_response = None;
                 if stx.state != SrvState::Accepted {
-                    stx.state = SrvState::Accepted; // RFC 6026
-                    let at = now + self.cfg.t1 * 64;
-                    self.arm(at, Timer::ServerCleanup(sid));
+                    stx.state = SrvState::Accepted;
+                    let at = now + self.cfg.wait;
+                    self.arm_server(sid, at, Timer::ServerCleanup(sid));
                 }
             } else {
+                stx.req = None;
                 stx.state = SrvState::Completed;
                 complete = true;
             }
@@ -1553,7 +1657,9 @@ impl ProxyCore {
                 if !again {
                     return;
                 }
-                let data = ctx.req.as_bytes().to_vec();
+                let Some(data) = ctx.req.as_ref().map(|r| r.as_bytes().to_vec()) else {
+                    return;
+                };
                 let (tr, d) = (ctx.transport, ctx.dest.clone());
                 ctx.interval = if ctx.method == "INVITE" {
                     ctx.interval * 2
@@ -1562,7 +1668,7 @@ impl ProxyCore {
                 };
                 let next = now + ctx.interval;
                 self.send(tr, d, data, Some(cid));
-                self.arm(next, Timer::ClientRetransmit(cid));
+                self.arm_client(cid, next, Timer::ClientRetransmit(cid));
             }
             Timer::ClientTimeout(cid) => {
                 // Timer B / F: no final response within 64*T1
@@ -1592,7 +1698,7 @@ impl ProxyCore {
                 }
                 if let Some(at) = ctx.timer_c_at {
                     if at > now {
-                        self.arm(at, Timer::TimerC(cid));
+                        self.arm_client(cid, at, Timer::TimerC(cid));
                         return;
                     }
                 }
@@ -1634,13 +1740,9 @@ impl ProxyCore {
                     self.send(t, d, r, None);
                 }
                 let next = (interval * 2).min(Duration::from_secs(4));
-                self.arm(now + next, Timer::ServerRetransmit(sid, next));
+                self.arm_server(sid, now + next, Timer::ServerRetransmit(sid, next));
             }
-            Timer::ServerCleanup(sid) => {
-                if let Some(stx) = self.servers.remove(&sid) {
-                    self.server_keys.remove(&stx.key);
-                }
-            }
+            Timer::ServerCleanup(sid) => self.remove_server(sid),
             Timer::CtiWait(sid) => {
                 let pending = self
                     .servers
@@ -1664,6 +1766,9 @@ impl ProxyCore {
     fn remove_client(&mut self, cid: u64) {
         if let Some(c) = self.clients.remove(&cid) {
             self.client_keys.remove(&c.key);
+            for k in c.timer_keys {
+                self.timers.remove(&k);
+            }
         }
     }
 

@@ -110,6 +110,7 @@ pub async fn core_config(cfg: &Config, local_port: u16) -> anyhow::Result<CoreCo
         timer_c: Duration::from_secs(cfg.timers.timer_c_s),
         newcall_wait: cfg.newcall_timeout + Duration::from_millis(500),
         max_transactions: cfg.limits.max_transactions,
+        wait: Duration::from_millis(cfg.timers.wait_ms),
         tracker: cfg.tracker_config(),
     })
 }
@@ -125,6 +126,7 @@ pub fn cti_config(cfg: &Config) -> cti::ClientConfig {
         newcall_timeout: cfg.newcall_timeout,
         queue_capacity: cfg.cti_queue,
         give_up_after: cfg.cti_give_up,
+        max_in_flight: cfg.file.zammad.max_in_flight,
         ..cti::ClientConfig::default()
     }
 }

@@ -235,6 +235,9 @@ fn assert_answer(
 fn assert_cleans_up(h: &mut H, until_ms: u64) {
     let _ = h.run_until(until_ms);
     assert_eq!(h.core.transactions(), (0, 0), "transactions left");
+    // no timer outlives its transaction (a per-call timer of hours would
+    // grow the timer wheel without bound under load)
+    assert_eq!(h.core.pending_timers(), 0, "timers left");
 }
 
 // ------------------------------------------------------------- 16.3
@@ -2064,4 +2067,48 @@ Content-Length: 0
         (t.transport, t.dest.clone()),
         (Udp, target("10.0.0.20:5062"))
     );
+}
+
+/// Completed transactions are kept for the configured wait (Kamailio tm's
+/// wt_timer), not 64*T1, so sustained load does not fill max_transactions.
+#[test]
+fn completed_transactions_are_kept_for_the_wait_time_only() {
+    let mut cfg = config();
+    cfg.wait = std::time::Duration::from_secs(5);
+    let mut h = H::with(cfg);
+    let opt = sip("OPTIONS sip:0301234567@203.0.113.5 SIP/2.0
+Via: SIP/2.0/UDP 10.0.0.20:5062;branch=z9hG4bK-w-1
+Max-Forwards: 70
+From: <sip:201@192.0.2.10>;tag=w1
+To: <sip:0301234567@203.0.113.5>
+Call-ID: w1@10.0.0.20
+CSeq: 1 OPTIONS
+Content-Length: 0
+
+");
+    let o = h.udp(0, &opt, PHONE);
+    let br = top_branch(&only_tx(&o).data);
+    let ok = sip(&format!(
+        "SIP/2.0 200 OK
+Via: SIP/2.0/UDP 192.0.2.10:5060;branch={br}
+Via: SIP/2.0/UDP 10.0.0.20:5062;branch=z9hG4bK-w-1
+From: <sip:201@192.0.2.10>;tag=w1
+To: <sip:0301234567@203.0.113.5>;tag=tw
+Call-ID: w1@10.0.0.20
+CSeq: 1 OPTIONS
+Content-Length: 0
+
+"
+    ));
+    let o = h.udp(100, &ok, TRUNK);
+    assert_eq!(start_line(&only_tx(&o).data), "SIP/2.0 200 OK");
+    let _ = h.run_until(5_000);
+    assert_eq!(
+        h.core.transactions(),
+        (1, 1),
+        "kept while retransmissions may come"
+    );
+    let _ = h.run_until(5_200);
+    assert_eq!(h.core.transactions(), (0, 0), "gone after the wait");
+    assert_eq!(h.core.pending_timers(), 0);
 }

@@ -56,6 +56,7 @@ pub fn config() -> CoreConfig {
         timer_c: Duration::from_secs(180),
         newcall_wait: Duration::from_millis(3500),
         max_transactions: 1000,
+        wait: Duration::from_secs(32),
         tracker: TrackerConfig::default(),
     }
 }
