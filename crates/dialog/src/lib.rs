@@ -130,6 +130,28 @@ impl std::fmt::Display for Cause {
     }
 }
 
+/// Whether `msg` can change any call's events: INVITE, CANCEL and BYE
+/// requests, and final responses to INVITE. Every other message (ACK,
+/// REGISTER, OPTIONS, provisional responses, responses to BYE...) can be
+/// left out of [`CallTracker::on_message`] without changing the events, as
+/// long as [`CallTracker::handle_timeout`] runs the timers. The live proxy
+/// and the replay use it to skip half the work.
+pub fn affects_calls(msg: &sipcti_transport::SipMessage) -> bool {
+    match msg.method() {
+        Some(m) => {
+            m.eq_ignore_ascii_case("INVITE")
+                || m.eq_ignore_ascii_case("BYE")
+                || m.eq_ignore_ascii_case("CANCEL")
+        }
+        None => {
+            msg.status().is_some_and(|s| s >= 200)
+                && msg
+                    .cseq()
+                    .is_some_and(|(_, m)| m.eq_ignore_ascii_case("INVITE"))
+        }
+    }
+}
+
 /// The hangup cause for a final response status to the call's INVITE.
 ///
 /// 2xx and 1xx give `None`; 3xx `forwarded`; 486, 600 `busy`; 404, 410, 480, 484, 604

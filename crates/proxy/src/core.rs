@@ -350,6 +350,16 @@ impl ProxyCore {
         (self.servers.len(), self.clients.len())
     }
 
+    /// Feed the call tracker the messages that can change a call's events
+    /// (the others cannot; its timers run from `handle_timeout`).
+    fn track(&mut self, msg: &SipMessage, side: Side, now: Instant) -> Vec<CallEvent> {
+        if sipcti_dialog::affects_calls(msg) {
+            self.tracker.on_message(msg, side, now)
+        } else {
+            Vec::new()
+        }
+    }
+
     /// Timers armed in the core itself (the call tracker's are separate):
     /// every one belongs to a live transaction or a lingering rewrite, so
     /// this never outgrows the tables.
@@ -761,7 +771,7 @@ impl ProxyCore {
         let to_tag_ours = format!("sc{:x}", fnv1a(&[&key]));
         let reply_to = Self::reply_target(&msg, source, transport);
         let is_invite = method == "INVITE";
-        let events = self.tracker.on_message(&msg, side, now);
+        let events = self.track(&msg, side, now);
         let mut stx = ServerTx {
             req: Some(msg),
             timer_keys: Vec::new(),
@@ -1089,7 +1099,7 @@ impl ProxyCore {
             tracing::warn!(%source, "ACK with Max-Forwards 0 dropped");
             return;
         }
-        let evs = self.tracker.on_message(&msg, side, now);
+        let evs = self.track(&msg, side, now);
         self.emit_events(evs);
         let hop = match self.in_dialog_hop(&msg, side) {
             Ok(h) => h,
@@ -1164,7 +1174,7 @@ impl ProxyCore {
         let ok = response_for(&msg, 200, "OK", inv_tag.as_deref(), &[]);
         let reply_to = Self::reply_target(&msg, source, transport);
         self.send(transport, reply_to.clone(), ok.clone(), None);
-        let evs = self.tracker.on_message(&msg, side, now);
+        let evs = self.track(&msg, side, now);
         let cancel_sid = self.id();
         self.server_keys.insert(ckey.clone(), cancel_sid);
         self.servers.insert(
@@ -1289,7 +1299,7 @@ impl ProxyCore {
         let is_invite = stx.method == "INVITE";
         self.send(t, d, bytes.clone(), None);
         if let Ok(m) = SipMessage::parse(bytes, &self.cfg.limits) {
-            let evs = self.tracker.on_message(&m, side_to, now);
+            let evs = self.track(&m, side_to, now);
             self.emit_events(evs);
         }
         self.complete_server(now, sid, is_invite, t);
@@ -1426,7 +1436,7 @@ impl ProxyCore {
             // a 2xx retransmission after the transaction is gone: forward statelessly
             if cseq_method == "INVITE" && (200..300).contains(&status) {
                 let side = side_from.unwrap_or(Side::Trunk);
-                let evs = self.tracker.on_message(&msg, side, now);
+                let evs = self.track(&msg, side, now);
                 self.emit_events(evs);
                 self.forward_response_stateless(&msg, side);
             } else {
@@ -1511,7 +1521,7 @@ impl ProxyCore {
             self.cancel_branch(now, cid);
         }
         // the tracker sees every response of the call
-        let evs = self.tracker.on_message(&msg, side, now);
+        let evs = self.track(&msg, side, now);
         self.emit_events(evs);
         if !forward {
             return;

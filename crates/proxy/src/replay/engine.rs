@@ -608,7 +608,7 @@ impl<'o> Engine<'o> {
         // responses to INVITE; the rest (ACK, REGISTER, provisional responses, ...)
         // cannot change its events (its timers were run by `advance`), so it is
         // neither validated nor fed: half the work on typical captures.
-        let relevant = tracker_relevant(&msg);
+        let relevant = sipcti_dialog::affects_calls(&msg);
         let valid = if relevant || self.opts.keep_messages {
             match msg.validate() {
                 Ok(()) => true,
@@ -654,23 +654,6 @@ impl<'o> Engine<'o> {
         res.stats.events = res.events.len() as u64;
         res.stats.synthetic_events = res.events.iter().filter(|e| e.synthetic).count() as u64;
         res
-    }
-}
-
-/// True for the messages [`CallTracker::on_message`] can emit events for.
-fn tracker_relevant(msg: &SipMessage) -> bool {
-    match msg.method() {
-        Some(m) => {
-            m.eq_ignore_ascii_case("INVITE")
-                || m.eq_ignore_ascii_case("BYE")
-                || m.eq_ignore_ascii_case("CANCEL")
-        }
-        None => {
-            msg.status().is_some_and(|s| s >= 200)
-                && msg
-                    .cseq()
-                    .is_some_and(|(_, m)| m.eq_ignore_ascii_case("INVITE"))
-        }
     }
 }
 

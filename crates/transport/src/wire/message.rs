@@ -57,6 +57,53 @@ pub(crate) struct HeaderEntry {
     /// Trimmed value as it is in the buffer (may span folds).
     pub(crate) raw_value: Range<usize>,
     value: ValueLoc,
+    /// [`known_id`] of the name, computed once at parse (0: another header).
+    pub(crate) id: u8,
+}
+
+/// Headers the proxy and the tracker look up on every message. Each gets a
+/// small id at parse time, so lookups compare a byte instead of decoding and
+/// comparing names (compact forms map to the same id).
+const KNOWN: [&str; 14] = [
+    "Via",
+    "From",
+    "To",
+    "Call-ID",
+    "CSeq",
+    "Max-Forwards",
+    "Content-Length",
+    "Route",
+    "Record-Route",
+    "Contact",
+    "Proxy-Require",
+    "P-Asserted-Identity",
+    "Privacy",
+    "P-Preferred-Identity",
+];
+
+/// The id (1-based index in `KNOWN`) of a header name as written, or 0.
+pub(crate) fn known_id(name: &str) -> u8 {
+    let full = compact_full(name).unwrap_or(name);
+    KNOWN
+        .iter()
+        .position(|k| k.len() == full.len() && k.eq_ignore_ascii_case(full))
+        .map_or(0, |i| i as u8 + 1)
+}
+
+/// How a queried name is matched against the index.
+#[derive(Clone, Copy)]
+pub(crate) enum NameMatch<'a> {
+    Known(u8),
+    Other(&'a str),
+}
+
+impl<'a> NameMatch<'a> {
+    pub(crate) fn new(name: &'a str) -> Self {
+        match known_id(name) {
+            0 => NameMatch::Other(compact_full(name).unwrap_or(name)),
+            k => NameMatch::Known(k),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -298,12 +345,16 @@ impl SipMessage {
                 {
                     return Err(ParseError::BadHeaderName(idx));
                 }
+                let id = std::str::from_utf8(buf.get(name.clone()).unwrap_or_default())
+                    .map(known_id)
+                    .unwrap_or(0);
                 entries.push(HeaderEntry {
                     line: pos..next,
                     content_end,
                     name,
                     raw_value: pos + colon + 1..content_end,
                     value: ValueLoc::Raw(0..0),
+                    id,
                 });
                 has_fold.push(false);
             }
@@ -486,6 +537,14 @@ impl SipMessage {
             .unwrap_or_default()
     }
 
+    /// Whether index entry `e` is the header `want` names.
+    pub(crate) fn entry_is(&self, e: &HeaderEntry, want: NameMatch<'_>) -> bool {
+        match want {
+            NameMatch::Known(k) => e.id == k,
+            NameMatch::Other(n) => e.id == 0 && names_eq(self.entry_name(e), n),
+        }
+    }
+
     fn entry_value(&self, e: &HeaderEntry) -> &str {
         match &e.value {
             ValueLoc::Raw(r) => self.slice(r),
@@ -514,19 +573,20 @@ impl SipMessage {
         &'a self,
         name: &'a str,
     ) -> impl Iterator<Item = (usize, &'a HeaderEntry)> + 'a {
-        let want = compact_full(name).unwrap_or(name);
+        let want = NameMatch::new(name);
         self.header_entries
             .iter()
             .enumerate()
-            .filter(move |(_, e)| names_eq(self.entry_name(e), want))
+            .filter(move |(_, e)| self.entry_is(e, want))
     }
 
     /// First index entry of header `name` (case-insensitive, compact forms equivalent).
     pub(crate) fn first_named(&self, name: &str) -> Option<(usize, &HeaderEntry)> {
+        let want = NameMatch::new(name);
         self.header_entries
             .iter()
             .enumerate()
-            .find(|(_, e)| names_eq(self.entry_name(e), name))
+            .find(|(_, e)| self.entry_is(e, want))
     }
 
     /// True for a request, false for a response.
@@ -579,10 +639,10 @@ impl SipMessage {
     /// The value of the first line of header `name` (case-insensitive; compact and full
     /// forms are equivalent, RFC 3261 7.3.3). `None` if absent.
     pub fn header(&self, name: &str) -> Option<&str> {
-        let want = compact_full(name).unwrap_or(name);
+        let want = NameMatch::new(name);
         self.header_entries
             .iter()
-            .find(|e| names_eq(self.entry_name(e), want))
+            .find(|e| self.entry_is(e, want))
             .map(|e| self.entry_value(e))
     }
 
@@ -597,9 +657,10 @@ impl SipMessage {
     /// whose grammar is a comma list (Via, Route, Record-Route, Contact, Supported,
     /// Require, Proxy-Require, Allow, ...), not for e.g. Date.
     pub fn header_values(&self, name: &str) -> Vec<&str> {
+        let want = NameMatch::new(name);
         let mut out = Vec::new();
         for e in &self.header_entries {
-            if names_eq(self.entry_name(e), name) {
+            if self.entry_is(e, want) {
                 out.extend(split_values(self.entry_value(e), false));
             }
         }
