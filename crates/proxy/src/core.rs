@@ -1498,21 +1498,23 @@ impl ProxyCore {
             self.send(t, d, a, None);
         }
         if first_final {
-            // RFC 6026 Accepted, Timers D and K: kept for the wait time
-            // (a 2xx retransmitted later is still relayed statelessly)
-            let accepted = is_invite && (200..300).contains(&status);
-            let wait = if accepted || t == TransportKind::Udp {
-                self.cfg.wait
+            if is_invite && status >= 300 {
+                // Timer D: an INVITE in Completed ACKs retransmitted final
+                // responses hop by hop, so it keeps its request a while
+                let wait = if t == TransportKind::Udp {
+                    self.cfg.wait
+                } else {
+                    Duration::ZERO
+                };
+                self.arm_client(cid, now + wait, Timer::ClientCleanup(cid));
             } else {
-                Duration::ZERO
-            };
-            if let Some(c) = self.clients.get_mut(&cid) {
-                // an INVITE in Completed keeps its request to ACK retransmissions
-                if !(is_invite && status >= 300) {
-                    c.req = None;
-                }
+                // Timer K and RFC 6026 Accepted only absorb retransmitted
+                // responses; without the transaction a retransmitted
+                // non-2xx is dropped as stray (the same outcome) and a
+                // retransmitted 2xx is relayed statelessly by its Via. So
+                // the slot is freed at once (it counts in max_transactions).
+                self.remove_client(cid);
             }
-            self.arm_client(cid, now + wait, Timer::ClientCleanup(cid));
         }
         if send_cancel {
             if let Some(c) = self.clients.get_mut(&cid) {
