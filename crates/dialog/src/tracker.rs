@@ -219,7 +219,7 @@ impl CallTracker {
                 "call closed by timer"
             );
             self.stats.timed_out += 1;
-            out.push(self.end_call(id, cause, t));
+            out.extend(self.end_call(id, cause, t));
         }
         self.purge_cid_uses(now);
         self.stats.events_emitted += out.len() as u64;
@@ -253,7 +253,7 @@ impl CallTracker {
             } else {
                 Cause::Cancel
             };
-            out.push(self.end_call(id, cause, now));
+            out.extend(self.end_call(id, cause, now));
         }
         self.stats.events_emitted += out.len() as u64;
         out
@@ -280,7 +280,10 @@ impl CallTracker {
         let tag = v.from_tag.as_deref().unwrap_or("");
         if let Some(id) = self.find(&v.call_id, tag) {
             let ring_deadline = self.ring_deadline_of(id);
-            let call = self.calls.get_mut(&id).expect("indexed call exists");
+            let Some(call) = self.calls.get_mut(&id) else {
+                debug_assert!(false, "indexed call exists");
+                return;
+            };
             match call.state {
                 State::Ended if v.cseq > call.invite_cseq => {
                     // A new call reusing Call-ID and From tag: tracked below.
@@ -409,7 +412,10 @@ impl CallTracker {
             return;
         };
         let linger = self.cfg.linger;
-        let call = self.calls.get_mut(&id).expect("indexed call exists");
+        let Some(call) = self.calls.get_mut(&id) else {
+            debug_assert!(false, "indexed call exists");
+            return;
+        };
         match call.state {
             State::Ringing | State::Challenged { .. } if !call.cancel_seen => {
                 call.cancel_seen = true;
@@ -432,7 +438,9 @@ impl CallTracker {
             self.stats.unknown_call_messages += 1;
             return;
         };
-        let state = self.calls[&id].state;
+        let Some(state) = self.calls.get(&id).map(|c| c.state) else {
+            return;
+        };
         let cause = match state {
             State::Ended => {
                 self.stats.retransmissions_absorbed += 1;
@@ -441,7 +449,7 @@ impl CallTracker {
             State::Answered => Cause::NormalClearing,
             State::Ringing | State::Challenged { .. } => Cause::Cancel,
         };
-        out.push(self.end_call(id, cause, now));
+        out.extend(self.end_call(id, cause, now));
     }
 
     /// The call a BYE ends: sent by the caller (its From tag is the call's) on the answered
@@ -449,7 +457,7 @@ impl CallTracker {
     fn bye_call(&self, v: &MsgView) -> Option<u64> {
         if let Some(tag) = v.from_tag.as_deref() {
             if let Some(id) = self.find(&v.call_id, tag) {
-                let c = &self.calls[&id];
+                let c = self.calls.get(&id)?;
                 let dialog_ok = match (&c.answered_to_tag, &v.to_tag) {
                     (Some(a), Some(b)) => a == b,
                     _ => true,
@@ -465,7 +473,7 @@ impl CallTracker {
             return None;
         };
         let id = self.find(&v.call_id, to_tag)?;
-        let c = &self.calls[&id];
+        let c = self.calls.get(&id)?;
         (c.answered_to_tag.as_deref() == Some(from_tag)).then_some(id)
     }
 
@@ -483,7 +491,10 @@ impl CallTracker {
             return;
         }
         let ring_deadline = self.ring_deadline_of(id);
-        let call = self.calls.get_mut(&id).expect("indexed call exists");
+        let Some(call) = self.calls.get_mut(&id) else {
+            debug_assert!(false, "indexed call exists");
+            return;
+        };
         match call.state {
             State::Ended | State::Answered => {
                 self.stats.retransmissions_absorbed += 1;
@@ -510,8 +521,11 @@ impl CallTracker {
         }
         match status {
             200..=299 => self.answer(id, v, now, out),
-            401 | 407 if !self.calls[&id].cancel_seen => {
-                let call = self.calls.get_mut(&id).expect("indexed call exists");
+            401 | 407 if !self.calls.get(&id).is_some_and(|c| c.cancel_seen) => {
+                let Some(call) = self.calls.get_mut(&id) else {
+                    debug_assert!(false, "indexed call exists");
+                    return;
+                };
                 call.state = State::Challenged { status };
                 let d = match (add(now, self.cfg.challenge_wait), ring_deadline) {
                     (Some(a), Some(b)) => Some(a.min(b)),
@@ -520,12 +534,12 @@ impl CallTracker {
                 self.set_deadline(id, d);
             }
             300..=699 => {
-                let cause = if self.calls[&id].cancel_seen {
+                let cause = if self.calls.get(&id).is_some_and(|c| c.cancel_seen) {
                     Cause::Cancel
                 } else {
                     cause_for_status(status).unwrap_or(Cause::Congestion)
                 };
-                out.push(self.end_call(id, cause, now));
+                out.extend(self.end_call(id, cause, now));
             }
             _ => {}
         }
@@ -535,7 +549,10 @@ impl CallTracker {
         let cc = self.cfg.country_code.clone();
         let ml = self.cfg.max_internal_len;
         let deadline = add(now, self.cfg.max_call_duration);
-        let call = self.calls.get_mut(&id).expect("indexed call exists");
+        let Some(call) = self.calls.get_mut(&id) else {
+            debug_assert!(false, "indexed call exists");
+            return;
+        };
         call.state = State::Answered;
         call.answered_to_tag = Some(v.to_tag.clone().unwrap_or_default());
         let mut user = None;
@@ -601,9 +618,15 @@ impl CallTracker {
     }
 
     /// Marks the call ended (it lingers) and builds its hangup event.
-    fn end_call(&mut self, id: u64, cause: Cause, at: Instant) -> CallEvent {
+    /// `None` only if `id` is not a tracked call (an internal bug: it is
+    /// asserted in debug builds and never panics in release, so a bug here
+    /// cannot stop the proxy).
+    fn end_call(&mut self, id: u64, cause: Cause, at: Instant) -> Option<CallEvent> {
         let linger_until = add(at, self.cfg.linger);
-        let call = self.calls.get_mut(&id).expect("call to end exists");
+        let Some(call) = self.calls.get_mut(&id) else {
+            debug_assert!(false, "call to end exists");
+            return None;
+        };
         debug_assert!(call.state != State::Ended);
         call.state = State::Ended;
         let ev = CallEvent {
@@ -630,7 +653,7 @@ impl CallTracker {
         call.linger_key = Some(key);
         self.lingering.insert((key, id));
         self.set_deadline(id, linger_until);
-        ev
+        Some(ev)
     }
 
     /// Removes a call from every index.
