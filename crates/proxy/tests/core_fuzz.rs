@@ -1,0 +1,123 @@
+//! Nothing from the network may panic the proxy core: mutated SIP messages
+//! (byte flips, truncation, insertion, duplicated lines) from inside, the
+//! trunk and strangers, interleaved with Zammad answers and timers.
+
+mod core_support;
+
+use core_support::*;
+use proptest::prelude::*;
+use sipcti_proxy::core::{CtiAnswer, Output};
+
+const SEEDS: [&str; 5] = [
+    "INVITE sip:0301234567@192.0.2.10 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.20:5062;branch=z9hG4bK-f1;rport\r\nMax-Forwards: 70\r\nFrom: \"A\" <sip:201@192.0.2.10>;tag=f1\r\nTo: <sip:0301234567@192.0.2.10>\r\nCall-ID: fuzz1@10.0.0.20\r\nCSeq: 1 INVITE\r\nContact: <sip:201@10.0.0.20:5062>\r\nRoute: <sip:192.0.2.10:5060;lr>, <sip:192.0.2.10:5060;transport=tcp;lr>\r\nP-Asserted-Identity: <sip:201@192.0.2.10>\r\nContent-Type: application/sdp\r\nContent-Length: 4\r\n\r\nv=0\n",
+    "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bKsc0000000000000000.0000000000000000\r\nVia: SIP/2.0/UDP 10.0.0.20:5062;branch=z9hG4bK-f1;rport=5062;received=10.0.0.20\r\nRecord-Route: <sip:192.0.2.10:5060;lr>\r\nFrom: \"A\" <sip:201@192.0.2.10>;tag=f1\r\nTo: <sip:0301234567@192.0.2.10>;tag=t9\r\nCall-ID: fuzz1@10.0.0.20\r\nCSeq: 1 INVITE\r\nContact: <sip:4930@203.0.113.5>\r\nContent-Length: 0\r\n\r\n",
+    "CANCEL sip:0301234567@192.0.2.10 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.20:5062;branch=z9hG4bK-f1;rport\r\nMax-Forwards: 70\r\nFrom: \"A\" <sip:201@192.0.2.10>;tag=f1\r\nTo: <sip:0301234567@192.0.2.10>\r\nCall-ID: fuzz1@10.0.0.20\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n",
+    "BYE sip:201@10.0.0.20:5062 SIP/2.0\r\nVia: SIP/2.0/UDP 203.0.113.5:5060;branch=z9hG4bK-b1\r\nRoute: <sip:192.0.2.10:5060;lr>\r\nMax-Forwards: 70\r\nFrom: <sip:0301234567@192.0.2.10>;tag=t9\r\nTo: \"A\" <sip:201@192.0.2.10>;tag=f1\r\nCall-ID: fuzz1@10.0.0.20\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
+    "INVITE sip:4930123@192.0.2.10 SIP/2.0\r\nv: SIP/2.0/UDP [2001:db8::1]:5060;branch=z9hG4bK-i6\r\nf: <tel:+4930999>;tag=x\r\nt: <sip:4930123@192.0.2.10>\r\ni: fuzz6\r\nCSeq: 1 INVITE\r\nPrivacy: id\r\nl: 0\r\n\r\n",
+];
+
+#[derive(Debug, Clone)]
+enum Mutation {
+    Flip(usize, u8),
+    Truncate(usize),
+    Insert(usize, Vec<u8>),
+    DupLine(usize),
+}
+
+fn apply(mut m: Vec<u8>, muts: &[Mutation]) -> Vec<u8> {
+    for mu in muts {
+        match mu {
+            Mutation::Flip(i, b) if !m.is_empty() => {
+                let i = i % m.len();
+                m[i] ^= b;
+            }
+            Mutation::Truncate(i) if !m.is_empty() => {
+                let i = i % m.len();
+                m.truncate(i);
+            }
+            Mutation::Insert(i, bytes) => {
+                let i = if m.is_empty() { 0 } else { i % m.len() };
+                m.splice(i..i, bytes.iter().copied());
+            }
+            Mutation::DupLine(i) => {
+                let lines: Vec<&[u8]> = m.split(|b| *b == b'\n').collect();
+                if !lines.is_empty() {
+                    let k = i % lines.len();
+                    let mut out = Vec::new();
+                    for (j, l) in lines.iter().enumerate() {
+                        out.extend_from_slice(l);
+                        out.push(b'\n');
+                        if j == k {
+                            out.extend_from_slice(l);
+                            out.push(b'\n');
+                        }
+                    }
+                    m = out;
+                }
+            }
+            _ => {}
+        }
+    }
+    m
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        (any::<usize>(), 1u8..=255).prop_map(|(i, b)| Mutation::Flip(i, b)),
+        any::<usize>().prop_map(Mutation::Truncate),
+        (
+            any::<usize>(),
+            prop::sample::select(vec![
+                b",".to_vec(),
+                b";".to_vec(),
+                b"\r\n".to_vec(),
+                b"\r\n ".to_vec(),
+                b"<".to_vec(),
+                b">".to_vec(),
+                b"\"".to_vec(),
+                b"@".to_vec(),
+                b":".to_vec(),
+                b"[".to_vec(),
+                b"\0".to_vec(),
+                b"\xff\xfe".to_vec(),
+                b"99999999999999999999".to_vec(),
+                b";branch=z9hG4bKsc".to_vec(),
+                b"Route: <sip:192.0.2.10:5060;lr>\r\n".to_vec(),
+            ])
+        )
+            .prop_map(|(i, b)| Mutation::Insert(i, b)),
+        any::<usize>().prop_map(Mutation::DupLine),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+    #[test]
+    fn core_never_panics_on_mutated_messages(
+        steps in prop::collection::vec(
+            (0usize..SEEDS.len(), prop::collection::vec(mutation(), 0..4), 0usize..3, 0u64..40_000),
+            1..12,
+        )
+    ) {
+        let mut h = H::new();
+        let mut t = 0u64;
+        for (seed, muts, src, dt) in steps {
+            t += dt;
+            let msg = apply(SEEDS[seed].as_bytes().to_vec(), &muts);
+            let from = [PHONE, TRUNK, STRANGER][src];
+            let out = h.udp(t, &msg, from);
+            // answer every newCall one way or another
+            for (i, o) in out.iter().enumerate() {
+                if let Output::NewCall { token, .. } = o {
+                    let a = match i % 3 {
+                        0 => CtiAnswer::Continue,
+                        1 => CtiAnswer::Reject,
+                        _ => CtiAnswer::Dial("4930777".into()),
+                    };
+                    let _ = h.cti(t + 1, *token, a);
+                }
+            }
+        }
+        let _ = h.run_until(t + 300_000);
+    }
+}
