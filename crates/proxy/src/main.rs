@@ -107,11 +107,16 @@ fn main() -> ExitCode {
 
 async fn run(config: PathBuf) -> anyhow::Result<()> {
     let cfg = Config::load(&config)?;
-    let running = sipcti_proxy::runtime::start(cfg).await?;
+    let mut running = sipcti_proxy::runtime::start(cfg).await?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+        // the proxy task ending by itself is a failure: exit non-zero so a
+        // supervisor (systemd, docker) restarts sipcti
+        r = &mut running.task => {
+            anyhow::bail!("the proxy stopped unexpectedly: {r:?}");
+        }
     }
     tracing::info!("stopping: closing open calls and draining the CTI queue");
     running.stop().await
