@@ -77,6 +77,13 @@ pub struct SipSection {
     /// is an unspecified address (0.0.0.0 / ::).
     #[serde(default)]
     pub advertise: Option<String>,
+    /// The address the phones / PBX reach sipcti at, when it differs from
+    /// the trunk's (a host with a LAN and a public interface). Default: `advertise`.
+    #[serde(default)]
+    pub advertise_inside: Option<String>,
+    /// The address the trunk reaches sipcti at. Default: `advertise`.
+    #[serde(default)]
+    pub advertise_trunk: Option<String>,
 }
 
 /// `[trunk]` section.
@@ -262,6 +269,10 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Address for Via and Record-Route.
     pub advertise: IpAddr,
+    /// Address toward the inside (Via / Record-Route on that side).
+    pub advertise_inside: IpAddr,
+    /// Address toward the trunk.
+    pub advertise_trunk: IpAddr,
     /// The trunk.
     pub trunk: HopConfig,
     /// Trunk source networks (empty: filled from the resolved trunk address at start).
@@ -366,12 +377,24 @@ impl Config {
             .listen
             .parse()
             .map_err(|_| invalid("sip.listen", "must be IP:PORT, e.g. 0.0.0.0:5060"))?;
-        let advertise = match &file.sip.advertise {
-            Some(a) => a
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .parse::<IpAddr>()
-                .map_err(|_| invalid("sip.advertise", "must be an IP address"))?,
+        let ip_of =
+            |key: &'static str, v: &Option<String>| -> Result<Option<IpAddr>, ConfigError> {
+                v.as_deref()
+                    .map(|a| {
+                        a.trim_start_matches('[')
+                            .trim_end_matches(']')
+                            .parse::<IpAddr>()
+                            .map_err(|_| invalid(key, "must be an IP address"))
+                    })
+                    .transpose()
+            };
+        let adv_inside = ip_of("sip.advertise_inside", &file.sip.advertise_inside)?;
+        let adv_trunk = ip_of("sip.advertise_trunk", &file.sip.advertise_trunk)?;
+        let advertise = match ip_of("sip.advertise", &file.sip.advertise)? {
+            Some(a) => a,
+            None if adv_inside.is_some() && adv_trunk.is_some() => {
+                adv_inside.unwrap_or(listen.ip())
+            }
             None if listen.ip().is_unspecified() => return Err(invalid(
                 "sip.advertise",
                 "required when sip.listen is 0.0.0.0 or [::]: the address phones and trunk reach",
@@ -455,6 +478,8 @@ impl Config {
         Ok(Config {
             listen,
             advertise,
+            advertise_inside: adv_inside.unwrap_or(advertise),
+            advertise_trunk: adv_trunk.unwrap_or(advertise),
             trunk,
             trunk_sources,
             inside_networks,
@@ -496,6 +521,8 @@ impl Config {
     pub fn effective_toml(&self) -> String {
         let mut f = self.file.clone();
         f.sip.advertise = Some(self.advertise.to_string());
+        f.sip.advertise_inside = Some(self.advertise_inside.to_string());
+        f.sip.advertise_trunk = Some(self.advertise_trunk.to_string());
         f.zammad.url = self.zammad_url.as_deref().map(sipcti_cti::redact_url);
         let mut out = toml::to_string_pretty(&f).unwrap_or_else(|e| format!("# {e}\n"));
         if self.zammad_url.is_none() {
@@ -553,6 +580,25 @@ url = "http://127.0.0.1:8080/api/v1/cti/SECRETTOKEN"
         let t = c.effective_toml();
         assert!(!t.contains("SECRETTOKEN"), "{t}");
         assert!(t.contains("/api/v1/cti/"), "{t}");
+    }
+
+    #[test]
+    fn side_addresses_default_to_advertise_and_can_differ() {
+        let c = Config::from_toml(GOOD, None).unwrap();
+        assert_eq!(
+            (c.advertise_inside, c.advertise_trunk),
+            (c.advertise, c.advertise)
+        );
+        let two = GOOD.replace(
+            "listen = \"127.0.0.1:5060\"",
+            "listen = \"0.0.0.0:5060\"\nadvertise_inside = \"192.168.10.2\"\nadvertise_trunk = \"203.0.113.10\"",
+        );
+        let c = Config::from_toml(&two, None).unwrap();
+        assert_eq!(c.advertise_inside.to_string(), "192.168.10.2");
+        assert_eq!(c.advertise_trunk.to_string(), "203.0.113.10");
+        let bad = two.replace("203.0.113.10", "nope");
+        let e = Config::from_toml(&bad, None).unwrap_err().to_string();
+        assert!(e.starts_with("sip.advertise_trunk:"), "{e}");
     }
 
     #[test]

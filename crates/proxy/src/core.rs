@@ -66,6 +66,13 @@ pub struct CoreConfig {
     pub local: SocketAddr,
     /// Other addresses that also mean "this proxy" in a URI (e.g. the listen IP).
     pub aliases: Vec<IpAddr>,
+    /// The address the phones / PBX reach the proxy at (Via and Record-Route
+    /// toward the inside). Usually `local`'s IP; differs on a host with a
+    /// LAN and a public interface.
+    pub inside_ip: IpAddr,
+    /// The address the trunk reaches the proxy at (Via and Record-Route
+    /// toward the trunk).
+    pub trunk_ip: IpAddr,
     /// The trunk.
     pub trunk: Hop,
     /// Networks whose requests come from the trunk.
@@ -296,6 +303,13 @@ fn log_sample(n: u64) -> bool {
     n <= 10 || n.is_power_of_two()
 }
 
+fn other_side(s: Side) -> Side {
+    match s {
+        Side::Inside => Side::Trunk,
+        Side::Trunk => Side::Inside,
+    }
+}
+
 fn transport_of(s: &str) -> Option<TransportKind> {
     if s.eq_ignore_ascii_case("udp") {
         Some(TransportKind::Udp)
@@ -463,7 +477,10 @@ impl ProxyCore {
         let Ok(ip) = host_of(host).parse::<IpAddr>() else {
             return false;
         };
-        (ip == self.cfg.local.ip() || self.cfg.aliases.contains(&ip))
+        (ip == self.cfg.local.ip()
+            || ip == self.cfg.inside_ip
+            || ip == self.cfg.trunk_ip
+            || self.cfg.aliases.contains(&ip))
             && port.unwrap_or(5060) == self.cfg.local.port()
     }
 
@@ -923,8 +940,16 @@ impl ProxyCore {
         })
     }
 
-    fn via_value(&self, transport: TransportKind, branch: &str) -> String {
-        let host = match self.cfg.local.ip() {
+    /// The proxy's address as the side `toward` reaches it.
+    fn face(&self, toward: Side) -> IpAddr {
+        match toward {
+            Side::Inside => self.cfg.inside_ip,
+            Side::Trunk => self.cfg.trunk_ip,
+        }
+    }
+
+    fn via_value(&self, ip: IpAddr, transport: TransportKind, branch: &str) -> String {
+        let host = match ip {
             IpAddr::V6(v6) => format!("[{v6}]"),
             v4 => v4.to_string(),
         };
@@ -934,8 +959,8 @@ impl ProxyCore {
         )
     }
 
-    fn rr_value(&self, transport: TransportKind) -> String {
-        let host = match self.cfg.local.ip() {
+    fn rr_value(&self, ip: IpAddr, transport: TransportKind) -> String {
+        let host = match ip {
             IpAddr::V6(v6) => format!("[{v6}]"),
             v4 => v4.to_string(),
         };
@@ -988,18 +1013,21 @@ impl ProxyCore {
             .unwrap_or(70);
         edit.set_max_forwards(mf);
         // received / rport on the sender's Via (RFC 3261 18.2.1, RFC 3581)
+        let out_face = self.face(other_side(side));
+        let in_face = self.face(side);
         if hop.record_route && initial {
-            // double Record-Route when the two sides use different transports
-            if in_transport != hop.transport {
+            // double Record-Route when the two sides reach us at different
+            // addresses or over different transports (RFC 5658)
+            if in_transport != hop.transport || in_face != out_face {
                 // insertions at one spot keep call order: the value facing
                 // the next hop must be on top (RFC 5658 3.3)
-                edit.insert_first("Record-Route", &self.rr_value(hop.transport));
-                edit.insert_first("Record-Route", &self.rr_value(in_transport));
+                edit.insert_first("Record-Route", &self.rr_value(out_face, hop.transport));
+                edit.insert_first("Record-Route", &self.rr_value(in_face, in_transport));
             } else {
-                edit.insert_first("Record-Route", &self.rr_value(hop.transport));
+                edit.insert_first("Record-Route", &self.rr_value(out_face, hop.transport));
             }
         }
-        edit.insert_first("Via", &self.via_value(hop.transport, &branch));
+        edit.insert_first("Via", &self.via_value(out_face, hop.transport, &branch));
         if let Some(rw) = self.rewrite_for(req) {
             let toward = if side == Side::Inside {
                 Toward::Trunk
@@ -1127,7 +1155,8 @@ impl ProxyCore {
             Self::loop_hash(&msg),
             fnv1a(&[&top_branch, "ACK"])
         );
-        edit.insert_first("Via", &self.via_value(hop.transport, &branch));
+        let out_face = self.face(other_side(side));
+        edit.insert_first("Via", &self.via_value(out_face, hop.transport, &branch));
         if let Some(rw) = self.rewrite_for(&msg) {
             let toward = if side == Side::Inside {
                 Toward::Trunk

@@ -101,6 +101,8 @@ pub async fn core_config(cfg: &Config, local_port: u16) -> anyhow::Result<CoreCo
     Ok(CoreConfig {
         local: SocketAddr::new(cfg.advertise, local_port),
         aliases,
+        inside_ip: cfg.advertise_inside,
+        trunk_ip: cfg.advertise_trunk,
         trunk: hop(&cfg.trunk, trunk_addr),
         trunk_sources,
         inside_networks: cfg.inside_networks.clone(),

@@ -2117,3 +2117,61 @@ Content-Length: 0
     assert_eq!(h.core.transactions(), (0, 0), "gone after the wait");
     assert_eq!(h.core.pending_timers(), 0);
 }
+
+/// A host with a LAN and a public address (RFC 5658): toward the trunk the
+/// Via and the top Record-Route carry the trunk-facing address, below it the
+/// inside-facing one; the trunk's in-dialog BYE has both popped and goes to
+/// the phone with the inside-facing Via.
+#[test]
+fn two_addresses_give_double_record_route_and_per_side_via() {
+    let mut cfg = config();
+    cfg.inside_ip = "10.0.0.1".parse().unwrap();
+    cfg.trunk_ip = "192.0.2.10".parse().unwrap();
+    let mut h = H::with(cfg);
+    let o = h.udp(0, invite_out(), PHONE);
+    let (tok, _) = new_calls(&o)[0];
+    let o = h.cti(5, tok, CtiAnswer::Continue);
+    let t = only_tx(&o);
+    assert_eq!(t.dest, target(TRUNK));
+    assert_eq!(
+        hv(&t.data, "Via").unwrap(),
+        format!("SIP/2.0/UDP 192.0.2.10:5060;branch={}", top_branch(&t.data))
+    );
+    let rr: Vec<String> = header_lines(&t.data)
+        .into_iter()
+        .filter(|l| l.starts_with("Record-Route:"))
+        .collect();
+    assert_eq!(
+        rr,
+        vec![
+            "Record-Route: <sip:192.0.2.10:5060;lr>".to_string(),
+            "Record-Route: <sip:10.0.0.1:5060;lr>".to_string()
+        ]
+    );
+    let bye = sip("BYE sip:201@10.0.0.20:5062 SIP/2.0
+Via: SIP/2.0/UDP 203.0.113.5:5060;branch=z9hG4bK-tr-two
+Route: <sip:192.0.2.10:5060;lr>, <sip:10.0.0.1:5060;lr>
+Max-Forwards: 70
+From: <sip:0301234567@203.0.113.5>;tag=trtwo
+To: \"Alice\" <sip:201@192.0.2.10>;tag=ph1
+Call-ID: out1@10.0.0.20
+CSeq: 7 BYE
+Content-Length: 0
+
+");
+    let o = h.udp(1_000, &bye, TRUNK);
+    let t = only_tx(&o);
+    assert_eq!(t.dest, target(PHONE));
+    assert_eq!(
+        hv(&t.data, "Route"),
+        None,
+        "both of our Route values popped"
+    );
+    assert!(
+        hv(&t.data, "Via")
+            .unwrap()
+            .starts_with("SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK"),
+        "{}",
+        s(&t.data)
+    );
+}

@@ -56,6 +56,8 @@ pub fn config() -> CoreConfig {
         timer_c: Duration::from_secs(180),
         newcall_wait: Duration::from_millis(3500),
         max_transactions: 1000,
+        inside_ip: addr(PROXY).ip(),
+        trunk_ip: addr(PROXY).ip(),
         wait: Duration::from_secs(32),
         tracker: TrackerConfig::default(),
     }
