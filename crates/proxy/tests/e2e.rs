@@ -780,3 +780,56 @@ fn e2e_11_malformed_request_400_udp() {
 fn e2e_11_malformed_request_400_tcp() {
     malformed(Tp::Tcp, "malformed-tcp");
 }
+
+// Mixed transports: the phone over TCP, the trunk over UDP. The proxy
+// double-record-routes (one value per transport, RFC 5658) and the ACK and
+// BYE find their way through it on each side's transport.
+#[test]
+fn e2e_12_phone_tcp_trunk_udp_double_record_route() {
+    require_sipp();
+    let mut lab = Lab::start(
+        "mixed-tcp-udp",
+        Opts {
+            tp: Tp::Tcp,
+            trunk_tp: Some(Tp::Udp),
+            ..Opts::default()
+        },
+    );
+    let uas = lab.sipp(Host::Trunk, "uas_answer", None, &[]);
+    let uac = lab
+        .sipp(Host::Phone, "uac_hangup", Some("0301234567"), &[])
+        .wait();
+    let uas = uas.wait();
+    assert_sipp(
+        &lab,
+        &uac,
+        &[">INVITE", "<100", "<180", "<200", ">ACK", ">BYE", "<200"],
+    );
+    assert_sipp(
+        &lab,
+        &uas,
+        &["<INVITE", ">180", ">200", "<ACK", "<BYE", ">200"],
+    );
+    let rr = uas.find("<INVITE")[0].headers("Record-Route");
+    let p = lab.proxy_ip();
+    check!(
+        lab,
+        rr == vec![
+            format!("<sip:{p}:5060;lr>"),
+            format!("<sip:{p}:5060;transport=tcp;lr>")
+        ],
+        "double Record-Route, the trunk-facing (UDP) value on top: {rr:?}"
+    );
+    let cid = call_id(&uac);
+    assert_events(
+        &lab,
+        3,
+        &cid,
+        &[
+            "newCall out from=201 to=49301234567 user=Alice",
+            "answer out from=201 to=49301234567",
+            "hangup out from=201 to=49301234567 cause=normalClearing",
+        ],
+    );
+    lab.stop();
+}

@@ -50,7 +50,10 @@ pub enum Host {
 }
 
 pub struct Opts {
+    /// Transport of the phone side (and of the trunk side unless `trunk_tp`).
     pub tp: Tp,
+    /// Transport of the trunk side, when it differs from the phone's.
+    pub trunk_tp: Option<Tp>,
     pub newcall_timeout_ms: u64,
     pub block: Vec<String>,
     pub default_caller_id: Option<String>,
@@ -62,6 +65,7 @@ impl Default for Opts {
     fn default() -> Self {
         Opts {
             tp: Tp::Udp,
+            trunk_tp: None,
             newcall_timeout_ms: 1500,
             block: vec!["491715000000".into()],
             default_caller_id: Some("4930777000000".into()),
@@ -74,6 +78,7 @@ pub struct Lab {
     pub name: String,
     pub net: [u8; 2],
     pub tp: Tp,
+    pub trunk_tp: Tp,
     pub dir: PathBuf,
     pub rt: tokio::runtime::Runtime,
     pub double: ZammadDouble,
@@ -184,6 +189,7 @@ impl Lab {
             name: name.into(),
             net,
             tp: opts.tp,
+            trunk_tp: opts.trunk_tp.unwrap_or(opts.tp),
             dir,
             rt,
             double,
@@ -193,12 +199,13 @@ impl Lab {
             _reservation: reservation,
         };
         let t = opts.tp.uri_param();
+        let tt = opts.trunk_tp.unwrap_or(opts.tp).uri_param();
         let config = format!(
             r#"# written by the e2e lab for test {name}
 [sip]
 listen = "{p}:5060"
 [trunk]
-uri = "sip:{trunk}:5060;transport={t}"
+uri = "sip:{trunk}:5060;transport={tt}"
 sources = ["{trunk}/32"]
 [inside]
 networks = ["{phone}/32"]
@@ -321,7 +328,16 @@ newcall_timeout_ms = {nt}
         let mut cmd = Command::new("sipp");
         cmd.arg("-sf")
             .arg(scenario(scen))
-            .args(["-t", self.tp.sipp(), "-i", &ip, "-p", "5060", "-m", "1"])
+            .args([
+                "-t",
+                self.tp_of(host).sipp(),
+                "-i",
+                &ip,
+                "-p",
+                "5060",
+                "-m",
+                "1",
+            ])
             .args(["-timeout", "30s", "-timeout_error", "-nostdin"])
             .arg("-trace_msg")
             .arg("-message_file")
@@ -359,15 +375,23 @@ newcall_timeout_ms = {nt}
             what: tag,
         };
         if service.is_none() {
-            self.wait_bound(&ip);
+            self.wait_bound(&ip, self.tp_of(host));
         }
         s
     }
 
-    fn wait_bound(&self, ip: &str) {
+    /// The transport `host` uses.
+    pub fn tp_of(&self, host: Host) -> Tp {
+        match host {
+            Host::Trunk => self.trunk_tp,
+            _ => self.tp,
+        }
+    }
+
+    fn wait_bound(&self, ip: &str, tp: Tp) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            let busy = match self.tp {
+            let busy = match tp {
                 Tp::Udp => UdpSocket::bind(format!("{ip}:5060")).is_err(),
                 Tp::Tcp => TcpListener::bind(format!("{ip}:5060")).is_err(),
             };
