@@ -574,13 +574,6 @@ impl CaptureReader {
             }
         };
         match net::parse_ip(ip) {
-            NetPacket::Transport {
-                src,
-                dst,
-                protocol,
-                data,
-                truncated,
-            } => self.transport(src, dst, protocol, data, truncated, ts),
             NetPacket::Fragment(frag) => {
                 let key = frag.key;
                 let whole = self.defrag.feed(frag, ts);
@@ -592,19 +585,25 @@ impl CaptureReader {
                 if key.src.is_ipv4() {
                     self.transport(key.src, key.dst, key.protocol, &whole, false, ts);
                 } else {
-                    match net::walk_v6(key.src, key.dst, key.protocol, &whole, false) {
-                        NetPacket::Transport {
-                            src,
-                            dst,
-                            protocol,
-                            data,
-                            truncated,
-                        } => self.transport(src, dst, protocol, data, truncated, ts),
-                        _ => self.stats.skipped_other += 1,
-                    }
+                    let p = net::walk_v6(key.src, key.dst, key.protocol, &whole, false);
+                    self.upper_layer(p, ts);
                 }
             }
-            NetPacket::Invalid => self.stats.skipped_other += 1,
+            p => self.upper_layer(p, ts),
+        }
+    }
+
+    /// Hands the data after the IP headers on; anything else is counted.
+    fn upper_layer(&mut self, p: NetPacket<'_>, ts: Duration) {
+        match p {
+            NetPacket::Transport {
+                src,
+                dst,
+                protocol,
+                data,
+                truncated,
+            } => self.transport(src, dst, protocol, data, truncated, ts),
+            _ => self.stats.skipped_other += 1,
         }
     }
 
