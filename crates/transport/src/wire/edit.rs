@@ -184,7 +184,7 @@ impl<'m> Edit<'m> {
             return self;
         };
         let params_base = vr.start + pr.start;
-        let params = param_positions(via.params);
+        let params: Vec<_> = param_positions(via.params).collect();
         let find = |name: &str| {
             params.iter().find(|p| {
                 via.params

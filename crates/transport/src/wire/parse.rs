@@ -180,35 +180,62 @@ pub(crate) fn subslice_range(outer: &str, inner: &str) -> Option<Range<usize>> {
 }
 
 /// Splits `s` at `sep` outside double-quoted strings (with `\` escapes) and, when
-/// `angle`, outside `<...>`. Returns untrimmed piece ranges (at least one).
-pub(crate) fn split_ranges(s: &str, sep: u8, angle: bool) -> Vec<Range<usize>> {
-    let b = s.as_bytes();
-    let mut out = Vec::new();
-    let mut start = 0;
-    let mut in_quote = false;
-    let mut in_angle = false;
-    let mut i = 0;
-    while let Some(&c) = b.get(i) {
-        if in_quote {
-            if c == b'\\' {
-                i += 1;
-            } else if c == b'"' {
-                in_quote = false;
-            }
-        } else if c == b'"' {
-            in_quote = true;
-        } else if angle && c == b'<' {
-            in_angle = true;
-        } else if angle && c == b'>' {
-            in_angle = false;
-        } else if c == sep && !in_angle {
-            out.push(start..i);
-            start = i + 1;
-        }
-        i += 1;
+/// `angle`, outside `<...>`. Yields untrimmed piece ranges (at least one), lazily:
+/// parameter lookups on every message allocate nothing.
+pub(crate) fn split_ranges(s: &str, sep: u8, angle: bool) -> SplitRanges<'_> {
+    SplitRanges {
+        b: s.as_bytes(),
+        sep,
+        angle,
+        start: 0,
+        i: 0,
+        done: false,
     }
-    out.push(start..b.len().max(start));
-    out
+}
+
+/// Iterator of [`split_ranges`].
+pub(crate) struct SplitRanges<'a> {
+    b: &'a [u8],
+    sep: u8,
+    angle: bool,
+    start: usize,
+    i: usize,
+    done: bool,
+}
+
+impl Iterator for SplitRanges<'_> {
+    type Item = Range<usize>;
+
+    fn next(&mut self) -> Option<Range<usize>> {
+        if self.done {
+            return None;
+        }
+        let mut in_quote = false;
+        let mut in_angle = false;
+        while let Some(&c) = self.b.get(self.i) {
+            if in_quote {
+                if c == b'\\' {
+                    self.i += 1;
+                } else if c == b'"' {
+                    in_quote = false;
+                }
+            } else if c == b'"' {
+                in_quote = true;
+            } else if self.angle && c == b'<' {
+                in_angle = true;
+            } else if self.angle && c == b'>' {
+                in_angle = false;
+            } else if c == self.sep && !in_angle {
+                let r = self.start..self.i;
+                self.i += 1;
+                self.start = self.i;
+                return Some(r);
+            }
+            self.i += 1;
+        }
+        self.done = true;
+        Some(self.start..self.b.len().max(self.start))
+    }
 }
 
 /// Trims LWS (SP, HT, CR, LF) from `s[r]`.
@@ -227,10 +254,7 @@ pub(crate) fn trim_in(s: &str, r: Range<usize>) -> Range<usize> {
 /// Trimmed ranges of the comma-separated values of a header value (RFC 3261 7.3.1),
 /// split outside quotes and `<...>`; empty values included.
 pub(crate) fn value_ranges(s: &str) -> Vec<Range<usize>> {
-    split_ranges(s, b',', true)
-        .into_iter()
-        .map(|r| trim_in(s, r))
-        .collect()
+    split_ranges(s, b',', true).map(|r| trim_in(s, r)).collect()
 }
 
 /// Comma-separated values of a header value, trimmed; empty ones only if `keep_empty`.
@@ -253,35 +277,31 @@ pub(crate) struct ParamPos {
 
 /// The parameters of a params string (`";a=1;b"`); the part before the first `;` is
 /// skipped. Empty parameters are included (name empty).
-pub(crate) fn param_positions(params: &str) -> Vec<ParamPos> {
-    split_ranges(params, b';', false)
-        .into_iter()
-        .skip(1)
-        .map(|r| {
-            let whole = trim_in(params, r);
-            let eq = params
-                .get(whole.clone())
-                .and_then(|p| p.find('='))
-                .map(|e| whole.start + e);
-            match eq {
-                Some(eq) => ParamPos {
-                    name: trim_in(params, whole.start..eq),
-                    value: Some(trim_in(params, eq + 1..whole.end)),
-                    whole,
-                },
-                None => ParamPos {
-                    name: whole.clone(),
-                    value: None,
-                    whole,
-                },
-            }
-        })
-        .collect()
+pub(crate) fn param_positions(params: &str) -> impl Iterator<Item = ParamPos> + '_ {
+    split_ranges(params, b';', false).skip(1).map(|r| {
+        let whole = trim_in(params, r);
+        let eq = params
+            .get(whole.clone())
+            .and_then(|p| p.find('='))
+            .map(|e| whole.start + e);
+        match eq {
+            Some(eq) => ParamPos {
+                name: trim_in(params, whole.start..eq),
+                value: Some(trim_in(params, eq + 1..whole.end)),
+                whole,
+            },
+            None => ParamPos {
+                name: whole.clone(),
+                value: None,
+                whole,
+            },
+        }
+    })
 }
 
 /// Looks up parameter `name` (case-insensitive) in a params string.
 pub(crate) fn find_param<'a>(params: &'a str, name: &str) -> Option<Option<&'a str>> {
-    param_positions(params).into_iter().find_map(|p| {
+    param_positions(params).find_map(|p| {
         let n = params.get(p.name.clone())?;
         if n.eq_ignore_ascii_case(name) {
             Some(p.value.and_then(|v| params.get(v)))
@@ -295,10 +315,7 @@ pub(crate) fn find_param<'a>(params: &'a str, name: &str) -> Option<Option<&'a s
 /// token name, and a non-empty value after `=` (token, quoted string or host).
 pub(crate) fn check_params(params: &str) -> Result<(), ParseError> {
     let bad = ParseError::BadUri;
-    let first = split_ranges(params, b';', false)
-        .into_iter()
-        .next()
-        .unwrap_or(0..0);
+    let first = split_ranges(params, b';', false).next().unwrap_or(0..0);
     if !trim_in(params, first).is_empty() {
         return Err(bad);
     }
