@@ -75,10 +75,11 @@
 #                     answered at once): sipcti's own forwarding time.
 #
 # Last measured (2 cores shared with both SIPps and the double, 2026-11-21):
-#   UDP find-max with CTI: 6,000-6,100 calls/s, 0 failed, 99000/99000 events
-#   TCP find-max with CTI: 6,220-6,230 calls/s, 0 failed
+#   UDP 6,800 offered with CTI, 3 runs: 6,721-6,733 calls/s, 0 failed, 99000/99000 events
+#   TCP 6,800 offered with CTI, 3 runs: 6,726-6,747 calls/s, 0 failed
 #   UDP 4,000 calls/s for 45 s without [zammad]: 180,000/180,000, RSS 259 MB
-#   INVITE latency at 6,170 calls/s, proxy only: p50 1.3 ms, p99 5.4 ms
+#   INVITE latency at 6,800 calls/s: proxy only p50 1.2 ms / p99 4.3 ms;
+#   with Zammad's answer awaited p50 5.1 ms / p99 24 ms
 #
 # Examples:
 #   scripts/bench.sh --find-max --rate 2000 --factor 1.25 --refine 2 --repeat 3
