@@ -77,6 +77,7 @@
 # Last measured (2 cores shared with both SIPps and the double, 2026-11-21):
 #   UDP 6,800 offered with CTI, 3 runs: 6,721-6,733 calls/s, 0 failed, 99000/99000 events
 #   TCP 6,800 offered with CTI, 3 runs: 6,726-6,747 calls/s, 0 failed
+#   UDP find-max without [zammad] (events on stdout): 9,684-9,687 calls/s, 0 failed
 #   UDP 4,000 calls/s for 45 s without [zammad]: 180,000/180,000, RSS 259 MB
 #   INVITE latency at 6,800 calls/s: proxy only p50 1.2 ms / p99 4.3 ms;
 #   with Zammad's answer awaited p50 5.1 ms / p99 24 ms
