@@ -403,9 +403,6 @@ impl Config {
         };
         let trunk = parse_hop("trunk.uri", &file.trunk.uri)?;
         let trunk_sources = parse_nets("trunk.sources", &file.trunk.sources)?;
-        if trunk_sources.is_empty() && trunk.host.parse::<IpAddr>().is_err() {
-            // resolved at start; nothing to check here
-        }
         let inside_networks = parse_nets("inside.networks", &file.inside.networks)?;
         if inside_networks.is_empty() {
             return Err(invalid("inside.networks", "needs at least one network"));

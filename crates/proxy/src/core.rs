@@ -135,8 +135,12 @@ pub enum Output {
 /// What Zammad's answer to `newCall` means for the call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CtiAnswer {
-    /// Go on unchanged (also: error, timeout).
+    /// Go on unchanged: Zammad answered without an action.
     Continue,
+    /// Go on unchanged because Zammad's answer did not come in time or
+    /// failed; counted in [`CoreStats::fail_open`] when it reaches a
+    /// still-waiting INVITE.
+    FailOpen,
     /// Reject an inbound call with 486 Busy Here.
     Reject,
     /// Present this caller id on an outbound call.
@@ -301,6 +305,14 @@ fn fnv1a(parts: &[&str]) -> u64 {
 /// [`CoreStats`], so a flood (an attack, an overload) cannot flood the log.
 fn log_sample(n: u64) -> bool {
     n <= 10 || n.is_power_of_two()
+}
+
+/// Which way a message goes when it is sent to `dest`.
+fn toward(dest: Side) -> Toward {
+    match dest {
+        Side::Inside => Toward::Inside,
+        Side::Trunk => Toward::Trunk,
+    }
 }
 
 fn other_side(s: Side) -> Side {
@@ -850,7 +862,7 @@ impl ProxyCore {
         let ruri = msg.request_uri().and_then(|r| {
             let u = Uri::parse(r).ok()?;
             if u.is_sip() && self.is_us(u.host, u.port) {
-                Some(replace_hostport(r, &u, &hop.hostport))
+                Some(replace_hostport(&u, &hop.hostport))
             } else {
                 None
             }
@@ -972,6 +984,16 @@ impl ProxyCore {
         }
     }
 
+    /// The caller-id rewrite of `msg`'s dialog, applied to a request that
+    /// came from `side` and goes to the other side.
+    fn rewrite_request(&self, edit: &mut sipcti_transport::Edit<'_>, msg: &SipMessage, side: Side) {
+        if let Some(rw) = self.rewrite_for(msg) {
+            for (idx, v) in rw.edits(msg, toward(other_side(side)), side == Side::Inside) {
+                edit.replace_value(idx, &v);
+            }
+        }
+    }
+
     fn rewrite_for(&self, msg: &SipMessage) -> Option<&Rewrite> {
         if self.rewrites.is_empty() {
             return None;
@@ -1028,16 +1050,7 @@ impl ProxyCore {
             }
         }
         edit.insert_first("Via", &self.via_value(out_face, hop.transport, &branch));
-        if let Some(rw) = self.rewrite_for(req) {
-            let toward = if side == Side::Inside {
-                Toward::Trunk
-            } else {
-                Toward::Inside
-            };
-            for (idx, v) in rw.edits(req, toward, side == Side::Inside) {
-                edit.replace_value(idx, &v);
-            }
-        }
+        self.rewrite_request(&mut edit, req, side);
         let bytes = edit.finish();
         let fwd = match SipMessage::parse(bytes, &self.cfg.limits) {
             Ok(m) => m,
@@ -1157,16 +1170,7 @@ impl ProxyCore {
         );
         let out_face = self.face(other_side(side));
         edit.insert_first("Via", &self.via_value(out_face, hop.transport, &branch));
-        if let Some(rw) = self.rewrite_for(&msg) {
-            let toward = if side == Side::Inside {
-                Toward::Trunk
-            } else {
-                Toward::Inside
-            };
-            for (idx, v) in rw.edits(&msg, toward, side == Side::Inside) {
-                edit.replace_value(idx, &v);
-            }
-        }
+        self.rewrite_request(&mut edit, &msg, side);
         let bytes = edit.finish();
         self.send(hop.transport, hop.target, bytes, None);
     }
@@ -1321,10 +1325,7 @@ impl ProxyCore {
         stx.pending = None;
         stx.last_response = Some(bytes.clone());
         let (t, d) = (stx.transport, stx.reply_to.clone());
-        let side_to = match stx.side {
-            Side::Inside => Side::Trunk,
-            Side::Trunk => Side::Inside,
-        };
+        let side_to = other_side(stx.side);
         let is_invite = stx.method == "INVITE";
         self.send(t, d, bytes.clone(), None);
         if let Ok(m) = SipMessage::parse(bytes, &self.cfg.limits) {
@@ -1408,6 +1409,7 @@ impl ProxyCore {
                 }
             }
             (CtiAnswer::Continue, _) => {}
+            (CtiAnswer::FailOpen, _) => self.stats.fail_open += 1,
             (other, d) => {
                 tracing::info!(
                     token,
@@ -1569,20 +1571,13 @@ impl ProxyCore {
             // response is absorbed, but a 2xx to an INVITE MUST still be
             // forwarded (RFC 3261 16.7 step 5, RFC 6026): the callee is up.
             if is_invite && (200..300).contains(&status) && msg.vias().len() >= 2 {
-                let toward = match stx.side {
-                    Side::Inside => Toward::Inside,
-                    Side::Trunk => Toward::Trunk,
-                };
-                let (t, d) = (stx.transport, stx.reply_to.clone());
-                let bytes = self.response_upstream_bytes(&msg, toward);
+                let (t, d, up) = (stx.transport, stx.reply_to.clone(), toward(stx.side));
+                let bytes = self.response_upstream_bytes(&msg, up);
                 self.send(t, d, bytes, None);
             }
             return;
         }
-        let toward = match stx.side {
-            Side::Inside => Toward::Inside,
-            Side::Trunk => Toward::Trunk,
-        };
+        let upstream = toward(stx.side);
         if msg.vias().len() < 2 {
             // RFC 3261 16.7 step 3: no Via would remain, so this response
             // must not be forwarded. A broken UAS (e.g. a 487 built from
@@ -1598,7 +1593,7 @@ impl ProxyCore {
             }
             return;
         }
-        let bytes = self.response_upstream_bytes(&msg, toward);
+        let bytes = self.response_upstream_bytes(&msg, upstream);
         let Some(stx) = self.servers.get_mut(&sid) else {
             return;
         };
@@ -1655,11 +1650,7 @@ impl ProxyCore {
             return;
         };
         let transport = transport_of(next.transport).unwrap_or(TransportKind::Udp);
-        let toward = match from_side {
-            Side::Trunk => Toward::Inside,
-            Side::Inside => Toward::Trunk,
-        };
-        let bytes = self.response_upstream_bytes(msg, toward);
+        let bytes = self.response_upstream_bytes(msg, toward(other_side(from_side)));
         self.send(
             transport,
             Target::Addr(SocketAddr::new(ip, port)),
@@ -1790,12 +1781,11 @@ impl ProxyCore {
                     .get(&sid)
                     .is_some_and(|s| s.state == SrvState::AwaitingCti);
                 if pending {
-                    self.stats.fail_open += 1;
                     tracing::warn!(
                         token = sid,
                         "no newCall answer in time: call goes on unchanged"
                     );
-                    self.handle_cti_answer(now, sid, CtiAnswer::Continue);
+                    self.handle_cti_answer(now, sid, CtiAnswer::FailOpen);
                 }
             }
             Timer::RewriteExpire(key) => {
@@ -1811,11 +1801,6 @@ impl ProxyCore {
                 self.timers.remove(&k);
             }
         }
-    }
-
-    /// Count a newCall that failed or timed out at the edge (the call goes on).
-    pub fn note_fail_open(&mut self) {
-        self.stats.fail_open += 1;
     }
 }
 
@@ -1904,7 +1889,7 @@ fn pop_routes(edit: &mut sipcti_transport::Edit<'_>, msg: &SipMessage, n: usize)
 }
 
 /// Replace `host[:port]` of a SIP URI, keeping scheme, user and parameters.
-fn replace_hostport(raw: &str, u: &Uri<'_>, hostport: &str) -> String {
+fn replace_hostport(u: &Uri<'_>, hostport: &str) -> String {
     let scheme = u.scheme;
     let mut out = format!("{scheme}:");
     if let Some(user) = u.user {
@@ -1921,7 +1906,6 @@ fn replace_hostport(raw: &str, u: &Uri<'_>, hostport: &str) -> String {
         out.push('?');
         out.push_str(h);
     }
-    let _ = raw;
     out
 }
 

@@ -134,7 +134,7 @@ pub fn cti_config(cfg: &Config) -> cti::ClientConfig {
 }
 
 enum Back {
-    Cti(u64, CtiAnswer, bool),
+    Cti(u64, CtiAnswer),
     SendFailed(u64),
 }
 
@@ -257,10 +257,7 @@ async fn run_loop(
             Some(b) = back_rx.recv() => {
                 let now = Instant::now();
                 match b {
-                    Back::Cti(token, answer, fail_open) => {
-                        if fail_open { core.note_fail_open(); }
-                        core.handle_cti_answer(now, token, answer)
-                    }
+                    Back::Cti(token, answer) => core.handle_cti_answer(now, token, answer),
                     Back::SendFailed(c) => core.handle_transport_error(now, c),
                 }
             }
@@ -324,22 +321,22 @@ async fn drain_outputs(
                 let fut = client.new_call(to_cti_event(&event));
                 let back = back_tx.clone();
                 tokio::spawn(async move {
-                    let (answer, fail_open) = match fut.await {
+                    let answer = match fut.await {
                         cti::NewCallOutcome::Answered(cti::Decision::Reject { .. }) => {
-                            (CtiAnswer::Reject, false)
+                            CtiAnswer::Reject
                         }
                         cti::NewCallOutcome::Answered(cti::Decision::Dial { caller_id }) => {
-                            (CtiAnswer::Dial(caller_id), false)
+                            CtiAnswer::Dial(caller_id)
                         }
                         cti::NewCallOutcome::Answered(cti::Decision::Continue) => {
-                            (CtiAnswer::Continue, false)
+                            CtiAnswer::Continue
                         }
                         other => {
                             tracing::warn!(outcome = ?other, "newCall not answered in time: call goes on unchanged");
-                            (CtiAnswer::Continue, true)
+                            CtiAnswer::FailOpen
                         }
                     };
-                    let _ = back.send(Back::Cti(token, answer, fail_open)).await;
+                    let _ = back.send(Back::Cti(token, answer)).await;
                 });
             }
             Output::Event(ev) => client.submit(to_cti_event(&ev)),

@@ -784,6 +784,9 @@ fn no_zammad_answer_before_newcall_wait_fails_open() {
     assert!(h
         .cti(4_000, tok, CtiAnswer::Dial("4930777".into()))
         .is_empty());
+    // the edge's own fail-open arriving after that is not counted again
+    assert!(h.cti(4_100, tok, CtiAnswer::FailOpen).is_empty());
+    assert_eq!(h.core.stats().fail_open, 1);
 }
 
 #[test]
