@@ -522,9 +522,9 @@ impl ProxyCore {
         source: SocketAddr,
         transport: TransportKind,
     ) {
-        let msg = match SipMessage::parse(data.clone(), &self.cfg.limits) {
+        let msg = match SipMessage::parse_or_return(data, &self.cfg.limits) {
             Ok(m) => m,
-            Err(e) => {
+            Err((e, data)) => {
                 // A request the parser cannot index still gets its 400 (or
                 // 505) when the headers needed for a response can be found.
                 if let Some(resp) = salvage_error_response(&data, source, e.status(), &e.reason()) {

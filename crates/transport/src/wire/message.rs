@@ -61,6 +61,17 @@ pub(crate) struct HeaderEntry {
     pub(crate) id: u8,
 }
 
+/// What [`SipMessage::index_head`] finds before the buffer is moved into the message.
+struct Head {
+    msg_start: usize,
+    start_line: StartLine,
+    headers_start: usize,
+    headers_end: usize,
+    entries: Vec<HeaderEntry>,
+    folded: Vec<String>,
+    body_start: usize,
+}
+
 /// Headers the proxy and the tracker look up on every message. Each gets a
 /// small id at parse time, so lookups compare a byte instead of decoding and
 /// comparing names (compact forms map to the same id).
@@ -282,6 +293,77 @@ impl SipMessage {
     ///
     /// Mandatory headers are not checked here: see [`SipMessage::validate`].
     pub fn parse(buf: Vec<u8>, limits: &Limits) -> Result<SipMessage, ParseError> {
+        Self::parse_or_return(buf, limits).map_err(|(e, _)| e)
+    }
+
+    /// [`SipMessage::parse`] that hands the buffer back with the error, so a
+    /// caller can still salvage an answer (a 400 built from the raw lines)
+    /// without copying every message it parses.
+    ///
+    /// Errors: as [`SipMessage::parse`], with the bytes given.
+    pub fn parse_or_return(
+        buf: Vec<u8>,
+        limits: &Limits,
+    ) -> Result<SipMessage, (ParseError, Vec<u8>)> {
+        let head = match Self::index_head(&buf, limits) {
+            Ok(h) => h,
+            Err(e) => return Err((e, buf)),
+        };
+        let Head {
+            msg_start,
+            start_line,
+            headers_start,
+            headers_end,
+            entries,
+            folded,
+            body_start,
+        } = head;
+        let mut msg = SipMessage {
+            buf,
+            msg_start,
+            start_line,
+            headers_start,
+            headers_end,
+            header_entries: entries,
+            folded,
+            body: body_start..body_start,
+        };
+
+        match msg.cut_body(body_start) {
+            Ok(()) => Ok(msg),
+            Err(e) => Err((e, msg.buf)),
+        }
+    }
+
+    /// Cuts the body to Content-Length (RFC 3261 18.3, 20.14).
+    fn cut_body(&mut self, body_start: usize) -> Result<(), ParseError> {
+        let mut content_length: Option<usize> = None;
+        for h in self.header_lines("Content-Length") {
+            let n = parse_digits(h.value, 10).ok_or(ParseError::BadContentLength)?;
+            let n = usize::try_from(n).map_err(|_| ParseError::BadContentLength)?;
+            if content_length.is_some_and(|c| c != n) {
+                return Err(ParseError::BadContentLength);
+            }
+            content_length = Some(n);
+        }
+        let available = self.buf.len() - body_start;
+        let body_len = match content_length {
+            Some(n) if n > available => {
+                return Err(ParseError::BodyTooShort {
+                    expected: n,
+                    got: available,
+                })
+            }
+            Some(n) => n,
+            None => available,
+        };
+        self.body = body_start..body_start + body_len;
+        Ok(())
+    }
+
+    /// Indexes the start line and the header section of `buf` (the part of
+    /// [`SipMessage::parse`] that only reads the bytes).
+    fn index_head(buf: &[u8], limits: &Limits) -> Result<Head, ParseError> {
         if buf.len() > limits.max_message_bytes {
             return Err(ParseError::TooLarge);
         }
@@ -298,8 +380,8 @@ impl SipMessage {
             return Err(ParseError::Empty);
         }
         let msg_start = pos;
-        let (sl_end, headers_start) = next_line(&buf, pos).ok_or(ParseError::Incomplete)?;
-        let start_line = parse_start_line(&buf, msg_start..sl_end)?;
+        let (sl_end, headers_start) = next_line(buf, pos).ok_or(ParseError::Incomplete)?;
+        let start_line = parse_start_line(buf, msg_start..sl_end)?;
 
         let mut entries: Vec<HeaderEntry> = Vec::new();
         let mut folded: Vec<String> = Vec::new();
@@ -308,7 +390,7 @@ impl SipMessage {
         let mut pos = headers_start;
         let headers_end;
         loop {
-            let (content_end, next) = next_line(&buf, pos).ok_or(ParseError::Incomplete)?;
+            let (content_end, next) = next_line(buf, pos).ok_or(ParseError::Incomplete)?;
             if content_end == pos {
                 headers_end = pos;
                 break;
@@ -334,7 +416,7 @@ impl SipMessage {
                     .iter()
                     .position(|&b| b == b':')
                     .ok_or(ParseError::HeaderWithoutColon(idx))?;
-                let name = trim_range(&buf, pos..pos + colon);
+                let name = trim_range(buf, pos..pos + colon);
                 if name.start != pos
                     || name.is_empty()
                     || !buf
@@ -360,7 +442,7 @@ impl SipMessage {
             }
             pos = next;
         }
-        let (_, body_start) = next_line(&buf, headers_end).ok_or(ParseError::Incomplete)?;
+        let (_, body_start) = next_line(buf, headers_end).ok_or(ParseError::Incomplete)?;
         if std::str::from_utf8(buf.get(msg_start..headers_end).unwrap_or_default()).is_err() {
             return Err(ParseError::NotUtf8);
         }
@@ -368,10 +450,10 @@ impl SipMessage {
         // Finish values: trim, unfold where needed.
         for (e, &f) in entries.iter_mut().zip(has_fold.iter()) {
             let colon_end = e.raw_value.start;
-            e.raw_value = trim_range(&buf, colon_end..e.content_end);
+            e.raw_value = trim_range(buf, colon_end..e.content_end);
             if e.raw_value.is_empty() {
                 // Keep the position right after the colon for edits of empty values.
-                let after = trim_range(&buf, colon_end..e.content_end);
+                let after = trim_range(buf, colon_end..e.content_end);
                 e.raw_value = after.start..after.start;
             }
             if f {
@@ -395,40 +477,15 @@ impl SipMessage {
             }
         }
 
-        let mut msg = SipMessage {
-            buf,
+        Ok(Head {
             msg_start,
             start_line,
             headers_start,
             headers_end,
-            header_entries: entries,
+            entries,
             folded,
-            body: body_start..body_start,
-        };
-
-        // Content-Length (RFC 3261 18.3, 20.14).
-        let mut content_length: Option<usize> = None;
-        for h in msg.header_lines("Content-Length") {
-            let n = parse_digits(h.value, 10).ok_or(ParseError::BadContentLength)?;
-            let n = usize::try_from(n).map_err(|_| ParseError::BadContentLength)?;
-            if content_length.is_some_and(|c| c != n) {
-                return Err(ParseError::BadContentLength);
-            }
-            content_length = Some(n);
-        }
-        let available = msg.buf.len() - body_start;
-        let body_len = match content_length {
-            Some(n) if n > available => {
-                return Err(ParseError::BodyTooShort {
-                    expected: n,
-                    got: available,
-                })
-            }
-            Some(n) => n,
-            None => available,
-        };
-        msg.body = body_start..body_start + body_len;
-        Ok(msg)
+            body_start,
+        })
     }
 
     /// RFC 3261 8.1.1 / 8.2 / 16.3 checks: To, From, Call-ID, CSeq and Via present and
