@@ -97,26 +97,23 @@ impl Rewrite {
             Toward::Inside => self.original_user.as_str(),
         };
         let mut out = Vec::new();
-        for h in msg.headers() {
-            let canon = sipcti_transport::canonical_name(h.name);
-            let is_from = canon.eq_ignore_ascii_case("From");
-            let is_to = canon.eq_ignore_ascii_case("To");
-            if is_from || is_to {
-                let Ok(na) = NameAddr::parse(h.value) else {
-                    continue;
-                };
-                if na.tag() == Some(self.phone_tag.as_str()) {
-                    if let Some(v) = replace_user(h.value, user) {
-                        if v != h.value {
-                            out.push((h.index, v));
-                        }
+        for h in msg.header_lines("From").chain(msg.header_lines("To")) {
+            let Ok(na) = NameAddr::parse(h.value) else {
+                continue;
+            };
+            if na.tag() == Some(self.phone_tag.as_str()) {
+                if let Some(v) = replace_user(h.value, user) {
+                    if v != h.value {
+                        out.push((h.index, v));
                     }
                 }
-            } else if is_phone_request
-                && toward == Toward::Trunk
-                && (canon.eq_ignore_ascii_case("P-Asserted-Identity")
-                    || canon.eq_ignore_ascii_case("P-Preferred-Identity"))
-            {
+            }
+        }
+        if is_phone_request && toward == Toward::Trunk {
+            let ids = msg
+                .header_lines("P-Asserted-Identity")
+                .chain(msg.header_lines("P-Preferred-Identity"));
+            for h in ids {
                 if let Some(v) = replace_user(h.value, user) {
                     out.push((h.index, v));
                 }
