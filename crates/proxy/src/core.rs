@@ -215,6 +215,9 @@ struct ServerTx {
     client: Option<u64>,
     to_tag: String,
     key: String,
+    /// [`ProxyCore::loop_hash`] of the request, computed once for the 16.3
+    /// loop check and reused for the branch of the forwarded request.
+    loop_hash: String,
     pending: Option<PendingForward>,
     direction: Option<Direction>,
 }
@@ -813,6 +816,7 @@ impl ProxyCore {
             client: None,
             to_tag: to_tag_ours,
             key: key.clone(),
+            loop_hash: lh,
             pending: None,
             direction: None,
         };
@@ -1021,7 +1025,7 @@ impl ProxyCore {
         let method = stx.method.clone();
         let side = stx.side;
         let in_transport = stx.transport;
-        let lh = Self::loop_hash(req);
+        let lh = &stx.loop_hash;
         let tx_hash = fnv1a(&[&stx.key]);
         let branch = format!("z9hG4bKsc{lh}.{tx_hash:016x}");
         let mut edit = req.edit();
@@ -1224,6 +1228,7 @@ impl ProxyCore {
                 client: None,
                 to_tag: String::new(),
                 key: ckey,
+                loop_hash: String::new(),
                 pending: None,
                 direction: None,
             },
