@@ -199,6 +199,35 @@ pub struct LimitsSection {
     pub max_transactions: usize,
     /// Most tracked calls (default 100000).
     pub max_calls: usize,
+    /// Most TCP connections from or to one IP address at once (default 64).
+    /// Connections from addresses that are neither inside nor trunk are
+    /// closed at accept and never count.
+    pub max_tcp_per_address: usize,
+    /// Outbound TCP connections (to the trunk or a phone) have their own
+    /// pool of this many permits, so inbound connections cannot starve
+    /// them (default 256).
+    pub max_tcp_outbound: usize,
+    /// A SIP message that has started arriving on a TCP connection must be
+    /// complete within this many ms, however slowly it trickles in;
+    /// otherwise the connection is closed (default 10000).
+    pub tcp_message_timeout_ms: u64,
+    /// Per-source admission (in the spirit of Kamailio's pike): new
+    /// transactions one inside address may start per second, sustained
+    /// (default 100). In-dialog requests of established calls (BYE, ACK,
+    /// re-INVITE) are never refused for load.
+    pub inside_rate_per_s: u32,
+    /// Burst allowance on top of `inside_rate_per_s` (default 200).
+    pub inside_burst: u32,
+    /// The same for each trunk source address (default 2000/s).
+    pub trunk_rate_per_s: u32,
+    /// Burst allowance on top of `trunk_rate_per_s` (default 4000).
+    pub trunk_burst: u32,
+    /// Share of `max_transactions` that one source address may hold, in
+    /// percent (default 50).
+    pub source_share_percent: u8,
+    /// A source over its rate is refused (503 with Retry-After) for this
+    /// many seconds (default 5, Kamailio htable ban style).
+    pub ban_s: u64,
 }
 
 impl Default for LimitsSection {
@@ -210,6 +239,15 @@ impl Default for LimitsSection {
             tcp_idle_timeout_s: 300,
             max_transactions: 100_000,
             max_calls: 100_000,
+            max_tcp_per_address: 64,
+            max_tcp_outbound: 256,
+            tcp_message_timeout_ms: 10_000,
+            inside_rate_per_s: 100,
+            inside_burst: 200,
+            trunk_rate_per_s: 2000,
+            trunk_burst: 4000,
+            source_share_percent: 50,
+            ban_s: 5,
         }
     }
 }
@@ -452,6 +490,27 @@ impl Config {
                 "limits",
                 "max_transactions, max_calls and max_tcp_connections must be at least 1",
             ));
+        }
+        if l.max_tcp_per_address == 0 || l.max_tcp_outbound == 0 {
+            return Err(invalid(
+                "limits",
+                "max_tcp_per_address and max_tcp_outbound must be at least 1",
+            ));
+        }
+        if l.tcp_message_timeout_ms < 100 {
+            return Err(invalid(
+                "limits.tcp_message_timeout_ms",
+                "must be at least 100 ms",
+            ));
+        }
+        if l.inside_rate_per_s == 0 || l.trunk_rate_per_s == 0 {
+            return Err(invalid(
+                "limits",
+                "inside_rate_per_s and trunk_rate_per_s must be at least 1",
+            ));
+        }
+        if l.source_share_percent == 0 || l.source_share_percent > 100 {
+            return Err(invalid("limits.source_share_percent", "must be 1..=100"));
         }
         let t = &file.timers;
         if t.t1_ms == 0 || t.t1_ms > 10_000 {

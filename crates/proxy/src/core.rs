@@ -98,6 +98,45 @@ pub struct CoreConfig {
     pub wait: Duration,
     /// Call tracker settings.
     pub tracker: TrackerConfig,
+    /// Per-source admission limits (rate, ban, table share).
+    pub sources: SourceLimits,
+}
+
+/// Per-source admission limits, in the spirit of Kamailio's pike and
+/// htable ban: one source address cannot starve the others of the
+/// transaction and call tables. In-dialog requests of established calls
+/// are never refused for load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceLimits {
+    /// New transactions per second one inside address may start, sustained.
+    pub inside_rate_per_s: u32,
+    /// Burst on top of `inside_rate_per_s` (token bucket depth).
+    pub inside_burst: u32,
+    /// New transactions per second one trunk address may start, sustained.
+    pub trunk_rate_per_s: u32,
+    /// Burst on top of `trunk_rate_per_s`.
+    pub trunk_burst: u32,
+    /// Most transactions (server + client) one source address may hold.
+    pub max_transactions_per_source: usize,
+    /// How long a source that went over its rate is refused (503 with
+    /// `Retry-After`).
+    pub ban: Duration,
+}
+
+impl Default for SourceLimits {
+    /// The `[limits]` defaults: 100/s (burst 200) per inside address,
+    /// 2000/s (burst 4000) per trunk address, half of 100,000
+    /// transactions per source, a 5 s ban.
+    fn default() -> Self {
+        SourceLimits {
+            inside_rate_per_s: 100,
+            inside_burst: 200,
+            trunk_rate_per_s: 2000,
+            trunk_burst: 4000,
+            max_transactions_per_source: 50_000,
+            ban: Duration::from_secs(5),
+        }
+    }
 }
 
 /// One thing to send.

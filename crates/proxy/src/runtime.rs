@@ -114,6 +114,17 @@ pub async fn core_config(cfg: &Config, local_port: u16) -> anyhow::Result<CoreCo
         max_transactions: cfg.limits.max_transactions,
         wait: Duration::from_millis(cfg.timers.wait_ms),
         tracker: cfg.tracker_config(),
+        sources: crate::core::SourceLimits {
+            inside_rate_per_s: cfg.limits.inside_rate_per_s,
+            inside_burst: cfg.limits.inside_burst,
+            trunk_rate_per_s: cfg.limits.trunk_rate_per_s,
+            trunk_burst: cfg.limits.trunk_burst,
+            max_transactions_per_source: (cfg.limits.max_transactions
+                * usize::from(cfg.limits.source_share_percent)
+                / 100)
+                .max(1),
+            ban: Duration::from_secs(cfg.limits.ban_s),
+        },
     })
 }
 

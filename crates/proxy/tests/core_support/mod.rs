@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use sipcti_dialog::{CallEvent, Cause, Direction, EventKind, TrackerConfig};
-use sipcti_proxy::core::{CoreConfig, Hop, Output, ProxyCore, Target, Transmit};
+use sipcti_proxy::core::{CoreConfig, Hop, Output, ProxyCore, SourceLimits, Target, Transmit};
 use sipcti_transport::net::TransportKind;
 use sipcti_transport::{Limits, SipMessage};
 
@@ -60,6 +60,7 @@ pub fn config() -> CoreConfig {
         trunk_ip: addr(PROXY).ip(),
         wait: Duration::from_secs(32),
         tracker: TrackerConfig::default(),
+        sources: SourceLimits::default(),
     }
 }
 

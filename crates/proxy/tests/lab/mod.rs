@@ -59,6 +59,9 @@ pub struct Opts {
     pub default_caller_id: Option<String>,
     /// Record a capture of the lab's traffic with tcpdump (when available).
     pub capture: bool,
+    /// Extra TOML appended to the generated config, e.g. a `[limits]`
+    /// section (the generated file has no `[limits]` or `[timers]`).
+    pub extra_toml: String,
 }
 
 impl Default for Opts {
@@ -70,6 +73,7 @@ impl Default for Opts {
             block: vec!["491715000000".into()],
             default_caller_id: Some("4930777000000".into()),
             capture: std::env::var_os("SIPCTI_RECORD_FIXTURES").is_some(),
+            extra_toml: String::new(),
         }
     }
 }
@@ -215,12 +219,14 @@ country_code = "49"
 [zammad]
 url = "http://{double}/api/v1/cti/{TOKEN}"
 newcall_timeout_ms = {nt}
+{extra}
 "#,
             p = lab.proxy_ip(),
             trunk = lab.host_ip(Host::Trunk),
             phone = lab.host_ip(Host::Phone),
             double = lab.double.local_addr(),
             nt = opts.newcall_timeout_ms,
+            extra = opts.extra_toml,
         );
         lab.config_path = lab.dir.join("sipcti.toml");
         fs::write(&lab.config_path, config).expect("config");
