@@ -211,8 +211,21 @@ pub struct CoreStats {
     pub overloaded: u64,
     /// Request retransmissions absorbed.
     pub retransmissions: u64,
-    /// Responses that matched no transaction and were dropped.
+    /// Responses that matched no transaction (nor an Accepted INVITE
+    /// record) and were dropped.
     pub stray_responses: u64,
+    /// Responses from an address that is neither inside nor trunk, dropped
+    /// before matching: they never reach a transaction or the call tracker.
+    pub foreign_responses: u64,
+    /// Responses that matched a client transaction but came from the other
+    /// side than the request went to, dropped.
+    pub misdirected_responses: u64,
+    /// 2xx retransmissions relayed through an Accepted INVITE record after
+    /// the client transaction was freed (RFC 6026 7.2).
+    pub relayed_2xx_retransmissions: u64,
+    /// Accepted INVITE records not kept because the table was full (later
+    /// 2xx retransmissions of those calls are dropped).
+    pub accepted_table_full: u64,
     /// Inbound calls rejected on Zammad's word.
     pub rejected_by_zammad: u64,
     /// Outbound calls whose caller id was rewritten.
@@ -271,6 +284,11 @@ enum CliState {
 
 struct ClientTx {
     server: Option<u64>,
+    /// The side the request went to: its responses must come from there.
+    dest_side: Side,
+    /// Where the responses go (the server transaction's peer), kept here so
+    /// a 2xx can still be relayed once the server transaction is gone.
+    upstream: Upstream,
     method: String,
     branch: String,
     /// The request as sent; dropped when no longer needed (it is kept in
@@ -285,6 +303,35 @@ struct ClientTx {
     cancel_sent: bool,
     timer_c_at: Option<Instant>,
     key: String,
+}
+
+/// The peer of a server transaction: where its responses go.
+#[derive(Debug, Clone)]
+struct Upstream {
+    /// Destination of responses (RFC 3261 18.2.2 / RFC 3581).
+    reply_to: Target,
+    /// Transport the request came over.
+    transport: TransportKind,
+    /// The side the request came from.
+    side: Side,
+    /// Branch of the request's top Via as received: the second Via of
+    /// every response relayed upstream must carry it.
+    branch: String,
+}
+
+/// RFC 6026 7.2: an INVITE client transaction in the Accepted state,
+/// reduced to what relaying 2xx retransmissions needs. The transaction
+/// itself is freed at its first 2xx; this record lives for
+/// [`CoreConfig::wait`]. A 2xx that matches no client transaction is
+/// relayed only through such a record, and only when it comes from the
+/// side the INVITE went to (as Kamailio's tm does: a reply that matches no
+/// transaction is dropped).
+#[derive(Debug, Clone)]
+struct AcceptedInvite {
+    /// The side the INVITE went to.
+    downstream: Side,
+    /// Where the 2xx goes.
+    upstream: Upstream,
 }
 
 #[derive(Debug, Clone)]
@@ -323,6 +370,10 @@ pub struct ProxyCore {
     timers: BTreeMap<(Instant, u64), Timer>,
     rewrites: HashMap<(String, String), Rewrite>,
     call_rewrite: HashMap<String, (String, String)>,
+    /// Accepted INVITE records by client transaction key (branch|INVITE).
+    accepted: HashMap<String, AcceptedInvite>,
+    /// The same keys in expiry order (all live [`CoreConfig::wait`]).
+    accepted_expiry: std::collections::VecDeque<(Instant, String)>,
     outputs: std::collections::VecDeque<Output>,
     next_id: u64,
     stats: CoreStats,
@@ -402,6 +453,8 @@ impl ProxyCore {
             timers: BTreeMap::new(),
             rewrites: HashMap::new(),
             call_rewrite: HashMap::new(),
+            accepted: HashMap::new(),
+            accepted_expiry: Default::default(),
             outputs: Default::default(),
             next_id: 1,
             stats: CoreStats::default(),
@@ -416,6 +469,13 @@ impl ProxyCore {
     /// Open transactions (server, client).
     pub fn transactions(&self) -> (usize, usize) {
         (self.servers.len(), self.clients.len())
+    }
+
+    /// Accepted INVITE records (RFC 6026 7.2) kept to relay 2xx
+    /// retransmissions; each lives [`CoreConfig::wait`], at most
+    /// `max_transactions` at once.
+    pub fn accepted_invites(&self) -> usize {
+        self.accepted.len()
     }
 
     /// Feed the call tracker the messages that can change a call's events
@@ -448,6 +508,10 @@ impl ProxyCore {
     /// When [`ProxyCore::handle_timeout`] next has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let t = self.timers.keys().next().map(|k| k.0);
+        let t = match (t, self.accepted_expiry.front().map(|e| e.0)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         match (t, self.tracker.poll_timeout()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -693,7 +757,14 @@ impl ProxyCore {
             .edit()
             .set_top_via_received(Some(source.ip()), rport)
             .finish();
-        SipMessage::parse(bytes, &self.cfg.limits).unwrap_or(msg)
+        // the parameters we add may push a message that was just within
+        // the size limit past it; the limit is for what was received (a
+        // forwarded request that grew too large gets 513 later)
+        let limits = sipcti_transport::Limits {
+            max_message_bytes: self.cfg.limits.max_message_bytes + 128,
+            ..self.cfg.limits
+        };
+        SipMessage::parse(bytes, &limits).unwrap_or(msg)
     }
 
     fn on_request(
@@ -726,9 +797,19 @@ impl ProxyCore {
         let Some(key) = Self::server_key(&msg, &method) else {
             return;
         };
+        // a stranger can neither start nor retransmit anything: matching a
+        // transaction by its Via alone would let it trigger our answers
+        let Some(side) = side else {
+            self.stats.forbidden += 1;
+            if log_sample(self.stats.forbidden) {
+                tracing::warn!(%source, %method, count = self.stats.forbidden, "request from an address that is neither inside nor trunk: 403");
+            }
+            self.respond_stateless(&msg, source, transport, 403, "Forbidden", &[]);
+            return;
+        };
         if let Some(&sid) = self.server_keys.get(&key) {
             self.stats.retransmissions += 1;
-            if let Some(stx) = self.servers.get(&sid) {
+            if let Some(stx) = self.servers.get(&sid).filter(|stx| stx.side == side) {
                 let resend = match (&stx.last_response, stx.state) {
                     (Some(r), _) => Some(r.clone()),
                     (None, SrvState::AwaitingCti) => stx
@@ -744,14 +825,6 @@ impl ProxyCore {
             }
             return;
         }
-        let Some(side) = side else {
-            self.stats.forbidden += 1;
-            if log_sample(self.stats.forbidden) {
-                tracing::warn!(%source, %method, "request from an address that is neither inside nor trunk: 403");
-            }
-            self.respond_stateless(&msg, source, transport, 403, "Forbidden", &[]);
-            return;
-        };
         if method == "CANCEL" {
             self.on_cancel(now, msg, source, transport, side);
             return;
@@ -1064,6 +1137,16 @@ impl ProxyCore {
         let method = stx.method.clone();
         let side = stx.side;
         let in_transport = stx.transport;
+        let upstream = Upstream {
+            reply_to: stx.reply_to.clone(),
+            transport: stx.transport,
+            side: stx.side,
+            branch: req
+                .top_via()
+                .and_then(|v| v.branch())
+                .unwrap_or("")
+                .to_string(),
+        };
         let lh = &stx.loop_hash;
         let tx_hash = fnv1a(&[&stx.key]);
         let branch = format!("z9hG4bKsc{lh}.{tx_hash:016x}");
@@ -1095,6 +1178,15 @@ impl ProxyCore {
         edit.insert_first("Via", &self.via_value(out_face, hop.transport, &branch));
         self.rewrite_request(&mut edit, req, side);
         let bytes = edit.finish();
+        if bytes.len() > self.cfg.limits.max_message_bytes {
+            // RFC 3261 21.5.14 / 18.1.1: our additions made it too large
+            tracing::warn!(
+                len = bytes.len(),
+                "forwarded request would exceed the size limit: 513"
+            );
+            self.final_from_proxy(now, sid, 513, "Message Too Large");
+            return;
+        }
         let fwd = match SipMessage::parse(bytes, &self.cfg.limits) {
             Ok(m) => m,
             Err(e) => {
@@ -1109,6 +1201,8 @@ impl ProxyCore {
         let data = fwd.as_bytes().to_vec();
         let ctx = ClientTx {
             server: Some(sid),
+            dest_side: other_side(side),
+            upstream,
             method,
             branch,
             req: Some(fwd),
@@ -1154,7 +1248,7 @@ impl ProxyCore {
     fn on_ack(&mut self, now: Instant, msg: SipMessage, source: SocketAddr, side: Option<Side>) {
         if let Some(key) = Self::server_key(&msg, "INVITE") {
             if let Some(&sid) = self.server_keys.get(&key) {
-                if let Some(stx) = self.servers.get_mut(&sid) {
+                if let Some(stx) = self.servers.get_mut(&sid).filter(|s| Some(s.side) == side) {
                     if matches!(stx.state, SrvState::Completed | SrvState::Confirmed) {
                         stx.state = SrvState::Confirmed;
                         let t4 = Duration::from_secs(5);
@@ -1314,6 +1408,7 @@ impl ProxyCore {
         };
         let cancel = build_cancel(invite);
         let (t, d, branch) = (ctx.transport, ctx.dest.clone(), ctx.branch.clone());
+        let (dest_side, upstream) = (ctx.dest_side, ctx.upstream.clone());
         let id = self.id();
         let key = format!("{branch}|CANCEL");
         let req = match SipMessage::parse(cancel.clone(), &self.cfg.limits) {
@@ -1325,6 +1420,8 @@ impl ProxyCore {
             id,
             ClientTx {
                 server: None,
+                dest_side,
+                upstream,
                 method: "CANCEL".into(),
                 branch,
                 req: Some(req),
@@ -1485,6 +1582,15 @@ impl ProxyCore {
 
     // --------------------------------------------------------------- responses
 
+    /// RFC 3261 17.1.3 / 16.7: a response is matched to a client
+    /// transaction by the branch of its top Via and its CSeq method, and
+    /// only then processed. The pipeline: validate; drop it unless it comes
+    /// from the inside or the trunk; match; drop it unless it comes from
+    /// the side the request went to; then the transaction's state machine.
+    /// A response that matches no client transaction is dropped, except a
+    /// 2xx retransmission that an Accepted INVITE record relays
+    /// ([`ProxyCore::relay_accepted_2xx`]). Nothing is ever relayed by the
+    /// response's own Via header.
     fn on_response(&mut self, now: Instant, msg: SipMessage, source: SocketAddr) {
         if let Err(e) = msg.validate() {
             self.stats.malformed_responses += 1;
@@ -1493,6 +1599,17 @@ impl ProxyCore {
             }
             return;
         }
+        let Some(side) = self.classify(source.ip()) else {
+            self.stats.foreign_responses += 1;
+            if log_sample(self.stats.foreign_responses) {
+                tracing::warn!(
+                    %source,
+                    count = self.stats.foreign_responses,
+                    "response from an address that is neither inside nor trunk dropped"
+                );
+            }
+            return;
+        };
         let Some(via) = msg.top_via() else { return };
         if !self.is_us(via.host, via.port) {
             self.stats.stray_responses += 1;
@@ -1506,25 +1623,31 @@ impl ProxyCore {
             return;
         };
         let key = format!("{}|{}", via.branch().unwrap_or(""), cseq_method);
-        let side_from = self.classify(source.ip());
         let Some(&cid) = self.client_keys.get(&key) else {
-            // a 2xx retransmission after the transaction is gone: forward statelessly
             if cseq_method == "INVITE" && (200..300).contains(&status) {
-                let side = side_from.unwrap_or(Side::Trunk);
-                let evs = self.track(&msg, side, now);
-                self.emit_events(evs);
-                self.forward_response_stateless(&msg, side);
+                self.relay_accepted_2xx(now, &msg, &key, side, source);
             } else {
-                self.stats.stray_responses += 1;
+                self.count_stray(source, "response matches no transaction: dropped");
             }
             return;
         };
         let Some(ctx) = self.clients.get_mut(&cid) else {
             return;
         };
+        if ctx.dest_side != side {
+            self.stats.misdirected_responses += 1;
+            if log_sample(self.stats.misdirected_responses) {
+                tracing::warn!(
+                    %source,
+                    count = self.stats.misdirected_responses,
+                    "response from the other side than its request went to dropped"
+                );
+            }
+            return;
+        }
         let is_invite = ctx.method == "INVITE";
         let server = ctx.server;
-        let side = side_from.unwrap_or(Side::Trunk);
+        let upstream = ctx.upstream.clone();
         let mut forward = false;
         let mut send_cancel = false;
         let mut ack = None;
@@ -1586,8 +1709,12 @@ impl ProxyCore {
                 // Timer K and RFC 6026 Accepted only absorb retransmitted
                 // responses; without the transaction a retransmitted
                 // non-2xx is dropped as stray (the same outcome) and a
-                // retransmitted 2xx is relayed statelessly by its Via. So
-                // the slot is freed at once (it counts in max_transactions).
+                // retransmitted 2xx is relayed through the Accepted INVITE
+                // record. So the slot is freed at once (it counts in
+                // max_transactions).
+                if is_invite && (200..300).contains(&status) {
+                    self.remember_accepted(now, key.clone(), side, upstream.clone());
+                }
                 self.remove_client(cid);
             }
         }
@@ -1606,7 +1733,7 @@ impl ProxyCore {
         let Some(sid) = server else { return };
         let Some(stx) = self.servers.get_mut(&sid) else {
             if (200..300).contains(&status) && is_invite {
-                self.forward_response_stateless(&msg, side);
+                self.relay_2xx_to(&msg, &upstream);
             }
             return;
         };
@@ -1679,28 +1806,90 @@ impl ProxyCore {
         edit.finish()
     }
 
-    fn forward_response_stateless(&mut self, msg: &SipMessage, from_side: Side) {
-        let vias = msg.vias();
-        let Some(next) = vias.get(1) else { return };
-        let port = match next.rport() {
-            Some(Some(p)) => p.parse().ok(),
-            _ => None,
+    fn count_stray(&mut self, source: SocketAddr, what: &'static str) {
+        self.stats.stray_responses += 1;
+        if log_sample(self.stats.stray_responses) {
+            tracing::warn!(%source, count = self.stats.stray_responses, "{what}");
         }
-        .or(next.port)
-        .unwrap_or(5060);
-        let host = next.received().unwrap_or(next.host);
-        let Ok(ip) = host_of(host).parse::<IpAddr>() else {
-            tracing::warn!("2xx retransmission to a Via host name dropped");
+    }
+
+    /// Keep an Accepted INVITE record for client transaction `key` (RFC
+    /// 6026 7.2), bounded by `max_transactions`; it expires after
+    /// [`CoreConfig::wait`].
+    fn remember_accepted(&mut self, now: Instant, key: String, downstream: Side, up: Upstream) {
+        if self.accepted.contains_key(&key) {
+            return;
+        }
+        if self.accepted.len() >= self.cfg.max_transactions {
+            self.stats.accepted_table_full += 1;
+            if log_sample(self.stats.accepted_table_full) {
+                tracing::warn!(
+                    count = self.stats.accepted_table_full,
+                    "Accepted INVITE table full: later 2xx retransmissions of this call are dropped"
+                );
+            }
+            return;
+        }
+        self.accepted_expiry
+            .push_back((now + self.cfg.wait, key.clone()));
+        self.accepted.insert(
+            key,
+            AcceptedInvite {
+                downstream,
+                upstream: up,
+            },
+        );
+    }
+
+    /// A 2xx to an INVITE whose client transaction is gone: relayed only
+    /// when an Accepted INVITE record matches its branch, it comes from
+    /// the side that INVITE went to (`side`), and its next Via is the one
+    /// the INVITE arrived with (same branch, not naming this proxy). It
+    /// goes to where the INVITE came from, never to where the Via points.
+    /// Anything else is dropped and counted as stray, and never reaches
+    /// the call tracker.
+    fn relay_accepted_2xx(
+        &mut self,
+        now: Instant,
+        msg: &SipMessage,
+        key: &str,
+        side: Side,
+        source: SocketAddr,
+    ) {
+        let Some(rec) = self.accepted.get(key) else {
+            self.count_stray(source, "2xx matches no transaction: dropped");
             return;
         };
-        let transport = transport_of(next.transport).unwrap_or(TransportKind::Udp);
-        let bytes = self.response_upstream_bytes(msg, toward(other_side(from_side)));
-        self.send(
-            transport,
-            Target::Addr(SocketAddr::new(ip, port)),
-            bytes,
-            None,
-        );
+        if rec.downstream != side {
+            self.stats.misdirected_responses += 1;
+            if log_sample(self.stats.misdirected_responses) {
+                tracing::warn!(%source, "2xx retransmission from the wrong side dropped");
+            }
+            return;
+        }
+        let up = rec.upstream.clone();
+        let vias = msg.vias();
+        let next_ok = vias
+            .get(1)
+            .is_some_and(|v| !self.is_us(v.host, v.port) && v.branch().unwrap_or("") == up.branch);
+        if !next_ok {
+            self.count_stray(source, "2xx retransmission with a foreign next Via dropped");
+            return;
+        }
+        self.stats.relayed_2xx_retransmissions += 1;
+        let evs = self.track(msg, side, now);
+        self.emit_events(evs);
+        self.relay_2xx_to(msg, &up);
+    }
+
+    /// Send a 2xx to an INVITE upstream to `up` without a server
+    /// transaction (RFC 3261 16.7 step 10, RFC 6026).
+    fn relay_2xx_to(&mut self, msg: &SipMessage, up: &Upstream) {
+        if msg.vias().len() < 2 {
+            return;
+        }
+        let bytes = self.response_upstream_bytes(msg, toward(up.side));
+        self.send(up.transport, up.reply_to.clone(), bytes, None);
     }
 
     // ------------------------------------------------------------------ timers
@@ -1709,6 +1898,11 @@ impl ProxyCore {
     pub fn handle_timeout(&mut self, now: Instant) {
         let evs = self.tracker.handle_timeout(now);
         self.emit_events(evs);
+        while self.accepted_expiry.front().is_some_and(|e| e.0 <= now) {
+            if let Some((_, key)) = self.accepted_expiry.pop_front() {
+                self.accepted.remove(&key);
+            }
+        }
         while let Some(entry) = self.timers.first_entry() {
             if entry.key().0 > now {
                 break;

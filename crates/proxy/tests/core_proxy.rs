@@ -1208,7 +1208,7 @@ Content-Length: 0
 }
 
 #[test]
-fn every_2xx_retransmission_is_forwarded() {
+fn every_2xx_retransmission_is_forwarded_while_accepted_then_dropped() {
     let mut h = H::new();
     let br = forward_out(&mut h, 0, CtiAnswer::Continue, "201");
     let ok = trunk_resp("200 OK", &br, "201", "1 INVITE");
@@ -1220,11 +1220,17 @@ fn every_2xx_retransmission_is_forwarded() {
         let o = h.udp(ms, &ok, TRUNK);
         assert_tx(only_tx(&o), Udp, PHONE, &up);
     }
-    // even after the transactions are gone (forwarded by the next Via)
+    // the client transaction was freed at the first 2xx: the
+    // retransmissions went through its Accepted record (RFC 6026 7.2)
+    assert_eq!(h.core.stats().relayed_2xx_retransmissions, 3);
+    // once the record has expired (the wait time), a 2xx is dropped, never
+    // relayed by its own Via (Kamailio tm)
     let _ = h.run_until(40_000);
     assert_eq!(h.core.transactions(), (0, 0));
+    assert_eq!(h.core.accepted_invites(), 0);
     let o = h.udp(40_000, &ok, TRUNK);
-    assert_tx(only_tx(&o), Udp, PHONE, &up);
+    assert!(o.is_empty(), "{}", show(&o));
+    assert_eq!(h.core.stats().stray_responses, 1);
 }
 
 // ------------------------------------------------------------- timers
