@@ -640,6 +640,13 @@ impl SippResult {
 }
 
 impl Sipp {
+    /// The SIPp process id: SIPp's default Call-ID is
+    /// `<call number>-<pid>@<local ip>` and its From tag
+    /// `<pid>SIPpTag00<call number>`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn wait(mut self) -> SippResult {
         let deadline = Instant::now() + Duration::from_secs(40);
         let status = loop {
