@@ -420,7 +420,10 @@ impl Inner {
     fn allowed(&self, ip: IpAddr) -> bool {
         let nets = &self.cfg.allowed_peers;
         let canonical = ip.to_canonical();
-        nets.is_empty() || nets.iter().any(|n| n.contains(&ip) || n.contains(&canonical))
+        nets.is_empty()
+            || nets
+                .iter()
+                .any(|n| n.contains(&ip) || n.contains(&canonical))
     }
 
     /// Takes one of `ip`'s `max_tcp_per_address` inbound slots; `None` when all are used.
@@ -441,12 +444,7 @@ impl Inner {
     /// (an already registered live one wins, the new one then closes when unused).
     /// `slot` (the pool permit and, inbound, the per-address slot) is released when
     /// the connection ends; `accepted` selects the accept-time message deadline.
-    fn start_conn(
-        self: &Arc<Self>,
-        stream: TcpStream,
-        peer: SocketAddr,
-        slot: Slot,
-    ) -> ConnHandle {
+    fn start_conn(self: &Arc<Self>, stream: TcpStream, peer: SocketAddr, slot: Slot) -> ConnHandle {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(TCP_WRITE_QUEUE);
         let handle = ConnHandle { id, tx };

@@ -379,7 +379,11 @@ async fn outbound_permits_independent_of_inbound_pool() {
     assert_eq!(err.kind(), std::io::ErrorKind::Other);
     let st = t.stats();
     assert_eq!(
-        (st.tcp_outbound_refused, st.tcp_open, st.tcp_refused_pool_full),
+        (
+            st.tcp_outbound_refused,
+            st.tcp_open,
+            st.tcp_refused_pool_full
+        ),
         (1, 3, 1)
     );
 }
@@ -420,7 +424,10 @@ async fn drip_closed_at_message_deadline() {
             }
             Ok(Err(_)) => break started.elapsed(),
         }
-        assert!(started.elapsed() < Duration::from_secs(5), "drip never closed");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "drip never closed"
+        );
     };
     assert!(
         closed_at >= deadline && closed_at < deadline + Duration::from_millis(400),
@@ -430,10 +437,18 @@ async fn drip_closed_at_message_deadline() {
     // The good connection idled for longer than the message deadline and still works.
     good.write_all(msg(3).as_bytes()).await.expect("write");
     assert_eq!(String::from_utf8_lossy(&recv(&mut rx).await.data), msg(3));
-    assert!(rx.try_recv().is_err(), "the dripped message was never delivered");
+    assert!(
+        rx.try_recv().is_err(),
+        "the dripped message was never delivered"
+    );
     let st = t.stats();
     assert_eq!(
-        (st.tcp_message_deadline_closed, st.tcp_idle_closed, st.tcp_in, st.tcp_open),
+        (
+            st.tcp_message_deadline_closed,
+            st.tcp_idle_closed,
+            st.tcp_in,
+            st.tcp_open
+        ),
         (1, 0, 2, 1)
     );
 }
@@ -518,7 +533,11 @@ async fn refusals_counted_exactly_and_logged_sampled() {
         .map(|l| {
             assert!(l.contains("neither inside nor trunk"), "{l}");
             let c = l.split("count=").nth(1).expect("count field");
-            c.split_whitespace().next().expect("n").parse().expect("number")
+            c.split_whitespace()
+                .next()
+                .expect("n")
+                .parse()
+                .expect("number")
         })
         .collect();
     assert_eq!(
