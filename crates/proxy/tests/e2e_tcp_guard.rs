@@ -317,3 +317,41 @@ fn e2e_tcp_guard_drip_closed_at_message_deadline() {
         "the closure is logged"
     );
 }
+
+// A SIPp stranger (lab .4) calling over TCP: its connection is reset at
+// accept, so it never gets an answer (over UDP it still gets 403, see
+// e2e_10 in e2e.rs), and Zammad hears nothing.
+#[test]
+fn e2e_tcp_guard_stranger_sipp_refused_at_accept() {
+    require_sipp();
+    let mut lab = Lab::start(
+        "tcp-guard-stranger-sipp",
+        Opts {
+            tp: Tp::Tcp,
+            ..Opts::default()
+        },
+    );
+    let uac = lab
+        .sipp(Host::Stranger, "uac_expect_403", Some("0049301234567"), &[])
+        .wait();
+    check!(lab, !uac.ok, "SIPp stranger must fail: {:?}", uac.shorts());
+    check!(
+        lab,
+        uac.messages.iter().all(|m| m.sent),
+        "the stranger received nothing: {:?}",
+        uac.shorts()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    check!(
+        lab,
+        lab.double.log().is_empty(),
+        "no CTI request for a stranger"
+    );
+    let log = lab.stop();
+    check!(
+        lab,
+        shutdown_counter(&log, "tcp_refused_stranger").is_some_and(|n| n >= 1)
+            && shutdown_counter(&log, "tcp_in") == Some(0),
+        "refused at accept, nothing framed"
+    );
+}
