@@ -443,7 +443,7 @@ impl Inner {
     /// Registers a connection and starts its task; returns the handle to use for `peer`
     /// (an already registered live one wins, the new one then closes when unused).
     /// `slot` (the pool permit and, inbound, the per-address slot) is released when
-    /// the connection ends; `accepted` selects the accept-time message deadline.
+    /// the connection ends; an inbound slot also arms the accept-time message deadline.
     fn start_conn(self: &Arc<Self>, stream: TcpStream, peer: SocketAddr, slot: Slot) -> ConnHandle {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(TCP_WRITE_QUEUE);
