@@ -128,6 +128,31 @@ pub async fn core_config(cfg: &Config, local_port: u16) -> anyhow::Result<CoreCo
     })
 }
 
+/// The socket edge configuration from the file configuration and the core's
+/// resolved sources: TCP connections are accepted only from
+/// `core.inside_networks` and `core.trunk_sources` (the same lists the core
+/// classifies requests by; the trunk sources default to the resolved trunk
+/// address), with the `[limits]` TCP caps and timeouts.
+pub fn net_config(cfg: &Config, core: &CoreConfig) -> NetConfig {
+    let l = &cfg.limits;
+    NetConfig {
+        listen: cfg.listen,
+        limits: cfg.wire_limits(),
+        allowed_peers: core
+            .inside_networks
+            .iter()
+            .chain(&core.trunk_sources)
+            .copied()
+            .collect(),
+        max_tcp_connections: l.max_tcp_connections,
+        max_tcp_per_address: l.max_tcp_per_address,
+        max_tcp_outbound: l.max_tcp_outbound,
+        tcp_idle_timeout: Duration::from_secs(l.tcp_idle_timeout_s),
+        tcp_message_timeout: Duration::from_millis(l.tcp_message_timeout_ms),
+        ..NetConfig::default()
+    }
+}
+
 /// The CTI client configuration from the file configuration.
 pub fn cti_config(cfg: &Config) -> cti::ClientConfig {
     cti::ClientConfig {
@@ -174,18 +199,15 @@ impl Running {
 /// Errors: the address cannot be bound, a configured host cannot be
 /// resolved, the Zammad URL is invalid.
 pub async fn start(cfg: Config) -> anyhow::Result<Running> {
-    let net_cfg = NetConfig {
-        listen: cfg.listen,
-        limits: cfg.wire_limits(),
-        max_tcp_connections: cfg.limits.max_tcp_connections,
-        tcp_idle_timeout: Duration::from_secs(cfg.limits.tcp_idle_timeout_s),
-        ..NetConfig::default()
-    };
-    let (transport, inbound) = Transport::bind(net_cfg)
+    // Resolve once, before binding: the transport admits TCP peers by the
+    // same source lists the core uses. The port is fixed up after binding
+    // (`sip.listen` may say port 0).
+    let mut core_cfg = core_config(&cfg, cfg.listen.port()).await?;
+    let (transport, inbound) = Transport::bind(net_config(&cfg, &core_cfg))
         .await
         .with_context(|| format!("sip.listen: cannot bind {}", cfg.listen))?;
     let local = transport.local_addr();
-    let core_cfg = core_config(&cfg, local.port()).await?;
+    core_cfg.local.set_port(local.port());
     let client =
         cti::CtiClient::start(cti_config(&cfg)).map_err(|e| anyhow::anyhow!("zammad.url: {e}"))?;
     tracing::info!(
@@ -294,6 +316,7 @@ async fn run_loop(
             tracing::info!(stats = ?core.stats(), server_tx = s, client_tx = c, cti = ?client.stats(), net = ?transport.stats(), "counters");
         }
     }
+    tracing::info!(net = ?transport.stats(), "socket counters at shutdown");
     core.shutdown(Instant::now());
     drain_outputs(&mut core, &transport, &slow_tx, &back_tx, &client).await;
     if !client.drain(Duration::from_secs(5)).await {

@@ -1,9 +1,19 @@
 //! tokio UDP/TCP socket edge (RFC 3261 18): one UDP socket and one TCP listener on the
 //! same address and port; inbound messages go to one bounded channel.
+//!
+//! TCP guard (issue 6): an accepted connection from an address outside
+//! [`NetConfig::allowed_peers`] is reset at accept, before any reader runs and
+//! without taking a slot; each peer IP may hold at most
+//! [`NetConfig::max_tcp_per_address`] accepted connections; accepted connections
+//! share [`NetConfig::max_tcp_connections`] while connections the proxy opens have
+//! their own [`NetConfig::max_tcp_outbound`] permits; a message must be complete
+//! within [`NetConfig::tcp_message_timeout`] of its first byte however slowly it
+//! trickles in. Refusals and closures are counted in [`NetStats`] and logged at
+//! WARN sampled (the first 10, then at every power of two, with the count).
 
 use std::collections::HashMap;
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,6 +22,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
+
+use ipnet::IpNet;
 
 use crate::wire::{Frame, Limits, StreamFramer};
 
@@ -53,10 +65,36 @@ pub struct NetConfig {
     pub listen: SocketAddr,
     /// Message limits (a UDP datagram larger than `max_message_bytes` is dropped).
     pub limits: Limits,
-    /// Most TCP connections open at once (accepted + opened). Default 1024.
+    /// Addresses TCP connections may be accepted from. A connection from any
+    /// other address is reset right after accept: no reader is started, nothing
+    /// it sends is delivered and it takes no slot (counted in
+    /// `tcp_refused_stranger`). Empty = accept from every address. Outbound
+    /// connections are not filtered. IPv4-mapped IPv6 peers are matched by their
+    /// IPv4 address too. Default empty.
+    pub allowed_peers: Vec<IpNet>,
+    /// Most accepted (inbound) TCP connections open at once; over it a new one is
+    /// reset at accept (counted in `tcp_refused_pool_full`). Connections the
+    /// transport opens itself do not count (see `max_tcp_outbound`). Default 1024.
     pub max_tcp_connections: usize,
+    /// Most accepted TCP connections from one peer IP address at once; over it a
+    /// new one from that address is reset at accept (counted in
+    /// `tcp_refused_per_address`). Default 64.
+    pub max_tcp_per_address: usize,
+    /// Most outbound TCP connections (opened by [`Transport::send`]) open at once,
+    /// a pool separate from `max_tcp_connections` so inbound connections cannot
+    /// starve them; over it `send` fails (counted in `tcp_outbound_refused`).
+    /// Default 256.
+    pub max_tcp_outbound: usize,
     /// A TCP connection with no traffic for this long is closed. Default 300 s.
     pub tcp_idle_timeout: Duration,
+    /// A SIP message whose first byte arrived on a TCP connection must be
+    /// complete within this long, however slowly the rest trickles in (reading
+    /// does not extend it); on an accepted connection the first complete message
+    /// (or CRLFCRLF keep-alive) must also arrive within this long of the accept.
+    /// Otherwise the connection is closed (counted in
+    /// `tcp_message_deadline_closed`). CRLFs between messages do not start it.
+    /// The idle timeout between messages is separate. Default 10 s.
+    pub tcp_message_timeout: Duration,
     /// Timeout for opening an outbound TCP connection. Default 3 s.
     pub tcp_connect_timeout: Duration,
     /// Capacity of the inbound channel, messages. Default 8192.
@@ -72,8 +110,12 @@ impl Default for NetConfig {
         NetConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 5060)),
             limits: Limits::default(),
+            allowed_peers: Vec::new(),
             max_tcp_connections: 1024,
+            max_tcp_per_address: 64,
+            max_tcp_outbound: 256,
             tcp_idle_timeout: Duration::from_secs(300),
+            tcp_message_timeout: Duration::from_secs(10),
             tcp_connect_timeout: Duration::from_secs(3),
             inbound_queue: 8192,
             udp_buffer_bytes: 4 << 20,
@@ -98,10 +140,22 @@ pub struct NetStats {
     pub tcp_open: u64,
     /// TCP connections accepted or opened in total.
     pub tcp_opened_total: u64,
-    /// TCP connections refused (closed at once) over `max_tcp_connections`.
-    pub tcp_refused: u64,
+    /// Accepted TCP connections reset at once because the peer is not in
+    /// `allowed_peers`.
+    pub tcp_refused_stranger: u64,
+    /// Accepted TCP connections reset at once because their peer IP already held
+    /// `max_tcp_per_address` connections.
+    pub tcp_refused_per_address: u64,
+    /// Accepted TCP connections reset at once because `max_tcp_connections`
+    /// inbound connections were open.
+    pub tcp_refused_pool_full: u64,
+    /// Outbound TCP connections not opened because `max_tcp_outbound` were open.
+    pub tcp_outbound_refused: u64,
     /// TCP connections closed for idleness.
     pub tcp_idle_closed: u64,
+    /// TCP connections closed because a message was not complete within
+    /// `tcp_message_timeout`.
+    pub tcp_message_deadline_closed: u64,
     /// Keep-alive pings answered.
     pub pings: u64,
     /// Messages sent over UDP.
@@ -119,8 +173,12 @@ struct Counters {
     frame_errors: AtomicU64,
     tcp_open: AtomicU64,
     tcp_opened_total: AtomicU64,
-    tcp_refused: AtomicU64,
+    tcp_refused_stranger: AtomicU64,
+    tcp_refused_per_address: AtomicU64,
+    tcp_refused_pool_full: AtomicU64,
+    tcp_outbound_refused: AtomicU64,
     tcp_idle_closed: AtomicU64,
+    tcp_message_deadline_closed: AtomicU64,
     pings: AtomicU64,
     udp_out: AtomicU64,
     tcp_out: AtomicU64,
@@ -128,6 +186,20 @@ struct Counters {
 
 fn inc(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Adds one to `c`; returns the new count and whether that occurrence should be
+/// logged: the first 10, then at every power of two (2,000 events give 17 lines).
+fn inc_sampled(c: &AtomicU64) -> (u64, bool) {
+    let n = c.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+    (n, n <= 10 || n.is_power_of_two())
+}
+
+/// Closes an accepted connection with a reset (SO_LINGER 0): the peer sees it at
+/// once and no TIME_WAIT state is kept here for refused connections.
+fn reset(stream: TcpStream) {
+    let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+    drop(stream);
 }
 
 /// Messages queued for writing on one TCP connection.
@@ -150,7 +222,13 @@ struct Inner {
     udp: UdpSocket,
     inbound: mpsc::Sender<Inbound>,
     conns: Mutex<HashMap<SocketAddr, ConnHandle>>,
+    /// Inbound pool (`max_tcp_connections`).
     permits: Arc<Semaphore>,
+    /// Outbound pool (`max_tcp_outbound`).
+    outbound_permits: Arc<Semaphore>,
+    /// Open accepted connections per peer IP; an entry exists only while its count
+    /// is above 0, so the map holds at most `max_tcp_connections` entries.
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
     next_id: AtomicU64,
     stats: Counters,
 }
@@ -210,8 +288,11 @@ impl Transport {
     /// UDP datagrams over `max_message_bytes` are dropped (counted); when the queue is full
     /// UDP datagrams are dropped (counted) while TCP readers wait (backpressure). TCP
     /// keep-alive pings are answered with CRLF; a framing error closes the connection
-    /// (counted); connections over `max_tcp_connections` are closed at once (counted);
-    /// connections idle for `tcp_idle_timeout` are closed. Errors: any bind error.
+    /// (counted). Accepted connections from outside `allowed_peers`, over
+    /// `max_tcp_per_address` for their IP or over `max_tcp_connections` are reset at
+    /// once (counted, WARN logged sampled); connections idle for `tcp_idle_timeout` or
+    /// holding an incomplete message for `tcp_message_timeout` are closed (counted).
+    /// Errors: any bind error.
     pub async fn bind(cfg: NetConfig) -> std::io::Result<(Transport, mpsc::Receiver<Inbound>)> {
         let (udp, tcp) = bind_pair(cfg.listen, cfg.udp_buffer_bytes).await?;
         let local = udp.local_addr()?;
@@ -219,6 +300,8 @@ impl Transport {
         let inner = Arc::new(Inner {
             local,
             permits: Arc::new(Semaphore::new(cfg.max_tcp_connections)),
+            outbound_permits: Arc::new(Semaphore::new(cfg.max_tcp_outbound)),
+            per_ip: Mutex::new(HashMap::new()),
             cfg,
             udp,
             inbound: tx,
@@ -240,13 +323,14 @@ impl Transport {
     ///
     /// UDP: one datagram from the listening socket. TCP: over a live connection to `dest`
     /// (accepted or opened earlier), else a new one (within `tcp_connect_timeout` and the
-    /// connection limit) that is kept and read like an accepted one. Writes per connection
-    /// are ordered; waits while that connection's write queue (256 messages) is full.
+    /// outbound permits, `max_tcp_outbound`) that is kept and read like an accepted one.
+    /// Writes per connection are ordered; waits while that connection's write queue (256
+    /// messages) is full.
     ///
     /// Errors: socket errors (e.g. `ConnectionRefused` from connect); `TimedOut` when
-    /// connecting takes longer than `tcp_connect_timeout`; `Other` "TCP connection limit
-    /// reached" (counted in `tcp_refused`); `BrokenPipe` if the connection closed before
-    /// the message was queued (after one reconnect attempt).
+    /// connecting takes longer than `tcp_connect_timeout`; `Other` "TCP outbound
+    /// connection limit reached" (counted in `tcp_outbound_refused`); `BrokenPipe` if the
+    /// connection closed before the message was queued (after one reconnect attempt).
     pub async fn send(
         &self,
         transport: TransportKind,
@@ -300,8 +384,12 @@ impl Transport {
             frame_errors: g(&c.frame_errors),
             tcp_open: g(&c.tcp_open),
             tcp_opened_total: g(&c.tcp_opened_total),
-            tcp_refused: g(&c.tcp_refused),
+            tcp_refused_stranger: g(&c.tcp_refused_stranger),
+            tcp_refused_per_address: g(&c.tcp_refused_per_address),
+            tcp_refused_pool_full: g(&c.tcp_refused_pool_full),
+            tcp_outbound_refused: g(&c.tcp_outbound_refused),
             tcp_idle_closed: g(&c.tcp_idle_closed),
+            tcp_message_deadline_closed: g(&c.tcp_message_deadline_closed),
             pings: g(&c.pings),
             udp_out: g(&c.udp_out),
             tcp_out: g(&c.tcp_out),
@@ -328,14 +416,35 @@ impl Inner {
         }
     }
 
+    /// Whether an accepted connection from `ip` may be kept (`allowed_peers`).
+    fn allowed(&self, ip: IpAddr) -> bool {
+        let nets = &self.cfg.allowed_peers;
+        let canonical = ip.to_canonical();
+        nets.is_empty()
+            || nets
+                .iter()
+                .any(|n| n.contains(&ip) || n.contains(&canonical))
+    }
+
+    /// Takes one of `ip`'s `max_tcp_per_address` inbound slots; `None` when all are used.
+    fn take_addr_slot(self: &Arc<Self>, ip: IpAddr) -> Option<AddrSlot> {
+        let mut map = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(ip).or_insert(0);
+        if *n >= self.cfg.max_tcp_per_address {
+            return None;
+        }
+        *n += 1;
+        Some(AddrSlot {
+            inner: self.clone(),
+            ip,
+        })
+    }
+
     /// Registers a connection and starts its task; returns the handle to use for `peer`
     /// (an already registered live one wins, the new one then closes when unused).
-    fn start_conn(
-        self: &Arc<Self>,
-        stream: TcpStream,
-        peer: SocketAddr,
-        permit: OwnedSemaphorePermit,
-    ) -> ConnHandle {
+    /// `slot` (the pool permit and, inbound, the per-address slot) is released when
+    /// the connection ends; an inbound slot also arms the accept-time message deadline.
+    fn start_conn(self: &Arc<Self>, stream: TcpStream, peer: SocketAddr, slot: Slot) -> ConnHandle {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(TCP_WRITE_QUEUE);
         let handle = ConnHandle { id, tx };
@@ -353,21 +462,55 @@ impl Inner {
         inc(&self.stats.tcp_open);
         let inner = self.clone();
         drop(handle);
+        let accepted = slot.addr.is_some();
         tokio::spawn(async move {
-            conn_loop(&inner, stream, peer, rx).await;
+            conn_loop(&inner, stream, peer, rx, accepted).await;
             inner.forget(peer, id);
             inner.stats.tcp_open.fetch_sub(1, Ordering::Relaxed);
-            drop(permit);
+            drop(slot);
         });
         chosen
     }
 }
 
+/// One accepted connection's claim on its peer IP's `max_tcp_per_address`;
+/// released (and the map entry removed at 0) on drop.
+struct AddrSlot {
+    inner: Arc<Inner>,
+    ip: IpAddr,
+}
+
+impl Drop for AddrSlot {
+    fn drop(&mut self) {
+        let mut map = self.inner.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// What a live connection holds: a permit of its pool and, when accepted, its
+/// per-address slot. Dropped when the connection task ends.
+struct Slot {
+    _permit: OwnedSemaphorePermit,
+    addr: Option<AddrSlot>,
+}
+
 async fn connect(inner: &Arc<Inner>, dest: SocketAddr) -> std::io::Result<ConnHandle> {
-    let permit = inner.permits.clone().try_acquire_owned().map_err(|_| {
-        inc(&inner.stats.tcp_refused);
-        std::io::Error::other("TCP connection limit reached")
-    })?;
+    let permit = inner
+        .outbound_permits
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| {
+            let (n, log) = inc_sampled(&inner.stats.tcp_outbound_refused);
+            if log {
+                tracing::warn!(%dest, count = n, limit = inner.cfg.max_tcp_outbound, "tcp outbound connection limit reached, not connecting");
+            }
+            std::io::Error::other("TCP outbound connection limit reached")
+        })?;
     // Outbound connections leave from the listen address (not whatever the
     // routing table picks), so the far end sees the address it expects.
     let connecting = async {
@@ -388,7 +531,11 @@ async fn connect(inner: &Arc<Inner>, dest: SocketAddr) -> std::io::Result<ConnHa
             std::io::Error::new(std::io::ErrorKind::TimedOut, "TCP connect timed out")
         })??;
     let _ = stream.set_nodelay(true);
-    Ok(inner.start_conn(stream, dest, permit))
+    let slot = Slot {
+        _permit: permit,
+        addr: None,
+    };
+    Ok(inner.start_conn(stream, dest, slot))
 }
 
 async fn udp_loop(inner: Arc<Inner>) {
@@ -442,34 +589,97 @@ async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
                 continue;
             }
         };
-        match inner.permits.clone().try_acquire_owned() {
-            Ok(permit) => {
-                let _ = stream.set_nodelay(true);
-                inner.start_conn(stream, peer, permit);
+        admit(&inner, stream, peer);
+    }
+}
+
+/// Checks an accepted connection (stranger, per-address cap, inbound pool, in this
+/// order) and either starts it or resets it at once (counted, WARN logged sampled).
+fn admit(inner: &Arc<Inner>, stream: TcpStream, peer: SocketAddr) {
+    let ip = peer.ip();
+    if !inner.allowed(ip) {
+        let (n, log) = inc_sampled(&inner.stats.tcp_refused_stranger);
+        if log {
+            tracing::warn!(%peer, count = n, "tcp connection from an address neither inside nor trunk, refused");
+        }
+        reset(stream);
+        return;
+    }
+    let Some(addr_slot) = inner.take_addr_slot(ip) else {
+        let (n, log) = inc_sampled(&inner.stats.tcp_refused_per_address);
+        if log {
+            tracing::warn!(%peer, count = n, limit = inner.cfg.max_tcp_per_address, "tcp connections per address limit reached, refused");
+        }
+        reset(stream);
+        return;
+    };
+    match inner.permits.clone().try_acquire_owned() {
+        Ok(permit) => {
+            let _ = stream.set_nodelay(true);
+            let slot = Slot {
+                _permit: permit,
+                addr: Some(addr_slot),
+            };
+            inner.start_conn(stream, peer, slot);
+        }
+        Err(_) => {
+            drop(addr_slot);
+            let (n, log) = inc_sampled(&inner.stats.tcp_refused_pool_full);
+            if log {
+                tracing::warn!(%peer, count = n, limit = inner.cfg.max_tcp_connections, "tcp inbound connection limit reached, refused");
             }
-            Err(_) => {
-                inc(&inner.stats.tcp_refused);
-                tracing::warn!(%peer, "tcp connection limit reached, refused");
-                drop(stream);
-            }
+            reset(stream);
         }
     }
 }
 
+/// Whether bytes still buffered in the framer belong to a message in progress
+/// (anything but CR/LF, which may sit between messages). `chunk` is what was
+/// just read, `buffered` the framer's byte count after taking all frames, and
+/// `before` the answer for the previous read.
+fn message_in_progress(chunk: &[u8], buffered: usize, before: bool) -> bool {
+    let not_crlf = |b: &u8| *b != b'\r' && *b != b'\n';
+    if buffered == 0 {
+        false
+    } else if buffered <= chunk.len() {
+        // The buffer is the tail of this chunk.
+        chunk
+            .get(chunk.len() - buffered..)
+            .unwrap_or_default()
+            .iter()
+            .any(not_crlf)
+    } else {
+        // Older bytes remain, so no message completed in this read.
+        before || chunk.iter().any(not_crlf)
+    }
+}
+
 /// Reads, frames and queues inbound messages; writes queued outbound messages; answers
-/// pings; closes on error, EOF, idleness or when the inbound receiver is gone.
+/// pings; closes on error, EOF, idleness, a message not complete within
+/// `tcp_message_timeout` (on an `accepted` connection also the first one, counted from
+/// the accept) or when the inbound receiver is gone.
 async fn conn_loop(
     inner: &Arc<Inner>,
     mut stream: TcpStream,
     peer: SocketAddr,
     mut rx: mpsc::Receiver<Vec<u8>>,
+    accepted: bool,
 ) {
     let local = stream.local_addr().unwrap_or(inner.local);
     let mut framer = StreamFramer::new(inner.cfg.limits);
     let mut buf = vec![0u8; TCP_READ_CHUNK];
     let idle = inner.cfg.tcp_idle_timeout;
+    let msg_timeout = inner.cfg.tcp_message_timeout;
     let mut deadline = Instant::now() + idle;
+    // When the message in progress (or, accepted, the first one) must be complete.
+    // Set once and never moved by further reads of the same message.
+    let mut msg_deadline = accepted.then(|| Instant::now() + msg_timeout);
+    let mut in_progress = false;
     loop {
+        let (wake, for_message) = match msg_deadline {
+            Some(m) if m <= deadline => (m, true),
+            _ => (deadline, false),
+        };
         tokio::select! {
             out = rx.recv() => {
                 let Some(data) = out else { return };
@@ -494,23 +704,26 @@ async fn conn_loop(
                         return;
                     }
                 };
-                deadline = Instant::now() + idle;
+                let now = Instant::now();
+                deadline = now + idle;
                 let chunk = buf.get(..n).unwrap_or_default();
                 if let Err(e) = framer.push(chunk) {
-                    inc(&inner.stats.frame_errors);
-                    tracing::warn!(%peer, error = %e, "tcp framing error, closing");
+                    frame_error(inner, peer, &e);
                     return;
                 }
+                let mut complete = false;
                 loop {
                     match framer.next_frame() {
                         Ok(None) => break,
                         Ok(Some(Frame::Ping)) => {
+                            complete = true;
                             inc(&inner.stats.pings);
                             if tokio::time::timeout(TCP_WRITE_TIMEOUT, stream.write_all(b"\r\n")).await.map_or(true, |r| r.is_err()) {
                                 return;
                             }
                         }
                         Ok(Some(Frame::Message(data))) => {
+                            complete = true;
                             let msg = Inbound { data, source: peer, local, transport: TransportKind::Tcp };
                             // Backpressure: wait for room in the queue.
                             if inner.inbound.send(msg).await.is_err() {
@@ -519,19 +732,41 @@ async fn conn_loop(
                             inc(&inner.stats.tcp_in);
                         }
                         Err(e) => {
-                            inc(&inner.stats.frame_errors);
-                            tracing::warn!(%peer, error = %e, "tcp framing error, closing");
+                            frame_error(inner, peer, &e);
                             return;
                         }
                     }
                 }
+                in_progress = message_in_progress(chunk, framer.buffered(), in_progress);
+                if complete {
+                    msg_deadline = None;
+                }
+                if in_progress && msg_deadline.is_none() {
+                    // The next message started in this read.
+                    msg_deadline = Some(now + msg_timeout);
+                }
             }
-            _ = tokio::time::sleep_until(deadline) => {
-                inc(&inner.stats.tcp_idle_closed);
-                tracing::debug!(%peer, "tcp connection idle, closing");
+            _ = tokio::time::sleep_until(wake) => {
+                if for_message {
+                    let (n, log) = inc_sampled(&inner.stats.tcp_message_deadline_closed);
+                    if log {
+                        tracing::warn!(%peer, count = n, timeout_ms = msg_timeout.as_millis() as u64, buffered = framer.buffered(), "tcp message not complete in time, closing");
+                    }
+                } else {
+                    inc(&inner.stats.tcp_idle_closed);
+                    tracing::debug!(%peer, "tcp connection idle, closing");
+                }
                 return;
             }
             _ = inner.inbound.closed() => return,
         }
+    }
+}
+
+/// Counts a framing error and logs it at WARN, sampled.
+fn frame_error(inner: &Inner, peer: SocketAddr, e: &dyn fmt::Display) {
+    let (n, log) = inc_sampled(&inner.stats.frame_errors);
+    if log {
+        tracing::warn!(%peer, count = n, error = %e, "tcp framing error, closing");
     }
 }
