@@ -191,7 +191,9 @@ pub struct LimitsSection {
     pub max_message_bytes: usize,
     /// Most header lines in one message (default 256).
     pub max_headers: usize,
-    /// Most simultaneous TCP connections (default 1024).
+    /// Most inbound TCP connections at once, from phones, PBX and trunk
+    /// (default 1024). Outbound connections have their own
+    /// `max_tcp_outbound` permits.
     pub max_tcp_connections: usize,
     /// Idle TCP connections are closed after this many seconds (default 300).
     pub tcp_idle_timeout_s: u64,
@@ -199,7 +201,7 @@ pub struct LimitsSection {
     pub max_transactions: usize,
     /// Most tracked calls (default 100000).
     pub max_calls: usize,
-    /// Most TCP connections from or to one IP address at once (default 64).
+    /// Most inbound TCP connections from one IP address at once (default 64).
     /// Connections from addresses that are neither inside nor trunk are
     /// closed at accept and never count.
     pub max_tcp_per_address: usize,

@@ -100,9 +100,8 @@ fn connect_from(from_ip: &str, to: &str) -> Option<TcpStream> {
         let c = s.connect(to.parse().ok()?).await.ok()?;
         c.into_std().ok()
     })
-    .map(|c| {
+    .inspect(|c| {
         let _ = c.set_nonblocking(false);
-        c
     })
 }
 
