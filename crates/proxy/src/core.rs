@@ -226,6 +226,17 @@ pub struct CoreStats {
     /// Accepted INVITE records not kept because the table was full (later
     /// 2xx retransmissions of those calls are dropped).
     pub accepted_table_full: u64,
+    /// Requests answered 513 because forwarding would make them larger
+    /// than `limits.max_message_bytes`.
+    pub too_large: u64,
+    /// Requests answered 500 because the forwarded copy did not parse.
+    pub internal_errors: u64,
+    /// Final responses that carried only our Via (answered by the
+    /// transaction itself instead of being forwarded).
+    pub only_our_via: u64,
+    /// Calls whose caller id could not be rewritten because the tracker's
+    /// table was full.
+    pub rewrite_untracked: u64,
     /// Inbound calls rejected on Zammad's word.
     pub rejected_by_zammad: u64,
     /// Outbound calls whose caller id was rewritten.
@@ -1180,17 +1191,24 @@ impl ProxyCore {
         let bytes = edit.finish();
         if bytes.len() > self.cfg.limits.max_message_bytes {
             // RFC 3261 21.5.14 / 18.1.1: our additions made it too large
-            tracing::warn!(
-                len = bytes.len(),
-                "forwarded request would exceed the size limit: 513"
-            );
+            self.stats.too_large += 1;
+            if log_sample(self.stats.too_large) {
+                tracing::warn!(
+                    len = bytes.len(),
+                    count = self.stats.too_large,
+                    "forwarded request would exceed the size limit: 513"
+                );
+            }
             self.final_from_proxy(now, sid, 513, "Message Too Large");
             return;
         }
         let fwd = match SipMessage::parse(bytes, &self.cfg.limits) {
             Ok(m) => m,
             Err(e) => {
-                tracing::error!(reason = %e.reason(), "forwarded request did not parse; answering 500");
+                self.stats.internal_errors += 1;
+                if log_sample(self.stats.internal_errors) {
+                    tracing::error!(reason = %e.reason(), count = self.stats.internal_errors, "forwarded request did not parse; answering 500");
+                }
                 self.final_from_proxy(now, sid, 500, "Server Internal Error");
                 return;
             }
@@ -1267,14 +1285,16 @@ impl ProxyCore {
         let Some(side) = side else {
             self.stats.forbidden += 1;
             if log_sample(self.stats.forbidden) {
-                tracing::warn!(%source, "ACK from an address that is neither inside nor trunk dropped");
+                tracing::warn!(%source, count = self.stats.forbidden, "ACK from an address that is neither inside nor trunk dropped");
             }
             return;
         };
         if msg.max_forwards() == Some(0) {
             // RFC 3261 16.3 step 3: not forwarded; an ACK is never answered
             self.stats.too_many_hops += 1;
-            tracing::warn!(%source, "ACK with Max-Forwards 0 dropped");
+            if log_sample(self.stats.too_many_hops) {
+                tracing::warn!(%source, count = self.stats.too_many_hops, "ACK with Max-Forwards 0 dropped");
+            }
             return;
         }
         let evs = self.track(&msg, side, now);
@@ -1542,10 +1562,14 @@ impl ProxyCore {
                             },
                         );
                     } else {
-                        tracing::warn!(
-                            token,
-                            "call not tracked (table full): caller id left unchanged"
-                        );
+                        self.stats.rewrite_untracked += 1;
+                        if log_sample(self.stats.rewrite_untracked) {
+                            tracing::warn!(
+                                token,
+                                count = self.stats.rewrite_untracked,
+                                "call not tracked (table full): caller id left unchanged"
+                            );
+                        }
                     }
                 }
             }
@@ -1595,7 +1619,7 @@ impl ProxyCore {
         if let Err(e) = msg.validate() {
             self.stats.malformed_responses += 1;
             if log_sample(self.stats.malformed_responses) {
-                tracing::warn!(%source, reason = %e.reason(), "malformed response dropped");
+                tracing::warn!(%source, reason = %e.reason(), count = self.stats.malformed_responses, "malformed response dropped");
             }
             return;
         }
@@ -1614,7 +1638,7 @@ impl ProxyCore {
         if !self.is_us(via.host, via.port) {
             self.stats.stray_responses += 1;
             if log_sample(self.stats.stray_responses) {
-                tracing::warn!(%source, "response whose top Via is not ours dropped");
+                tracing::warn!(%source, count = self.stats.stray_responses, "response whose top Via is not ours dropped");
             }
             return;
         }
@@ -1642,6 +1666,17 @@ impl ProxyCore {
                     count = self.stats.misdirected_responses,
                     "response from the other side than its request went to dropped"
                 );
+            }
+            return;
+        }
+        if (200..300).contains(&status) && ctx.server.is_some() && msg.vias().len() < 2 {
+            // RFC 3261 16.7 step 3: no Via would remain, so it cannot go
+            // upstream. A 2xx cannot be replaced by one of our own either:
+            // it is dropped as if lost, and the transaction's own timers
+            // (B/F, C) end the transaction with a 408.
+            self.stats.only_our_via += 1;
+            if log_sample(self.stats.only_our_via) {
+                tracing::warn!(%source, status, count = self.stats.only_our_via, "2xx carrying only our Via dropped");
             }
             return;
         }
@@ -1754,10 +1789,14 @@ impl ProxyCore {
             // must not be forwarded. A broken UAS (e.g. a 487 built from
             // the CANCEL's Via) must not leave the caller without an answer:
             // the transaction answers with the same status itself.
-            tracing::warn!(
-                status,
-                "response carries only our Via; answering from the transaction instead"
-            );
+            self.stats.only_our_via += 1;
+            if log_sample(self.stats.only_our_via) {
+                tracing::warn!(
+                    status,
+                    count = self.stats.only_our_via,
+                    "response carries only our Via; answering from the transaction instead"
+                );
+            }
             if status >= 200 && !(200..300).contains(&status) {
                 let reason = msg.reason().unwrap_or("").to_string();
                 self.final_from_proxy(now, sid, status, &reason);
@@ -1863,7 +1902,7 @@ impl ProxyCore {
         if rec.downstream != side {
             self.stats.misdirected_responses += 1;
             if log_sample(self.stats.misdirected_responses) {
-                tracing::warn!(%source, "2xx retransmission from the wrong side dropped");
+                tracing::warn!(%source, count = self.stats.misdirected_responses, "2xx retransmission from the wrong side dropped");
             }
             return;
         }
@@ -2019,10 +2058,13 @@ impl ProxyCore {
                     .get(&sid)
                     .is_some_and(|s| s.state == SrvState::AwaitingCti);
                 if pending {
-                    tracing::warn!(
-                        token = sid,
-                        "no newCall answer in time: call goes on unchanged"
-                    );
+                    if log_sample(self.stats.fail_open + 1) {
+                        tracing::warn!(
+                            token = sid,
+                            count = self.stats.fail_open + 1,
+                            "no newCall answer in time: call goes on unchanged"
+                        );
+                    }
                     self.handle_cti_answer(now, sid, CtiAnswer::FailOpen);
                 }
             }

@@ -20,6 +20,28 @@ use tokio::sync::mpsc;
 use crate::config::{Config, HopConfig, UriTransport, ZammadFormat};
 use crate::core::{CoreConfig, CtiAnswer, Hop, Output, ProxyCore, Target, Transmit};
 
+/// One kind of per-message warning at the edge: every occurrence is
+/// counted, and only the first 10 and then those at powers of two are
+/// logged (with the count), so a flood cannot flood the log.
+struct Sampled(std::sync::atomic::AtomicU64);
+
+impl Sampled {
+    const fn new() -> Sampled {
+        Sampled(std::sync::atomic::AtomicU64::new(0))
+    }
+
+    /// Count one occurrence; `Some(count)` when this one is to be logged.
+    fn hit(&self) -> Option<u64> {
+        let n = self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        (n <= 10 || n.is_power_of_two()).then_some(n)
+    }
+}
+
+static RESOLVE_FAILED: Sampled = Sampled::new();
+static SEND_FAILED: Sampled = Sampled::new();
+static TCP_QUEUE_FULL: Sampled = Sampled::new();
+static NEWCALL_LATE: Sampled = Sampled::new();
+
 /// Map a tracker event to Zammad's event.
 pub fn to_cti_event(ev: &CallEvent) -> cti::Event {
     use sipcti_dialog::{Cause as C, Direction as D, EventKind as K};
@@ -252,7 +274,9 @@ async fn run_loop(
                     Target::Name(h, p) => match tokio::net::lookup_host((h.as_str(), *p)).await {
                         Ok(mut it) => it.next(),
                         Err(e) => {
-                            tracing::warn!(host = %h, error = %e, "cannot resolve next hop");
+                            if let Some(count) = RESOLVE_FAILED.hit() {
+                                tracing::warn!(host = %h, error = %e, count, "cannot resolve next hop");
+                            }
                             None
                         }
                     },
@@ -261,7 +285,9 @@ async fn run_loop(
                     Some(d) => match transport.send(t.transport, d, t.data).await {
                         Ok(()) => true,
                         Err(e) => {
-                            tracing::warn!(dest = %d, transport = %t.transport, error = %e, "send failed");
+                            if let Some(count) = SEND_FAILED.hit() {
+                                tracing::warn!(dest = %d, transport = %t.transport, error = %e, count, "send failed");
+                            }
                             false
                         }
                     },
@@ -337,7 +363,9 @@ async fn drain_outputs(
             Output::Transmit(t) => match (&t.dest, t.transport) {
                 (Target::Addr(a), TransportKind::Udp) => {
                     if let Err(e) = transport.send(TransportKind::Udp, *a, t.data).await {
-                        tracing::warn!(dest = %a, error = %e, "UDP send failed");
+                        if let Some(count) = SEND_FAILED.hit() {
+                            tracing::warn!(dest = %a, error = %e, count, "UDP send failed");
+                        }
                         if let Some(c) = t.client_tx {
                             core.handle_transport_error(Instant::now(), c);
                         }
@@ -345,9 +373,12 @@ async fn drain_outputs(
                 }
                 _ => {
                     if slow_tx.try_send(t).is_err() {
-                        tracing::warn!(
-                            "TCP send queue full: message dropped (retransmission will retry)"
-                        );
+                        if let Some(count) = TCP_QUEUE_FULL.hit() {
+                            tracing::warn!(
+                                count,
+                                "TCP send queue full: message dropped (retransmission will retry)"
+                            );
+                        }
                     }
                 }
             },
@@ -366,7 +397,9 @@ async fn drain_outputs(
                             CtiAnswer::Continue
                         }
                         other => {
-                            tracing::warn!(outcome = ?other, "newCall not answered in time: call goes on unchanged");
+                            if let Some(count) = NEWCALL_LATE.hit() {
+                                tracing::warn!(outcome = ?other, count, "newCall not answered in time: call goes on unchanged");
+                            }
                             CtiAnswer::FailOpen
                         }
                     };

@@ -278,3 +278,36 @@ fn a_stranger_cannot_trigger_our_retransmissions_to_a_phone() {
     assert_eq!(start_line(&only_tx(&o).data), "SIP/2.0 100 Trying");
     assert_eq!(only_tx(&o).dest, target(PHONE));
 }
+
+/// RFC 3261 16.7 step 3: a 2xx that carries only our Via cannot go
+/// upstream; it is dropped as if lost (not even the tracker sees it), and
+/// Timer B ends the transaction with a 408, so nothing is left behind
+/// (found by the core fuzz test: the server transaction used to stay
+/// forever).
+#[test]
+fn a_2xx_with_only_our_via_is_dropped_and_timer_b_ends_the_call() {
+    let mut h = H::new();
+    let br = forward_out(&mut h);
+    let only_ours = String::from_utf8(resp("200 OK", &br, PHONE_VIA_RCVD))
+        .unwrap()
+        .replace(&format!("Via: {PHONE_VIA_RCVD}\r\n"), "");
+    nothing(&h.udp(300, &only_ours, TRUNK));
+    assert_eq!(h.core.stats().only_our_via, 1);
+    let out = h.timers_until(40_000);
+    let t: Vec<String> = transmits(&out)
+        .iter()
+        .filter(|t| t.dest == target(PHONE))
+        .map(|t| start_line(&t.data))
+        .collect();
+    // the 408, then its Timer G retransmissions (the phone sends no ACK here)
+    assert!(!t.is_empty(), "no 408");
+    assert!(
+        t.iter().all(|l| l == "SIP/2.0 408 Request Timeout"),
+        "{t:?}"
+    );
+    let ev = events(&out);
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0].kind, EventKind::Hangup);
+    let _ = h.run_until(100_000);
+    assert_eq!(h.core.transactions(), (0, 0));
+}

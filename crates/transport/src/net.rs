@@ -156,6 +156,8 @@ pub struct NetStats {
     /// TCP connections closed because a message was not complete within
     /// `tcp_message_timeout`.
     pub tcp_message_deadline_closed: u64,
+    /// Errors from `accept()` (usually out of file descriptors).
+    pub tcp_accept_errors: u64,
     /// Keep-alive pings answered.
     pub pings: u64,
     /// Messages sent over UDP.
@@ -179,6 +181,7 @@ struct Counters {
     tcp_outbound_refused: AtomicU64,
     tcp_idle_closed: AtomicU64,
     tcp_message_deadline_closed: AtomicU64,
+    tcp_accept_errors: AtomicU64,
     pings: AtomicU64,
     udp_out: AtomicU64,
     tcp_out: AtomicU64,
@@ -390,6 +393,7 @@ impl Transport {
             tcp_outbound_refused: g(&c.tcp_outbound_refused),
             tcp_idle_closed: g(&c.tcp_idle_closed),
             tcp_message_deadline_closed: g(&c.tcp_message_deadline_closed),
+            tcp_accept_errors: g(&c.tcp_accept_errors),
             pings: g(&c.pings),
             udp_out: g(&c.udp_out),
             tcp_out: g(&c.tcp_out),
@@ -584,7 +588,10 @@ async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
             Ok(x) => x,
             Err(e) => {
                 // Usually EMFILE and friends: back off briefly instead of spinning.
-                tracing::warn!(error = %e, "tcp accept error");
+                let (n, log) = inc_sampled(&inner.stats.tcp_accept_errors);
+                if log {
+                    tracing::warn!(error = %e, count = n, "tcp accept error");
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
