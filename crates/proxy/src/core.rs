@@ -28,6 +28,9 @@ use sipcti_dialog::{CallEvent, CallTracker, Direction, EventKind, Side, TrackerC
 use sipcti_transport::net::TransportKind;
 use sipcti_transport::{response_for, Limits, SipMessage, Uri};
 
+use crate::admission::{
+    Admission, AdmissionConfig, Limit, LimitedSource, Rate, SourceKey, Start, Verdict,
+};
 use crate::identity::{Rewrite, Toward};
 
 /// Where a message goes: an address, or a host name the edge must resolve.
@@ -223,6 +226,15 @@ pub struct CoreStats {
     pub timer_c: u64,
     /// Transport failures reported by the edge.
     pub transport_errors: u64,
+    /// 503 answers to initial requests of a source over its rate or banned
+    /// for it ([`SourceLimits`]; who: [`ProxyCore::limited_sources`]).
+    pub rate_limited: u64,
+    /// 503 answers to initial requests of a source holding its share of
+    /// the transaction or call table.
+    pub source_share_limited: u64,
+    /// 503 answers to initial requests of a new source while the source
+    /// table was full of active sources.
+    pub source_table_full: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -259,6 +271,8 @@ struct ServerTx {
     loop_hash: String,
     pending: Option<PendingForward>,
     direction: Option<Direction>,
+    /// The source this transaction is counted against in [`Admission`].
+    source: Option<SourceKey>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -326,6 +340,37 @@ pub struct ProxyCore {
     outputs: std::collections::VecDeque<Output>,
     next_id: u64,
     stats: CoreStats,
+    admission: Admission,
+}
+
+/// Most source addresses the admission table keeps (about 100 bytes each):
+/// an inside /16 fits.
+const MAX_SOURCES: usize = 65_536;
+
+/// The admission settings of `cfg`. The call share is the transaction
+/// share's fraction of `max_transactions`, applied to the tracker's table.
+fn admission_config(cfg: &CoreConfig) -> AdmissionConfig {
+    let l = &cfg.sources;
+    let max_calls = cfg.tracker.max_calls;
+    let share = (max_calls as u128 * l.max_transactions_per_source as u128)
+        / (cfg.max_transactions.max(1) as u128);
+    AdmissionConfig {
+        inside: Rate {
+            per_s: l.inside_rate_per_s,
+            burst: l.inside_burst,
+        },
+        trunk: Rate {
+            per_s: l.trunk_rate_per_s,
+            burst: l.trunk_burst,
+        },
+        ban: l.ban,
+        max_transactions_per_source: l.max_transactions_per_source,
+        max_calls_per_source: usize::try_from(share)
+            .unwrap_or(usize::MAX)
+            .clamp(1, max_calls.max(1)),
+        max_sources: MAX_SOURCES,
+        max_calls,
+    }
 }
 
 const RR_DIALOG_METHODS: [&str; 4] = ["INVITE", "SUBSCRIBE", "REFER", "NOTIFY"];
@@ -390,6 +435,7 @@ impl ProxyCore {
     pub fn new(cfg: CoreConfig) -> ProxyCore {
         let tracker = CallTracker::new(cfg.tracker.clone());
         let cap = cfg.max_transactions.min(1 << 17);
+        let admission = Admission::new(admission_config(&cfg));
         ProxyCore {
             cfg,
             tracker,
@@ -405,6 +451,7 @@ impl ProxyCore {
             outputs: Default::default(),
             next_id: 1,
             stats: CoreStats::default(),
+            admission,
         }
     }
 
@@ -416,6 +463,18 @@ impl ProxyCore {
     /// Open transactions (server, client).
     pub fn transactions(&self) -> (usize, usize) {
         (self.servers.len(), self.clients.len())
+    }
+
+    /// The `n` source addresses refused most often by the per-source
+    /// limits (most first), with whether each is banned at `now`.
+    pub fn limited_sources(&self, now: Instant, n: usize) -> Vec<LimitedSource> {
+        self.admission.limited_sources(now, n)
+    }
+
+    /// The per-source admission table (open transactions and calls per
+    /// source, its own counters).
+    pub fn admission(&self) -> &Admission {
+        &self.admission
     }
 
     /// Feed the call tracker the messages that can change a call's events
@@ -492,6 +551,9 @@ impl ProxyCore {
     fn remove_server(&mut self, sid: u64) {
         if let Some(stx) = self.servers.remove(&sid) {
             self.server_keys.remove(&stx.key);
+            if let Some(src) = stx.source {
+                self.admission.close_transaction(src);
+            }
             for k in stx.timer_keys {
                 self.timers.remove(&k);
             }
@@ -541,6 +603,7 @@ impl ProxyCore {
     fn emit_events(&mut self, evs: Vec<CallEvent>) {
         for ev in evs {
             if ev.kind == EventKind::Hangup {
+                self.admission.call_ended(&ev.call_id);
                 if let Some(key) = self.call_rewrite.remove(&ev.call_id) {
                     // keep the rewrite a little for the final 200 to BYE and retransmissions
                     let at = ev.at + self.cfg.t1 * 64;
@@ -799,7 +862,49 @@ impl ProxyCore {
                 }
             }
         }
-        if self.servers.len() + self.clients.len() >= self.cfg.max_transactions {
+        // Admission (issue 6, Kamailio pike + htable ban): only a request
+        // that starts something new may be refused for its source's load,
+        // and before it reaches the call tracker (no CTI event). ACK and
+        // CANCEL were handled above; in-dialog requests always pass.
+        if initial {
+            let start = if method == "INVITE" {
+                Start::Call
+            } else {
+                Start::Transaction
+            };
+            if let Verdict::Refuse {
+                limit,
+                retry_after_s,
+            } = self.admission.admit(now, source.ip(), side, start)
+            {
+                match limit {
+                    Limit::Rate | Limit::Banned => self.stats.rate_limited += 1,
+                    Limit::TransactionShare | Limit::CallShare => {
+                        self.stats.source_share_limited += 1
+                    }
+                    Limit::SourceTableFull => self.stats.source_table_full += 1,
+                }
+                let retry = retry_after_s.to_string();
+                self.respond_stateless(
+                    &msg,
+                    source,
+                    transport,
+                    503,
+                    "Service Unavailable",
+                    &[("Retry-After", &retry)],
+                );
+                return;
+            }
+        }
+        // In-dialog requests (the BYE of an established call) have a
+        // reserve of a tenth above the global limit.
+        let max = self.cfg.max_transactions;
+        let cap = if initial {
+            max
+        } else {
+            max.saturating_add((max / 10).max(1))
+        };
+        if self.servers.len() + self.clients.len() >= cap {
             self.stats.overloaded += 1;
             if log_sample(self.stats.overloaded) {
                 tracing::warn!("transaction table full: 503");
@@ -843,6 +948,7 @@ impl ProxyCore {
         let reply_to = Self::reply_target(&msg, source, transport);
         let is_invite = method == "INVITE";
         let events = self.track(&msg, side, now);
+        let counted = self.admission.open_transaction(now, source.ip(), side);
         let mut stx = ServerTx {
             req: Some(msg),
             timer_keys: Vec::new(),
@@ -858,6 +964,7 @@ impl ProxyCore {
             loop_hash: lh,
             pending: None,
             direction: None,
+            source: counted,
         };
         if is_invite {
             // 100 Trying at once (RFC 3261 16.2 / 17.2.1)
@@ -872,6 +979,8 @@ impl ProxyCore {
         for ev in events {
             if ev.kind == EventKind::NewCall && is_invite && initial {
                 stx.direction = Some(ev.direction);
+                self.admission
+                    .call_started(now, source.ip(), side, &ev.call_id);
                 new_call = Some(ev);
             } else {
                 rest.push(ev);
@@ -1270,6 +1379,7 @@ impl ProxyCore {
                 loop_hash: String::new(),
                 pending: None,
                 direction: None,
+                source: None,
             },
         );
         let wait = self.cfg.wait;
