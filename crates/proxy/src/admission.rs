@@ -568,10 +568,7 @@ mod tests {
 
     #[test]
     fn bucket_refills_exactly_on_a_virtual_clock() {
-        let rate = Rate {
-            per_s: 3,
-            burst: 2,
-        };
+        let rate = Rate { per_s: 3, burst: 2 };
         let t0 = Instant::now();
         let mut b = TokenBucket::full(rate, t0);
         assert!(b.take() && b.take());
@@ -705,7 +702,11 @@ mod tests {
         a.call_started(t0, p, Side::Inside, "c1"); // known: not twice
         a.call_started(t0, p, Side::Inside, "c2");
         assert_eq!(a.open_calls(p), 2);
-        assert_eq!(a.admit(t0, p, Side::Inside, T), Verdict::Admit, "not a call");
+        assert_eq!(
+            a.admit(t0, p, Side::Inside, T),
+            Verdict::Admit,
+            "not a call"
+        );
         a.close_transaction(_k2);
         assert_eq!(
             refused(a.admit(t0, p, Side::Inside, Start::Call)),
@@ -724,7 +725,12 @@ mod tests {
         let mut a = Admission::new(cfg());
         let t0 = Instant::now();
         for i in 0..20 {
-            a.call_started(t0, ip(&format!("10.0.0.{}", i % 4)), Side::Inside, &i.to_string());
+            a.call_started(
+                t0,
+                ip(&format!("10.0.0.{}", i % 4)),
+                Side::Inside,
+                &i.to_string(),
+            );
         }
         assert_eq!(a.calls.len(), 10);
     }
@@ -732,10 +738,7 @@ mod tests {
     #[test]
     fn source_table_is_bounded_and_evicts_idle_entries() {
         let mut c = cfg();
-        c.inside = Rate {
-            per_s: 1,
-            burst: 3,
-        };
+        c.inside = Rate { per_s: 1, burst: 3 };
         let mut a = Admission::new(c);
         let t0 = Instant::now();
         // four sources with an open transaction each: none is idle
@@ -755,7 +758,12 @@ mod tests {
         a.close_transaction(keys[0]);
         a.close_transaction(keys[1]);
         assert_eq!(
-            refused(a.admit(t0 + Duration::from_millis(999), ip("10.0.0.5"), Side::Inside, T)),
+            refused(a.admit(
+                t0 + Duration::from_millis(999),
+                ip("10.0.0.5"),
+                Side::Inside,
+                T
+            )),
             Some((Limit::SourceTableFull, 1)),
             "no sweep within a second of the last"
         );
@@ -775,7 +783,12 @@ mod tests {
         kept.sort();
         assert_eq!(
             kept,
-            vec![ip("10.0.0.3"), ip("10.0.0.4"), ip("10.0.0.6"), ip("10.0.0.7")]
+            vec![
+                ip("10.0.0.3"),
+                ip("10.0.0.4"),
+                ip("10.0.0.6"),
+                ip("10.0.0.7")
+            ]
         );
     }
 

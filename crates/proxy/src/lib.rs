@@ -11,8 +11,8 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
-pub mod config;
 pub mod admission;
+pub mod config;
 pub mod core;
 pub mod demo;
 pub mod identity;
