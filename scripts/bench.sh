@@ -249,6 +249,13 @@ write_config() { # file with_zammad
         echo "target = \"sip:$PHONE_IP:5060;transport=$TP\""
         echo "[numbers]"
         echo "country_code = \"49\""
+        # one SIPp per side is the whole load: no per-source limit may apply
+        echo "[limits]"
+        echo "inside_rate_per_s = 1000000"
+        echo "inside_burst = 1000000"
+        echo "trunk_rate_per_s = 1000000"
+        echo "trunk_burst = 1000000"
+        echo "source_share_percent = 100"
         if [ "$2" = 1 ]; then
             echo "[zammad]"
             echo "url = \"http://$PROXY_IP:$DOUBLE_PORT/api/v1/cti/$TOKEN\""

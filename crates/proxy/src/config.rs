@@ -215,10 +215,10 @@ pub struct LimitsSection {
     pub tcp_message_timeout_ms: u64,
     /// Per-source admission (in the spirit of Kamailio's pike): new
     /// transactions one inside address may start per second, sustained
-    /// (default 100). In-dialog requests of established calls (BYE, ACK,
+    /// (default 20; a PBX for 200 phones starts far fewer). In-dialog requests of live calls (BYE, ACK,
     /// re-INVITE) are never refused for load.
     pub inside_rate_per_s: u32,
-    /// Burst allowance on top of `inside_rate_per_s` (default 200).
+    /// Burst allowance on top of `inside_rate_per_s` (default 100).
     pub inside_burst: u32,
     /// The same for each trunk source address (default 2000/s).
     pub trunk_rate_per_s: u32,
@@ -244,8 +244,8 @@ impl Default for LimitsSection {
             max_tcp_per_address: 64,
             max_tcp_outbound: 256,
             tcp_message_timeout_ms: 10_000,
-            inside_rate_per_s: 100,
-            inside_burst: 200,
+            inside_rate_per_s: 20,
+            inside_burst: 100,
             trunk_rate_per_s: 2000,
             trunk_burst: 4000,
             source_share_percent: 50,

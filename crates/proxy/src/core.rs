@@ -28,6 +28,9 @@ use sipcti_dialog::{CallEvent, CallTracker, Direction, EventKind, Side, TrackerC
 use sipcti_transport::net::TransportKind;
 use sipcti_transport::{response_for, Limits, SipMessage, Uri};
 
+use crate::admission::{
+    Admission, AdmissionConfig, Limit, LimitedSource, Rate, SourceKey, Start, Verdict,
+};
 use crate::identity::{Rewrite, Toward};
 
 /// Where a message goes: an address, or a host name the edge must resolve.
@@ -124,13 +127,13 @@ pub struct SourceLimits {
 }
 
 impl Default for SourceLimits {
-    /// The `[limits]` defaults: 100/s (burst 200) per inside address,
+    /// The `[limits]` defaults: 20/s (burst 100) per inside address,
     /// 2000/s (burst 4000) per trunk address, half of 100,000
     /// transactions per source, a 5 s ban.
     fn default() -> Self {
         SourceLimits {
-            inside_rate_per_s: 100,
-            inside_burst: 200,
+            inside_rate_per_s: 20,
+            inside_burst: 100,
             trunk_rate_per_s: 2000,
             trunk_burst: 4000,
             max_transactions_per_source: 50_000,
@@ -247,6 +250,15 @@ pub struct CoreStats {
     pub timer_c: u64,
     /// Transport failures reported by the edge.
     pub transport_errors: u64,
+    /// 503 answers to initial requests of a source over its rate or banned
+    /// for it ([`SourceLimits`]; who: [`ProxyCore::limited_sources`]).
+    pub rate_limited: u64,
+    /// 503 answers to initial requests of a source holding its share of
+    /// the transaction or call table.
+    pub source_share_limited: u64,
+    /// 503 answers to initial requests of a new source while the source
+    /// table was full of active sources.
+    pub source_table_full: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -283,6 +295,8 @@ struct ServerTx {
     loop_hash: String,
     pending: Option<PendingForward>,
     direction: Option<Direction>,
+    /// The source this transaction is counted against in [`Admission`].
+    source: Option<SourceKey>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -388,6 +402,37 @@ pub struct ProxyCore {
     outputs: std::collections::VecDeque<Output>,
     next_id: u64,
     stats: CoreStats,
+    admission: Admission,
+}
+
+/// Most source addresses the admission table keeps (about 100 bytes each):
+/// an inside /16 fits.
+const MAX_SOURCES: usize = 65_536;
+
+/// The admission settings of `cfg`. The call share is the transaction
+/// share's fraction of `max_transactions`, applied to the tracker's table.
+fn admission_config(cfg: &CoreConfig) -> AdmissionConfig {
+    let l = &cfg.sources;
+    let max_calls = cfg.tracker.max_calls;
+    let share = (max_calls as u128 * l.max_transactions_per_source as u128)
+        / (cfg.max_transactions.max(1) as u128);
+    AdmissionConfig {
+        inside: Rate {
+            per_s: l.inside_rate_per_s,
+            burst: l.inside_burst,
+        },
+        trunk: Rate {
+            per_s: l.trunk_rate_per_s,
+            burst: l.trunk_burst,
+        },
+        ban: l.ban,
+        max_transactions_per_source: l.max_transactions_per_source,
+        max_calls_per_source: usize::try_from(share)
+            .unwrap_or(usize::MAX)
+            .clamp(1, max_calls.max(1)),
+        max_sources: MAX_SOURCES,
+        max_calls,
+    }
 }
 
 const RR_DIALOG_METHODS: [&str; 4] = ["INVITE", "SUBSCRIBE", "REFER", "NOTIFY"];
@@ -452,6 +497,7 @@ impl ProxyCore {
     pub fn new(cfg: CoreConfig) -> ProxyCore {
         let tracker = CallTracker::new(cfg.tracker.clone());
         let cap = cfg.max_transactions.min(1 << 17);
+        let admission = Admission::new(admission_config(&cfg));
         ProxyCore {
             cfg,
             tracker,
@@ -469,6 +515,7 @@ impl ProxyCore {
             outputs: Default::default(),
             next_id: 1,
             stats: CoreStats::default(),
+            admission,
         }
     }
 
@@ -487,6 +534,31 @@ impl ProxyCore {
     /// `max_transactions` at once.
     pub fn accepted_invites(&self) -> usize {
         self.accepted.len()
+    }
+
+    /// The `n` source addresses refused most often by the per-source
+    /// limits (most first), with whether each is banned at `now`.
+    pub fn limited_sources(&self, now: Instant, n: usize) -> Vec<LimitedSource> {
+        self.admission.limited_sources(now, n)
+    }
+
+    /// The per-source admission table (open transactions and calls per
+    /// source, its own counters).
+    pub fn admission(&self) -> &Admission {
+        &self.admission
+    }
+
+    /// Whether `msg` belongs to a call the tracker knows and has not ended
+    /// (by Call-ID and the From or To tag, whichever is the caller's).
+    fn in_live_call(&self, msg: &SipMessage) -> bool {
+        let Some(cid) = msg.call_id() else {
+            return false;
+        };
+        [msg.from(), msg.to()]
+            .into_iter()
+            .flatten()
+            .filter_map(|na| na.tag())
+            .any(|tag| self.tracker.call_info(cid, tag).is_some_and(|c| !c.ended))
     }
 
     /// Feed the call tracker the messages that can change a call's events
@@ -567,6 +639,9 @@ impl ProxyCore {
     fn remove_server(&mut self, sid: u64) {
         if let Some(stx) = self.servers.remove(&sid) {
             self.server_keys.remove(&stx.key);
+            if let Some(src) = stx.source {
+                self.admission.close_transaction(src);
+            }
             for k in stx.timer_keys {
                 self.timers.remove(&k);
             }
@@ -616,6 +691,7 @@ impl ProxyCore {
     fn emit_events(&mut self, evs: Vec<CallEvent>) {
         for ev in evs {
             if ev.kind == EventKind::Hangup {
+                self.admission.call_ended(&ev.call_id);
                 if let Some(key) = self.call_rewrite.remove(&ev.call_id) {
                     // keep the rewrite a little for the final 200 to BYE and retransmissions
                     let at = ev.at + self.cfg.t1 * 64;
@@ -883,7 +959,52 @@ impl ProxyCore {
                 }
             }
         }
-        if self.servers.len() + self.clients.len() >= self.cfg.max_transactions {
+        // Admission (Kamailio pike + htable ban): a request is refused for
+        // its source's load before it reaches the call tracker (no CTI
+        // event). ACK and CANCEL were handled above. A request inside a
+        // call the tracker knows (the BYE of an established call) always
+        // passes; a To tag alone does not make a request exempt, or a
+        // flooder would add one.
+        let live_call = !initial && self.in_live_call(&msg);
+        if !live_call {
+            let start = if initial && method == "INVITE" {
+                Start::Call
+            } else {
+                Start::Transaction
+            };
+            if let Verdict::Refuse {
+                limit,
+                retry_after_s,
+            } = self.admission.admit(now, source.ip(), side, start)
+            {
+                match limit {
+                    Limit::Rate | Limit::Banned => self.stats.rate_limited += 1,
+                    Limit::TransactionShare | Limit::CallShare => {
+                        self.stats.source_share_limited += 1
+                    }
+                    Limit::SourceTableFull => self.stats.source_table_full += 1,
+                }
+                let retry = retry_after_s.to_string();
+                self.respond_stateless(
+                    &msg,
+                    source,
+                    transport,
+                    503,
+                    "Service Unavailable",
+                    &[("Retry-After", &retry)],
+                );
+                return;
+            }
+        }
+        // Requests inside a live call (the BYE of an established call)
+        // have a reserve of a tenth above the global limit.
+        let max = self.cfg.max_transactions;
+        let cap = if live_call {
+            max.saturating_add((max / 10).max(1))
+        } else {
+            max
+        };
+        if self.servers.len() + self.clients.len() >= cap {
             self.stats.overloaded += 1;
             if log_sample(self.stats.overloaded) {
                 tracing::warn!("transaction table full: 503");
@@ -927,6 +1048,7 @@ impl ProxyCore {
         let reply_to = Self::reply_target(&msg, source, transport);
         let is_invite = method == "INVITE";
         let events = self.track(&msg, side, now);
+        let counted = self.admission.open_transaction(now, source.ip(), side);
         let mut stx = ServerTx {
             req: Some(msg),
             timer_keys: Vec::new(),
@@ -942,6 +1064,7 @@ impl ProxyCore {
             loop_hash: lh,
             pending: None,
             direction: None,
+            source: counted,
         };
         if is_invite {
             // 100 Trying at once (RFC 3261 16.2 / 17.2.1)
@@ -956,6 +1079,8 @@ impl ProxyCore {
         for ev in events {
             if ev.kind == EventKind::NewCall && is_invite && initial {
                 stx.direction = Some(ev.direction);
+                self.admission
+                    .call_started(now, source.ip(), side, &ev.call_id);
                 new_call = Some(ev);
             } else {
                 rest.push(ev);
@@ -1384,6 +1509,7 @@ impl ProxyCore {
                 loop_hash: String::new(),
                 pending: None,
                 direction: None,
+                source: None,
             },
         );
         let wait = self.cfg.wait;

@@ -1,6 +1,7 @@
 //! sipcti: a SIP proxy between phones (or a PBX) and a SIP trunk that
 //! reports every call to Zammad's Generic CTI API.
 //!
+//! * [`admission`] — per-source rate limit, ban and table shares.
 //! * [`config`] — `sipcti.toml`.
 //! * [`core`] — the sans-IO transaction-stateful proxy (RFC 3261 16/17).
 //! * [`identity`] — the caller-id rewrite of one dialog.
@@ -10,6 +11,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod config;
 pub mod core;
 pub mod demo;
