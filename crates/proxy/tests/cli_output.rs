@@ -3,7 +3,8 @@
 //! * no TOML error, log line or message of `check-config` or `run` shows the Zammad URL past
 //!   its host, for every realistic typo around `zammad.url` and every place a token can sit
 //!   in the URL (last segment, middle segment, query, userinfo, fragment), nor while `run`
-//!   cannot reach Zammad.
+//!   cannot reach Zammad;
+//! * log lines carry no ANSI colour codes when stderr is not a terminal (here: a pipe).
 
 use std::io::Read;
 use std::net::UdpSocket;
@@ -231,5 +232,25 @@ fn valid_urls_are_redacted_in_check_config_and_run_with_zammad_down() {
         assert!(err.contains("CTI delivery failed"), "{}", text(&run));
         assert_no_secret(&format!("run {url}"), &run);
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn no_ansi_colour_codes_when_stderr_is_a_pipe() {
+    let dir = tempdir("ansi");
+    let path = write_config(&dir, "a.toml", "url = \"http://127.0.0.1:1/api/v1/cti/x\"");
+    let cfg = path.to_str().expect("utf-8 path");
+    let child = sipcti(&["run", "--config", cfg]).spawn().expect("spawn");
+    let run = finish(child, Duration::from_millis(800));
+    let err = String::from_utf8_lossy(&run.stderr).to_string();
+    assert!(
+        err.contains("INFO"),
+        "no log line to check:\n{}",
+        text(&run)
+    );
+    assert!(
+        !err.contains("\x1b["),
+        "ANSI escape in piped logs:\n{err:?}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
