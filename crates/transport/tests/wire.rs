@@ -633,6 +633,11 @@ const TO_CASES: &[(&str, &str)] = &[
     ("\"unclosed", "<sip:anonymous@anonymous.invalid>;tag=T"),
     ("", "<sip:anonymous@anonymous.invalid>;tag=T"),
     ("<sip:bob@h", "<sip:anonymous@anonymous.invalid>;tag=T"),
+    // a tag flag or an empty tag (found by the wire fuzz target): a second tag would not count
+    ("<sip:bob@h>;tag ", "<sip:bob@h>;tag=T"),
+    ("Bob <sip:bob@h>;x=1;tag=", "<sip:bob@h>;tag=T"),
+    // an unclosed quote in a parameter would swallow an appended tag (fuzz finding)
+    ("<sip:bob@h>;x=\"a b", "<sip:bob@h>;tag=T"),
 ];
 
 #[test]
@@ -641,7 +646,7 @@ fn to_with_tag_is_always_well_formed() {
         let got = to_with_tag(req, "T");
         assert_eq!(&got, want, "To: {req}");
         let na = NameAddr::parse(&got).unwrap_or_else(|_| panic!("{got} does not parse"));
-        assert!(na.tag().is_some(), "{got}");
+        assert!(na.tag().is_some_and(|t| !t.is_empty()), "{got}");
     }
     assert_eq!(to_with_tag("<sip:a@h>", "a b\r\n\"c"), "<sip:a@h>;tag=abc");
     assert_eq!(to_with_tag("<sip:a@h>", "\r\n"), "<sip:a@h>;tag=0");
@@ -662,7 +667,8 @@ fn response_for_always_tags_a_well_formed_to() {
                 .unwrap_or_else(|e| panic!("To: {to}: {e}\n{}", String::from_utf8_lossy(&out)));
             r.validate()
                 .unwrap_or_else(|e| panic!("To: {to}: {e}\n{}", String::from_utf8_lossy(&out)));
-            assert!(r.to().and_then(|t| t.tag()).is_some(), "To: {to}");
+            let tag = r.to().and_then(|t| t.tag()).unwrap_or_default().to_string();
+            assert!(!tag.is_empty(), "To: {to}");
         }
         let trying = response_for(&m, 100, "Trying", Some("T"), &[]);
         assert!(

@@ -258,8 +258,12 @@ pub const FALLBACK_TO_URI: &str = "sip:anonymous@anonymous.invalid";
 /// A well-formed To header value for a response to a request whose To value is `value`,
 /// carrying a tag (RFC 3261 8.2.6.2: the response's To is the request's plus a tag).
 ///
-/// * `value` parses as a name-addr and has a tag: returned as is (trimmed).
-/// * It parses, has no tag, and is not an addr-spec with `?` headers: `value;tag=TAG`.
+/// * `value` parses as a name-addr and has a non-empty tag: returned as is (trimmed).
+/// * It parses, has no `tag` parameter, is not an addr-spec with `?` headers, and
+///   `value;tag=TAG` parses with that tag (an unclosed quote in a parameter would swallow
+///   it): `value;tag=TAG`.
+/// * It parses but its tag is a flag or empty (`;tag`, `;tag=`): `<URI>;tag=TAG`, since a
+///   second `tag` would not be the one a reader takes.
 /// * Otherwise it cannot carry a tag well-formed (an unclosed quote, RFC 4475 3.1.2.6
 ///   `quotbal`, would swallow the tag; an addr-spec with `?`, RFC 4475 3.1.2.13, would read
 ///   the tag as a URI header). Then the display name is dropped and the URI of the last
@@ -268,6 +272,9 @@ pub const FALLBACK_TO_URI: &str = "sip:anonymous@anonymous.invalid";
 ///   one, the first word of the value up to any `?` or `;` (URI headers and parameters
 ///   dropped) is used when it parses as a URI, and [`FALLBACK_TO_URI`] otherwise (so a
 ///   missing To may be given as `""`).
+///
+/// The result always parses as a name-addr whose tag is the (reduced) `tag`: whatever is
+/// built is checked, and `<`[`FALLBACK_TO_URI`]`>;tag=TAG` is the last resort.
 ///
 /// `tag` is reduced to RFC 3261 `token` characters (`tag` itself when it is one already;
 /// `0` if none is left). CR, LF and control characters never reach the result.
@@ -286,15 +293,23 @@ pub fn to_with_tag(value: &str, tag: &str) -> String {
                 .any(|b| b.is_ascii_control() || matches!(b, b'<' | b'>' | b'"' | b' ' | b'\t'))
             && super::parse::Uri::parse(u).is_ok()
     };
-    if let Ok(na) = NameAddr::parse(value) {
+    let parsed = NameAddr::parse(value).ok();
+    if let Some(na) = &parsed {
         let addr_spec_with_headers = !value.contains('<') && value.contains('?');
         let controls = value.bytes().any(|b| b.is_ascii_control());
         if !controls && !addr_spec_with_headers {
-            if na.tag().is_some() {
+            if has_tag(na) {
                 return value.to_string();
             }
-            return format!("{value};tag={tag}");
+            let appended = format!("{value};tag={tag}");
+            if na.param("tag").is_none() && carries_tag(&appended, &tag) {
+                return appended;
+            }
         }
+    }
+    // a `tag` flag or an empty tag: keep the URI only (a second tag would not count)
+    if let Some(na) = parsed.filter(|na| na.param("tag").is_some() && clean_uri(na.uri)) {
+        return format!("<{}>;tag={tag}", na.uri);
     }
     let bracketed = value.rfind('<').and_then(|open| {
         let rest = &value[open + 1..];
@@ -308,7 +323,22 @@ pub fn to_with_tag(value: &str, tag: &str) -> String {
         },
     };
     let uri = if clean_uri(uri) { uri } else { FALLBACK_TO_URI };
-    format!("<{uri}>;tag={tag}")
+    let rebuilt = format!("<{uri}>;tag={tag}");
+    if carries_tag(&rebuilt, &tag) {
+        rebuilt
+    } else {
+        format!("<{FALLBACK_TO_URI}>;tag={tag}")
+    }
+}
+
+/// True when `value` parses as a name-addr whose tag is `tag`.
+fn carries_tag(value: &str, tag: &str) -> bool {
+    NameAddr::parse(value).is_ok_and(|na| na.tag() == Some(tag))
+}
+
+/// True when `na` has a `tag` parameter with a non-empty value.
+fn has_tag(na: &NameAddr<'_>) -> bool {
+    na.tag().is_some_and(|t| !t.is_empty())
 }
 
 /// Builds a response to `req` (RFC 3261 8.2.6.2): status line `SIP/2.0 status reason`,
@@ -348,11 +378,12 @@ pub fn response_for(
         (Some((_, e)), Some(tag)) => {
             let value = req.raw_value(e);
             let parsed = NameAddr::parse(value);
-            let has_tag = parsed.as_ref().is_ok_and(|na| na.tag().is_some());
-            let appendable = parsed.is_ok()
+            let tagged = parsed.as_ref().is_ok_and(has_tag);
+            let appendable = parsed.as_ref().is_ok_and(|na| na.param("tag").is_none())
+                && carries_tag(&format!("{value};tag={tag}"), tag)
                 && !(value.contains('?') && !value.contains('<'))
                 && !value.bytes().any(|b| b.is_ascii_control());
-            if has_tag {
+            if tagged {
                 copy_line(&mut out, e);
             } else if appendable {
                 out.extend_from_slice(
