@@ -381,7 +381,7 @@ pub fn response_for(
             let tagged = parsed.as_ref().is_ok_and(has_tag);
             let appendable = parsed.as_ref().is_ok_and(|na| na.param("tag").is_none())
                 && carries_tag(&format!("{value};tag={tag}"), tag)
-                && !(value.contains('?') && !value.contains('<'))
+                && (value.contains('<') || !value.contains('?'))
                 && !value.bytes().any(|b| b.is_ascii_control());
             if tagged {
                 copy_line(&mut out, e);
