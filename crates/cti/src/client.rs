@@ -22,7 +22,9 @@ const BODY_EXCERPT_CHARS: usize = 200;
 const MIN_BACKOFF: Duration = Duration::from_millis(1);
 
 /// Configuration of a [`CtiClient`]. See [`ClientConfig::default`] for the defaults.
-#[derive(Clone, Debug)]
+///
+/// Its `Debug` shows the URL only in [`redact_url`]'s form.
+#[derive(Clone)]
 pub struct ClientConfig {
     /// Zammad CTI URL `https://{zammad}/api/v1/cti/{token}` (a secret: only its redacted form
     /// is ever logged). `None` selects the stdout sink: each event is printed as one compact
@@ -45,6 +47,23 @@ pub struct ClientConfig {
     /// An event still undelivered this long after it was queued is dropped, counted and
     /// logged (default 1 h).
     pub give_up_after: Duration,
+}
+
+impl std::fmt::Debug for ClientConfig {
+    /// Like a derived `Debug`, with `url` redacted (`scheme://host[:port]/***`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("url", &self.url.as_deref().map(redact_url))
+            .field("format", &self.format)
+            .field("newcall_timeout", &self.newcall_timeout)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("request_timeout", &self.request_timeout)
+            .field("retry_initial", &self.retry_initial)
+            .field("retry_max", &self.retry_max)
+            .field("give_up_after", &self.give_up_after)
+            .finish()
+    }
 }
 
 impl Default for ClientConfig {
@@ -861,6 +880,18 @@ mod tests {
         })
         .unwrap();
         let d = format!("{c:?}");
-        assert!(d.contains("/cti/***") && !d.contains("SECRET"), "{d}");
+        assert!(
+            d.contains("127.0.0.1:9/***") && !d.contains("SECRET"),
+            "{d}"
+        );
+        let cfg = ClientConfig {
+            url: Some("http://127.0.0.1:9/SECRET/api/v1/cti/x?t=SECRET".into()),
+            ..Default::default()
+        };
+        let d = format!("{cfg:?}");
+        assert!(
+            d.contains("127.0.0.1:9/***") && !d.contains("SECRET"),
+            "{d}"
+        );
     }
 }

@@ -20,7 +20,8 @@
 //!   (only once if the call's newCall was dropped, as Zammad cannot know the call).
 //! * **Fail open**: [`CtiClient::new_call`] waits at most `newcall_timeout` for Zammad's
 //!   [`Decision`] (reject / dial / continue); on time-out delivery goes on in the background.
-//! * **Secret URL**: the token is in the URL path; only [`redact_url`]'s form is ever logged,
+//! * **Secret URL**: the token may be anywhere after the host; only [`redact_url`]'s form
+//!   (`scheme://host[:port]/***`) is ever logged or shown by `Debug`,
 //!   and reqwest errors are logged without their URL.
 //! * **Stdout sink**: with no URL, each event is printed as one compact JSON line on stdout.
 //!

@@ -1,5 +1,6 @@
-//! Nothing the client logs (at any level up to DEBUG, dependencies included) contains the
-//! Zammad token.
+//! Nothing the client logs (at every level up to TRACE, dependencies included) contains the
+//! Zammad token, wherever in the URL the token is (last segment, middle segment, query,
+//! userinfo, fragment), and no error the client returns does either.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -40,7 +41,7 @@ async fn logs_never_contain_the_token() {
     let buf = Buf::default();
     let b2 = buf.clone();
     let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
+        .with_max_level(tracing::Level::TRACE)
         .with_ansi(false)
         .with_writer(move || b2.clone())
         .finish();
@@ -84,6 +85,44 @@ async fn logs_never_contain_the_token() {
     .unwrap();
     refused.submit(ev(EventKind::NewCall, "d"));
     assert!(refused.drain(Duration::from_secs(2)).await);
+    // every URL shape, Zammad unreachable (refused port, and a host that does not resolve)
+    for (i, url) in [
+        "http://127.0.0.1:1/SECRETTOKEN/api/v1/cti/x",
+        "http://127.0.0.1:1/api/v1/cti?token=SECRETTOKEN",
+        "http://user:SECRETTOKEN@127.0.0.1:1/api/v1/cti/x",
+        "http://127.0.0.1:1/api/v1/cti/x#SECRETTOKEN",
+        "http://no-such-host.invalid/api/v1/cti/SECRETTOKEN",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let c = CtiClient::start(ClientConfig {
+            url: Some(url.into()),
+            ..cfg.clone()
+        })
+        .unwrap();
+        tracing::info!("{c:?}");
+        c.submit(ev(EventKind::NewCall, &format!("shape{i}")));
+        let _ = c
+            .new_call(ev(EventKind::NewCall, &format!("wait{i}")))
+            .await;
+        assert!(c.drain(Duration::from_secs(5)).await);
+    }
+    for bad in [
+        "ftp://x/api/v1/cti/SECRETTOKEN",
+        "http://",
+        "unix:/SECRETTOKEN",
+        "SECRETTOKEN",
+        "http://exa mple/SECRETTOKEN",
+    ] {
+        let e = CtiClient::start(ClientConfig {
+            url: Some(bad.into()),
+            ..ClientConfig::default()
+        })
+        .unwrap_err();
+        let shown = format!("{e} {e:?}");
+        assert!(!shown.contains("SECRETTOKEN"), "{bad}: {shown}");
+    }
     let _ = CtiClient::start(ClientConfig {
         url: Some("ftp://x/api/v1/cti/SECRETTOKEN".into()),
         ..ClientConfig::default()
@@ -94,7 +133,8 @@ async fn logs_never_contain_the_token() {
     if std::env::var_os("SIPCTI_SHOW_LOG").is_some() {
         eprintln!("{text}");
     }
-    assert!(text.contains("/api/v1/cti/***"), "{text}");
+    assert!(text.contains("127.0.0.1:1/***"), "{text}");
+    assert!(text.contains("CTI delivery failed"), "{text}");
     assert!(text.contains("CTI event dropped"), "{text}");
     assert!(!text.contains("SECRETTOKEN"), "{text}");
 }

@@ -23,7 +23,9 @@ pub enum ConfigError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// TOML syntax error, unknown key or wrong type (serde names the key).
+    /// TOML syntax error, unknown key or wrong type, already rendered by [`toml_error`]:
+    /// `TOML error at line L, column C in `key.path`: message`. Never holds the source
+    /// line nor the Zammad URL's path, query, userinfo or fragment.
     #[error("{0}")]
     Toml(String),
     /// A value is present but invalid.
@@ -131,8 +133,8 @@ pub enum ZammadFormat {
     Form,
 }
 
-/// `[zammad]` section.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// `[zammad]` section. Its `Debug` shows `url` redacted.
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ZammadSection {
     /// `https://zammad.example/api/v1/cti/TOKEN`; or set `SIPCTI_ZAMMAD_URL`.
@@ -168,6 +170,20 @@ fn default_give_up() -> u64 {
 }
 fn default_in_flight() -> usize {
     16
+}
+
+impl std::fmt::Debug for ZammadSection {
+    /// Like a derived `Debug`, with `url` in [`sipcti_cti::redact_url`]'s form.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZammadSection")
+            .field("url", &self.url.as_deref().map(sipcti_cti::redact_url))
+            .field("format", &self.format)
+            .field("newcall_timeout_ms", &self.newcall_timeout_ms)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("give_up_after_s", &self.give_up_after_s)
+            .field("max_in_flight", &self.max_in_flight)
+            .finish()
+    }
 }
 
 impl Default for ZammadSection {
@@ -302,8 +318,8 @@ pub struct HopConfig {
     pub transport: UriTransport,
 }
 
-/// The validated configuration the proxy runs with.
-#[derive(Debug, Clone)]
+/// The validated configuration the proxy runs with. Its `Debug` shows `zammad_url` redacted.
+#[derive(Clone)]
 pub struct Config {
     /// Listen address for UDP and TCP.
     pub listen: SocketAddr,
@@ -341,6 +357,35 @@ pub struct Config {
     pub timers: TimersSection,
     /// The file as read (for printing).
     pub file: FileConfig,
+}
+
+impl std::fmt::Debug for Config {
+    /// Like a derived `Debug`, with `zammad_url` in [`sipcti_cti::redact_url`]'s form.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("advertise", &self.advertise)
+            .field("advertise_inside", &self.advertise_inside)
+            .field("advertise_trunk", &self.advertise_trunk)
+            .field("trunk", &self.trunk)
+            .field("trunk_sources", &self.trunk_sources)
+            .field("inside_networks", &self.inside_networks)
+            .field("inside_target", &self.inside_target)
+            .field("country_code", &self.country_code)
+            .field("max_internal_len", &self.max_internal_len)
+            .field(
+                "zammad_url",
+                &self.zammad_url.as_deref().map(sipcti_cti::redact_url),
+            )
+            .field("zammad_format", &self.zammad_format)
+            .field("newcall_timeout", &self.newcall_timeout)
+            .field("cti_queue", &self.cti_queue)
+            .field("cti_give_up", &self.cti_give_up)
+            .field("limits", &self.limits)
+            .field("timers", &self.timers)
+            .field("file", &self.file)
+            .finish()
+    }
 }
 
 /// Parse a SIP URI used as a configured hop (`trunk.uri`, `inside.target`).
@@ -390,6 +435,155 @@ fn parse_nets(key: &'static str, list: &[String]) -> Result<Vec<IpNet>, ConfigEr
         .collect()
 }
 
+/// Render a TOML error of `text` without leaking the Zammad token.
+///
+/// toml's own `Display` quotes the offending source line, which for any typo near
+/// `zammad.url` is the token. This gives instead `TOML error at line L, column C in
+/// `key.path`: message` (line and column 1-based, the column counted in characters; the key
+/// path guessed from the enclosing `[table]` header and the bare key before `=` on that line,
+/// left out when the line has none), where the message is toml's, on one line, with every
+/// URL-looking text replaced by [`sipcti_cti::redact_url`]'s form and every piece of a `url`
+/// key's raw value (as written, even when it does not parse) replaced by `***`.
+pub fn toml_error(text: &str, e: &toml::de::Error) -> ConfigError {
+    let message = scrub_secrets(text, &e.message().trim().replace('\n', "; "));
+    let mut out = String::from("TOML error");
+    if let Some(span) = e.span() {
+        let start = span.start.min(text.len());
+        let before = &text.as_bytes()[..start];
+        let line_start = before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        let line_no = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        let column = String::from_utf8_lossy(&before[line_start..])
+            .chars()
+            .count()
+            + 1;
+        out.push_str(&format!(" at line {line_no}, column {column}"));
+        if let Some(key) = key_path_at(text, line_no) {
+            out.push_str(&format!(" in `{key}`"));
+        }
+    }
+    out.push_str(": ");
+    out.push_str(&message);
+    ConfigError::Toml(out)
+}
+
+/// A bare or dotted TOML key (`zammad.url`, `max_in_flight`), nothing else: the only key
+/// text [`toml_error`] repeats, so that a line holding a value (a token) is never echoed.
+fn bare_key(s: &str) -> Option<String> {
+    let k: String = s
+        .trim()
+        .split('.')
+        .map(|p| p.trim().trim_matches('"').trim_matches('\''))
+        .collect::<Vec<_>>()
+        .join(".");
+    let ok = !k.is_empty()
+        && k.len() <= 64
+        && k.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+    ok.then_some(k)
+}
+
+/// The key path of 1-based line `line_no` of `text`: the last `[table]` header at or above
+/// it, joined with the bare key before `=` on that line. None when neither is found.
+fn key_path_at(text: &str, line_no: usize) -> Option<String> {
+    let lines: Vec<&str> = text.split('\n').collect();
+    let idx = line_no.checked_sub(1)?;
+    let header_of = |l: &str| -> Option<String> {
+        let t = l.trim();
+        let inner = t.strip_prefix('[')?;
+        let end = inner.find(']')?;
+        bare_key(inner[..end].trim_start_matches('['))
+    };
+    let line = lines.get(idx).copied().unwrap_or("");
+    if let Some(h) = header_of(line) {
+        return Some(h);
+    }
+    let table = lines[..idx.min(lines.len())]
+        .iter()
+        .rev()
+        .find_map(|l| header_of(l));
+    let key = line.split_once('=').and_then(|(k, _)| bare_key(k));
+    match (table, key) {
+        (Some(t), Some(k)) => Some(format!("{t}.{k}")),
+        (t, k) => t.or(k),
+    }
+}
+
+/// The raw values of every `url` key in `text` (`url = ...`, `zammad.url = ...`, quoted or
+/// not, `=` present or not), split into the pieces that may be the token: the value as
+/// written, the value without quotes, and each piece between URL delimiters (`/ ? # @ : = &`)
+/// of at least 4 characters.
+fn url_secrets(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let t = line.trim_start();
+        let rest = ["zammad.url", "\"url\"", "'url'", "url"]
+            .iter()
+            .find_map(|k| t.strip_prefix(k));
+        let Some(rest) = rest else { continue };
+        if rest.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            continue; // another key (`url_x`)
+        }
+        let value = rest.trim().trim_start_matches('=').trim();
+        if value.is_empty() {
+            continue;
+        }
+        out.push(value.to_string());
+        let unquoted = value.trim_matches(|c| c == '"' || c == '\'');
+        out.push(unquoted.to_string());
+        // the scheme and the host may be shown; a query key (`token=`) is not a secret
+        let (scheme, after) = unquoted.split_once("://").unwrap_or(("", unquoted));
+        let authority = after.split(['/', '?', '#']).next().unwrap_or("");
+        let host_port = authority.rsplit('@').next().unwrap_or("");
+        let host = host_port.rsplit_once(':').map_or(host_port, |(h, _)| h);
+        out.extend(
+            unquoted
+                .split(['/', '?', '#', '@', ':', '&', '"', '\'', ' ', ';'])
+                .map(|p| p.split_once('=').map_or(p, |(_, v)| v))
+                .filter(|p| p.chars().count() >= 4 && *p != scheme && *p != host)
+                .map(str::to_string),
+        );
+    }
+    // longest first, so a value is replaced whole before its pieces
+    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    out.dedup();
+    out
+}
+
+/// `msg` with URL-looking text redacted and the pieces of `text`'s `url` values hidden.
+fn scrub_secrets(text: &str, msg: &str) -> String {
+    let mut out = redact_urls_in(msg);
+    for secret in url_secrets(text) {
+        if out.contains(&secret) {
+            out = out.replace(&secret, "***");
+        }
+    }
+    out
+}
+
+/// Replace every `scheme://...` run in `s` (up to whitespace, a quote, a backtick or a comma)
+/// by its [`sipcti_cti::redact_url`] form.
+fn redact_urls_in(s: &str) -> String {
+    let stop = |c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | ',' | '<' | '>');
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find("://") {
+        let scheme_start = rest[..i]
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+            .map_or(0, |j| {
+                j + rest[j..].chars().next().map_or(1, char::len_utf8)
+            });
+        let end = rest[i + 3..].find(stop).map_or(rest.len(), |j| i + 3 + j);
+        out.push_str(&rest[..scheme_start]);
+        out.push_str(&sipcti_cti::redact_url(&rest[scheme_start..end]));
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 impl Config {
     /// Read and validate a configuration file. `SIPCTI_ZAMMAD_URL`, when
     /// set, overrides `zammad.url`.
@@ -406,8 +600,7 @@ impl Config {
 
     /// Parse and validate configuration text; `env_url` overrides `zammad.url`.
     pub fn from_toml(text: &str, env_url: Option<String>) -> Result<Config, ConfigError> {
-        let file: FileConfig =
-            toml::from_str(text).map_err(|e| ConfigError::Toml(e.to_string()))?;
+        let file: FileConfig = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
         Config::validate(file, env_url)
     }
 
@@ -637,7 +830,12 @@ url = "http://127.0.0.1:8080/api/v1/cti/SECRETTOKEN"
         let c = Config::from_toml(GOOD, None).unwrap();
         let t = c.effective_toml();
         assert!(!t.contains("SECRETTOKEN"), "{t}");
-        assert!(t.contains("/api/v1/cti/"), "{t}");
+        assert!(t.contains("url = \"http://127.0.0.1:8080/***\""), "{t}");
+        let d = format!("{c:?}");
+        assert!(
+            !d.contains("SECRETTOKEN") && d.contains("127.0.0.1:8080/***"),
+            "{d}"
+        );
     }
 
     #[test]
@@ -685,5 +883,146 @@ url = "http://127.0.0.1:8080/api/v1/cti/SECRETTOKEN"
         let bad = GOOD.replace("country_code = \"49\"", "country_code = \"+49\"");
         let e = Config::from_toml(&bad, None).unwrap_err().to_string();
         assert!(e.starts_with("numbers.country_code:"), "{e}");
+    }
+
+    /// The secret used in every leak test below.
+    const SECRET: &str = "S3CR3TT0K3N";
+
+    /// Zammad URLs with the token in every place a token can be.
+    pub(crate) fn url_shapes() -> Vec<String> {
+        [
+            "https://z.example/api/v1/cti/{S}",
+            "https://z.example/{S}/api/v1/cti/x",
+            "https://z.example/api/v1/cti?token={S}",
+            "https://user:{S}@z.example/api/v1/cti/x",
+            "https://z.example:8443/api/v1/cti/x#{S}",
+        ]
+        .iter()
+        .map(|u| u.replace("{S}", SECRET))
+        .collect()
+    }
+
+    /// Realistic typos on or around `zammad.url` (`{U}` is the URL); each must fail to parse.
+    pub(crate) const TYPOS: &[(&str, &str)] = &[
+        ("missing opening quote", "url = {U}\""),
+        ("missing closing quote", "url = \"{U}"),
+        ("unquoted", "url = {U}"),
+        ("duplicate key", "url = \"{U}\"\nurl = \"{U}\""),
+        ("missing =", "url \"{U}\""),
+        ("wrong type (array)", "url = [\"{U}\"]"),
+        ("wrong type (table)", "url = { u = \"{U}\" }"),
+        ("url in the wrong key", "format = \"{U}\""),
+        (
+            "unknown key next to url",
+            "url = \"{U}\"\nurl_token = \"{U}\"",
+        ),
+        ("misspelt key", "ulr = \"{U}\""),
+        ("bad escape", "url = \"{U}\\q\""),
+        ("mixed quotes", "url = '{U}\""),
+        ("trailing garbage", "url = \"{U}\" x"),
+        ("unclosed multi-line string", "url = \"\"\"{U}"),
+        ("url in the wrong table", "[limits]\nurl = \"{U}\""),
+        ("table twice", "[zammad]\nurl = \"{U}\""),
+        ("dotted key twice", "zammad.url = \"{U}\""),
+        ("newline in value", "url = \"{U}\nx\""),
+        ("control character", "url = \"{U}\u{1}\""),
+    ];
+
+    /// GOOD with its `url` line replaced by `line`.
+    pub(crate) fn with_url_line(line: &str) -> String {
+        GOOD.replace(
+            "url = \"http://127.0.0.1:8080/api/v1/cti/SECRETTOKEN\"",
+            line,
+        )
+    }
+
+    /// Every typo with every URL shape: the error (Display and Debug) never shows the token,
+    /// never shows the source line, and says where the error is.
+    #[test]
+    fn toml_errors_never_show_the_token() {
+        for (name, typo) in TYPOS {
+            for url in url_shapes() {
+                let text = with_url_line(&typo.replace("{U}", &url));
+                let e = match Config::from_toml(&text, None) {
+                    Ok(_) => panic!("{name}: parsed"),
+                    Err(e) => e,
+                };
+                let shown = format!("{e}\n{e:?}");
+                if std::env::var_os("SIPCTI_SHOW_ERRORS").is_some() {
+                    eprintln!("{name}: {e}");
+                }
+                assert!(!shown.contains(SECRET), "{name} / {url}:\n{shown}");
+                // nothing past the host either
+                assert!(
+                    !shown.contains("/api") && !shown.contains("user"),
+                    "{name} / {url}:\n{shown}"
+                );
+                assert!(shown.contains("line "), "{name}: {shown}");
+                assert!(!e.to_string().contains('\n'), "{name}: {e}");
+            }
+        }
+    }
+
+    /// The error names the line (1-based), the column and the key path.
+    #[test]
+    fn toml_errors_name_line_column_and_key() {
+        let text = with_url_line("url = \"https://z.example/api/v1/cti/x");
+        let line = text.lines().position(|l| l.starts_with("url = ")).unwrap() + 1;
+        let e = Config::from_toml(&text, None).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("TOML error at line {line}, column ")),
+            "{e}"
+        );
+        assert!(e.contains("in `zammad.url`"), "{e}");
+        let e = Config::from_toml(&with_url_line("url = 5"), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&format!("line {line}, column 7 in `zammad.url`")),
+            "{e}"
+        );
+        assert!(e.contains("expected a string"), "{e}");
+    }
+
+    /// Valid URLs of every shape load, and neither `check-config`'s output nor `Debug` shows
+    /// the token; an invalid env URL's error does not either.
+    #[test]
+    fn valid_urls_of_every_shape_are_redacted() {
+        for url in url_shapes() {
+            let c = Config::from_toml(&with_url_line(&format!("url = \"{url}\"")), None)
+                .unwrap_or_else(|e| panic!("{url}: {e}"));
+            let shown = format!("{}\n{c:?}\n{:?}", c.effective_toml(), c.file);
+            assert!(!shown.contains(SECRET), "{url}:\n{shown}");
+            assert!(shown.contains("z.example"), "{shown}");
+            let e = Config::from_toml(GOOD, Some(url.replace("https://", "https://exa mple/")))
+                .unwrap_err();
+            assert!(!format!("{e} {e:?}").contains(SECRET), "{e}");
+            let e = Config::from_toml(GOOD, Some(url.replace("https", "ftp"))).unwrap_err();
+            assert!(!format!("{e} {e:?}").contains(SECRET), "{e}");
+        }
+    }
+
+    #[test]
+    fn scrubbing_helpers() {
+        assert_eq!(
+            redact_urls_in("a `https://h/x/S` b, ftp://q/S"),
+            "a `https://h/***` b, ftp://q/***"
+        );
+        assert_eq!(
+            redact_urls_in("é://S ://S"),
+            "é<unparseable url> <unparseable url>"
+        );
+        let t = "[zammad]\nurl = \"https://h/a/TOKEN1\"\nurl_x = 1\n  url \"x://y/TOKEN2\"";
+        let m = scrub_secrets(t, "TOKEN1 and TOKEN2 but not url_x");
+        assert_eq!(m, "*** and *** but not url_x");
+        let t = "url = 'https://u:PASSWORD@host.example:80/?token=QUERYTOKEN#FRAGMENT'";
+        let m = scrub_secrets(t, "token host.example PASSWORD QUERYTOKEN FRAGMENT https");
+        assert_eq!(m, "token host.example *** *** *** https");
+        assert_eq!(
+            key_path_at("[a]\nb = 1\n[c.d]\n e = 2", 4).as_deref(),
+            Some("c.d.e")
+        );
+        assert_eq!(key_path_at("x \"y=z\"", 1), None);
+        assert_eq!(key_path_at("", 7), None);
     }
 }

@@ -2215,8 +2215,16 @@ impl ProxyCore {
 /// plain line scan (RFC 3261 8.2.6). `None` for responses, ACKs, and when a
 /// needed header is missing: then nothing can be answered.
 ///
+/// Takes the received bytes (at most the first 64 KiB are looked at), the
+/// source address, the status and reason; returns the response bytes. Every
+/// Via line is copied in order; of From, To, Call-ID and CSeq the first line.
 /// The top Via gets `received` and the filled `rport` (RFC 3581) when it
-/// asked for rport, as every response the proxy builds does.
+/// asked for rport, as every response the proxy builds does. The To gets a
+/// tag (RFC 3261 8.2.6.2) unless it has one, `sc` + a hash of Call-ID and
+/// status as for the core's other stateless answers, and is rebuilt
+/// well-formed by [`sipcti_transport::to_with_tag`] when it is broken (an
+/// unclosed quote keeps only its last `<URI>`, so the tag never lands inside
+/// the quote). Never panics.
 pub fn salvage_error_response(
     data: &[u8],
     source: SocketAddr,
@@ -2234,39 +2242,57 @@ pub fn salvage_error_response(
     if !start.contains("SIP/") || start.starts_with("ACK ") {
         return None;
     }
-    let mut out = format!("SIP/2.0 {status} {}\r\n", reason.replace(['\r', '\n'], " "));
-    let mut found = [false; 5];
+    let names = ["Via", "From", "To", "Call-ID", "CSeq"];
+    let mut vias: Vec<String> = Vec::new();
+    let mut first: [Option<String>; 5] = Default::default();
     for line in lines.take(256) {
         let Some((name, value)) = line.split_once(':') else {
             continue;
         };
         let canon = sipcti_transport::canonical_name(name.trim());
-        let names = ["Via", "From", "To", "Call-ID", "CSeq"];
-        if let Some(i) = names.iter().position(|n| canon.eq_ignore_ascii_case(n)) {
-            if i == 4 && value.trim().ends_with("ACK") {
-                return None;
-            }
-            let mut value = value.trim().to_string();
-            if i == 0 && !found[0] {
-                if let Some(at) = value.find(";rport") {
-                    let rest = &value[at + 6..];
-                    if !rest.starts_with('=') {
-                        value = format!(
-                            "{};rport={};received={}{}",
-                            &value[..at],
-                            source.port(),
-                            source.ip(),
-                            rest
-                        );
-                    }
-                }
-            }
-            found[i] = true;
-            out.push_str(&format!("{}: {}\r\n", names[i], value));
+        let Some(i) = names.iter().position(|n| canon.eq_ignore_ascii_case(n)) else {
+            continue;
+        };
+        let value = value.trim().replace(['\r', '\n'], " ");
+        if i == 0 {
+            vias.push(value);
+        } else if first[i].is_none() {
+            first[i] = Some(value);
         }
     }
-    if found.iter().any(|f| !f) {
+    let [_, Some(from), Some(to), Some(call_id), Some(cseq)] = first else {
         return None;
+    };
+    if vias.is_empty() || cseq.ends_with("ACK") {
+        return None;
+    }
+    if let Some(top) = vias.first_mut() {
+        if let Some(at) = top.find(";rport") {
+            let rest = &top[at + 6..];
+            if !rest.starts_with('=') {
+                *top = format!(
+                    "{};rport={};received={}{}",
+                    &top[..at],
+                    source.port(),
+                    source.ip(),
+                    rest
+                );
+            }
+        }
+    }
+    let tag = format!("sc{:x}", fnv1a(&[&call_id, &status.to_string()]));
+    let to = sipcti_transport::to_with_tag(&to, &tag);
+    let mut out = format!("SIP/2.0 {status} {}\r\n", reason.replace(['\r', '\n'], " "));
+    for via in &vias {
+        out.push_str(&format!("Via: {via}\r\n"));
+    }
+    for (name, value) in [
+        ("From", &from),
+        ("To", &to),
+        ("Call-ID", &call_id),
+        ("CSeq", &cseq),
+    ] {
+        out.push_str(&format!("{name}: {value}\r\n"));
     }
     out.push_str("Content-Length: 0\r\n\r\n");
     Some(out.into_bytes())

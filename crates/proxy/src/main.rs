@@ -56,11 +56,15 @@ enum Cmd {
     },
 }
 
+/// Log to stderr, filtered by `SIPCTI_LOG` (default `default`), with ANSI colours only when
+/// stderr is a terminal: a pipe, a file or journald gets plain text.
 fn init_logs(default: &str) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("SIPCTI_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
 }

@@ -66,9 +66,11 @@ const TABLE: &[(&str, Want)] = &[
     ("rfc4475/ltgtruri.dat", AnswerOrForward(&[400])),
     ("rfc4475/lwsstart.dat", AnswerOrForward(&[400])),
     ("rfc4475/trws.dat", AnswerOrForward(&[400])),
-    ("rfc4475/escruri.dat", AnswerOrForward(&[400])),
+    // RFC 4475 3.1.2.11: headers in the Request-URI are answered 400, never forwarded
+    ("rfc4475/escruri.dat", Answer(&[400])),
     ("rfc4475/baddate.dat", AnswerOrForward(&[400])),
-    ("rfc4475/regbadct.dat", AnswerOrForward(&[400])),
+    // 3.1.2.13: a Contact addr-spec with URI headers outside <> is answered 400
+    ("rfc4475/regbadct.dat", Answer(&[400])),
     ("rfc4475/badaspec.dat", AnswerOrForward(&[400])),
     // 3.2 transaction layer
     ("rfc4475/badbranch.dat", AnswerOrForward(&[400])),
@@ -163,6 +165,29 @@ fn check(name: &str, data: &[u8], want: Want) -> Result<(), String> {
             return Err(format!("{}\nsent to a broadcast address", detail()));
         }
     }
+    // every final response the proxy makes itself carries a well-formed To with a tag
+    // (RFC 3261 8.2.6.2), salvaged answers to unparseable requests included
+    for t in &txs {
+        if status_of(t).is_some_and(|st| st >= 200) {
+            let shown = String::from_utf8_lossy(&t.data).to_string();
+            let r = SipMessage::parse(t.data.clone(), &Limits::default())
+                .map_err(|e| format!("{}\nour response does not parse: {e}\n{shown}", detail()))?;
+            let tag = r
+                .to()
+                .ok_or_else(|| format!("{}\nour response has no (valid) To\n{shown}", detail()))?
+                .tag()
+                .map(str::to_string);
+            if tag.is_none_or(|t| t.is_empty()) {
+                return Err(format!(
+                    "{}\nour final response has no To tag\n{shown}",
+                    detail()
+                ));
+            }
+            if std::env::var_os("SIPCTI_SHOW_RESPONSES").is_some() {
+                println!("{name}:\n{shown}");
+            }
+        }
+    }
     let ok = match want {
         Forward => forwarded.len() == 1 && answers.is_empty(),
         Answer(codes) => forwarded.is_empty() && answers.len() == 1 && codes.contains(&answers[0]),
@@ -198,7 +223,14 @@ fn check(name: &str, data: &[u8], want: Want) -> Result<(), String> {
     } else {
         "dropped".to_string()
     };
-    println!("{name:45} {outcome}");
+    // answered although the parser rejected it: built by salvage_error_response
+    let salvaged =
+        if !answers.is_empty() && SipMessage::parse(data.to_vec(), &Limits::default()).is_err() {
+            " (salvaged)"
+        } else {
+            ""
+        };
+    println!("{name:45} {outcome}{salvaged}");
     // 420 lists exactly the Proxy-Require values in Unsupported (RFC 3261 16.3 step 5)
     if answers == [420] {
         let req =

@@ -3,8 +3,8 @@
 use std::net::IpAddr;
 
 use sipcti_transport::{
-    canonical_name, response_for, Frame, FrameError, Limits, NameAddr, ParseError, SipMessage,
-    StreamFramer, Uri, Via,
+    canonical_name, response_for, to_with_tag, Frame, FrameError, Limits, NameAddr, ParseError,
+    SipMessage, StreamFramer, Uri, Via,
 };
 
 fn parse(s: &str) -> SipMessage {
@@ -606,9 +606,116 @@ fn response_for_copies_headers() {
     let out = response_for(&bad, e.status(), &e.reason(), Some("x"), &[]);
     assert_eq!(
         String::from_utf8_lossy(&out),
-        "SIP/2.0 400 Missing To header\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+        "SIP/2.0 400 Missing To header\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1\r\nTo: <sip:anonymous@anonymous.invalid>;tag=x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
     );
     assert!(SipMessage::parse(out, &Limits::default()).is_ok());
+}
+
+/// The To of a final response the proxy makes (RFC 3261 8.2.6.2), for each shape of the
+/// request's To: (request To, response To).
+const TO_CASES: &[(&str, &str)] = &[
+    ("Bob <sip:bob@h>", "Bob <sip:bob@h>;tag=T"),
+    ("<sip:bob@h>;tag=old", "<sip:bob@h>;tag=old"),
+    ("sip:bob@h", "sip:bob@h;tag=T"),
+    ("sip:bob@h;x=1", "sip:bob@h;x=1;tag=T"),
+    // RFC 4475 quotbal: unclosed quote; the tag must not land inside it
+    (
+        "\"Mr. J. User <sip:j.user@example.com>",
+        "<sip:j.user@example.com>;tag=T",
+    ),
+    // RFC 4475 3.1.2.6's warning: the last bracketed URI is the real one
+    (
+        "\"Mr J. User <sip:j.user@example.com> <sip:realj@example.net>",
+        "<sip:realj@example.net>;tag=T",
+    ),
+    // addr-spec with URI headers (regbadct shape): brackets added, headers dropped
+    ("sip:bob@h?Route=%3Csip:x%3E", "<sip:bob@h>;tag=T"),
+    ("\"unclosed", "<sip:anonymous@anonymous.invalid>;tag=T"),
+    ("", "<sip:anonymous@anonymous.invalid>;tag=T"),
+    ("<sip:bob@h", "<sip:anonymous@anonymous.invalid>;tag=T"),
+    // a tag flag or an empty tag (found by the wire fuzz target): a second tag would not count
+    ("<sip:bob@h>;tag ", "<sip:bob@h>;tag=T"),
+    ("Bob <sip:bob@h>;x=1;tag=", "<sip:bob@h>;tag=T"),
+    // an unclosed quote in a parameter would swallow an appended tag (fuzz finding)
+    ("<sip:bob@h>;x=\"a b", "<sip:bob@h>;tag=T"),
+];
+
+#[test]
+fn to_with_tag_is_always_well_formed() {
+    for (req, want) in TO_CASES {
+        let got = to_with_tag(req, "T");
+        assert_eq!(&got, want, "To: {req}");
+        let na = NameAddr::parse(&got).unwrap_or_else(|_| panic!("{got} does not parse"));
+        assert!(na.tag().is_some_and(|t| !t.is_empty()), "{got}");
+    }
+    assert_eq!(to_with_tag("<sip:a@h>", "a b\r\n\"c"), "<sip:a@h>;tag=abc");
+    assert_eq!(to_with_tag("<sip:a@h>", "\r\n"), "<sip:a@h>;tag=0");
+}
+
+/// Every final response built for a request, whatever its To, carries a well-formed To with
+/// a tag and parses and validates; a 100 never gets a tag.
+#[test]
+fn response_for_always_tags_a_well_formed_to() {
+    for (to, _) in TO_CASES {
+        let raw = format!(
+            "INVITE sip:bob@h SIP/2.0\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1\r\nTo: {to}\r\nFrom: <sip:a@h>;tag=9\r\nCall-ID: cid\r\nCSeq: 5 INVITE\r\nContent-Length: 0\r\n\r\n"
+        );
+        let m = parse(&raw);
+        for status in [400, 486, 505] {
+            let out = response_for(&m, status, "X", Some("T"), &[]);
+            let r = SipMessage::parse(out.clone(), &Limits::default())
+                .unwrap_or_else(|e| panic!("To: {to}: {e}\n{}", String::from_utf8_lossy(&out)));
+            r.validate()
+                .unwrap_or_else(|e| panic!("To: {to}: {e}\n{}", String::from_utf8_lossy(&out)));
+            let tag = r.to().and_then(|t| t.tag()).unwrap_or_default().to_string();
+            assert!(!tag.is_empty(), "To: {to}");
+        }
+        let trying = response_for(&m, 100, "Trying", Some("T"), &[]);
+        assert!(
+            !String::from_utf8_lossy(&trying).contains("tag=T"),
+            "To: {to}"
+        );
+    }
+}
+
+/// RFC 4475 3.1.2.11 / 3.1.2.13: URI headers in the Request-URI, or in a bare addr-spec
+/// Contact/To/From, fail validate() (answered 400); inside `<>` they are fine.
+#[test]
+fn uri_headers_where_forbidden_fail_validation() {
+    let base = "INVITE sip:bob@h SIP/2.0\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1\r\nTo: <sip:bob@h>\r\nFrom: <sip:a@h>;tag=9\r\nCall-ID: cid\r\nCSeq: 5 INVITE\r\nContact: <sip:a@h>\r\nContent-Length: 0\r\n\r\n";
+    assert_eq!(parse(base).validate(), Ok(()));
+    let cases = [
+        (
+            "INVITE sip:bob@h SIP/2.0",
+            "INVITE sip:bob@h?Route=%3Csip:x%3E SIP/2.0",
+            "Request-URI",
+        ),
+        (
+            "Contact: <sip:a@h>",
+            "Contact: sip:a@h?Route=%3Csip:x%3E",
+            "Contact",
+        ),
+        (
+            "Contact: <sip:a@h>",
+            "Contact: <sip:b@h>, sip:a@h?x=y",
+            "Contact",
+        ),
+        ("To: <sip:bob@h>", "To: sip:bob@h?x=y", "To"),
+        ("From: <sip:a@h>;tag=9", "From: sip:a@h?x=y;tag=9", "From"),
+    ];
+    for (from, to, where_) in cases {
+        let m = parse(&base.replace(from, to));
+        assert_eq!(m.validate(), Err(ParseError::UriHeaders(where_)), "{to}");
+        assert_eq!(ParseError::UriHeaders(where_).status(), 400);
+    }
+    for ok in [
+        "Contact: <sip:a@h?Route=%3Csip:x%3E>",
+        "Contact: \"a?b\" <sip:a@h>",
+        "Contact: *",
+    ] {
+        let m = parse(&base.replace("Contact: <sip:a@h>", ok));
+        assert_eq!(m.validate(), Ok(()), "{ok}");
+    }
 }
 
 // ------------------------------------------------------------------ framer

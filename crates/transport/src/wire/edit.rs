@@ -251,12 +251,107 @@ impl<'m> Edit<'m> {
     }
 }
 
+/// The To URI used when a request's To is missing or holds no usable URI: the anonymous URI
+/// of RFC 3261 8.1.1.3.
+pub const FALLBACK_TO_URI: &str = "sip:anonymous@anonymous.invalid";
+
+/// A well-formed To header value for a response to a request whose To value is `value`,
+/// carrying a tag (RFC 3261 8.2.6.2: the response's To is the request's plus a tag).
+///
+/// * `value` parses as a name-addr and has a non-empty tag: returned as is (trimmed).
+/// * It parses, has no `tag` parameter, is not an addr-spec with `?` headers, and
+///   `value;tag=TAG` parses with that tag (an unclosed quote in a parameter would swallow
+///   it): `value;tag=TAG`.
+/// * It parses but its tag is a flag or empty (`;tag`, `;tag=`): `<URI>;tag=TAG`, since a
+///   second `tag` would not be the one a reader takes.
+/// * Otherwise it cannot carry a tag well-formed (an unclosed quote, RFC 4475 3.1.2.6
+///   `quotbal`, would swallow the tag; an addr-spec with `?`, RFC 4475 3.1.2.13, would read
+///   the tag as a URI header). Then the display name is dropped and the URI of the last
+///   `<...>` in the value is kept, `<URI>;tag=TAG`: after an unclosed quote the last
+///   bracketed URI is the one a liberal reader would take (RFC 4475 3.1.2.6's example). Without
+///   one, the first word of the value up to any `?` or `;` (URI headers and parameters
+///   dropped) is used when it parses as a URI, and [`FALLBACK_TO_URI`] otherwise (so a
+///   missing To may be given as `""`).
+///
+/// The result always parses as a name-addr whose tag is the (reduced) `tag`: whatever is
+/// built is checked, and `<`[`FALLBACK_TO_URI`]`>;tag=TAG` is the last resort.
+///
+/// `tag` is reduced to RFC 3261 `token` characters (`tag` itself when it is one already;
+/// `0` if none is left). CR, LF and control characters never reach the result.
+pub fn to_with_tag(value: &str, tag: &str) -> String {
+    let tag: String = tag
+        .bytes()
+        .filter(|&b| super::message::is_token_byte(b))
+        .map(char::from)
+        .collect();
+    let tag = if tag.is_empty() { "0".to_string() } else { tag };
+    let value = value.trim();
+    let clean_uri = |u: &str| {
+        !u.is_empty()
+            && !u
+                .bytes()
+                .any(|b| b.is_ascii_control() || matches!(b, b'<' | b'>' | b'"' | b' ' | b'\t'))
+            && super::parse::Uri::parse(u).is_ok()
+    };
+    let parsed = NameAddr::parse(value).ok();
+    if let Some(na) = &parsed {
+        let addr_spec_with_headers = !value.contains('<') && value.contains('?');
+        let controls = value.bytes().any(|b| b.is_ascii_control());
+        if !controls && !addr_spec_with_headers {
+            if has_tag(na) {
+                return value.to_string();
+            }
+            let appended = format!("{value};tag={tag}");
+            if na.param("tag").is_none() && carries_tag(&appended, &tag) {
+                return appended;
+            }
+        }
+    }
+    // a `tag` flag or an empty tag: keep the URI only (a second tag would not count)
+    if let Some(na) = parsed.filter(|na| na.param("tag").is_some() && clean_uri(na.uri)) {
+        return format!("<{}>;tag={tag}", na.uri);
+    }
+    let bracketed = value.rfind('<').and_then(|open| {
+        let rest = &value[open + 1..];
+        rest.find('>').map(|close| &rest[..close])
+    });
+    let uri = match bracketed {
+        Some(u) if clean_uri(u) => u,
+        _ => match value.split_whitespace().next() {
+            Some(w) => w.split(['?', ';']).next().unwrap_or(w),
+            None => FALLBACK_TO_URI,
+        },
+    };
+    let uri = if clean_uri(uri) { uri } else { FALLBACK_TO_URI };
+    let rebuilt = format!("<{uri}>;tag={tag}");
+    if carries_tag(&rebuilt, &tag) {
+        rebuilt
+    } else {
+        format!("<{FALLBACK_TO_URI}>;tag={tag}")
+    }
+}
+
+/// True when `value` parses as a name-addr whose tag is `tag`.
+fn carries_tag(value: &str, tag: &str) -> bool {
+    NameAddr::parse(value).is_ok_and(|na| na.tag() == Some(tag))
+}
+
+/// True when `na` has a `tag` parameter with a non-empty value.
+fn has_tag(na: &NameAddr<'_>) -> bool {
+    na.tag().is_some_and(|t| !t.is_empty())
+}
+
 /// Builds a response to `req` (RFC 3261 8.2.6.2): status line `SIP/2.0 status reason`,
-/// all Via lines copied as written in order, From, To (with `;tag=to_tag` added when the
-/// To has no tag, `status > 100` and `to_tag` is `Some`), Call-ID and CSeq copied (first
+/// all Via lines copied as written in order, From, To, Call-ID and CSeq copied (first
 /// line of each), then `extra` headers and `Content-Length: 0`. Works on a request that
 /// failed [`SipMessage::validate`]: copies what there is. CR/LF in `reason` or `extra`
 /// are replaced by spaces; every copied line ends in CRLF.
+///
+/// To: when `status > 100`, `to_tag` is `Some` and the request's To has no tag, the
+/// response's To gets `;tag=to_tag`: appended to the line as written when the value is a
+/// well-formed name-addr, else the line is rebuilt by [`to_with_tag`] (so the tag never
+/// lands inside an unclosed quote); a request without To gets `To: <`[`FALLBACK_TO_URI`]`>`
+/// with the tag, so that every final response the proxy makes itself carries a To tag.
 pub fn response_for(
     req: &SipMessage,
     status: u16,
@@ -278,13 +373,19 @@ pub fn response_for(
     if let Some((_, e)) = req.first_named("From") {
         copy_line(&mut out, e);
     }
-    if let Some((_, e)) = req.first_named("To") {
-        let value = req.raw_value(e);
-        let needs_tag = status > 100
-            && to_tag.is_some()
-            && NameAddr::parse(value).map_or(true, |na| na.tag().is_none());
-        match (needs_tag, to_tag) {
-            (true, Some(tag)) => {
+    let tag = to_tag.filter(|_| status > 100);
+    match (req.first_named("To"), tag) {
+        (Some((_, e)), Some(tag)) => {
+            let value = req.raw_value(e);
+            let parsed = NameAddr::parse(value);
+            let tagged = parsed.as_ref().is_ok_and(has_tag);
+            let appendable = parsed.as_ref().is_ok_and(|na| na.param("tag").is_none())
+                && carries_tag(&format!("{value};tag={tag}"), tag)
+                && (value.contains('<') || !value.contains('?'))
+                && !value.bytes().any(|b| b.is_ascii_control());
+            if tagged {
+                copy_line(&mut out, e);
+            } else if appendable {
                 out.extend_from_slice(
                     req.buf
                         .get(e.line.start..e.raw_value.end)
@@ -298,9 +399,13 @@ pub fn response_for(
                         .unwrap_or_default(),
                 );
                 out.extend_from_slice(b"\r\n");
+            } else {
+                out.extend(header_line("To", &to_with_tag(value, tag)));
             }
-            _ => copy_line(&mut out, e),
         }
+        (Some((_, e)), None) => copy_line(&mut out, e),
+        (None, Some(tag)) => out.extend(header_line("To", &to_with_tag("", tag))),
+        (None, None) => {}
     }
     for name in ["Call-ID", "CSeq"] {
         if let Some((_, e)) = req.first_named(name) {

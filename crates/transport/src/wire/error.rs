@@ -84,6 +84,12 @@ pub enum ParseError {
     /// The status code of a response is not in 100..=699 (RFC 3261 7.2 / 21).
     #[error("bad status code")]
     BadStatus,
+    /// A URI carries escaped headers (`?Route=...`) where RFC 3261 allows none: in the
+    /// Request-URI (RFC 3261 19.1.1 table 1, RFC 4475 3.1.2.11 `escruri`), or in a Contact,
+    /// To or From written as a bare addr-spec, outside `<>` (RFC 3261 20.10, RFC 4475
+    /// 3.1.2.13 `regbadct`). Carries where: `"Request-URI"`, `"Contact"`, `"To"`, `"From"`.
+    #[error("URI headers not allowed in {0}")]
+    UriHeaders(&'static str),
 }
 
 impl ParseError {

@@ -164,6 +164,24 @@ pub(crate) fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
 }
 
+/// True when `value` (one name-addr / addr-spec value) is a bare addr-spec, not in `<>`,
+/// with a `?` outside quoted strings: URI headers where RFC 3261 20.10 forbids them.
+fn addr_spec_with_headers(value: &str) -> bool {
+    let mut quoted = false;
+    let mut escaped = false;
+    for b in value.bytes() {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            b'<' if !quoted => return false,
+            b'?' if !quoted => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
 fn is_ws(b: u8) -> bool {
     b == b' ' || b == b'\t'
 }
@@ -492,18 +510,25 @@ impl SipMessage {
     /// parseable; exactly one line each of To, From, Call-ID, CSeq, Max-Forwards and
     /// Content-Length; CSeq number <= 2^31 - 1 and (requests) CSeq method equal to the
     /// request method; Max-Forwards in 0..=255 when present; Request-URI parseable
-    /// (RFC 5118: IPv6 hosts bracketed); response status in 100..=699.
+    /// (RFC 5118: IPv6 hosts bracketed) and, for sip/sips, without `?` headers (RFC 3261
+    /// 19.1.1, RFC 4475 escruri); no Contact, To or From value written as a bare
+    /// addr-spec with `?` headers (RFC 3261 20.10, RFC 4475 regbadct); response status in
+    /// 100..=699.
     ///
     /// Errors: the first problem found ([`ParseError::MissingHeader`],
     /// [`ParseError::DuplicateHeader`], [`ParseError::BadCSeq`],
     /// [`ParseError::CSeqMethodMismatch`], [`ParseError::BadMaxForwards`],
     /// [`ParseError::BadRequestUri`], [`ParseError::BadVia`], [`ParseError::BadNameAddr`],
-    /// [`ParseError::BadCallId`], [`ParseError::BadStatus`]).
+    /// [`ParseError::BadCallId`], [`ParseError::BadStatus`], [`ParseError::UriHeaders`]).
     pub fn validate(&self) -> Result<(), ParseError> {
         match &self.start_line {
             StartLine::Request { .. } => {
                 let uri = self.request_uri().unwrap_or_default();
-                Uri::parse(uri).map_err(|_| ParseError::BadRequestUri)?;
+                let parsed = Uri::parse(uri).map_err(|_| ParseError::BadRequestUri)?;
+                // RFC 3261 19.1.1 table 1: no headers in a Request-URI (RFC 4475 escruri)
+                if parsed.is_sip() && parsed.headers.is_some() {
+                    return Err(ParseError::UriHeaders("Request-URI"));
+                }
             }
             StartLine::Response { status, .. } => {
                 if !(100..=699).contains(status) {
@@ -557,6 +582,18 @@ impl SipMessage {
                 .map_err(|_| ParseError::BadNameAddr(name))?;
             na.parsed_uri().map_err(|_| ParseError::BadNameAddr(name))?;
             check_params(na.params).map_err(|_| ParseError::BadNameAddr(name))?;
+        }
+        // A bare addr-spec cannot carry URI headers: outside `<>` a `?` would make the
+        // header parameters ambiguous (RFC 3261 20.10, RFC 4475 regbadct).
+        for name in ["Contact", "To", "From"] {
+            for h in self.header_lines(name) {
+                if split_values(h.value, false)
+                    .iter()
+                    .any(|v| addr_spec_with_headers(v))
+                {
+                    return Err(ParseError::UriHeaders(name));
+                }
+            }
         }
         // Via (RFC 3261 20.42): every comma-separated value must parse, none empty.
         for h in self.header_lines("Via") {

@@ -10,7 +10,7 @@ mod framer;
 mod message;
 mod parse;
 
-pub use edit::{response_for, Edit};
+pub use edit::{response_for, to_with_tag, Edit, FALLBACK_TO_URI};
 pub use error::ParseError;
 pub use framer::{Frame, FrameError, StreamFramer};
 pub use message::{canonical_name, Header, Limits, SipMessage};
