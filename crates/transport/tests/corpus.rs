@@ -8,15 +8,12 @@ use sipcti_transport::{Limits, ParseError, SipMessage};
 
 fn corpus_dir() -> Option<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus");
-    if dir.join("rfc4475").is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "SKIPPED: SIP torture corpus not found at {} (optional external data)",
-            dir.display()
-        );
-        None
-    }
+    assert!(
+        dir.join("rfc4475").is_dir(),
+        "SIP torture corpus not found at {}: this test needs the shared data beside the repository (present on every developer machine and in CI)",
+        dir.display()
+    );
+    Some(dir)
 }
 
 /// Must fail parse() or validate().
