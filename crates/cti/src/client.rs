@@ -175,6 +175,14 @@ struct Counters {
     rejected: AtomicU64,
     orphaned: AtomicU64,
     sink_error: AtomicU64,
+    /// Events whose first delivery attempt failed (for log sampling).
+    first_failures: AtomicU64,
+}
+
+/// Whether the `n`-th occurrence of a noisy condition is logged: the first
+/// 10, then at powers of two. Every occurrence is still counted.
+fn log_sample(n: u64) -> bool {
+    n <= 10 || n.is_power_of_two()
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -280,14 +288,17 @@ impl Shared {
             DropReason::Orphaned => &self.counters.orphaned,
             DropReason::SinkError => &self.counters.sink_error,
         };
-        c.fetch_add(1, Ordering::Relaxed);
-        warn!(
-            call_id = %ev.call_id,
-            event = ev.event.as_str(),
-            reason = reason.as_str(),
-            detail,
-            "CTI event dropped"
-        );
+        let n = c.fetch_add(1, Ordering::Relaxed) + 1;
+        if log_sample(n) {
+            warn!(
+                call_id = %ev.call_id,
+                event = ev.event.as_str(),
+                reason = reason.as_str(),
+                detail,
+                count = n,
+                "CTI event dropped"
+            );
+        }
     }
 
     /// Queue an event. On a full queue the event is dropped and counted; the waiter (if any)
@@ -770,8 +781,15 @@ async fn deliver(shared: &Shared, mut p: Pending) {
                     );
                     return;
                 }
-                if n == 1 {
-                    warn!(call_id = %p.ev.call_id, event = kind.as_str(), error = %detail, url = %target.redacted, "CTI delivery failed, retrying");
+                let first = (n == 1).then(|| {
+                    shared
+                        .counters
+                        .first_failures
+                        .fetch_add(1, Ordering::Relaxed)
+                        + 1
+                });
+                if let Some(count) = first.filter(|c| log_sample(*c)) {
+                    warn!(call_id = %p.ev.call_id, event = kind.as_str(), error = %detail, url = %target.redacted, count, "CTI delivery failed, retrying");
                 } else {
                     debug!(call_id = %p.ev.call_id, event = kind.as_str(), attempt = n, error = %detail, "CTI delivery failed again");
                 }
