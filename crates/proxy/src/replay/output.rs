@@ -4,6 +4,9 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use serde::Serialize;
+use serde_json::value::RawValue;
+
 use super::engine::{CallSummary, MessageRecord, ReplayEvent};
 
 /// Capture time as seconds with microseconds, e.g. `1700000000.123456`.
@@ -11,23 +14,39 @@ pub fn fmt_ts(ts: Duration) -> String {
     format!("{}.{:06}", ts.as_secs(), ts.subsec_micros())
 }
 
+/// One line of `--format jsonl`: the Zammad event's own keys first (flattened, in the
+/// order [`sipcti_cti::Event`] serializes them), then the replay's extra keys.
+#[derive(Serialize)]
+struct JsonlLine<'a> {
+    #[serde(flatten)]
+    event: &'a sipcti_cti::Event,
+    /// [`fmt_ts`] written as a bare JSON number: always six decimals
+    /// (`1700000000.000000`), which an `f64` would not keep. `RawValue` needs serde_json's
+    /// `raw_value` feature, today switched on for the whole build by axum (via sipcti-cti).
+    ts: &'a RawValue,
+    packet: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    capture: Option<usize>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    synthetic: bool,
+}
+
 /// One JSON line: the Zammad event exactly as the live proxy sends it (same keys, same
 /// order), then `"ts"`, `"packet"`, `"capture"` (only when `with_capture`) and
 /// `"synthetic":true` for hangups made up at the end of the captures.
 pub fn jsonl_line(e: &ReplayEvent, with_capture: bool) -> String {
-    let mut s = e.cti().to_json();
-    if s.ends_with('}') {
-        s.pop();
-    }
-    let _ = write!(s, ",\"ts\":{},\"packet\":{}", fmt_ts(e.ts), e.packet);
-    if with_capture {
-        let _ = write!(s, ",\"capture\":{}", e.capture);
-    }
-    if e.synthetic {
-        s.push_str(",\"synthetic\":true");
-    }
-    s.push('}');
-    s
+    let event = e.cti();
+    // `fmt_ts` is always digits, a dot and six digits: a valid JSON number.
+    let ts = RawValue::from_string(fmt_ts(e.ts)).expect("fmt_ts writes a JSON number");
+    let line = JsonlLine {
+        event: &event,
+        ts: &ts,
+        packet: e.packet,
+        capture: with_capture.then_some(e.capture),
+        synthetic: e.synthetic,
+    };
+    // Strings, unit enums, integers and a checked raw number into a String: cannot fail.
+    serde_json::to_string(&line).expect("a replay event serializes to JSON")
 }
 
 /// Days since 1970-01-01 to (year, month, day) (proleptic Gregorian, UTC).
