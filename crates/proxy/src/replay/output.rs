@@ -273,6 +273,64 @@ pub fn ladder(title: &str, messages: &[&MessageRecord]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
+    use sipcti_dialog::{CallEvent, Cause, Direction, EventKind};
+
+    #[test]
+    fn jsonl_line_escapes_odd_characters_and_round_trips() {
+        // quotes, backslashes, a closing brace, non-ASCII (incl. outside the BMP and
+        // U+2028), and control characters (NUL, newline, tab, ESC, U+001F, DEL)
+        let call_id = "a\"b\\c}{\u{0}\n\t\u{1b}\u{1f}\u{7f}@host";
+        let from = "Müller \"☎\" 😀 \\\\srv\\x";
+        let to = "\r\n0049\u{2028}\u{8}\u{c}";
+        let e = ReplayEvent {
+            capture: 2,
+            packet: 7,
+            ts: Duration::new(1_700_000_000, 100_000),
+            synthetic: true,
+            event: CallEvent {
+                kind: EventKind::Hangup,
+                call_id: call_id.into(),
+                direction: Direction::In,
+                from: from.into(),
+                to: to.into(),
+                user: Some("Zoë \"Z\"".into()),
+                answering_number: None,
+                cause: Some(Cause::NormalClearing),
+                at: std::time::Instant::now(),
+                sip_call_id: "sip-1".into(),
+            },
+        };
+        let line = jsonl_line(&e, true);
+        assert!(!line.contains('\n'), "one line: {line:?}");
+        let v: Value = serde_json::from_str(&line).expect("valid JSON");
+        assert_eq!(v["callId"], call_id);
+        assert_eq!(v["from"], from);
+        assert_eq!(v["to"], to);
+        assert_eq!(v["user"], "Zoë \"Z\"");
+        assert_eq!(v["event"], "hangup");
+        assert_eq!(v["cause"], "normalClearing");
+        assert_eq!(v["packet"], 7);
+        assert_eq!(v["capture"], 2);
+        assert_eq!(v["synthetic"], true);
+        assert!(v.get("answeringNumber").is_none());
+        // the extra keys come last, in this order, and ts keeps its six decimals
+        assert!(line.starts_with(r#"{"event":"hangup","direction":"in","callId":"#));
+        assert!(
+            line.ends_with(r#","ts":1700000000.000100,"packet":7,"capture":2,"synthetic":true}"#),
+            "{line}"
+        );
+        // without capture and synthetic, neither key appears
+        let plain = ReplayEvent {
+            synthetic: false,
+            ..e
+        };
+        let line = jsonl_line(&plain, false);
+        assert!(
+            line.ends_with(r#","ts":1700000000.000100,"packet":7}"#),
+            "{line}"
+        );
+    }
 
     #[test]
     fn dates() {
