@@ -7,42 +7,16 @@ mod lab;
 
 use std::time::Duration;
 
-use lab::{summary, Host, Lab, Opts, SippResult, Tp};
+use lab::{assert_sipp, call_id, require_sipp, summary, Host, Lab, Opts, Tp};
 use sipcti_cti::Mode;
 
 const T: Duration = Duration::from_secs(10);
-
-fn require_sipp() {
-    assert!(
-        lab::sipp_available(),
-        "SIPp is not installed: apt-get install -y sip-tester"
-    );
-}
 
 fn opts(tp: Tp) -> Opts {
     Opts {
         tp,
         ..Opts::default()
     }
-}
-
-fn assert_sipp(lab: &Lab, r: &SippResult, expect: &[&str]) {
-    check!(
-        lab,
-        r.ok,
-        "SIPp {} failed:\n{}\nmessages: {:?}",
-        r.what,
-        r.errors,
-        r.shorts()
-    );
-    check!(
-        lab,
-        r.shorts() == expect,
-        "SIPp {} saw {:?}, expected {:?}",
-        r.what,
-        r.shorts(),
-        expect
-    );
 }
 
 fn assert_events(
@@ -67,13 +41,6 @@ fn assert_events(
         );
     }
     evs
-}
-
-fn call_id(r: &SippResult) -> String {
-    r.messages
-        .first()
-        .and_then(|m| m.header("Call-ID"))
-        .expect("first message has a Call-ID")
 }
 
 fn from_user(v: &str) -> String {

@@ -10,16 +10,9 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::time::Duration;
 
-use lab::{summary, Host, Lab, Opts, Tp};
+use lab::{require_sipp, summary, Host, Lab, Opts, Tp};
 
 const T: Duration = Duration::from_secs(10);
-
-fn require_sipp() {
-    assert!(
-        lab::sipp_available(),
-        "SIPp is not installed: apt-get install -y sip-tester"
-    );
-}
 
 /// The victim at `.9`: a UDP socket and a TCP listener on port 5060.
 struct Victim {

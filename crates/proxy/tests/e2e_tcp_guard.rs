@@ -9,44 +9,11 @@ mod lab;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use lab::{summary, Host, Lab, Opts, SippResult, Tp};
+use lab::{assert_sipp, call_id, require_sipp, summary, Host, Lab, Opts, Tp};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 const T: Duration = Duration::from_secs(10);
-
-fn require_sipp() {
-    assert!(
-        lab::sipp_available(),
-        "SIPp is not installed: apt-get install -y sip-tester"
-    );
-}
-
-fn assert_sipp(lab: &Lab, r: &SippResult, expect: &[&str]) {
-    check!(
-        lab,
-        r.ok,
-        "SIPp {} failed:\n{}\nmessages: {:?}",
-        r.what,
-        r.errors,
-        r.shorts()
-    );
-    check!(
-        lab,
-        r.shorts() == expect,
-        "SIPp {} saw {:?}, expected {:?}",
-        r.what,
-        r.shorts(),
-        expect
-    );
-}
-
-fn call_id(r: &SippResult) -> String {
-    r.messages
-        .first()
-        .and_then(|m| m.header("Call-ID"))
-        .expect("first message has a Call-ID")
-}
 
 /// The CTI events Zammad accepted for `sip_call_id`, as [`summary`] lines.
 fn events_of(lab: &Lab, n_total: usize, sip_call_id: &str) -> Vec<String> {

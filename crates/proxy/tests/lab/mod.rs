@@ -704,3 +704,40 @@ macro_rules! check {
 pub fn local(s: &str) -> SocketAddr {
     s.parse().expect("addr")
 }
+
+/// Fail at once, with the install hint, when SIPp is missing.
+pub fn require_sipp() {
+    assert!(
+        sipp_available(),
+        "SIPp is not installed: apt-get install -y sip-tester"
+    );
+}
+
+/// SIPp ended well and saw exactly these messages (short forms, e.g.
+/// `>INVITE`, `<100`), in this order.
+pub fn assert_sipp(lab: &Lab, r: &SippResult, expect: &[&str]) {
+    check!(
+        lab,
+        r.ok,
+        "SIPp {} failed:\n{}\nmessages: {:?}",
+        r.what,
+        r.errors,
+        r.shorts()
+    );
+    check!(
+        lab,
+        r.shorts() == expect,
+        "SIPp {} saw {:?}, expected {:?}",
+        r.what,
+        r.shorts(),
+        expect
+    );
+}
+
+/// The SIP Call-ID of the first message SIPp traced.
+pub fn call_id(r: &SippResult) -> String {
+    r.messages
+        .first()
+        .and_then(|m| m.header("Call-ID"))
+        .expect("first message has a Call-ID")
+}
