@@ -20,8 +20,7 @@ use std::time::{Duration, Instant};
 use libfuzzer_sys::fuzz_target;
 use sipcti_fuzz::{addr, core_config, op, PBX, PHONE, SEEDS, STRANGER, TRUNK};
 use sipcti_proxy::core::{CtiAnswer, Output, ProxyCore, Target};
-use sipcti_transport::net::TransportKind;
-use sipcti_transport::{response_for, Limits, SipMessage};
+use sipcti_wire::{response_for, Limits, SipMessage, TransportKind};
 
 /// Most ops run from one input.
 const MAX_OPS: usize = 64;

@@ -6,8 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use sipcti_proxy::core::{CoreConfig, Hop, SourceLimits, Target};
-use sipcti_transport::net::TransportKind;
-use sipcti_transport::Limits;
+use sipcti_wire::{Limits, TransportKind};
 
 /// The proxy's own address (Via, Record-Route).
 pub const PROXY: &str = "192.0.2.10:5060";

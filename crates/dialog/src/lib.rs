@@ -136,7 +136,7 @@ impl std::fmt::Display for Cause {
 /// left out of [`CallTracker::on_message`] without changing the events, as
 /// long as [`CallTracker::handle_timeout`] runs the timers. The live proxy
 /// and the replay use it to skip half the work.
-pub fn affects_calls(msg: &sipcti_transport::SipMessage) -> bool {
+pub fn affects_calls(msg: &sipcti_wire::SipMessage) -> bool {
     match msg.method() {
         Some(m) => {
             m.eq_ignore_ascii_case("INVITE")

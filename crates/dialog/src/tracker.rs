@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
-use sipcti_transport::SipMessage;
+use sipcti_wire::SipMessage;
 
 use crate::view::MsgView;
 use crate::{

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use sipcti_dialog::*;
-use sipcti_transport::{Limits, SipMessage};
+use sipcti_wire::{Limits, SipMessage};
 
 // ----- SIP text builders -----
 

@@ -392,7 +392,7 @@ impl std::fmt::Debug for Config {
 ///
 /// Errors name `key`.
 pub fn parse_hop(key: &'static str, uri: &str) -> Result<HopConfig, ConfigError> {
-    let u = sipcti_transport::Uri::parse(uri)
+    let u = sipcti_wire::Uri::parse(uri)
         .map_err(|e| invalid(key, format!("not a SIP URI ({})", e.reason())))?;
     if !u.is_sip() {
         return Err(invalid(key, "must be a sip: URI"));
@@ -760,8 +760,8 @@ impl Config {
     }
 
     /// The wire layer's limits: message size (bytes) and header count.
-    pub fn wire_limits(&self) -> sipcti_transport::Limits {
-        sipcti_transport::Limits {
+    pub fn wire_limits(&self) -> sipcti_wire::Limits {
+        sipcti_wire::Limits {
             max_message_bytes: self.limits.max_message_bytes,
             max_headers: self.limits.max_headers,
         }

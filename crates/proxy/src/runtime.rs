@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use sipcti_cti as cti;
 use sipcti_dialog::CallEvent;
-use sipcti_transport::net::{NetConfig, Transport, TransportKind};
+use sipcti_transport::net::{NetConfig, Transport};
+use sipcti_wire::TransportKind;
 use tokio::sync::mpsc;
 
 use crate::config::{Config, HopConfig, UriTransport, ZammadFormat};

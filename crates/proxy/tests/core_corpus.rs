@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use core_support::*;
 use sipcti_proxy::core::{CtiAnswer, Output, Target, Transmit};
-use sipcti_transport::{Limits, SipMessage};
+use sipcti_wire::{Limits, SipMessage};
 
 /// What the proxy must do with one message.
 #[derive(Debug, Clone, Copy)]

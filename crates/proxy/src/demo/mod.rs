@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use sipcti_cti::{CallerIdRule, DoubleConfig, LoggedRequest, Rules, ZammadDouble};
-use sipcti_transport::{NameAddr, SipMessage};
+use sipcti_wire::{NameAddr, SipMessage};
 use tokio::time::{sleep, Instant};
 
 use crate::config::Config;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use ipnet::IpNet;
 use sipcti_capture::{CaptureReader, Datagram, Transport};
 use sipcti_dialog::{CallEvent, CallTracker, Cause, Direction, EventKind, Side, TrackerConfig};
-use sipcti_transport::{Frame, Limits, SipMessage, StreamFramer};
+use sipcti_wire::{Frame, Limits, SipMessage, StreamFramer};
 
 use crate::config::Config;
 

@@ -3,7 +3,7 @@
 //! The captures are read in order ([`sipcti_capture::CaptureReader`]); every UDP
 //! payload that looks like SIP by content (start line `SIP/2.0 NNN` or
 //! `METHOD URI SIP/2.0`, on any port) and every message framed out of a TCP stream
-//! (one [`sipcti_transport::StreamFramer`] per direction, reset and resynchronised
+//! (one [`sipcti_wire::StreamFramer`] per direction, reset and resynchronised
 //! after a gap) is parsed and validated by the live proxy's wire layer and fed to the
 //! same [`sipcti_dialog::CallTracker`]. Non-SIP payloads, unparseable messages and
 //! messages of unknown side are counted and skipped.

@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 
 use sipcti_dialog::{CallEvent, Cause, Direction, EventKind, TrackerConfig};
 use sipcti_proxy::core::{CoreConfig, Hop, Output, ProxyCore, SourceLimits, Target, Transmit};
-use sipcti_transport::net::TransportKind;
-use sipcti_transport::{Limits, SipMessage};
+use sipcti_wire::{Limits, SipMessage, TransportKind};
 
 #[allow(unused_imports)]
 pub use TransportKind::{Tcp, Udp};
