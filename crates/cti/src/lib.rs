@@ -51,5 +51,5 @@ pub use double::{
     pattern_matches, serve_double, spawn_double, CallRecord, CallState, CallerIdRule, DoubleConfig,
     LoggedRequest, Mode, Rules, RulesError, ZammadDouble, MAX_CALLS, MAX_LOGGED_REQUESTS,
 };
-pub use event::{parse_answer, Cause, Decision, Direction, Event, EventKind, Format};
+pub use event::{parse_answer, Decision, Event, Format};
 pub use redact::redact_url;

@@ -4,9 +4,10 @@ use std::time::Duration;
 
 use serde_json::json;
 use sipcti_cti::{
-    spawn_double, Cause, ClientConfig, CtiClient, Decision, Direction, DoubleConfig, Event,
-    EventKind, Format, LoggedRequest, Mode, NewCallOutcome, Rules, ZammadDouble,
+    spawn_double, ClientConfig, CtiClient, Decision, DoubleConfig, Event, Format, LoggedRequest,
+    Mode, NewCallOutcome, Rules, ZammadDouble,
 };
+use sipcti_event::{Cause, Direction, EventKind};
 
 const RULES: &str = r#"
 block = ["491715000000"]

@@ -6,9 +6,8 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sipcti_cti::{
-    spawn_double, ClientConfig, CtiClient, Direction, DoubleConfig, Event, EventKind, Mode, Rules,
-};
+use sipcti_cti::{spawn_double, ClientConfig, CtiClient, DoubleConfig, Event, Mode, Rules};
+use sipcti_event::{Direction, EventKind};
 
 #[derive(Clone, Default)]
 struct Buf(Arc<Mutex<Vec<u8>>>);

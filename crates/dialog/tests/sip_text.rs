@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use sipcti_dialog::*;
+use sipcti_event::{Cause, Direction, EventKind};
 use sipcti_wire::{Limits, SipMessage};
 
 // ----- SIP text builders -----

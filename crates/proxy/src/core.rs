@@ -24,7 +24,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
-use sipcti_dialog::{CallEvent, CallTracker, Direction, EventKind, Side, TrackerConfig};
+use sipcti_dialog::{CallEvent, CallTracker, Side, TrackerConfig};
+use sipcti_event::{Direction, EventKind};
 use sipcti_wire::{response_for, Limits, SipMessage, TransportKind, Uri};
 
 use crate::admission::{

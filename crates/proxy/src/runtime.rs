@@ -43,33 +43,18 @@ static SEND_FAILED: Sampled = Sampled::new();
 static TCP_QUEUE_FULL: Sampled = Sampled::new();
 static NEWCALL_LATE: Sampled = Sampled::new();
 
-/// Map a tracker event to Zammad's event.
+/// Map a tracker event to Zammad's event (a field copy: both use the
+/// `sipcti-event` model).
 pub fn to_cti_event(ev: &CallEvent) -> cti::Event {
-    use sipcti_dialog::{Cause as C, Direction as D, EventKind as K};
     cti::Event {
-        event: match ev.kind {
-            K::NewCall => cti::EventKind::NewCall,
-            K::Answer => cti::EventKind::Answer,
-            K::Hangup => cti::EventKind::Hangup,
-        },
-        direction: match ev.direction {
-            D::In => cti::Direction::In,
-            D::Out => cti::Direction::Out,
-        },
+        event: ev.kind,
+        direction: ev.direction,
         call_id: ev.call_id.clone(),
         from: Some(ev.from.clone()),
         to: Some(ev.to.clone()),
         user: ev.user.clone(),
         answering_number: ev.answering_number.clone(),
-        cause: ev.cause.map(|c| match c {
-            C::NormalClearing => cti::Cause::NormalClearing,
-            C::Busy => cti::Cause::Busy,
-            C::Cancel => cti::Cause::Cancel,
-            C::NoAnswer => cti::Cause::NoAnswer,
-            C::Congestion => cti::Cause::Congestion,
-            C::NotFound => cti::Cause::NotFound,
-            C::Forwarded => cti::Cause::Forwarded,
-        }),
+        cause: ev.cause,
     }
 }
 

@@ -10,7 +10,8 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use core_support::*;
-use sipcti_dialog::{Direction, EventKind, Side};
+use sipcti_dialog::Side;
+use sipcti_event::{Direction, EventKind};
 use sipcti_proxy::admission::{Limit, LimitedSource};
 use sipcti_proxy::core::{CoreConfig, CtiAnswer, Output};
 

@@ -5,7 +5,7 @@
 mod core_support;
 
 use core_support::*;
-use sipcti_dialog::{Cause, Direction, EventKind};
+use sipcti_event::{Cause, Direction, EventKind};
 use sipcti_proxy::core::{CtiAnswer, Output};
 
 // ------------------------------------------------------------- messages

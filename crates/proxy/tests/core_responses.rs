@@ -9,7 +9,7 @@
 mod core_support;
 
 use core_support::*;
-use sipcti_dialog::{Direction, EventKind};
+use sipcti_event::{Direction, EventKind};
 use sipcti_proxy::core::{CtiAnswer, Output};
 
 fn invite_out() -> Vec<u8> {

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use sipcti_capture::{CaptureReader, Datagram, Transport};
-use sipcti_dialog::{CallEvent, CallTracker, Cause, Direction, EventKind, Side, TrackerConfig};
+use sipcti_dialog::{CallEvent, CallTracker, Side, TrackerConfig};
+use sipcti_event::{Cause, Direction, EventKind};
 use sipcti_wire::{Frame, Limits, SipMessage, StreamFramer};
 
 use crate::config::Config;

@@ -6,7 +6,8 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use sipcti_dialog::{CallEvent, Cause, Direction, EventKind, TrackerConfig};
+use sipcti_dialog::{CallEvent, TrackerConfig};
+use sipcti_event::{Cause, Direction, EventKind};
 use sipcti_proxy::core::{CoreConfig, Hop, Output, ProxyCore, SourceLimits, Target, Transmit};
 use sipcti_wire::{Limits, SipMessage, TransportKind};
 
