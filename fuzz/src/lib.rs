@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use sipcti_proxy::core::{CoreConfig, Hop, SourceLimits, Target};
+use sipcti_core::{CoreConfig, Hop, SourceLimits, Target};
 use sipcti_wire::{Limits, TransportKind};
 
 /// The proxy's own address (Via, Record-Route).

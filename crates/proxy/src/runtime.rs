@@ -19,7 +19,7 @@ use sipcti_wire::TransportKind;
 use tokio::sync::mpsc;
 
 use crate::config::{Config, HopConfig, UriTransport, ZammadFormat};
-use crate::core::{CoreConfig, CtiAnswer, Hop, Output, ProxyCore, Target, Transmit};
+use sipcti_core::{CoreConfig, CtiAnswer, Hop, Output, ProxyCore, Target, Transmit};
 
 /// One kind of per-message warning at the edge: every occurrence is
 /// counted, and only the first 10 and then those at powers of two are
@@ -122,7 +122,7 @@ pub async fn core_config(cfg: &Config, local_port: u16) -> anyhow::Result<CoreCo
         max_transactions: cfg.limits.max_transactions,
         wait: Duration::from_millis(cfg.timers.wait_ms),
         tracker: cfg.tracker_config(),
-        sources: crate::core::SourceLimits {
+        sources: sipcti_core::SourceLimits {
             inside_rate_per_s: cfg.limits.inside_rate_per_s,
             inside_burst: cfg.limits.inside_burst,
             trunk_rate_per_s: cfg.limits.trunk_rate_per_s,

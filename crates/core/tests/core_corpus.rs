@@ -11,7 +11,7 @@ mod core_support;
 use std::path::{Path, PathBuf};
 
 use core_support::*;
-use sipcti_proxy::core::{CtiAnswer, Output, Target, Transmit};
+use sipcti_core::{CtiAnswer, Output, Target, Transmit};
 use sipcti_wire::{Limits, SipMessage};
 
 /// What the proxy must do with one message.

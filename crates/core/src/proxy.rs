@@ -62,7 +62,7 @@ pub struct Hop {
     pub hostport: String,
 }
 
-/// Configuration of the core (built from [`crate::config::Config`]).
+/// Configuration of the core (built from `sipcti_proxy::config::Config`).
 #[derive(Debug, Clone)]
 pub struct CoreConfig {
     /// Address and port the proxy is reached at (Via, Record-Route).
