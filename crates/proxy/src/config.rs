@@ -811,7 +811,9 @@ url = "http://127.0.0.1:8080/api/v1/cti/SECRETTOKEN"
         assert_eq!(c.trunk_sources.len(), 1);
         let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../fixtures/zammad-rules.toml");
-        let r = sipcti_cti::Rules::from_toml_str(&std::fs::read_to_string(rules).unwrap()).unwrap();
+        let r =
+            sipcti_zammad_double::Rules::from_toml_str(&std::fs::read_to_string(rules).unwrap())
+                .unwrap();
         assert_eq!(r.caller_id_for("49301234567"), Some("4930111222"));
     }
 

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sipcti_cti::{spawn_double, DoubleConfig, LoggedRequest, Mode, Rules, ZammadDouble};
+use sipcti_zammad_double::{spawn_double, DoubleConfig, LoggedRequest, Mode, Rules, ZammadDouble};
 
 pub const TOKEN: &str = "e2e-secret-token";
 
