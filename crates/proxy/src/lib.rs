@@ -5,6 +5,7 @@
 //! binary and its I/O around it:
 //!
 //! * [`config`] — `sipcti.toml`.
+//! * [`cti_glue`] — tracker events and configuration to the CTI client's.
 //! * [`runtime`] — the tokio edge that runs the core on real sockets.
 //! * [`replay`] — `sipcti replay`, the same call tracker on captures.
 //! * [`demo`] — `sipcti demo`, a self-contained tour on loopback.
@@ -12,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod cti_glue;
 pub mod demo;
 pub mod replay;
 pub mod runtime;

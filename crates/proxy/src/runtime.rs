@@ -13,12 +13,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use sipcti_cti as cti;
-use sipcti_dialog::CallEvent;
 use sipcti_transport::net::{NetConfig, Transport};
 use sipcti_wire::TransportKind;
 use tokio::sync::mpsc;
 
-use crate::config::{Config, HopConfig, UriTransport, ZammadFormat};
+use crate::config::{Config, HopConfig};
+use crate::cti_glue::{cti_config, to_cti_event};
 use sipcti_core::{CoreConfig, CtiAnswer, Hop, Output, ProxyCore, Target, Transmit};
 
 /// One kind of per-message warning at the edge: every occurrence is
@@ -43,28 +43,6 @@ static SEND_FAILED: Sampled = Sampled::new();
 static TCP_QUEUE_FULL: Sampled = Sampled::new();
 static NEWCALL_LATE: Sampled = Sampled::new();
 
-/// Map a tracker event to Zammad's event (a field copy: both use the
-/// `sipcti-event` model).
-pub fn to_cti_event(ev: &CallEvent) -> cti::Event {
-    cti::Event {
-        event: ev.kind,
-        direction: ev.direction,
-        call_id: ev.call_id.clone(),
-        from: Some(ev.from.clone()),
-        to: Some(ev.to.clone()),
-        user: ev.user.clone(),
-        answering_number: ev.answering_number.clone(),
-        cause: ev.cause,
-    }
-}
-
-fn kind(t: UriTransport) -> TransportKind {
-    match t {
-        UriTransport::Udp => TransportKind::Udp,
-        UriTransport::Tcp => TransportKind::Tcp,
-    }
-}
-
 async fn resolve(h: &HopConfig) -> anyhow::Result<SocketAddr> {
     if let Ok(ip) = h.host.parse::<IpAddr>() {
         return Ok(SocketAddr::new(ip, h.port));
@@ -84,7 +62,7 @@ fn hop(h: &HopConfig, addr: SocketAddr) -> Hop {
     };
     Hop {
         target: Target::Addr(addr),
-        transport: kind(h.transport),
+        transport: h.transport,
         hostport: if h.port == 5060 {
             host
         } else {
@@ -158,22 +136,6 @@ pub fn net_config(cfg: &Config, core: &CoreConfig) -> NetConfig {
         tcp_idle_timeout: Duration::from_secs(l.tcp_idle_timeout_s),
         tcp_message_timeout: Duration::from_millis(l.tcp_message_timeout_ms),
         ..NetConfig::default()
-    }
-}
-
-/// The CTI client configuration from the file configuration.
-pub fn cti_config(cfg: &Config) -> cti::ClientConfig {
-    cti::ClientConfig {
-        url: cfg.zammad_url.clone(),
-        format: match cfg.zammad_format {
-            ZammadFormat::Json => cti::Format::Json,
-            ZammadFormat::Form => cti::Format::Form,
-        },
-        newcall_timeout: cfg.newcall_timeout,
-        queue_capacity: cfg.cti_queue,
-        give_up_after: cfg.cti_give_up,
-        max_in_flight: cfg.file.zammad.max_in_flight,
-        ..cti::ClientConfig::default()
     }
 }
 

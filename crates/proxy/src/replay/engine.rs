@@ -185,7 +185,7 @@ pub struct ReplayEvent {
 impl ReplayEvent {
     /// The event Zammad would get.
     pub fn cti(&self) -> sipcti_cti::Event {
-        crate::runtime::to_cti_event(&self.event)
+        crate::cti_glue::to_cti_event(&self.event)
     }
 }
 
