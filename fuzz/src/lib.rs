@@ -25,7 +25,7 @@ pub fn addr(s: &str) -> SocketAddr {
 }
 
 /// The core configuration of the fuzz targets, the same shape as the core tests'
-/// (`crates/proxy/tests/core_support`): RFC 3261 timers (T1 500 ms, Timer C 180 s), a 3.5 s
+/// (`crates/core/tests/core_support`): RFC 3261 timers (T1 500 ms, Timer C 180 s), a 3.5 s
 /// newCall wait, 1000 transactions, 32 s wait after a final response.
 pub fn core_config() -> CoreConfig {
     CoreConfig {
