@@ -1,4 +1,4 @@
-//! The proxy core (`sipcti_proxy::core::ProxyCore`) driven by an op script decoded from the
+//! The proxy core (`sipcti_core::ProxyCore`) driven by an op script decoded from the
 //! fuzz input (see `sipcti_fuzz::op`): messages from the seed list or raw bytes, from a
 //! phone, the PBX, the trunk or a stranger, over UDP or TCP; time advancing with the
 //! core's timers run at their deadlines; CTI answers; transport errors; answers to the
@@ -19,9 +19,8 @@ use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use sipcti_fuzz::{addr, core_config, op, PBX, PHONE, SEEDS, STRANGER, TRUNK};
-use sipcti_proxy::core::{CtiAnswer, Output, ProxyCore, Target};
-use sipcti_transport::net::TransportKind;
-use sipcti_transport::{response_for, Limits, SipMessage};
+use sipcti_core::{CtiAnswer, Output, ProxyCore, Target};
+use sipcti_wire::{response_for, Limits, SipMessage, TransportKind};
 
 /// Most ops run from one input.
 const MAX_OPS: usize = 64;

@@ -11,7 +11,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sipcti_transport::{
+use sipcti_wire::{
     response_for, to_with_tag, Frame, Limits, NameAddr, SipMessage, StreamFramer,
 };
 

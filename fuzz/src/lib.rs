@@ -5,9 +5,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use sipcti_proxy::core::{CoreConfig, Hop, SourceLimits, Target};
-use sipcti_transport::net::TransportKind;
-use sipcti_transport::Limits;
+use sipcti_core::{CoreConfig, Hop, SourceLimits, Target};
+use sipcti_wire::{Limits, TransportKind};
 
 /// The proxy's own address (Via, Record-Route).
 pub const PROXY: &str = "192.0.2.10:5060";
@@ -26,7 +25,7 @@ pub fn addr(s: &str) -> SocketAddr {
 }
 
 /// The core configuration of the fuzz targets, the same shape as the core tests'
-/// (`crates/proxy/tests/core_support`): RFC 3261 timers (T1 500 ms, Timer C 180 s), a 3.5 s
+/// (`crates/core/tests/core_support`): RFC 3261 timers (T1 500 ms, Timer C 180 s), a 3.5 s
 /// newCall wait, 1000 transactions, 32 s wait after a final response.
 pub fn core_config() -> CoreConfig {
     CoreConfig {

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn};
 
-use crate::event::{parse_answer, Decision, Event, EventKind, Format};
+use sipcti_event::EventKind;
+
+use crate::event::{parse_answer, Decision, Event, Format};
 use crate::redact::redact_url;
 
 /// How many callIds whose `newCall` was dropped are remembered (so their later events are

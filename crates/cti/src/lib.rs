@@ -1,4 +1,4 @@
-//! Zammad Generic CTI for sipcti: a delivery client and a Zammad test double.
+//! Zammad Generic CTI for sipcti: the delivery client.
 //!
 //! # Client ([`CtiClient`])
 //!
@@ -29,27 +29,15 @@
 //! processed it is sent again (Zammad answers 200 either way, so the client cannot tell); keep
 //! `request_timeout` well above Zammad's response time.
 //!
-//! # Test double ([`spawn_double`], [`serve_double`])
-//!
-//! An HTTP server that behaves like Zammad's CTI endpoint: token check (401), direction check
-//! (422), unknown event (422), duplicate `newCall` (500 "This object already exists."),
-//! `answer`/`hangup` for an unknown call (500), `answer` after `hangup` ignored, block list
-//! (reject busy), caller-id rules where `*` is one or more characters (dial), per-call state
-//! with Zammad's "missed" rule, column cuts, HTML error bodies without `Accept: application/json`.
-//! It logs every request (`GET /api/v1/cti/log`) and can be switched to delay, fail or reset
-//! (`POST /api/v1/cti/_mode`, or [`ZammadDouble::set_mode`]).
+//! The Zammad test double is the `sipcti-zammad-double` crate, so this client does not
+//! link an HTTP server.
 
 #![warn(missing_docs)]
 
 mod client;
-mod double;
 mod event;
 mod redact;
 
 pub use client::{ClientConfig, ConfigError, CtiClient, DroppedStats, NewCallOutcome, Stats};
-pub use double::{
-    pattern_matches, serve_double, spawn_double, CallRecord, CallState, CallerIdRule, DoubleConfig,
-    LoggedRequest, Mode, Rules, RulesError, ZammadDouble, MAX_CALLS, MAX_LOGGED_REQUESTS,
-};
-pub use event::{parse_answer, Cause, Decision, Direction, Event, EventKind, Format};
+pub use event::{parse_answer, Decision, Event, Format};
 pub use redact::redact_url;

@@ -1,6 +1,6 @@
 //! The one adapter from the wire layer's [`SipMessage`] to [`MsgView`].
 
-use sipcti_transport::{NameAddr, SipMessage};
+use sipcti_wire::{NameAddr, SipMessage};
 
 use crate::view::{privacy_has_id, uri_user_host, MsgView, Party};
 

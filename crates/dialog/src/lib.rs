@@ -12,6 +12,7 @@
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use sipcti_event::{Cause, Direction, EventKind};
 
 mod adapter;
 mod number;
@@ -35,98 +36,14 @@ pub enum Side {
     Trunk,
 }
 
-/// Zammad's call direction: `in` if the initial INVITE came from the trunk, else `out`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Direction {
-    /// Inbound: the initial INVITE came from the trunk.
-    In,
-    /// Outbound: the initial INVITE came from the inside.
-    Out,
-}
-
-impl Direction {
-    /// The direction of a call whose initial INVITE came from `side`.
-    pub fn from_side(side: Side) -> Direction {
-        match side {
+impl Side {
+    /// The direction of a call whose initial INVITE came from this side: `in` from
+    /// the trunk, `out` from the inside.
+    pub fn direction(self) -> Direction {
+        match self {
             Side::Trunk => Direction::In,
             Side::Inside => Direction::Out,
         }
-    }
-
-    /// Zammad spelling: `"in"` / `"out"`.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Direction::In => "in",
-            Direction::Out => "out",
-        }
-    }
-}
-
-/// The kind of a call event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-pub enum EventKind {
-    #[serde(rename = "newCall")]
-    /// The call started (initial INVITE).
-    NewCall,
-    #[serde(rename = "answer")]
-    /// The call was answered (first 2xx).
-    Answer,
-    #[serde(rename = "hangup")]
-    /// The call ended (exactly once per call).
-    Hangup,
-}
-
-impl EventKind {
-    /// Zammad spelling: `"newCall"`, `"answer"`, `"hangup"`.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            EventKind::NewCall => "newCall",
-            EventKind::Answer => "answer",
-            EventKind::Hangup => "hangup",
-        }
-    }
-}
-
-/// Hangup cause, as Zammad names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Cause {
-    /// One party hung up after the call was established.
-    NormalClearing,
-    /// The called party was busy (486, 600).
-    Busy,
-    /// The caller hung up before the answer (CANCEL, 487).
-    Cancel,
-    /// The called party did not answer or declined (603, 408, Timer C).
-    NoAnswer,
-    /// The called party could not be reached (5xx, other 4xx, transport failure).
-    Congestion,
-    /// The number does not exist or the party is offline (404, 410, 484, 604, 480).
-    NotFound,
-    /// The call was forwarded (3xx).
-    Forwarded,
-}
-
-impl Cause {
-    /// Zammad spelling: `"normalClearing"`, `"busy"`, `"cancel"`, `"noAnswer"`,
-    /// `"congestion"`, `"notFound"`, `"forwarded"`.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Cause::NormalClearing => "normalClearing",
-            Cause::Busy => "busy",
-            Cause::Cancel => "cancel",
-            Cause::NoAnswer => "noAnswer",
-            Cause::Congestion => "congestion",
-            Cause::NotFound => "notFound",
-            Cause::Forwarded => "forwarded",
-        }
-    }
-}
-
-impl std::fmt::Display for Cause {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -136,7 +53,7 @@ impl std::fmt::Display for Cause {
 /// left out of [`CallTracker::on_message`] without changing the events, as
 /// long as [`CallTracker::handle_timeout`] runs the timers. The live proxy
 /// and the replay use it to skip half the work.
-pub fn affects_calls(msg: &sipcti_transport::SipMessage) -> bool {
+pub fn affects_calls(msg: &sipcti_wire::SipMessage) -> bool {
     match msg.method() {
         Some(m) => {
             m.eq_ignore_ascii_case("INVITE")

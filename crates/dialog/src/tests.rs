@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use crate::tracker::{fnv1a64, zammad_call_id};
 use crate::view::uri_user_host;
 use crate::*;
+use sipcti_event::{Cause, Direction, EventKind};
 
 // ----- message builders -----
 
@@ -222,8 +223,8 @@ fn cause_and_kind_spelling() {
     assert_eq!(serde_json::to_value(EventKind::Hangup).unwrap(), "hangup");
     assert_eq!(serde_json::to_value(Direction::In).unwrap(), "in");
     assert_eq!(Direction::Out.as_str(), "out");
-    assert_eq!(Direction::from_side(Side::Trunk), Direction::In);
-    assert_eq!(Direction::from_side(Side::Inside), Direction::Out);
+    assert_eq!(Side::Trunk.direction(), Direction::In);
+    assert_eq!(Side::Inside.direction(), Direction::Out);
 }
 
 #[test]

@@ -3,12 +3,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
-use sipcti_transport::SipMessage;
+use sipcti_event::{Cause, Direction, EventKind};
+use sipcti_wire::SipMessage;
 
 use crate::view::MsgView;
 use crate::{
-    cause_for_status, normalize_number, CallEvent, CallInfo, Cause, Direction, EventKind, Side,
-    TrackerConfig, TrackerStats,
+    cause_for_status, normalize_number, CallEvent, CallInfo, Side, TrackerConfig, TrackerStats,
 };
 
 /// Zammad stores at most 250 characters of a callId; longer Call-IDs are shortened.
@@ -329,7 +329,7 @@ impl CallTracker {
         }
         let cc = self.cfg.country_code.as_deref();
         let ml = self.cfg.max_internal_len;
-        let direction = Direction::from_side(side);
+        let direction = side.direction();
         let anonymous = v.privacy_id || v.from.is_anonymous();
         let caller = v.pai.as_ref().and_then(|p| p.user()).or(v.from.user());
         let from = match caller {

@@ -90,7 +90,7 @@ impl MsgView {
 
     /// Builds the view from a parsed message. `Err` names what is missing when the message
     /// cannot belong to a call (no Call-ID, CSeq, From or To, neither request nor response).
-    pub fn from_message(msg: &sipcti_transport::SipMessage) -> Result<MsgView, &'static str> {
+    pub fn from_message(msg: &sipcti_wire::SipMessage) -> Result<MsgView, &'static str> {
         crate::adapter::view_of(msg)
     }
 }

@@ -3,7 +3,8 @@
 use std::time::{Duration, Instant};
 
 use sipcti_dialog::*;
-use sipcti_transport::{Limits, SipMessage};
+use sipcti_event::{Cause, Direction, EventKind};
+use sipcti_wire::{Limits, SipMessage};
 
 // ----- SIP text builders -----
 

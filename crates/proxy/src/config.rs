@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
+use sipcti_wire::TransportKind;
 
 /// Environment variable that may hold the Zammad CTI URL (it holds the token).
 pub const ZAMMAD_URL_ENV: &str = "SIPCTI_ZAMMAD_URL";
@@ -296,17 +297,8 @@ impl Default for TimersSection {
     }
 }
 
-/// Transport named by a URI's `transport` parameter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum UriTransport {
-    /// UDP (default).
-    Udp,
-    /// TCP.
-    Tcp,
-}
-
 /// A next hop given by configuration: host (name or IP), port, transport.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HopConfig {
     /// The URI as written.
     pub uri: String,
@@ -314,8 +306,8 @@ pub struct HopConfig {
     pub host: String,
     /// Port (default 5060).
     pub port: u16,
-    /// Transport (default UDP).
-    pub transport: UriTransport,
+    /// Transport, the URI's `transport` parameter (default UDP).
+    pub transport: TransportKind,
 }
 
 /// The validated configuration the proxy runs with. Its `Debug` shows `zammad_url` redacted.
@@ -392,7 +384,7 @@ impl std::fmt::Debug for Config {
 ///
 /// Errors name `key`.
 pub fn parse_hop(key: &'static str, uri: &str) -> Result<HopConfig, ConfigError> {
-    let u = sipcti_transport::Uri::parse(uri)
+    let u = sipcti_wire::Uri::parse(uri)
         .map_err(|e| invalid(key, format!("not a SIP URI ({})", e.reason())))?;
     if !u.is_sip() {
         return Err(invalid(key, "must be a sip: URI"));
@@ -401,9 +393,9 @@ pub fn parse_hop(key: &'static str, uri: &str) -> Result<HopConfig, ConfigError>
         return Err(invalid(key, "has no host"));
     }
     let transport = match u.transport().map(|t| t.to_ascii_lowercase()) {
-        None => UriTransport::Udp,
-        Some(t) if t == "udp" => UriTransport::Udp,
-        Some(t) if t == "tcp" => UriTransport::Tcp,
+        None => TransportKind::Udp,
+        Some(t) if t == "udp" => TransportKind::Udp,
+        Some(t) if t == "tcp" => TransportKind::Tcp,
         Some(t) => {
             return Err(invalid(
                 key,
@@ -760,8 +752,8 @@ impl Config {
     }
 
     /// The wire layer's limits: message size (bytes) and header count.
-    pub fn wire_limits(&self) -> sipcti_transport::Limits {
-        sipcti_transport::Limits {
+    pub fn wire_limits(&self) -> sipcti_wire::Limits {
+        sipcti_wire::Limits {
             max_message_bytes: self.limits.max_message_bytes,
             max_headers: self.limits.max_headers,
         }
@@ -811,7 +803,9 @@ url = "http://127.0.0.1:8080/api/v1/cti/SECRETTOKEN"
         assert_eq!(c.trunk_sources.len(), 1);
         let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../fixtures/zammad-rules.toml");
-        let r = sipcti_cti::Rules::from_toml_str(&std::fs::read_to_string(rules).unwrap()).unwrap();
+        let r =
+            sipcti_zammad_double::Rules::from_toml_str(&std::fs::read_to_string(rules).unwrap())
+                .unwrap();
         assert_eq!(r.caller_id_for("49301234567"), Some("4930111222"));
     }
 
@@ -820,7 +814,7 @@ url = "http://127.0.0.1:8080/api/v1/cti/SECRETTOKEN"
         let c = Config::from_toml(GOOD, None).unwrap();
         assert_eq!(c.listen, "127.0.0.1:5060".parse().unwrap());
         assert_eq!(c.trunk.port, 5060);
-        assert_eq!(c.trunk.transport, UriTransport::Udp);
+        assert_eq!(c.trunk.transport, TransportKind::Udp);
         assert_eq!(c.newcall_timeout, Duration::from_millis(1500));
         assert_eq!(c.country_code.as_deref(), Some("49"));
     }

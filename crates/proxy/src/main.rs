@@ -136,13 +136,17 @@ async fn double(listen: SocketAddr, token: String, rules: Option<PathBuf>) -> an
         Some(p) => {
             let text = std::fs::read_to_string(&p)
                 .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?;
-            sipcti_cti::Rules::from_toml_str(&text)
+            sipcti_zammad_double::Rules::from_toml_str(&text)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
         }
-        None => sipcti_cti::Rules::default(),
+        None => sipcti_zammad_double::Rules::default(),
     };
     let listener = tokio::net::TcpListener::bind(listen).await?;
     tracing::info!(listen = %listener.local_addr()?, "Zammad double listening");
-    sipcti_cti::serve_double(listener, sipcti_cti::DoubleConfig { token, rules }).await?;
+    sipcti_zammad_double::serve_double(
+        listener,
+        sipcti_zammad_double::DoubleConfig { token, rules },
+    )
+    .await?;
     Ok(())
 }

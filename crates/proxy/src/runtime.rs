@@ -13,12 +13,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use sipcti_cti as cti;
-use sipcti_dialog::CallEvent;
-use sipcti_transport::net::{NetConfig, Transport, TransportKind};
+use sipcti_transport::net::{NetConfig, Transport};
+use sipcti_wire::TransportKind;
 use tokio::sync::mpsc;
 
-use crate::config::{Config, HopConfig, UriTransport, ZammadFormat};
-use crate::core::{CoreConfig, CtiAnswer, Hop, Output, ProxyCore, Target, Transmit};
+use crate::config::{Config, HopConfig};
+use crate::cti_glue::{cti_config, to_cti_event};
+use sipcti_core::{CoreConfig, CtiAnswer, Hop, Output, ProxyCore, Target, Transmit};
 
 /// One kind of per-message warning at the edge: every occurrence is
 /// counted, and only the first 10 and then those at powers of two are
@@ -42,43 +43,6 @@ static SEND_FAILED: Sampled = Sampled::new();
 static TCP_QUEUE_FULL: Sampled = Sampled::new();
 static NEWCALL_LATE: Sampled = Sampled::new();
 
-/// Map a tracker event to Zammad's event.
-pub fn to_cti_event(ev: &CallEvent) -> cti::Event {
-    use sipcti_dialog::{Cause as C, Direction as D, EventKind as K};
-    cti::Event {
-        event: match ev.kind {
-            K::NewCall => cti::EventKind::NewCall,
-            K::Answer => cti::EventKind::Answer,
-            K::Hangup => cti::EventKind::Hangup,
-        },
-        direction: match ev.direction {
-            D::In => cti::Direction::In,
-            D::Out => cti::Direction::Out,
-        },
-        call_id: ev.call_id.clone(),
-        from: Some(ev.from.clone()),
-        to: Some(ev.to.clone()),
-        user: ev.user.clone(),
-        answering_number: ev.answering_number.clone(),
-        cause: ev.cause.map(|c| match c {
-            C::NormalClearing => cti::Cause::NormalClearing,
-            C::Busy => cti::Cause::Busy,
-            C::Cancel => cti::Cause::Cancel,
-            C::NoAnswer => cti::Cause::NoAnswer,
-            C::Congestion => cti::Cause::Congestion,
-            C::NotFound => cti::Cause::NotFound,
-            C::Forwarded => cti::Cause::Forwarded,
-        }),
-    }
-}
-
-fn kind(t: UriTransport) -> TransportKind {
-    match t {
-        UriTransport::Udp => TransportKind::Udp,
-        UriTransport::Tcp => TransportKind::Tcp,
-    }
-}
-
 async fn resolve(h: &HopConfig) -> anyhow::Result<SocketAddr> {
     if let Ok(ip) = h.host.parse::<IpAddr>() {
         return Ok(SocketAddr::new(ip, h.port));
@@ -98,7 +62,7 @@ fn hop(h: &HopConfig, addr: SocketAddr) -> Hop {
     };
     Hop {
         target: Target::Addr(addr),
-        transport: kind(h.transport),
+        transport: h.transport,
         hostport: if h.port == 5060 {
             host
         } else {
@@ -136,7 +100,7 @@ pub async fn core_config(cfg: &Config, local_port: u16) -> anyhow::Result<CoreCo
         max_transactions: cfg.limits.max_transactions,
         wait: Duration::from_millis(cfg.timers.wait_ms),
         tracker: cfg.tracker_config(),
-        sources: crate::core::SourceLimits {
+        sources: sipcti_core::SourceLimits {
             inside_rate_per_s: cfg.limits.inside_rate_per_s,
             inside_burst: cfg.limits.inside_burst,
             trunk_rate_per_s: cfg.limits.trunk_rate_per_s,
@@ -172,22 +136,6 @@ pub fn net_config(cfg: &Config, core: &CoreConfig) -> NetConfig {
         tcp_idle_timeout: Duration::from_secs(l.tcp_idle_timeout_s),
         tcp_message_timeout: Duration::from_millis(l.tcp_message_timeout_ms),
         ..NetConfig::default()
-    }
-}
-
-/// The CTI client configuration from the file configuration.
-pub fn cti_config(cfg: &Config) -> cti::ClientConfig {
-    cti::ClientConfig {
-        url: cfg.zammad_url.clone(),
-        format: match cfg.zammad_format {
-            ZammadFormat::Json => cti::Format::Json,
-            ZammadFormat::Form => cti::Format::Form,
-        },
-        newcall_timeout: cfg.newcall_timeout,
-        queue_capacity: cfg.cti_queue,
-        give_up_after: cfg.cti_give_up,
-        max_in_flight: cfg.file.zammad.max_in_flight,
-        ..cti::ClientConfig::default()
     }
 }
 

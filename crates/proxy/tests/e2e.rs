@@ -8,7 +8,7 @@ mod lab;
 use std::time::Duration;
 
 use lab::{assert_sipp, call_id, require_sipp, summary, Host, Lab, Opts, Tp};
-use sipcti_cti::Mode;
+use sipcti_zammad_double::Mode;
 
 const T: Duration = Duration::from_secs(10);
 
@@ -24,7 +24,7 @@ fn assert_events(
     n: usize,
     sip_call_id: &str,
     expect: &[&str],
-) -> Vec<sipcti_cti::LoggedRequest> {
+) -> Vec<sipcti_zammad_double::LoggedRequest> {
     let evs = lab.accepted_events(n, T);
     let got: Vec<String> = evs.iter().map(summary).collect();
     check!(
@@ -50,7 +50,7 @@ fn from_user(v: &str) -> String {
 }
 
 /// The live run and the replay of its capture give the same events.
-fn assert_replay_matches(lab: &mut Lab, live: &[sipcti_cti::LoggedRequest]) {
+fn assert_replay_matches(lab: &mut Lab, live: &[sipcti_zammad_double::LoggedRequest]) {
     let replayed = lab.replay_capture();
     let live: Vec<(String, String)> = live
         .iter()

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use sipcti_cti::{spawn_double, DoubleConfig, Rules};
+use sipcti_zammad_double::{spawn_double, DoubleConfig, Rules};
 
 fn fields(v: &serde_json::Value) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = [

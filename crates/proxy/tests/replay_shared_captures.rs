@@ -14,7 +14,7 @@
 
 use std::path::{Path, PathBuf};
 
-use sipcti_dialog::Cause;
+use sipcti_event::Cause;
 use sipcti_proxy::replay::{replay_captures, ReplayOptions, ReplayResult};
 
 fn shared_dir() -> PathBuf {

@@ -25,25 +25,7 @@ use tokio::time::Instant;
 
 use ipnet::IpNet;
 
-use crate::wire::{Frame, Limits, StreamFramer};
-
-/// Transport protocol of a message or destination.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TransportKind {
-    /// UDP datagrams.
-    Udp,
-    /// TCP stream framed by Content-Length.
-    Tcp,
-}
-
-impl fmt::Display for TransportKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            TransportKind::Udp => "UDP",
-            TransportKind::Tcp => "TCP",
-        })
-    }
-}
+use sipcti_wire::{Frame, Limits, StreamFramer, TransportKind};
 
 /// One message received from the network (a UDP datagram or a framed TCP message).
 #[derive(Debug, Clone)]

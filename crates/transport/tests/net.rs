@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use sipcti_transport::net::{Inbound, NetConfig, NetStats, Transport, TransportKind};
+use sipcti_transport::net::{Inbound, NetConfig, NetStats, Transport};
+use sipcti_wire::TransportKind;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
 use tokio::sync::mpsc::Receiver;

@@ -15,8 +15,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
-use sipcti_cti::{CallerIdRule, DoubleConfig, LoggedRequest, Rules, ZammadDouble};
-use sipcti_transport::{NameAddr, SipMessage};
+use sipcti_wire::{NameAddr, SipMessage};
+use sipcti_zammad_double::{CallerIdRule, DoubleConfig, LoggedRequest, Rules, ZammadDouble};
 use tokio::time::{sleep, Instant};
 
 use crate::config::Config;
@@ -197,7 +197,7 @@ async fn start() -> anyhow::Result<Env> {
         }],
         default_caller_id: Some("4930111000".into()),
     };
-    let double = sipcti_cti::spawn_double(
+    let double = sipcti_zammad_double::spawn_double(
         listener,
         DoubleConfig {
             token: format!("demo{}", ua::token()),

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
-use sipcti_transport::{Limits, NameAddr, SipMessage, Uri};
+use sipcti_wire::{Limits, NameAddr, SipMessage, Uri};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::Instant;

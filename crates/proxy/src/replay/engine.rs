@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use sipcti_capture::{CaptureReader, Datagram, Transport};
-use sipcti_dialog::{CallEvent, CallTracker, Cause, Direction, EventKind, Side, TrackerConfig};
-use sipcti_transport::{Frame, Limits, SipMessage, StreamFramer};
+use sipcti_dialog::{CallEvent, CallTracker, Side, TrackerConfig};
+use sipcti_event::{Cause, Direction, EventKind};
+use sipcti_wire::{Frame, Limits, SipMessage, StreamFramer};
 
 use crate::config::Config;
 
@@ -184,7 +185,7 @@ pub struct ReplayEvent {
 impl ReplayEvent {
     /// The event Zammad would get.
     pub fn cti(&self) -> sipcti_cti::Event {
-        crate::runtime::to_cti_event(&self.event)
+        crate::cti_glue::to_cti_event(&self.event)
     }
 }
 

@@ -3,7 +3,7 @@
 //! The captures are read in order ([`sipcti_capture::CaptureReader`]); every UDP
 //! payload that looks like SIP by content (start line `SIP/2.0 NNN` or
 //! `METHOD URI SIP/2.0`, on any port) and every message framed out of a TCP stream
-//! (one [`sipcti_transport::StreamFramer`] per direction, reset and resynchronised
+//! (one [`sipcti_wire::StreamFramer`] per direction, reset and resynchronised
 //! after a gap) is parsed and validated by the live proxy's wire layer and fed to the
 //! same [`sipcti_dialog::CallTracker`]. Non-SIP payloads, unparseable messages and
 //! messages of unknown side are counted and skipped.
@@ -297,7 +297,7 @@ fn print_summary(res: &ReplayResult) {
 /// Submit every event in order (waiting while the client's queue is full), then drain.
 /// Returns true if every event was delivered.
 async fn post(cfg: &Config, events: &[&ReplayEvent], timeout: Duration) -> anyhow::Result<bool> {
-    let ccfg = crate::runtime::cti_config(cfg);
+    let ccfg = crate::cti_glue::cti_config(cfg);
     let capacity = ccfg.queue_capacity;
     let client =
         sipcti_cti::CtiClient::start(ccfg).map_err(|e| anyhow::anyhow!("zammad.url: {e}"))?;

@@ -274,7 +274,8 @@ pub fn ladder(title: &str, messages: &[&MessageRecord]) -> String {
 mod tests {
     use super::*;
     use serde_json::Value;
-    use sipcti_dialog::{CallEvent, Cause, Direction, EventKind};
+    use sipcti_dialog::CallEvent;
+    use sipcti_event::{Cause, Direction, EventKind};
 
     #[test]
     fn jsonl_line_escapes_odd_characters_and_round_trips() {

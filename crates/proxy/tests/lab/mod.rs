@@ -15,29 +15,26 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sipcti_cti::{spawn_double, DoubleConfig, LoggedRequest, Mode, Rules, ZammadDouble};
+use sipcti_zammad_double::{spawn_double, DoubleConfig, LoggedRequest, Mode, Rules, ZammadDouble};
 
 pub const TOKEN: &str = "e2e-secret-token";
 
-/// Transport used on both legs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Tp {
-    Udp,
-    Tcp,
+/// Transport used on both legs: the proxy's own transport enum.
+pub use sipcti_wire::TransportKind as Tp;
+
+/// SIPp's `-t` flag for `tp` (one socket).
+fn sipp_flag(tp: Tp) -> &'static str {
+    match tp {
+        Tp::Udp => "u1",
+        Tp::Tcp => "t1",
+    }
 }
 
-impl Tp {
-    fn sipp(self) -> &'static str {
-        match self {
-            Tp::Udp => "u1",
-            Tp::Tcp => "t1",
-        }
-    }
-    fn uri_param(self) -> &'static str {
-        match self {
-            Tp::Udp => "udp",
-            Tp::Tcp => "tcp",
-        }
+/// The SIP URI `transport` parameter for `tp`.
+fn uri_param(tp: Tp) -> &'static str {
+    match tp {
+        Tp::Udp => "udp",
+        Tp::Tcp => "tcp",
     }
 }
 
@@ -202,8 +199,8 @@ impl Lab {
             capture: None,
             _reservation: reservation,
         };
-        let t = opts.tp.uri_param();
-        let tt = opts.trunk_tp.unwrap_or(opts.tp).uri_param();
+        let t = uri_param(opts.tp);
+        let tt = uri_param(opts.trunk_tp.unwrap_or(opts.tp));
         let config = format!(
             r#"# written by the e2e lab for test {name}
 [sip]
@@ -336,7 +333,7 @@ newcall_timeout_ms = {nt}
             .arg(scenario(scen))
             .args([
                 "-t",
-                self.tp_of(host).sipp(),
+                sipp_flag(self.tp_of(host)),
                 "-i",
                 &ip,
                 "-p",

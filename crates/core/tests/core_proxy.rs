@@ -5,8 +5,8 @@
 mod core_support;
 
 use core_support::*;
-use sipcti_dialog::{Cause, Direction, EventKind};
-use sipcti_proxy::core::{CtiAnswer, Output};
+use sipcti_core::{CtiAnswer, Output};
+use sipcti_event::{Cause, Direction, EventKind};
 
 // ------------------------------------------------------------- messages
 
@@ -1325,7 +1325,7 @@ fn no_timer_a_over_tcp_but_timer_b() {
     assert_eq!((t.transport, t.dest.clone()), (Udp, target(PHONE)));
 }
 
-fn only_tx_with_events(o: &[Output]) -> &sipcti_proxy::core::Transmit {
+fn only_tx_with_events(o: &[Output]) -> &sipcti_core::Transmit {
     let t = transmits(o);
     assert_eq!(t.len(), 1, "{}", show(o));
     t[0]

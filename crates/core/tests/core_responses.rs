@@ -9,8 +9,8 @@
 mod core_support;
 
 use core_support::*;
-use sipcti_dialog::{Direction, EventKind};
-use sipcti_proxy::core::{CtiAnswer, Output};
+use sipcti_core::{CtiAnswer, Output};
+use sipcti_event::{Direction, EventKind};
 
 fn invite_out() -> Vec<u8> {
     sip("INVITE sip:0301234567@192.0.2.10 SIP/2.0

@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use sipcti_transport::{
+use sipcti_wire::{
     canonical_name, response_for, to_with_tag, Frame, FrameError, Limits, NameAddr, ParseError,
     SipMessage, StreamFramer, Uri, Via,
 };

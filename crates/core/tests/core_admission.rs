@@ -10,9 +10,10 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use core_support::*;
-use sipcti_dialog::{Direction, EventKind, Side};
-use sipcti_proxy::admission::{Limit, LimitedSource};
-use sipcti_proxy::core::{CoreConfig, CtiAnswer, Output};
+use sipcti_core::admission::{Limit, LimitedSource};
+use sipcti_core::{CoreConfig, CtiAnswer, Output};
+use sipcti_dialog::Side;
+use sipcti_event::{Direction, EventKind};
 
 /// The inside host that floods (same /24 as [`PHONE`]).
 const FLOODER: &str = "10.0.0.66:5060";

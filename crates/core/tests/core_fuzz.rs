@@ -6,7 +6,7 @@ mod core_support;
 
 use core_support::*;
 use proptest::prelude::*;
-use sipcti_proxy::core::{CtiAnswer, Output, Target};
+use sipcti_core::{CtiAnswer, Output, Target};
 
 const SEEDS: [&str; 5] = [
     "INVITE sip:0301234567@192.0.2.10 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.20:5062;branch=z9hG4bK-f1;rport\r\nMax-Forwards: 70\r\nFrom: \"A\" <sip:201@192.0.2.10>;tag=f1\r\nTo: <sip:0301234567@192.0.2.10>\r\nCall-ID: fuzz1@10.0.0.20\r\nCSeq: 1 INVITE\r\nContact: <sip:201@10.0.0.20:5062>\r\nRoute: <sip:192.0.2.10:5060;lr>, <sip:192.0.2.10:5060;transport=tcp;lr>\r\nP-Asserted-Identity: <sip:201@192.0.2.10>\r\nContent-Type: application/sdp\r\nContent-Length: 4\r\n\r\nv=0\n",

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use sipcti_cti::{spawn_double, CallState, DoubleConfig, Mode, Rules, ZammadDouble};
+use sipcti_zammad_double::{spawn_double, CallState, DoubleConfig, Mode, Rules, ZammadDouble};
 
 const RULES: &str = r#"
 block = ["491715000000"]

@@ -11,8 +11,8 @@ mod core_support;
 use std::path::{Path, PathBuf};
 
 use core_support::*;
-use sipcti_proxy::core::{CtiAnswer, Output, Target, Transmit};
-use sipcti_transport::{Limits, SipMessage};
+use sipcti_core::{CtiAnswer, Output, Target, Transmit};
+use sipcti_wire::{Limits, SipMessage};
 
 /// What the proxy must do with one message.
 #[derive(Debug, Clone, Copy)]

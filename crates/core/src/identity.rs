@@ -9,7 +9,7 @@
 //! carries the phone's original user again. The phone's From tag tells
 //! which of From/To is the phone's identity.
 
-use sipcti_transport::{NameAddr, SipMessage};
+use sipcti_wire::{NameAddr, SipMessage};
 
 /// The rewrite of one dialog.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use sipcti_transport::{Limits, ParseError, SipMessage};
+use sipcti_wire::{Limits, ParseError, SipMessage};
 
 fn corpus_dir() -> Option<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus");

@@ -3,10 +3,9 @@
 use std::time::Duration;
 
 use serde_json::json;
-use sipcti_cti::{
-    spawn_double, Cause, ClientConfig, CtiClient, Decision, Direction, DoubleConfig, Event,
-    EventKind, Format, LoggedRequest, Mode, NewCallOutcome, Rules, ZammadDouble,
-};
+use sipcti_cti::{ClientConfig, CtiClient, Decision, Event, Format, NewCallOutcome};
+use sipcti_event::{Cause, Direction, EventKind};
+use sipcti_zammad_double::{spawn_double, DoubleConfig, LoggedRequest, Mode, Rules, ZammadDouble};
 
 const RULES: &str = r#"
 block = ["491715000000"]

@@ -24,9 +24,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
-use sipcti_dialog::{CallEvent, CallTracker, Direction, EventKind, Side, TrackerConfig};
-use sipcti_transport::net::TransportKind;
-use sipcti_transport::{response_for, Limits, SipMessage, Uri};
+use sipcti_dialog::{CallEvent, CallTracker, Side, TrackerConfig};
+use sipcti_event::{Direction, EventKind};
+use sipcti_wire::{response_for, Limits, SipMessage, TransportKind, Uri};
 
 use crate::admission::{
     Admission, AdmissionConfig, Limit, LimitedSource, Rate, SourceKey, Start, Verdict,
@@ -62,7 +62,7 @@ pub struct Hop {
     pub hostport: String,
 }
 
-/// Configuration of the core (built from [`crate::config::Config`]).
+/// Configuration of the core (built from `sipcti_proxy::config::Config`).
 #[derive(Debug, Clone)]
 pub struct CoreConfig {
     /// Address and port the proxy is reached at (Via, Record-Route).
@@ -847,7 +847,7 @@ impl ProxyCore {
         // the parameters we add may push a message that was just within
         // the size limit past it; the limit is for what was received (a
         // forwarded request that grew too large gets 513 later)
-        let limits = sipcti_transport::Limits {
+        let limits = sipcti_wire::Limits {
             max_message_bytes: self.cfg.limits.max_message_bytes + 128,
             ..self.cfg.limits
         };
@@ -1136,7 +1136,7 @@ impl ProxyCore {
         let mut n = 0;
         let mut t = None;
         for r in msg.header_values("Route") {
-            let Ok(na) = sipcti_transport::NameAddr::parse(r) else {
+            let Ok(na) = sipcti_wire::NameAddr::parse(r) else {
                 break;
             };
             let Ok(u) = na.parsed_uri() else { break };
@@ -1158,7 +1158,7 @@ impl ProxyCore {
         let (pop, rr_transport) = self.our_routes(msg);
         let routes = msg.header_values("Route");
         let next_uri = if let Some(r) = routes.get(pop) {
-            let na = sipcti_transport::NameAddr::parse(r).map_err(|_| (400u16, "Bad Route"))?;
+            let na = sipcti_wire::NameAddr::parse(r).map_err(|_| (400u16, "Bad Route"))?;
             na.uri.to_string()
         } else {
             msg.request_uri().unwrap_or("").to_string()
@@ -1238,7 +1238,7 @@ impl ProxyCore {
 
     /// The caller-id rewrite of `msg`'s dialog, applied to a request that
     /// came from `side` and goes to the other side.
-    fn rewrite_request(&self, edit: &mut sipcti_transport::Edit<'_>, msg: &SipMessage, side: Side) {
+    fn rewrite_request(&self, edit: &mut sipcti_wire::Edit<'_>, msg: &SipMessage, side: Side) {
         if let Some(rw) = self.rewrite_for(msg) {
             for (idx, v) in rw.edits(msg, toward(other_side(side)), side == Side::Inside) {
                 edit.replace_value(idx, &v);
@@ -2222,7 +2222,7 @@ impl ProxyCore {
 /// asked for rport, as every response the proxy builds does. The To gets a
 /// tag (RFC 3261 8.2.6.2) unless it has one, `sc` + a hash of Call-ID and
 /// status as for the core's other stateless answers, and is rebuilt
-/// well-formed by [`sipcti_transport::to_with_tag`] when it is broken (an
+/// well-formed by [`sipcti_wire::to_with_tag`] when it is broken (an
 /// unclosed quote keeps only its last `<URI>`, so the tag never lands inside
 /// the quote). Never panics.
 pub fn salvage_error_response(
@@ -2249,7 +2249,7 @@ pub fn salvage_error_response(
         let Some((name, value)) = line.split_once(':') else {
             continue;
         };
-        let canon = sipcti_transport::canonical_name(name.trim());
+        let canon = sipcti_wire::canonical_name(name.trim());
         let Some(i) = names.iter().position(|n| canon.eq_ignore_ascii_case(n)) else {
             continue;
         };
@@ -2281,7 +2281,7 @@ pub fn salvage_error_response(
         }
     }
     let tag = format!("sc{:x}", fnv1a(&[&call_id, &status.to_string()]));
-    let to = sipcti_transport::to_with_tag(&to, &tag);
+    let to = sipcti_wire::to_with_tag(&to, &tag);
     let mut out = format!("SIP/2.0 {status} {}\r\n", reason.replace(['\r', '\n'], " "));
     for via in &vias {
         out.push_str(&format!("Via: {via}\r\n"));
@@ -2301,7 +2301,7 @@ pub fn salvage_error_response(
 /// Remove the first `n` Route values (RFC 3261 16.4). Edits refer to the
 /// original message, so for more than one value the Route lines are
 /// replaced by one line holding the values that remain.
-fn pop_routes(edit: &mut sipcti_transport::Edit<'_>, msg: &SipMessage, n: usize) {
+fn pop_routes(edit: &mut sipcti_wire::Edit<'_>, msg: &SipMessage, n: usize) {
     match n {
         0 => {}
         1 => {
@@ -2343,13 +2343,7 @@ fn replace_hostport(u: &Uri<'_>, hostport: &str) -> String {
 
 fn header_lines_of(req: &SipMessage, name: &str) -> Vec<String> {
     req.header_lines(name)
-        .map(|h| {
-            format!(
-                "{}: {}\r\n",
-                sipcti_transport::canonical_name(h.name),
-                h.value
-            )
-        })
+        .map(|h| format!("{}: {}\r\n", sipcti_wire::canonical_name(h.name), h.value))
         .collect()
 }
 

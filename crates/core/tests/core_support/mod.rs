@@ -6,10 +6,10 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use sipcti_dialog::{CallEvent, Cause, Direction, EventKind, TrackerConfig};
-use sipcti_proxy::core::{CoreConfig, Hop, Output, ProxyCore, SourceLimits, Target, Transmit};
-use sipcti_transport::net::TransportKind;
-use sipcti_transport::{Limits, SipMessage};
+use sipcti_core::{CoreConfig, Hop, Output, ProxyCore, SourceLimits, Target, Transmit};
+use sipcti_dialog::{CallEvent, TrackerConfig};
+use sipcti_event::{Cause, Direction, EventKind};
+use sipcti_wire::{Limits, SipMessage, TransportKind};
 
 #[allow(unused_imports)]
 pub use TransportKind::{Tcp, Udp};
@@ -134,7 +134,7 @@ impl H {
         self.run_until(ms).into_iter().map(|(_, o)| o).collect()
     }
 
-    pub fn cti(&mut self, ms: u64, token: u64, a: sipcti_proxy::core::CtiAnswer) -> Vec<Output> {
+    pub fn cti(&mut self, ms: u64, token: u64, a: sipcti_core::CtiAnswer) -> Vec<Output> {
         let now = self.at(ms);
         self.core.handle_cti_answer(now, token, a);
         self.drain()

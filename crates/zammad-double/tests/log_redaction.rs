@@ -6,9 +6,9 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sipcti_cti::{
-    spawn_double, ClientConfig, CtiClient, Direction, DoubleConfig, Event, EventKind, Mode, Rules,
-};
+use sipcti_cti::{ClientConfig, CtiClient, Event};
+use sipcti_event::{Direction, EventKind};
+use sipcti_zammad_double::{spawn_double, DoubleConfig, Mode, Rules};
 
 #[derive(Clone, Default)]
 struct Buf(Arc<Mutex<Vec<u8>>>);

@@ -1,9 +1,9 @@
 //! Parse + validate + proxy-style edit throughput, messages per second.
-//! Run: `cargo run --release -p sipcti-transport --example throughput`
+//! Run: `cargo run --release -p sipcti-wire --example throughput`
 
 use std::time::Instant;
 
-use sipcti_transport::{Limits, SipMessage};
+use sipcti_wire::{Limits, SipMessage};
 
 const INVITE: &str = "INVITE sip:bob@biloxi.com SIP/2.0\r\n\
 Via: SIP/2.0/UDP pc33.atlanta.com;branch=z9hG4bK776asdhds;rport\r\n\

@@ -1,7 +1,7 @@
 //! Fuzz-like property tests: nothing from the network may panic.
 
 use proptest::prelude::*;
-use sipcti_transport::{Frame, Limits, NameAddr, SipMessage, StreamFramer, Uri, Via};
+use sipcti_wire::{Frame, Limits, NameAddr, SipMessage, StreamFramer, Uri, Via};
 
 const SEED: &str = "INVITE sip:bob@[2001:db8::1]:5060;lr SIP/2.0\r\n\
 Via: SIP/2.0/UDP pc33.atlanta.com;branch=z9hG4bK776;rport, SIP / 2.0 / TCP h:5;received=1.2.3.4\r\n\
@@ -52,7 +52,7 @@ fn exercise(m: &SipMessage) {
         .append_header("X", "y")
         .finish();
     let _ = SipMessage::parse(out, &Limits::default());
-    let _ = sipcti_transport::response_for(m, 400, "Bad", Some("t"), &[("A", "b")]);
+    let _ = sipcti_wire::response_for(m, 400, "Bad", Some("t"), &[("A", "b")]);
 }
 
 fn frame_all(data: &[u8], chunk: usize) {

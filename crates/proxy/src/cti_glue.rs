@@ -1,0 +1,39 @@
+//! The glue between the call tracker, the file configuration and the Zammad
+//! CTI client, shared by [`crate::runtime`] (live) and [`crate::replay`]
+//! (captures), which are siblings: neither imports the other.
+
+use sipcti_cti as cti;
+use sipcti_dialog::CallEvent;
+
+use crate::config::{Config, ZammadFormat};
+
+/// Map a tracker event to Zammad's event (a field copy: both use the
+/// `sipcti-event` model).
+pub fn to_cti_event(ev: &CallEvent) -> cti::Event {
+    cti::Event {
+        event: ev.kind,
+        direction: ev.direction,
+        call_id: ev.call_id.clone(),
+        from: Some(ev.from.clone()),
+        to: Some(ev.to.clone()),
+        user: ev.user.clone(),
+        answering_number: ev.answering_number.clone(),
+        cause: ev.cause,
+    }
+}
+
+/// The CTI client configuration from the file configuration.
+pub fn cti_config(cfg: &Config) -> cti::ClientConfig {
+    cti::ClientConfig {
+        url: cfg.zammad_url.clone(),
+        format: match cfg.zammad_format {
+            ZammadFormat::Json => cti::Format::Json,
+            ZammadFormat::Form => cti::Format::Form,
+        },
+        newcall_timeout: cfg.newcall_timeout,
+        queue_capacity: cfg.cti_queue,
+        give_up_after: cfg.cti_give_up,
+        max_in_flight: cfg.file.zammad.max_in_flight,
+        ..cti::ClientConfig::default()
+    }
+}
