@@ -15,6 +15,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
+use rsip::{Method, StatusCode};
 use sipcti_wire::{NameAddr, SipMessage};
 use sipcti_zammad_double::{CallerIdRule, DoubleConfig, LoggedRequest, Rules, ZammadDouble};
 use tokio::time::{sleep, Instant};
@@ -270,23 +271,25 @@ impl Env {
         self.phone.reset();
         let t0 = Instant::now();
         let proxy = self.proxy;
-        let in_ruri = format!("sip:{OUR_NUMBER}@{proxy}");
-        let out_ruri = format!("sip:{DIALLED}@{proxy}");
-        let mut uac = match call.kind {
+        let uac = match call.kind {
             Kind::InboundAnswered | Kind::CalleeBusy => {
-                Uac::new(&self.trunk, proxy, &in_ruri, None, CUSTOMER, OUR_NUMBER)
+                ua::sip_uri(Some(OUR_NUMBER), proxy.ip(), Some(proxy.port()))
+                    .and_then(|ruri| Uac::new(&self.trunk, proxy, ruri, None, CUSTOMER, OUR_NUMBER))
             }
-            Kind::InboundBlocked => {
-                Uac::new(&self.trunk, proxy, &in_ruri, None, BLOCKED, OUR_NUMBER)
+            Kind::InboundBlocked => ua::sip_uri(Some(OUR_NUMBER), proxy.ip(), Some(proxy.port()))
+                .and_then(|ruri| Uac::new(&self.trunk, proxy, ruri, None, BLOCKED, OUR_NUMBER)),
+            Kind::OutboundRewrite | Kind::CallerCancels => {
+                ua::sip_uri(Some(DIALLED), proxy.ip(), Some(proxy.port())).and_then(|ruri| {
+                    Uac::new(&self.phone, proxy, ruri, Some(ALICE), EXTENSION, DIALLED)
+                })
             }
-            Kind::OutboundRewrite | Kind::CallerCancels => Uac::new(
-                &self.phone,
-                proxy,
-                &out_ruri,
-                Some(ALICE),
-                EXTENSION,
-                DIALLED,
-            ),
+        };
+        let mut uac = match uac {
+            Ok(uac) => uac,
+            Err(e) => {
+                println!("\n── {n}. {}\n  ✗ {e:#}", call.title);
+                return false;
+            }
         };
         let call_id = uac.call_id.clone();
         let script = async {
@@ -348,7 +351,8 @@ impl Env {
 
 // ------------------------------------------------------------------ scripts
 
-fn expect_status(m: &SipMessage, want: u16, who: &str, what: &str) -> anyhow::Result<()> {
+fn expect_status(m: &SipMessage, want: StatusCode, who: &str, what: &str) -> anyhow::Result<()> {
+    let want = want.code();
     match m.status() {
         Some(s) if s == want => Ok(()),
         s => bail!(
@@ -359,8 +363,8 @@ fn expect_status(m: &SipMessage, want: u16, who: &str, what: &str) -> anyhow::Re
     }
 }
 
-fn contact_of(ua: &Ua, user: &str) -> String {
-    format!("<sip:{user}@{}>", ua.addr)
+fn contact_of(ua: &Ua, user: &str) -> anyhow::Result<rsip::typed::Contact> {
+    ua::contact(user, ua.addr)
 }
 
 /// `caller` calls, `callee` rings and answers, the caller hangs up.
@@ -375,8 +379,8 @@ async fn answered(
     let a = async {
         uac.invite(caller).await?;
         let r = uac.await_invite(caller, STEP, None).await?;
-        expect_status(&r.last, 200, caller_name, "its INVITE")?;
-        if !r.provisional.contains(&180) {
+        expect_status(&r.last, StatusCode::OK, caller_name, "its INVITE")?;
+        if !r.provisional.contains(&StatusCode::Ringing.code()) {
             bail!(
                 "{caller_name} never saw 180 Ringing (provisional: {:?})",
                 r.provisional
@@ -385,23 +389,31 @@ async fn answered(
         uac.ack(caller, &r.last).await?;
         sleep(TALK).await;
         let b = uac.bye(caller, STEP).await?;
-        expect_status(&b, 200, caller_name, "its BYE")
+        expect_status(&b, StatusCode::OK, caller_name, "its BYE")
     };
     let b = async {
-        let inv = callee.expect_request(&call_id, "INVITE", STEP).await?;
+        let inv = callee
+            .expect_request(&call_id, Method::Invite, STEP)
+            .await?;
         let tag = ua::token();
-        let contact = contact_of(callee, callee_user);
+        let contact = contact_of(callee, callee_user)?;
         callee
-            .reply(&inv, 180, "Ringing", Some(&tag), Some(&contact), None)
+            .reply(&inv, StatusCode::Ringing, Some(&tag), Some(&contact), None)
             .await?;
         sleep(RING).await;
         let body = ua::sdp(callee.addr.ip(), 40_002);
         callee
-            .reply(&inv, 200, "OK", Some(&tag), Some(&contact), Some(&body))
+            .reply(
+                &inv,
+                StatusCode::OK,
+                Some(&tag),
+                Some(&contact),
+                Some(&body),
+            )
             .await?;
-        callee.expect_request(&call_id, "ACK", STEP).await?;
-        let bye = callee.expect_request(&call_id, "BYE", STEP).await?;
-        callee.reply(&bye, 200, "OK", None, None, None).await
+        callee.expect_request(&call_id, Method::Ack, STEP).await?;
+        let bye = callee.expect_request(&call_id, Method::Bye, STEP).await?;
+        callee.reply(&bye, StatusCode::OK, None, None, None).await
     };
     tokio::try_join!(a, b).map(|_| ())
 }
@@ -410,7 +422,7 @@ async fn answered(
 async fn blocked(trunk: &mut Ua, uac: &mut Uac) -> anyhow::Result<()> {
     uac.invite(trunk).await?;
     let r = uac.await_invite(trunk, STEP, None).await?;
-    expect_status(&r.last, 486, "trunk", "its INVITE")?;
+    expect_status(&r.last, StatusCode::BusyHere, "trunk", "its INVITE")?;
     uac.ack(trunk, &r.last).await?;
     // give a wrongly forwarded INVITE time to show up at the phone
     sleep(Duration::from_millis(300)).await;
@@ -422,33 +434,40 @@ async fn cancelled(phone: &mut Ua, trunk: &mut Ua, uac: &mut Uac) -> anyhow::Res
     let call_id = uac.call_id.clone();
     let a = async {
         uac.invite(phone).await?;
-        let r = uac.await_invite(phone, STEP, Some(180)).await?;
-        expect_status(&r.last, 180, "phone", "its INVITE")?;
+        let r = uac
+            .await_invite(phone, STEP, Some(StatusCode::Ringing))
+            .await?;
+        expect_status(&r.last, StatusCode::Ringing, "phone", "its INVITE")?;
         sleep(RING).await;
         uac.cancel(phone).await?;
         let (cancel_status, last) = uac.await_cancelled(phone, STEP).await?;
-        if cancel_status != 200 {
+        if cancel_status != StatusCode::OK.code() {
             bail!("phone expected 200 to its CANCEL, got {cancel_status}");
         }
         uac.ack(phone, &last).await?;
-        expect_status(&last, 487, "phone", "its cancelled INVITE")
+        expect_status(
+            &last,
+            StatusCode::RequestTerminated,
+            "phone",
+            "its cancelled INVITE",
+        )
     };
     let b = async {
-        let inv = trunk.expect_request(&call_id, "INVITE", STEP).await?;
+        let inv = trunk.expect_request(&call_id, Method::Invite, STEP).await?;
         let tag = ua::token();
-        let contact = contact_of(trunk, DIALLED);
+        let contact = contact_of(trunk, DIALLED)?;
         trunk
-            .reply(&inv, 180, "Ringing", Some(&tag), Some(&contact), None)
+            .reply(&inv, StatusCode::Ringing, Some(&tag), Some(&contact), None)
             .await?;
-        let cancel = trunk.expect_request(&call_id, "CANCEL", STEP).await?;
+        let cancel = trunk.expect_request(&call_id, Method::Cancel, STEP).await?;
         trunk
-            .reply(&cancel, 200, "OK", Some(&tag), None, None)
-            .await?;
-        trunk
-            .reply(&inv, 487, "Request Terminated", Some(&tag), None, None)
+            .reply(&cancel, StatusCode::OK, Some(&tag), None, None)
             .await?;
         trunk
-            .expect_request(&call_id, "ACK", STEP)
+            .reply(&inv, StatusCode::RequestTerminated, Some(&tag), None, None)
+            .await?;
+        trunk
+            .expect_request(&call_id, Method::Ack, STEP)
             .await
             .map(|_| ())
     };
@@ -462,16 +481,16 @@ async fn busy(trunk: &mut Ua, phone: &mut Ua, uac: &mut Uac) -> anyhow::Result<(
         uac.invite(trunk).await?;
         let r = uac.await_invite(trunk, STEP, None).await?;
         uac.ack(trunk, &r.last).await?;
-        expect_status(&r.last, 486, "trunk", "its INVITE")
+        expect_status(&r.last, StatusCode::BusyHere, "trunk", "its INVITE")
     };
     let b = async {
-        let inv = phone.expect_request(&call_id, "INVITE", STEP).await?;
+        let inv = phone.expect_request(&call_id, Method::Invite, STEP).await?;
         let tag = ua::token();
         phone
-            .reply(&inv, 486, "Busy Here", Some(&tag), None, None)
+            .reply(&inv, StatusCode::BusyHere, Some(&tag), None, None)
             .await?;
         phone
-            .expect_request(&call_id, "ACK", STEP)
+            .expect_request(&call_id, Method::Ack, STEP)
             .await
             .map(|_| ())
     };

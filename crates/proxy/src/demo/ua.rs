@@ -4,6 +4,16 @@
 //! final answers with To tag, Contact and Record-Route, 2xx/non-2xx
 //! retransmission until the ACK, absorbing request retransmissions).
 //! Every message sent or received is recorded for the timeline.
+//!
+//! What the UAs write is built with `rsip` (typed [`Method`] and
+//! [`StatusCode`], typed headers for what they make up themselves: full
+//! header names, IPv4, standard methods, text bodies, which rsip 0.4 writes
+//! correctly). What they receive is read with our wire layer
+//! ([`SipMessage`]) only, and a header copied from a received message goes
+//! back out through rsip's *untyped* header as the raw value our wire layer
+//! read: rsip's typed headers would re-parse it, and rsip 0.4 fails on or
+//! rewrites IPv6 hosts, `tel:` URIs and comma-separated values
+//! (`crates/wire/tests/rsip_vs_wire.rs` shows each case).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -12,6 +22,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
+use rsip::headers::UntypedHeader as _;
+use rsip::param::{OtherParam, Tag};
+use rsip::{typed, Header, Method, Param, StatusCode};
 use sipcti_wire::{Limits, NameAddr, SipMessage, Uri};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -73,7 +86,7 @@ pub fn token() -> String {
 enum RetxKind {
     /// A client transaction: stops on a response with this branch and CSeq
     /// method (INVITE: any response; others: a final one).
-    Client { branch: String, method: String },
+    Client { branch: String, method: Method },
     /// A final answer to an INVITE: stops on the ACK.
     AwaitAck { cseq: u32 },
 }
@@ -111,7 +124,12 @@ impl Drop for Ua {
 
 impl Ua {
     /// Bind a UDP socket on `ip`, port 0, and start recording what arrives.
+    /// `ip` must be IPv4: the UA writes its own address with rsip, which
+    /// writes an IPv6 host without its brackets.
     pub async fn bind(name: &'static str, ip: IpAddr, rec: Recorder) -> anyhow::Result<Ua> {
+        if !ip.is_ipv4() {
+            bail!("{name}: the demo UA writes its messages with rsip, which cannot write the IPv6 host {ip}");
+        }
         let sock = UdpSocket::bind(SocketAddr::new(ip, 0))
             .await
             .with_context(|| {
@@ -199,7 +217,13 @@ impl Ua {
 
     /// Send a request to the next hop it names (first Route, else the
     /// Request-URI), retransmitting it as a client transaction when `retransmit`.
-    pub async fn send_request(&mut self, bytes: Vec<u8>, retransmit: bool) -> anyhow::Result<()> {
+    pub async fn send_request(
+        &mut self,
+        req: rsip::Request,
+        retransmit: bool,
+    ) -> anyhow::Result<()> {
+        let method = req.method;
+        let bytes = Vec::<u8>::from(req);
         let msg = SipMessage::parse(bytes.clone(), &Limits::default()).map_err(|e| {
             anyhow!(
                 "{}: built an unparseable request: {}",
@@ -210,13 +234,16 @@ impl Ua {
         let dest = request_dest(&msg)?;
         self.send_raw(dest, &bytes).await?;
         if retransmit {
-            let method = msg.method().unwrap_or("").to_string();
             let branch = msg
                 .top_via()
                 .and_then(|v| v.branch())
                 .unwrap_or("")
                 .to_string();
-            let cap = if method == "INVITE" { None } else { Some(T2) };
+            let cap = if method == Method::Invite {
+                None
+            } else {
+                Some(T2)
+            };
             self.retx.push(Retx {
                 kind: RetxKind::Client { branch, method },
                 bytes,
@@ -236,13 +263,13 @@ impl Ua {
     pub async fn reply(
         &mut self,
         req: &SipMessage,
-        status: u16,
-        reason: &str,
+        status: StatusCode,
         to_tag: Option<&str>,
-        contact: Option<&str>,
+        contact: Option<&typed::Contact>,
         body: Option<&str>,
     ) -> anyhow::Result<()> {
-        let bytes = build_response(req, status, reason, to_tag, contact, body);
+        let status = status.code();
+        let bytes = build_response(req, status, to_tag, contact, body);
         let dest = response_dest(req)?;
         self.send_raw(dest, &bytes).await?;
         let method = req.method().unwrap_or("").to_string();
@@ -305,13 +332,15 @@ impl Ua {
     pub async fn expect_request(
         &mut self,
         call_id: &str,
-        method: &str,
+        method: Method,
         within: Duration,
     ) -> anyhow::Result<SipMessage> {
         let deadline = Instant::now() + within;
+        // the received method stays text (our wire layer); rsip writes the expected one
+        let method = method.to_string();
         loop {
             match self.next(call_id, deadline).await {
-                Some(m) if m.method() == Some(method) => return Ok(m),
+                Some(m) if m.method() == Some(method.as_str()) => return Ok(m),
                 Some(_) => continue,
                 None => bail!(
                     "{}: no {method} arrived within {} s",
@@ -330,7 +359,11 @@ impl Ua {
                 RetxKind::Client {
                     branch: b,
                     method: m,
-                } => !(b == branch && m == method && (m == "INVITE" || status >= 200)),
+                } => {
+                    !(*b == branch
+                        && m.to_string() == method
+                        && (*m == Method::Invite || status >= 200))
+                }
                 RetxKind::AwaitAck { .. } => true,
             });
             return false;
@@ -411,59 +444,154 @@ fn response_dest(req: &SipMessage) -> anyhow::Result<SocketAddr> {
     hostport_addr(host, port)
 }
 
-/// A response to `req` (see [`Ua::reply`]).
+/// The reason phrase the UAs write: rsip 0.4 writes a status code it knows
+/// with its variant name (`486 BusyHere`, `487 RequestTerminated`), so the
+/// status line is written as `StatusCode::Other(code, phrase)` with the
+/// RFC 3261 phrase.
+pub fn reason_phrase(code: u16) -> &'static str {
+    match code {
+        100 => "Trying",
+        180 => "Ringing",
+        181 => "Call Is Being Forwarded",
+        183 => "Session Progress",
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        408 => "Request Timeout",
+        480 => "Temporarily Unavailable",
+        481 => "Call/Transaction Does Not Exist",
+        486 => "Busy Here",
+        487 => "Request Terminated",
+        500 => "Server Internal Error",
+        503 => "Service Unavailable",
+        603 => "Decline",
+        _ => "Unknown",
+    }
+}
+
+/// A `sip:` URI of ours: `user` at an IPv4 `ip` (and `port`). rsip writes
+/// an IPv6 host without brackets, so IPv6 is refused.
+pub fn sip_uri(user: Option<&str>, ip: IpAddr, port: Option<u16>) -> anyhow::Result<rsip::Uri> {
+    if !ip.is_ipv4() {
+        bail!("rsip cannot write the IPv6 host {ip}");
+    }
+    Ok(rsip::Uri {
+        scheme: Some(rsip::Scheme::Sip),
+        auth: user.map(|u| rsip::Auth {
+            user: u.to_string(),
+            password: None,
+        }),
+        host_with_port: rsip::HostWithPort {
+            host: ip.into(),
+            port: port.map(Into::into),
+        },
+        ..Default::default()
+    })
+}
+
+/// A URI held as text (the remote target read from a Contact) as an rsip
+/// Request-URI, only when rsip writes it back byte for byte: rsip 0.4
+/// fails on `tel:` and IPv6 URIs and may rewrite others.
+fn rsip_uri(s: &str) -> anyhow::Result<rsip::Uri> {
+    let u = rsip::Uri::try_from(s).map_err(|e| anyhow!("rsip cannot hold the URI {s}: {e}"))?;
+    if u.to_string() != s {
+        bail!("rsip would write the URI {s} as {u}");
+    }
+    Ok(u)
+}
+
+/// The Contact of a UA of ours: `<sip:user@addr>`.
+pub fn contact(user: &str, addr: SocketAddr) -> anyhow::Result<typed::Contact> {
+    Ok(typed::Contact {
+        display_name: None,
+        uri: sip_uri(Some(user), addr.ip(), Some(addr.port()))?,
+        params: Vec::new(),
+    })
+}
+
+/// A Via of ours: `SIP/2.0/UDP addr;branch=z9hG4bK...;rport`.
+fn own_via(addr: SocketAddr) -> anyhow::Result<typed::Via> {
+    Ok(typed::Via {
+        version: rsip::Version::V2,
+        transport: rsip::Transport::Udp,
+        // sent-by: a URI without scheme (rsip would write `sip:` into the Via)
+        uri: rsip::Uri {
+            scheme: None,
+            ..sip_uri(None, addr.ip(), Some(addr.port()))?
+        },
+        params: vec![
+            Param::Branch(rsip::param::Branch::new(format!("z9hG4bK{}", token()))),
+            Param::Other(OtherParam::new("rport"), None),
+        ],
+    })
+}
+
+/// Content-Type and Content-Length for an optional SDP `body` (which is
+/// text: rsip writes a body through `String::from_utf8_lossy`).
+fn body_headers(headers: &mut Vec<Header>, body: Option<&str>) -> Vec<u8> {
+    match body {
+        Some(b) => {
+            headers.push(typed::ContentType(typed::MediaType::Sdp(Vec::new())).into());
+            headers.push(rsip::headers::ContentLength::from(b.len() as u32).into());
+            b.as_bytes().to_vec()
+        }
+        None => {
+            headers.push(rsip::headers::ContentLength::from(0).into());
+            Vec::new()
+        }
+    }
+}
+
+/// A response to `req` (see [`Ua::reply`]), built with rsip. Every header
+/// copied from `req` goes through rsip's untyped header with the raw value
+/// our wire layer read (a typed Via keeps only the first of `a, b` and
+/// fails on IPv6; a typed From/To fails on `tel:` and IPv6), so it is
+/// written back unchanged.
 pub fn build_response(
     req: &SipMessage,
     status: u16,
-    reason: &str,
     to_tag: Option<&str>,
-    contact: Option<&str>,
+    contact: Option<&typed::Contact>,
     body: Option<&str>,
 ) -> Vec<u8> {
-    let mut out = format!("SIP/2.0 {status} {reason}\r\n");
+    let mut headers: Vec<Header> = Vec::new();
     for v in req.header_values("Via") {
-        out.push_str(&format!("Via: {v}\r\n"));
+        headers.push(rsip::headers::Via::new(v).into());
     }
     if req.method() == Some("INVITE") && (101..300).contains(&status) {
         for rr in req.header_values("Record-Route") {
-            out.push_str(&format!("Record-Route: {rr}\r\n"));
+            headers.push(rsip::headers::RecordRoute::new(rr).into());
         }
     }
     if let Some(f) = req.header("From") {
-        out.push_str(&format!("From: {f}\r\n"));
+        headers.push(rsip::headers::From::new(f).into());
     }
     if let Some(t) = req.header("To") {
         let has_tag = req.to().is_some_and(|t| t.tag().is_some());
-        match to_tag {
-            Some(tag) if !has_tag && status > 100 => {
-                out.push_str(&format!("To: {t};tag={tag}\r\n"))
-            }
-            _ => out.push_str(&format!("To: {t}\r\n")),
-        }
+        let to = match to_tag {
+            Some(tag) if !has_tag && status > 100 => format!("{t};tag={tag}"),
+            _ => t.to_string(),
+        };
+        headers.push(rsip::headers::To::new(to).into());
     }
-    for name in ["Call-ID", "CSeq"] {
-        if let Some(v) = req.header(name) {
-            out.push_str(&format!("{name}: {v}\r\n"));
-        }
+    if let Some(v) = req.header("Call-ID") {
+        headers.push(rsip::headers::CallId::new(v).into());
+    }
+    if let Some(v) = req.header("CSeq") {
+        headers.push(rsip::headers::CSeq::new(v).into());
     }
     if let Some(c) = contact {
-        out.push_str(&format!("Contact: {c}\r\n"));
+        headers.push(c.clone().into());
     }
-    out.push_str("Server: sipcti-demo\r\n");
-    finish(out, body)
-}
-
-fn finish(mut head: String, body: Option<&str>) -> Vec<u8> {
-    match body {
-        Some(b) => {
-            head.push_str(&format!(
-                "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{b}",
-                b.len()
-            ));
-        }
-        None => head.push_str("Content-Length: 0\r\n\r\n"),
+    headers.push(rsip::headers::Server::new("sipcti-demo").into());
+    let body = body_headers(&mut headers, body);
+    rsip::Response {
+        status_code: StatusCode::Other(status, reason_phrase(status).to_string()),
+        version: rsip::Version::V2,
+        headers: headers.into(),
+        body,
     }
-    head.into_bytes()
+    .into()
 }
 
 /// A small SDP offer/answer for `ip`.
@@ -480,14 +608,17 @@ pub struct Uac {
     pub call_id: String,
     /// The From header value as sent (with our tag).
     pub from: String,
-    to: String,
-    ruri: String,
+    to: typed::To,
+    ruri: rsip::Uri,
     cseq: u32,
-    invite_via: String,
-    contact: String,
+    invite_via: typed::Via,
+    contact: typed::Contact,
     proxy: SocketAddr,
+    /// The To of the 2xx, as our wire layer read it.
     remote_to: Option<String>,
+    /// The remote target (the 2xx's Contact URI), as our wire layer read it.
     target: Option<String>,
+    /// The route set (the 2xx's Record-Route values reversed), as read.
     routes: Vec<String>,
     offer: String,
 }
@@ -502,76 +633,102 @@ pub struct InviteResult {
 
 impl Uac {
     /// A new call from `ua` (`"Display" <sip:from_user@ua>`) to `ruri`,
-    /// sent to the outbound proxy `proxy`.
+    /// sent to the outbound proxy `proxy` (IPv4, like every address the
+    /// demo UA writes).
     pub fn new(
         ua: &Ua,
         proxy: SocketAddr,
-        ruri: &str,
+        ruri: rsip::Uri,
         display: Option<&str>,
         from_user: &str,
         to_user: &str,
-    ) -> Uac {
+    ) -> anyhow::Result<Uac> {
         let host = ua.addr.ip();
-        let from = match display {
-            Some(d) => format!("\"{d}\" <sip:{from_user}@{host}>;tag={}", token()),
-            None => format!("<sip:{from_user}@{host}>;tag={}", token()),
+        let from = typed::From {
+            // rsip writes the display name as given: quoting is ours
+            display_name: display.map(|d| format!("\"{d}\"")),
+            uri: sip_uri(Some(from_user), host, None)?,
+            params: vec![Param::Tag(Tag::new(token()))],
         };
-        Uac {
+        Ok(Uac {
             call_id: format!("{}@{host}", token()),
-            from,
-            to: format!("<sip:{to_user}@{}>", proxy.ip()),
-            ruri: ruri.to_string(),
+            from: from.to_string(),
+            to: typed::To {
+                display_name: None,
+                uri: sip_uri(Some(to_user), proxy.ip(), None)?,
+                params: Vec::new(),
+            },
+            ruri,
             cseq: 1,
-            invite_via: format!("SIP/2.0/UDP {};branch=z9hG4bK{};rport", ua.addr, token()),
-            contact: format!("<sip:{from_user}@{}>", ua.addr),
+            invite_via: own_via(ua.addr)?,
+            contact: contact(from_user, ua.addr)?,
             proxy,
             remote_to: None,
             target: None,
             routes: Vec::new(),
             offer: sdp(host, 40_000),
-        }
+        })
     }
 
+    /// A request of this call. `to` and `routes` may have been read from a
+    /// response: they go out as rsip untyped headers holding the raw values.
     fn request(
         &self,
-        method: &str,
-        ruri: &str,
-        via: &str,
+        method: Method,
+        ruri: rsip::Uri,
+        via: typed::Via,
         routes: &[String],
-        to: &str,
+        to: rsip::headers::To,
         cseq: u32,
-    ) -> Vec<u8> {
-        let mut out = format!("{method} {ruri} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\n");
+    ) -> rsip::Request {
+        let mut headers: Vec<Header> =
+            vec![via.into(), rsip::headers::MaxForwards::from(70).into()];
         for r in routes {
-            out.push_str(&format!("Route: {r}\r\n"));
+            headers.push(rsip::headers::Route::new(r.as_str()).into());
         }
-        out.push_str(&format!(
-            "From: {}\r\nTo: {to}\r\nCall-ID: {}\r\nCSeq: {cseq} {method}\r\n",
-            self.from, self.call_id
-        ));
-        if method == "INVITE" {
-            out.push_str(&format!(
-                "Contact: {}\r\nAllow: INVITE, ACK, CANCEL, BYE\r\n",
-                self.contact
-            ));
+        headers.push(rsip::headers::From::new(self.from.as_str()).into());
+        headers.push(to.into());
+        headers.push(rsip::headers::CallId::new(self.call_id.as_str()).into());
+        headers.push(typed::CSeq { seq: cseq, method }.into());
+        if method == Method::Invite {
+            headers.push(self.contact.clone().into());
+            headers.push(
+                typed::Allow(vec![
+                    Method::Invite,
+                    Method::Ack,
+                    Method::Cancel,
+                    Method::Bye,
+                ])
+                .into(),
+            );
         }
-        out.push_str("User-Agent: sipcti-demo\r\n");
+        headers.push(rsip::headers::UserAgent::new("sipcti-demo").into());
         // only the INVITE carries the offer
-        finish(out, (method == "INVITE").then_some(self.offer.as_str()))
+        let body = body_headers(
+            &mut headers,
+            (method == Method::Invite).then_some(self.offer.as_str()),
+        );
+        rsip::Request {
+            method,
+            uri: ruri,
+            version: rsip::Version::V2,
+            headers: headers.into(),
+            body,
+        }
     }
 
     /// Send the INVITE to the proxy (retransmitted per Timer A until a response).
     pub async fn invite(&self, ua: &mut Ua) -> anyhow::Result<()> {
         // the Request-URI names the proxy itself (it is the outbound proxy)
-        let bytes = self.request(
-            "INVITE",
-            &self.ruri,
-            &self.invite_via,
+        let req = self.request(
+            Method::Invite,
+            self.ruri.clone(),
+            self.invite_via.clone(),
             &[],
-            &self.to,
+            self.to.clone().into(),
             self.cseq,
         );
-        ua.send_request(bytes, true).await
+        ua.send_request(req, true).await
     }
 
     /// Wait for the INVITE's final response, or for the provisional
@@ -580,7 +737,7 @@ impl Uac {
         &mut self,
         ua: &mut Ua,
         within: Duration,
-        stop_at: Option<u16>,
+        stop_at: Option<StatusCode>,
     ) -> anyhow::Result<InviteResult> {
         let deadline = Instant::now() + within;
         let mut provisional = Vec::new();
@@ -598,7 +755,7 @@ impl Uac {
             }
             if status < 200 {
                 provisional.push(status);
-                if stop_at == Some(status) {
+                if stop_at.as_ref().map(StatusCode::code) == Some(status) {
                     return Ok(InviteResult {
                         provisional,
                         last: m,
@@ -630,47 +787,62 @@ impl Uac {
     /// set to the remote target; else on the INVITE's branch (RFC 3261 17.1.1.3).
     pub async fn ack(&self, ua: &mut Ua, resp: &SipMessage) -> anyhow::Result<()> {
         let status = resp.status().unwrap_or(0);
-        let to = resp.header("To").unwrap_or(&self.to).to_string();
+        // the To as our wire layer read it (with the remote tag)
+        let to = match resp.header("To") {
+            Some(t) => rsip::headers::To::new(t),
+            None => self.to.clone().into(),
+        };
         if (200..300).contains(&status) {
             let target = self
                 .target
-                .clone()
+                .as_deref()
                 .ok_or_else(|| anyhow!("{}: 2xx without Contact", ua.name))?;
-            let via = format!("SIP/2.0/UDP {};branch=z9hG4bK{};rport", ua.addr, token());
-            let bytes = self.request("ACK", &target, &via, &self.routes, &to, self.cseq);
-            ua.send_request(bytes, false).await
+            let req = self.request(
+                Method::Ack,
+                rsip_uri(target)?,
+                own_via(ua.addr)?,
+                &self.routes,
+                to,
+                self.cseq,
+            );
+            ua.send_request(req, false).await
         } else {
             // same branch as the INVITE, to where the INVITE went (the proxy)
-            let bytes = self.request("ACK", &self.ruri, &self.invite_via, &[], &to, self.cseq);
-            ua.send_raw(self.proxy, &bytes).await
+            let req = self.request(
+                Method::Ack,
+                self.ruri.clone(),
+                self.invite_via.clone(),
+                &[],
+                to,
+                self.cseq,
+            );
+            ua.send_raw(self.proxy, &Vec::<u8>::from(req)).await
         }
     }
 
     /// CANCEL the INVITE (RFC 3261 9.1) and return; its 200 and the 487 are
     /// collected by [`Uac::await_cancelled`].
     pub async fn cancel(&self, ua: &mut Ua) -> anyhow::Result<()> {
-        let bytes = self.request(
-            "CANCEL",
-            &self.ruri,
-            &self.invite_via,
+        let req = self.request(
+            Method::Cancel,
+            self.ruri.clone(),
+            self.invite_via.clone(),
             &[],
-            &self.to,
+            self.to.clone().into(),
             self.cseq,
         );
+        let bytes = Vec::<u8>::from(req);
         // the CANCEL goes where the INVITE went: the proxy
         ua.send_raw(self.proxy, &bytes).await?;
         let branch = self
             .invite_via
-            .split("branch=")
-            .nth(1)
-            .unwrap_or("")
-            .split(';')
-            .next()
-            .unwrap_or("");
+            .branch()
+            .map(|b| b.to_string())
+            .unwrap_or_default();
         ua.retx.push(Retx {
             kind: RetxKind::Client {
-                branch: branch.to_string(),
-                method: "CANCEL".into(),
+                branch,
+                method: Method::Cancel,
             },
             bytes,
             dest: self.proxy,
@@ -724,11 +896,20 @@ impl Uac {
             .target
             .clone()
             .ok_or_else(|| anyhow!("{}: no dialog to hang up", ua.name))?;
-        let to = self.remote_to.clone().unwrap_or_else(|| self.to.clone());
+        let to = match &self.remote_to {
+            Some(t) => rsip::headers::To::new(t.as_str()),
+            None => self.to.clone().into(),
+        };
         self.cseq += 1;
-        let via = format!("SIP/2.0/UDP {};branch=z9hG4bK{};rport", ua.addr, token());
-        let bytes = self.request("BYE", &target, &via, &self.routes, &to, self.cseq);
-        ua.send_request(bytes, true).await?;
+        let req = self.request(
+            Method::Bye,
+            rsip_uri(&target)?,
+            own_via(ua.addr)?,
+            &self.routes,
+            to,
+            self.cseq,
+        );
+        ua.send_request(req, true).await?;
         let deadline = Instant::now() + within;
         loop {
             let Some(m) = ua.next(&self.call_id, deadline).await else {
