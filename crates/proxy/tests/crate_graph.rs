@@ -127,6 +127,27 @@ fn cti_client_does_not_link_the_double_server() {
 }
 
 #[test]
+fn rsip_stays_out_of_the_crates_that_read_what_is_received() {
+    // rsip 0.4 builds what the demo writes; it mangles received input
+    // (crates/wire/tests/rsip_vs_wire.rs), so it is at most a dev-dependency here
+    let g = graph();
+    for krate in [
+        "sipcti-wire",
+        "sipcti-transport",
+        "sipcti-event",
+        "sipcti-dialog",
+        "sipcti-core",
+        "sipcti-cti",
+    ] {
+        let bad = offenders(&g, krate, &["rsip"]);
+        assert!(
+            bad.is_empty(),
+            "{krate} must not depend on rsip (only the demo builds with it)"
+        );
+    }
+}
+
+#[test]
 fn the_check_sees_what_it_should() {
     // the closure is not vacuous: the binary crate does link tokio and the core
     let g = graph();
@@ -136,6 +157,7 @@ fn the_check_sees_what_it_should() {
         "sipcti-core",
         "sipcti-wire",
         "sipcti-zammad-double",
+        "rsip",
     ] {
         assert!(c.contains(name), "sipcti-proxy should depend on {name}");
     }
