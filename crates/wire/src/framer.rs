@@ -49,6 +49,9 @@ pub struct StreamFramer {
     scan_from: usize,
 }
 
+/// Least spare capacity [`StreamFramer::read_buf`] allocates, bytes.
+const READ_ALLOC: usize = 64 * 1024;
+
 /// Longest tail kept by [`StreamFramer::resync`] when no start line was found, bytes.
 const RESYNC_TAIL: usize = 64;
 
@@ -138,7 +141,9 @@ impl StreamFramer {
 
     /// The buffer to read the next bytes into directly, instead of reading elsewhere and
     /// [`StreamFramer::push`]ing a copy: at least `additional` bytes of spare capacity
-    /// are reserved. The caller must only append to it (e.g. with tokio's
+    /// are reserved; when that needs a new allocation it is at least 64 KiB, so the
+    /// messages of several reads share one allocation (each message split off it keeps
+    /// it alive). The caller must only append to it (e.g. with tokio's
     /// `AsyncReadExt::read_buf`); then take frames as after a push.
     ///
     /// Errors: [`FrameError::TooLarge`] as [`StreamFramer::push`] (more than
@@ -147,7 +152,9 @@ impl StreamFramer {
         if self.buf.len() > self.limits.max_message_bytes {
             return Err(FrameError::TooLarge);
         }
-        self.buf.reserve(additional);
+        if self.buf.capacity() - self.buf.len() < additional {
+            self.buf.reserve(additional.max(READ_ALLOC));
+        }
         Ok(&mut self.buf)
     }
 
