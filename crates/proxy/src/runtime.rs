@@ -270,12 +270,12 @@ async fn run_loop(
             }
             m = inbound.recv() => {
                 let Some(m) = m else { break };
-                core.handle_received(Instant::now(), m.data, m.source, m.transport);
+                deliver(&mut core, m);
                 // take whatever else is already queued without waiting
                 let mut n = 0;
                 while n < 256 {
                     match inbound.try_recv() {
-                        Ok(m) => core.handle_received(Instant::now(), m.data, m.source, m.transport),
+                        Ok(m) => deliver(&mut core, m),
                         Err(_) => break,
                     }
                     n += 1;
@@ -297,6 +297,15 @@ async fn run_loop(
         tracing::warn!(stats = ?client.stats(), "CTI queue not empty at shutdown");
     }
     Ok(())
+}
+
+/// Hands one received message to the core.
+fn deliver(core: &mut ProxyCore, m: sipcti_transport::net::Inbound) {
+    // TODO(bytes): the core takes Vec<u8> until its split lands. This is the one copy
+    // of a received message left: `m.data` is a view of the socket's receive
+    // allocation (shared with the messages received around it), so `Vec::from`
+    // copies it. Pass `m.data` itself once `handle_received` takes `Bytes`.
+    core.handle_received(Instant::now(), Vec::from(m.data), m.source, m.transport);
 }
 
 async fn drain_outputs(

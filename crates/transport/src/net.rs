@@ -23,6 +23,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+use bytes::{BufMut as _, Bytes, BytesMut};
 use ipnet::IpNet;
 
 use sipcti_wire::{Frame, Limits, StreamFramer, TransportKind};
@@ -30,8 +31,11 @@ use sipcti_wire::{Frame, Limits, StreamFramer, TransportKind};
 /// One message received from the network (a UDP datagram or a framed TCP message).
 #[derive(Debug, Clone)]
 pub struct Inbound {
-    /// The message bytes (at most `max_message_bytes`).
-    pub data: Vec<u8>,
+    /// The message bytes (at most `max_message_bytes`): a reference-counted view of the
+    /// buffer the socket read into, not a copy. It keeps that allocation (shared with
+    /// the messages received around it: up to 256 KiB for UDP, 64 KiB or more for a TCP
+    /// connection) alive until it and every clone are dropped.
+    pub data: Bytes,
     /// Remote address it came from.
     pub source: SocketAddr,
     /// Local address it arrived on.
@@ -194,11 +198,20 @@ const TCP_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes read from a TCP socket at once.
 const TCP_READ_CHUNK: usize = 16 * 1024;
 
+/// Least spare room in a TCP connection's framer buffer before a read, bytes (the
+/// framer allocates 64 KiB when it has less; a read takes at most `TCP_READ_CHUNK`).
+const TCP_READ_MIN: usize = 2 * 1024;
+
+/// UDP datagrams are received into allocations of this many datagrams of the largest
+/// size (`max_message_bytes` + 1): each datagram is a view of its allocation, which
+/// is freed when the last datagram received into it is dropped.
+const UDP_DATAGRAMS_PER_ALLOC: usize = 4;
+
 /// A live TCP connection as seen by senders.
 #[derive(Debug, Clone)]
 struct ConnHandle {
     id: u64,
-    tx: mpsc::Sender<Vec<u8>>,
+    tx: mpsc::Sender<Bytes>,
 }
 
 struct Inner {
@@ -304,7 +317,9 @@ impl Transport {
         self.inner.local
     }
 
-    /// Sends `data` (one whole message) to `dest`.
+    /// Sends `data` (one whole message) to `dest`. `data` is anything that converts into
+    /// [`Bytes`] without copying (a `Vec<u8>` is taken over; a `Bytes` is queued as it
+    /// is, so a retransmission of a stored message is a reference-counted clone).
     ///
     /// UDP: one datagram from the listening socket. TCP: over a live connection to `dest`
     /// (accepted or opened earlier), else a new one (within `tcp_connect_timeout` and the
@@ -320,8 +335,9 @@ impl Transport {
         &self,
         transport: TransportKind,
         dest: SocketAddr,
-        data: Vec<u8>,
+        data: impl Into<Bytes>,
     ) -> std::io::Result<()> {
+        let data: Bytes = data.into();
         match transport {
             TransportKind::Udp => {
                 self.inner.udp.send_to(&data, dest).await?;
@@ -527,10 +543,20 @@ async fn connect(inner: &Arc<Inner>, dest: SocketAddr) -> std::io::Result<ConnHa
 async fn udp_loop(inner: Arc<Inner>) {
     let max = inner.cfg.limits.max_message_bytes;
     // One byte more than allowed so oversized datagrams are detected.
-    let mut buf = vec![0u8; max.saturating_add(1).min(65_536)];
+    let room = max.saturating_add(1).min(65_536);
+    let alloc = room.saturating_mul(UDP_DATAGRAMS_PER_ALLOC);
+    // Datagrams are received straight into `buf` and split off it (no copy); `buf` keeps
+    // the rest of the allocation for the next ones.
+    let mut buf = BytesMut::with_capacity(alloc);
     loop {
+        if buf.capacity() < room && !buf.try_reclaim(room) {
+            // the allocation is used up and datagrams in it are still alive
+            buf = BytesMut::with_capacity(alloc);
+        }
+        // at most `room` bytes: a longer datagram is cut to `room` (> max) and dropped
+        let mut spare = (&mut buf).limit(room);
         let res = tokio::select! {
-            r = inner.udp.recv_from(&mut buf) => r,
+            r = inner.udp.recv_buf_from(&mut spare) => r,
             _ = inner.inbound.closed() => return,
         };
         let (n, source) = match res {
@@ -542,12 +568,13 @@ async fn udp_loop(inner: Arc<Inner>) {
             }
         };
         if n > max {
+            buf.clear();
             inc(&inner.stats.dropped_too_large);
             tracing::debug!(%source, bytes = n, "udp datagram too large, dropped");
             continue;
         }
         let msg = Inbound {
-            data: buf.get(..n).unwrap_or_default().to_vec(),
+            data: buf.split().freeze(),
             source,
             local: inner.local,
             transport: TransportKind::Udp,
@@ -623,23 +650,25 @@ fn admit(inner: &Arc<Inner>, stream: TcpStream, peer: SocketAddr) {
 }
 
 /// Whether bytes still buffered in the framer belong to a message in progress
-/// (anything but CR/LF, which may sit between messages). `chunk` is what was
-/// just read, `buffered` the framer's byte count after taking all frames, and
-/// `before` the answer for the previous read.
-fn message_in_progress(chunk: &[u8], buffered: usize, before: bool) -> bool {
+/// (anything but CR/LF, which may sit between messages). `buffered` is what the
+/// framer holds after taking all frames, `read` how many bytes the last read
+/// added, and `before` the answer for the previous read.
+fn message_in_progress(buffered: &[u8], read: usize, before: bool) -> bool {
     let not_crlf = |b: &u8| *b != b'\r' && *b != b'\n';
-    if buffered == 0 {
+    if buffered.is_empty() {
         false
-    } else if buffered <= chunk.len() {
-        // The buffer is the tail of this chunk.
-        chunk
-            .get(chunk.len() - buffered..)
-            .unwrap_or_default()
-            .iter()
-            .any(not_crlf)
+    } else if buffered.len() <= read {
+        // The buffer is the tail of this read.
+        buffered.iter().any(not_crlf)
     } else {
-        // Older bytes remain, so no message completed in this read.
-        before || chunk.iter().any(not_crlf)
+        // Older bytes remain, so no message completed in this read, and the bytes
+        // read are the buffer's tail.
+        before
+            || buffered
+                .get(buffered.len() - read..)
+                .unwrap_or_default()
+                .iter()
+                .any(not_crlf)
     }
 }
 
@@ -651,12 +680,11 @@ async fn conn_loop(
     inner: &Arc<Inner>,
     mut stream: TcpStream,
     peer: SocketAddr,
-    mut rx: mpsc::Receiver<Vec<u8>>,
+    mut rx: mpsc::Receiver<Bytes>,
     accepted: bool,
 ) {
     let local = stream.local_addr().unwrap_or(inner.local);
     let mut framer = StreamFramer::new(inner.cfg.limits);
-    let mut buf = vec![0u8; TCP_READ_CHUNK];
     let idle = inner.cfg.tcp_idle_timeout;
     let msg_timeout = inner.cfg.tcp_message_timeout;
     let mut deadline = Instant::now() + idle;
@@ -669,6 +697,17 @@ async fn conn_loop(
             Some(m) if m <= deadline => (m, true),
             _ => (deadline, false),
         };
+        // Read straight into the framer's buffer: each message is then split off it
+        // without a copy. (It never holds more than max_message_bytes here: every
+        // complete frame was taken after the last read.)
+        let room = match framer.read_buf(TCP_READ_MIN) {
+            Ok(b) => b,
+            Err(e) => {
+                frame_error(inner, peer, &e);
+                return;
+            }
+        };
+        let mut room = room.limit(TCP_READ_CHUNK);
         tokio::select! {
             out = rx.recv() => {
                 let Some(data) = out else { return };
@@ -684,7 +723,7 @@ async fn conn_loop(
                     }
                 }
             }
-            r = stream.read(&mut buf) => {
+            r = stream.read_buf(&mut room) => {
                 let n = match r {
                     Ok(0) => return,
                     Ok(n) => n,
@@ -695,14 +734,9 @@ async fn conn_loop(
                 };
                 let now = Instant::now();
                 deadline = now + idle;
-                let chunk = buf.get(..n).unwrap_or_default();
-                if let Err(e) = framer.push(chunk) {
-                    frame_error(inner, peer, &e);
-                    return;
-                }
                 let mut complete = false;
                 loop {
-                    match framer.next_frame() {
+                    match framer.next_frame_bytes() {
                         Ok(None) => break,
                         Ok(Some(Frame::Ping)) => {
                             complete = true;
@@ -726,7 +760,7 @@ async fn conn_loop(
                         }
                     }
                 }
-                in_progress = message_in_progress(chunk, framer.buffered(), in_progress);
+                in_progress = message_in_progress(framer.buffered_bytes(), n, in_progress);
                 if complete {
                     msg_deadline = None;
                 }

@@ -43,7 +43,7 @@ async fn udp_and_tcp_on_same_port() {
     udp.send_to(msg(1).as_bytes(), addr).await.expect("send");
     let m = recv(&mut rx).await;
     assert_eq!(
-        (m.transport, m.data.as_slice(), m.source),
+        (m.transport, &m.data[..], m.source),
         (
             TransportKind::Udp,
             msg(1).as_bytes(),
@@ -205,6 +205,92 @@ async fn udp_queue_full_drops() {
     let st = t.stats();
     assert_eq!((st.udp_in, st.dropped_queue_full), (2, 3));
     assert_eq!(String::from_utf8_lossy(&recv(&mut rx).await.data), msg(0));
+}
+
+/// Received messages are views of the buffer the socket read into (issue 7): two
+/// datagrams received one after the other lie back to back in one allocation, as do
+/// two TCP messages from one write. A copy per message would put each in its own
+/// allocation.
+#[tokio::test]
+async fn received_messages_are_not_copied() {
+    let (t, mut rx) = Transport::bind(cfg()).await.expect("bind");
+    let udp = UdpSocket::bind("127.0.0.1:0").await.expect("udp");
+    for n in [1, 2] {
+        udp.send_to(msg(n).as_bytes(), t.local_addr())
+            .await
+            .expect("send");
+    }
+    let (a, b) = (recv(&mut rx).await, recv(&mut rx).await);
+    assert_eq!(
+        (&a.data[..], &b.data[..]),
+        (msg(1).as_bytes(), msg(2).as_bytes())
+    );
+    assert_eq!(
+        b.data.as_ptr(),
+        a.data.as_ptr().wrapping_add(a.data.len()),
+        "UDP datagrams were copied after the receive"
+    );
+
+    let mut s = TcpStream::connect(t.local_addr()).await.expect("connect");
+    s.write_all(format!("{}{}", msg(3), msg(4)).as_bytes())
+        .await
+        .expect("write");
+    let (c, d) = (recv(&mut rx).await, recv(&mut rx).await);
+    assert_eq!(
+        (&c.data[..], &d.data[..]),
+        (msg(3).as_bytes(), msg(4).as_bytes())
+    );
+    assert_eq!(
+        d.data.as_ptr(),
+        c.data.as_ptr().wrapping_add(c.data.len()),
+        "TCP messages were copied out of the framer"
+    );
+}
+
+/// Datagrams over `max_message_bytes` are dropped and counted; the ones around them
+/// arrive intact, also once the receive allocation is used up while earlier datagrams
+/// are still held (a new one is taken) and after they are dropped (it is reused).
+#[tokio::test]
+async fn udp_too_large_dropped_and_receive_buffer_renewed() {
+    let max = 400;
+    let (t, mut rx) = Transport::bind(NetConfig {
+        limits: sipcti_wire::Limits {
+            max_message_bytes: max,
+            ..Default::default()
+        },
+        ..cfg()
+    })
+    .await
+    .expect("bind");
+    let udp = UdpSocket::bind("127.0.0.1:0").await.expect("udp");
+    let big = vec![b'x'; max + 1];
+    let mut held = Vec::new();
+    for round in 0..3 {
+        for n in 0..12 {
+            if n % 4 == 1 {
+                udp.send_to(&big, t.local_addr()).await.expect("send");
+            }
+            udp.send_to(msg(n).as_bytes(), t.local_addr())
+                .await
+                .expect("send");
+            let m = recv(&mut rx).await;
+            assert_eq!(String::from_utf8_lossy(&m.data), msg(n), "round {round}");
+            held.push(m);
+        }
+        if round == 1 {
+            held.clear();
+        }
+    }
+    // the counter is bumped just after the last datagram is queued
+    let start = Instant::now();
+    while t.stats().udp_in < 36 && start.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let st = t.stats();
+    assert_eq!((st.udp_in, st.dropped_too_large), (36, 9));
+    for (i, m) in held.iter().enumerate() {
+        assert_eq!(String::from_utf8_lossy(&m.data), msg(i as u32 % 12));
+    }
 }
 
 /// A TCP connection to `dest` from `source_ip` (any 127.0.0.0/8 address on Linux).

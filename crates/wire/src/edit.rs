@@ -221,6 +221,9 @@ impl<'m> Edit<'m> {
 
     /// Applies all splices in one pass and returns the new message bytes. The edit can
     /// be finished again or extended afterwards.
+    ///
+    /// The result is a new `Vec<u8>` (built once, the original message is not touched);
+    /// `bytes::Bytes::from` it to store or queue it without another copy.
     pub fn finish(&self) -> Vec<u8> {
         let buf = &self.msg.buf;
         let (start, end) = (self.msg.msg_start, self.msg.body.end.min(buf.len()));

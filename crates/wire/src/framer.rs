@@ -1,12 +1,18 @@
 //! Stream framing by Content-Length (RFC 3261 18.3) and keep-alives (RFC 5626 3.5.1).
 
+use bytes::{Buf as _, Bytes, BytesMut};
+
 use super::message::Limits;
 
 /// One unit taken from a stream.
+///
+/// `B` is how a message's bytes are handed out: `Vec<u8>` (an owned copy) by
+/// [`StreamFramer::next_frame`], [`Bytes`] (a reference-counted view of the framer's
+/// buffer, no copy) by [`StreamFramer::next_frame_bytes`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Frame {
+pub enum Frame<B = Vec<u8>> {
     /// One complete message (start line, headers, body cut to Content-Length).
-    Message(Vec<u8>),
+    Message(B),
     /// A CRLFCRLF keep-alive: answer with `"\r\n"` (RFC 5626 3.5.1).
     Ping,
 }
@@ -30,13 +36,21 @@ pub enum FrameError {
 /// Usage: [`StreamFramer::push`] each read, then call [`StreamFramer::next_frame`] until
 /// it returns `Ok(None)`. A lone CRLF between messages is skipped; CRLFCRLF while no
 /// message is in progress is a [`Frame::Ping`]. Lines may end in CRLF or bare LF.
+///
+/// The bytes are kept in one [`BytesMut`]; [`StreamFramer::next_frame_bytes`] splits
+/// each complete message off it as [`Bytes`] without copying (the message then shares
+/// the allocation with the framer's buffer and the other messages split off it, and
+/// keeps it alive until dropped).
 #[derive(Debug)]
 pub struct StreamFramer {
     limits: Limits,
-    buf: Vec<u8>,
+    buf: BytesMut,
     /// Where to resume the search for the end of the header section, bytes.
     scan_from: usize,
 }
+
+/// Least spare capacity [`StreamFramer::read_buf`] allocates, bytes.
+const READ_ALLOC: usize = 64 * 1024;
 
 /// Longest tail kept by [`StreamFramer::resync`] when no start line was found, bytes.
 const RESYNC_TAIL: usize = 64;
@@ -111,42 +125,73 @@ impl StreamFramer {
     pub fn new(limits: Limits) -> Self {
         StreamFramer {
             limits,
-            buf: Vec::new(),
+            buf: BytesMut::new(),
             scan_from: 0,
         }
     }
 
-    /// Appends `data` (bytes as read). The buffer never exceeds `max_message_bytes` plus
-    /// one read: errors with [`FrameError::TooLarge`] if more than `max_message_bytes`
-    /// are still buffered (frames not taken, or one message too large).
+    /// Appends `data` (bytes as read; copied into the framer's buffer). The buffer never
+    /// exceeds `max_message_bytes` plus one read: errors with [`FrameError::TooLarge`] if
+    /// more than `max_message_bytes` are still buffered (frames not taken, or one message
+    /// too large).
     pub fn push(&mut self, data: &[u8]) -> Result<(), FrameError> {
-        if self.buf.len() > self.limits.max_message_bytes {
-            return Err(FrameError::TooLarge);
-        }
-        self.buf.extend_from_slice(data);
+        self.read_buf(0)?.extend_from_slice(data);
         Ok(())
     }
 
-    /// Takes the next complete frame; `Ok(None)` if more bytes are needed.
+    /// The buffer to read the next bytes into directly, instead of reading elsewhere and
+    /// [`StreamFramer::push`]ing a copy: at least `additional` bytes of spare capacity
+    /// are reserved; when that needs a new allocation it is at least 64 KiB, so the
+    /// messages of several reads share one allocation (each message split off it keeps
+    /// it alive). The caller must only append to it (e.g. with tokio's
+    /// `AsyncReadExt::read_buf`); then take frames as after a push.
+    ///
+    /// Errors: [`FrameError::TooLarge`] as [`StreamFramer::push`] (more than
+    /// `max_message_bytes` still buffered); nothing is reserved then.
+    pub fn read_buf(&mut self, additional: usize) -> Result<&mut BytesMut, FrameError> {
+        if self.buf.len() > self.limits.max_message_bytes {
+            return Err(FrameError::TooLarge);
+        }
+        if self.buf.capacity() - self.buf.len() < additional {
+            self.buf.reserve(additional.max(READ_ALLOC));
+        }
+        Ok(&mut self.buf)
+    }
+
+    /// Takes the next complete frame as an owned `Vec<u8>` (a copy of the message);
+    /// `Ok(None)` if more bytes are needed. [`StreamFramer::next_frame_bytes`] hands it
+    /// out without the copy.
     ///
     /// Errors (fatal for the connection): [`FrameError::TooLarge`] when the header
     /// section or the announced message exceeds `max_message_bytes`,
     /// [`FrameError::MissingContentLength`] (mandatory on streams, RFC 3261 18.3 / 20.14),
     /// [`FrameError::BadContentLength`].
     pub fn next_frame(&mut self) -> Result<Option<Frame>, FrameError> {
+        Ok(self.next_frame_bytes()?.map(|f| match f {
+            Frame::Message(b) => Frame::Message(Vec::from(b)),
+            Frame::Ping => Frame::Ping,
+        }))
+    }
+
+    /// Takes the next complete frame; `Ok(None)` if more bytes are needed. A message is
+    /// split off the front of the framer's buffer as [`Bytes`]: no copy, it points into
+    /// the allocation the bytes were pushed (or read) into.
+    ///
+    /// Errors: as [`StreamFramer::next_frame`].
+    pub fn next_frame_bytes(&mut self) -> Result<Option<Frame<Bytes>>, FrameError> {
         // Keep-alives and CRLFs between messages (RFC 5626 3.5.1, RFC 3261 7.5).
         loop {
-            match self.buf.as_slice() {
+            match &self.buf[..] {
                 [b'\r', b'\n', b'\r', b'\n', ..] => {
-                    self.buf.drain(..4);
+                    self.buf.advance(4);
                     return Ok(Some(Frame::Ping));
                 }
                 [b'\r'] | [b'\r', b'\n'] | [b'\r', b'\n', b'\r'] => return Ok(None),
                 [b'\r', b'\n', ..] => {
-                    self.buf.drain(..2);
+                    self.buf.advance(2);
                 }
                 [b'\n', ..] => {
-                    self.buf.drain(..1);
+                    self.buf.advance(1);
                 }
                 [] => return Ok(None),
                 _ => break,
@@ -173,8 +218,7 @@ impl StreamFramer {
             self.scan_from = head_end.saturating_sub(4);
             return Ok(None);
         }
-        let rest = self.buf.split_off(total);
-        let frame = std::mem::replace(&mut self.buf, rest);
+        let frame = self.buf.split_to(total).freeze();
         self.scan_from = 0;
         Ok(Some(Frame::Message(frame)))
     }
@@ -182,6 +226,11 @@ impl StreamFramer {
     /// Bytes currently buffered.
     pub fn buffered(&self) -> usize {
         self.buf.len()
+    }
+
+    /// The bytes currently buffered (not yet taken as frames).
+    pub fn buffered_bytes(&self) -> &[u8] {
+        &self.buf
     }
 
     /// Drops all buffered bytes (after a gap in a captured TCP stream).
@@ -200,7 +249,7 @@ impl StreamFramer {
         let mut pos = 0;
         loop {
             if looks_like_start(self.buf.get(pos..).unwrap_or_default()) {
-                self.buf.drain(..pos);
+                self.buf.advance(pos);
                 return true;
             }
             match self
@@ -214,7 +263,7 @@ impl StreamFramer {
         }
         let tail = self.buf.len() - pos;
         if tail < RESYNC_TAIL {
-            self.buf.drain(..pos);
+            self.buf.advance(pos);
         } else {
             self.buf.clear();
         }

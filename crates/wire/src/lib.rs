@@ -1,7 +1,8 @@
 //! Sans-IO SIP wire layer for sipcti (RFC 3261 sections 7, 18.3, 19, 20, 25).
 //!
-//! A [`SipMessage`] owns the received bytes and indexes ranges into them; every accessor
-//! returns `&str` slices into the message. Edits are made with [`Edit`], which splices
+//! A [`SipMessage`] holds the received bytes (a reference-counted `bytes::Bytes`, shared
+//! rather than copied by clones) and indexes ranges into them; every accessor returns
+//! `&str` slices into the message. Edits are made with [`Edit`], which splices
 //! new bytes in and keeps everything else byte for byte. [`StreamFramer`] frames a TCP
 //! byte stream by Content-Length (RFC 3261 18.3). [`TransportKind`] names the transport
 //! of a message or destination.

@@ -3,6 +3,8 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
+use bytes::Bytes;
+
 use super::edit::Edit;
 use super::error::ParseError;
 use super::parse::{check_params, split_values, NameAddr, Uri, Via};
@@ -129,12 +131,14 @@ pub(crate) enum StartLine {
     },
 }
 
-/// A parsed SIP request or response that owns its bytes and indexes ranges into them.
+/// A parsed SIP request or response that holds its bytes and indexes ranges into them.
 ///
-/// Built by [`SipMessage::parse`]; all accessors return slices into the owned buffer.
+/// Built by [`SipMessage::parse`]; all accessors return slices into the buffer. The
+/// buffer is a reference-counted [`Bytes`]: cloning a message, or taking
+/// [`SipMessage::bytes`], shares it instead of copying it.
 #[derive(Debug, Clone)]
 pub struct SipMessage {
-    pub(crate) buf: Vec<u8>,
+    pub(crate) buf: Bytes,
     /// First byte of the start line (after skipped leading CRLFs).
     pub(crate) msg_start: usize,
     pub(crate) start_line: StartLine,
@@ -310,7 +314,11 @@ impl SipMessage {
     /// [`ParseError::BadStartLine`] and the others above.
     ///
     /// Mandatory headers are not checked here: see [`SipMessage::validate`].
-    pub fn parse(buf: Vec<u8>, limits: &Limits) -> Result<SipMessage, ParseError> {
+    ///
+    /// `buf` is anything that converts into [`Bytes`] without copying: a `Vec<u8>`
+    /// (taken over as it is), a `Bytes` (kept, reference-counted: the message shares
+    /// the allocation with every other clone of it), a `&'static [u8]`.
+    pub fn parse(buf: impl Into<Bytes>, limits: &Limits) -> Result<SipMessage, ParseError> {
         Self::parse_or_return(buf, limits).map_err(|(e, _)| e)
     }
 
@@ -318,11 +326,13 @@ impl SipMessage {
     /// caller can still salvage an answer (a 400 built from the raw lines)
     /// without copying every message it parses.
     ///
-    /// Errors: as [`SipMessage::parse`], with the bytes given.
+    /// Errors: as [`SipMessage::parse`], with the bytes given (as [`Bytes`]: the same
+    /// allocation, not a copy).
     pub fn parse_or_return(
-        buf: Vec<u8>,
+        buf: impl Into<Bytes>,
         limits: &Limits,
-    ) -> Result<SipMessage, (ParseError, Vec<u8>)> {
+    ) -> Result<SipMessage, (ParseError, Bytes)> {
+        let buf: Bytes = buf.into();
         let head = match Self::index_head(&buf, limits) {
             Ok(h) => h,
             Err(e) => return Err((e, buf)),
@@ -613,15 +623,22 @@ impl SipMessage {
             .unwrap_or_default()
     }
 
-    /// Gives back the owned buffer, cut to what [`SipMessage::as_bytes`] returns
-    /// (no copy unless leading CRLFs were skipped).
-    pub fn into_bytes(self) -> Vec<u8> {
-        let mut buf = self.buf;
-        buf.truncate(self.body.end);
-        if self.msg_start > 0 {
-            buf.drain(..self.msg_start.min(buf.len()));
-        }
-        buf
+    /// The bytes [`SipMessage::as_bytes`] returns (start line to the end of the body;
+    /// leading CRLFs and bytes beyond Content-Length excluded) as a reference-counted
+    /// [`Bytes`] view into the message's buffer: no copy, whatever was skipped. The
+    /// view keeps the whole buffer it was parsed from alive (for a received message,
+    /// the allocation the socket read into) until it and every clone are dropped.
+    pub fn bytes(&self) -> Bytes {
+        let end = self.body.end.min(self.buf.len());
+        self.buf.slice(self.msg_start.min(end)..end)
+    }
+
+    /// Gives back the buffer cut to what [`SipMessage::as_bytes`] returns, as
+    /// [`SipMessage::bytes`] does (a view into the same allocation, never a copy).
+    /// `Vec::from` it for an owned vector (which copies unless the view is the only
+    /// handle to the whole allocation).
+    pub fn into_bytes(self) -> Bytes {
+        self.bytes()
     }
 
     fn slice(&self, r: &Range<usize>) -> &str {

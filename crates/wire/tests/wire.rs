@@ -829,3 +829,97 @@ fn framer_resync_and_reset() {
     f.reset();
     assert_eq!(f.buffered(), 0);
 }
+
+// ------------------------------------------------------------------ zero copy (issue 7)
+
+#[test]
+fn bytes_share_the_parsed_allocation() {
+    // Leading CRLFs and bytes beyond Content-Length are not part of the message.
+    let input = bytes::Bytes::from(format!("\r\n\r\n{INVITE}trailing"));
+    let m = SipMessage::parse(input.clone(), &Limits::default()).expect("parse");
+    let b = m.bytes();
+    assert_eq!(b, INVITE.as_bytes());
+    assert_eq!(
+        b.as_ptr(),
+        input[4..].as_ptr(),
+        "bytes() copied the message"
+    );
+    assert_eq!(m.as_bytes().as_ptr(), b.as_ptr());
+    let copy = m.clone();
+    assert_eq!(
+        copy.as_bytes().as_ptr(),
+        b.as_ptr(),
+        "clone() copied the buffer"
+    );
+    assert_eq!(m.into_bytes().as_ptr(), b.as_ptr(), "into_bytes() copied");
+    // A Vec is taken over as it is.
+    let v = INVITE.as_bytes().to_vec();
+    let at = v.as_ptr();
+    let m = SipMessage::parse(v, &Limits::default()).expect("parse");
+    assert_eq!(m.bytes().as_ptr(), at, "parse(Vec) copied");
+}
+
+#[test]
+fn parse_or_return_hands_back_the_same_bytes() {
+    let input = bytes::Bytes::from_static(b"INVITE sip:x@h SIP/2.0\r\nVia no colon\r\n\r\n");
+    let (e, back) =
+        SipMessage::parse_or_return(input.clone(), &Limits::default()).expect_err("must fail");
+    assert!(matches!(e, ParseError::HeaderWithoutColon(_)), "{e:?}");
+    assert_eq!(back, input);
+    assert_eq!(back.as_ptr(), input.as_ptr(), "the error copied the buffer");
+}
+
+#[test]
+fn framer_splits_messages_off_one_allocation() {
+    let (a, b) = (msg("one"), msg("two"));
+    let mut f = StreamFramer::new(Limits::default());
+    // Read straight into the framer's buffer, as the TCP reader does.
+    let buf = f.read_buf(4096).expect("room");
+    buf.extend_from_slice(format!("{a}\r\n{b}").as_bytes());
+    let start = buf.as_ptr();
+    let Some(Frame::Message(x)) = f.next_frame_bytes().expect("frame") else {
+        panic!("no first message")
+    };
+    let Some(Frame::Message(y)) = f.next_frame_bytes().expect("frame") else {
+        panic!("no second message")
+    };
+    assert_eq!(f.next_frame_bytes().expect("frame"), None);
+    assert_eq!((&x[..], &y[..]), (a.as_bytes(), b.as_bytes()));
+    assert_eq!(x.as_ptr(), start, "first message copied");
+    // the second starts after the first and the CRLF between them
+    assert_eq!(
+        y.as_ptr(),
+        start.wrapping_add(a.len() + 2),
+        "second message copied"
+    );
+    // and parsing it keeps pointing there
+    let m = SipMessage::parse(y.clone(), &Limits::default()).expect("parse");
+    assert_eq!(m.bytes().as_ptr(), y.as_ptr());
+}
+
+#[test]
+fn framer_bytes_and_vec_frames_agree() {
+    let data = format!("{}\r\n\r\n{}\r\n{}", msg("a"), msg(""), msg("ccc"));
+    for chunk in [1, 3, 7, 64, 4096] {
+        let (mut v, mut b) = (
+            StreamFramer::new(Limits::default()),
+            StreamFramer::new(Limits::default()),
+        );
+        let (mut fv, mut fb) = (Vec::new(), Vec::new());
+        for piece in data.as_bytes().chunks(chunk) {
+            v.push(piece).expect("push");
+            b.read_buf(piece.len())
+                .expect("room")
+                .extend_from_slice(piece);
+            fv.extend(frames(&mut v));
+            while let Some(fr) = b.next_frame_bytes().expect("frame") {
+                fb.push(match fr {
+                    Frame::Message(m) => Frame::Message(m.to_vec()),
+                    Frame::Ping => Frame::Ping,
+                });
+            }
+        }
+        assert_eq!(fv, fb, "chunk {chunk}");
+        assert_eq!(fv.len(), 4, "chunk {chunk}");
+    }
+}
