@@ -13,8 +13,10 @@
 
 pub mod admission;
 pub mod identity;
+pub mod ids;
 pub mod proxy;
 
+pub use ids::{CallId, ClientKey, ClientTxId, Method, ServerKey, ServerTxId};
 pub use proxy::{
     CoreConfig, CoreStats, CtiAnswer, Hop, Output, ProxyCore, SourceLimits, Target, Transmit,
 };

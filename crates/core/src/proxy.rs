@@ -32,6 +32,7 @@ use crate::admission::{
     Admission, AdmissionConfig, Limit, LimitedSource, Rate, SourceKey, Start, Verdict,
 };
 use crate::identity::{Rewrite, Toward};
+use crate::ids::{CallId, ClientTxId, ServerTxId};
 
 /// Where a message goes: an address, or a host name the edge must resolve.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -153,7 +154,7 @@ pub struct Transmit {
     pub data: Vec<u8>,
     /// The client transaction this message belongs to: report a failure to
     /// send it with [`ProxyCore::handle_transport_error`].
-    pub client_tx: Option<u64>,
+    pub client_tx: Option<ClientTxId>,
 }
 
 /// What the core asks the edge to do.
@@ -166,7 +167,7 @@ pub enum Output {
     /// or after the deadline: answer [`CtiAnswer::Continue`]).
     NewCall {
         /// Token to give back.
-        token: u64,
+        token: CallId,
         /// The event.
         event: CallEvent,
     },
@@ -659,7 +660,7 @@ impl ProxyCore {
             transport,
             dest,
             data,
-            client_tx,
+            client_tx: client_tx.map(ClientTxId),
         }));
     }
 
@@ -1095,7 +1096,7 @@ impl ProxyCore {
                 stx.pending = Some(PendingForward { hop, initial });
             }
             self.outputs.push_back(Output::NewCall {
-                token: sid,
+                token: CallId::of(ServerTxId(sid)),
                 event: ev,
             });
             let at = now + self.cfg.newcall_wait;
@@ -1642,7 +1643,8 @@ impl ProxyCore {
     }
 
     /// Zammad's answer to the `newCall` of server transaction `token`.
-    pub fn handle_cti_answer(&mut self, now: Instant, token: u64, answer: CtiAnswer) {
+    pub fn handle_cti_answer(&mut self, now: Instant, token: CallId, answer: CtiAnswer) {
+        let token = token.server_tx().0;
         let Some(stx) = self.servers.get_mut(&token) else {
             tracing::info!(token, "late newCall answer ignored (transaction gone)");
             return;
@@ -1716,7 +1718,8 @@ impl ProxyCore {
     /// The edge could not send a message of client transaction `client_tx`
     /// (TCP connect refused, name not resolvable...): RFC 3261 16.7 step 2 / 8.1.3.1,
     /// the branch answers 503.
-    pub fn handle_transport_error(&mut self, now: Instant, client_tx: u64) {
+    pub fn handle_transport_error(&mut self, now: Instant, client_tx: ClientTxId) {
+        let client_tx = client_tx.0;
         self.stats.transport_errors += 1;
         let Some(ctx) = self.clients.remove(&client_tx) else {
             return;
@@ -2191,7 +2194,7 @@ impl ProxyCore {
                             "no newCall answer in time: call goes on unchanged"
                         );
                     }
-                    self.handle_cti_answer(now, sid, CtiAnswer::FailOpen);
+                    self.handle_cti_answer(now, CallId::of(ServerTxId(sid)), CtiAnswer::FailOpen);
                 }
             }
             Timer::RewriteExpire(key) => {

@@ -126,7 +126,7 @@ fn status_of(t: &Transmit) -> Option<u16> {
 fn run(data: &[u8]) -> (H, Vec<Output>) {
     let mut h = H::new();
     let mut all = h.udp(0, data, SRC);
-    let tokens: Vec<u64> = new_calls(&all).iter().map(|(t, _)| *t).collect();
+    let tokens: Vec<sipcti_core::CallId> = new_calls(&all).iter().map(|(t, _)| *t).collect();
     for t in tokens {
         all.extend(h.cti(10, t, CtiAnswer::Continue));
     }

@@ -5,7 +5,7 @@
 mod core_support;
 
 use core_support::*;
-use sipcti_core::{CtiAnswer, Output};
+use sipcti_core::{CallId, CtiAnswer, Output};
 use sipcti_event::{Cause, Direction, EventKind};
 
 // ------------------------------------------------------------- messages
@@ -119,7 +119,7 @@ const CID_IN: &str = "in1@203.0.113.5";
 // ------------------------------------------------------------- helpers
 
 /// Phone INVITE in at `ms`; check the 100 Trying and the NewCall; return the token.
-fn start_out(h: &mut H, ms: u64) -> u64 {
+fn start_out(h: &mut H, ms: u64) -> CallId {
     let o = h.udp(ms, invite_out(), PHONE);
     let t = transmits(&o);
     assert_eq!(t.len(), 1, "{}", show(&o));
@@ -167,7 +167,7 @@ fn forward_out(h: &mut H, ms: u64, a: CtiAnswer, user: &str) -> String {
 }
 
 /// Trunk INVITE in at `ms`; 100 Trying back; returns the newCall token.
-fn start_in(h: &mut H, ms: u64) -> u64 {
+fn start_in(h: &mut H, ms: u64) -> CallId {
     let o = h.udp(ms, invite_in(), TRUNK);
     let t = transmits(&o);
     assert_eq!(t.len(), 1, "{}", show(&o));
