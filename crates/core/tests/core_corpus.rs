@@ -245,7 +245,7 @@ fn check(name: &str, data: &[u8], want: Want) -> Result<(), String> {
 }
 
 #[test]
-fn torture_corpus_through_the_core() {
+fn rfc4475_rfc5118_torture_corpus_through_the_core() {
     let dir = corpus_dir();
     assert!(
         dir.is_dir(),
