@@ -1,20 +1,20 @@
 //! The client transaction (RFC 3261 17.1): the proxy's side of a request
 //! it forwarded.
 //!
-//! * [`ProxyCore::start_client_tx`]: send the forwarded request and arm
+//! * `ProxyCore::start_client_tx`: send the forwarded request and arm
 //!   Timer A (INVITE) or E (non-INVITE) over UDP, Timer B or F, and Timer C
 //!   for an INVITE (16.6 step 11, 16.8).
-//! * [`ProxyCore::client_tx_response`]: a matched response moves the state
+//! * `ProxyCore::client_tx_response`: a matched response moves the state
 //!   machine (Calling, Proceeding, Completed; RFC 6026 Accepted), ACKs a
 //!   non-2xx final response hop by hop (17.1.1.3), restarts Timer C on a
 //!   provisional above 100, sends a CANCEL that waited for a provisional
 //!   (9.1), and says whether the response goes upstream (16.7).
-//! * [`ProxyCore::cancel_branch`]: RFC 3261 9.1 / 16.10, the CANCEL client
+//! * `ProxyCore::cancel_branch`: RFC 3261 9.1 / 16.10, the CANCEL client
 //!   transaction of a pending INVITE branch.
 //! * Timers A-F, C and the CANCEL wait: the `timer_*` handlers here
 //!   ([`crate::timers`] names them).
-//! * RFC 6026 7.2 Accepted INVITE records ([`AcceptedInvites`],
-//!   [`ProxyCore::remember_accepted`], [`ProxyCore::relay_accepted_2xx`]):
+//! * RFC 6026 7.2 Accepted INVITE records (`AcceptedInvites`,
+//!   `ProxyCore::remember_accepted`, `ProxyCore::relay_accepted_2xx`):
 //!   an INVITE client transaction is freed at its first 2xx; later 2xx
 //!   retransmissions are relayed through a small record instead.
 

@@ -4,7 +4,7 @@
 //! ([`CtiAnswer`], [`ProxyCore::handle_cti_answer`]) lets it go on,
 //! rejects it (486) or sets the caller id that the proxy then presents on
 //! every message of the dialog (the rewrites). No answer within
-//! [`crate::CoreConfig::newcall_wait`] ([`crate::timers::Timer::CtiWait`])
+//! [`crate::CoreConfig::newcall_wait`] (`crate::timers::Timer::CtiWait`)
 //! means fail open.
 
 use std::time::Instant;

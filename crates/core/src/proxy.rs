@@ -11,18 +11,18 @@
 //! events to await, and `answer`/`hangup` events to deliver. It never reads a
 //! clock and never touches a socket, so tests drive it without sleeping.
 //!
-//! A request goes through [`ProxyCore::on_request`], a pipeline of named
+//! A request goes through `ProxyCore::on_request`, a pipeline of named
 //! steps (each stops the request by answering, absorbing or dropping it):
 //! `with_received` (18.2.1) → `validate_request` (16.3 step 1) → ACK to
-//! [`ProxyCore::on_ack`] → `require_side` (403 for strangers) →
-//! `absorb_retransmission` (17.2.3) → CANCEL to [`ProxyCore::on_cancel`]
+//! `ProxyCore::on_ack` → `require_side` (403 for strangers) →
+//! `absorb_retransmission` (17.2.3) → CANCEL to `ProxyCore::on_cancel`
 //! (16.10) → `check_max_forwards` (16.3 step 3) → `detect_loop` (step 4) →
 //! `check_proxy_require` (step 5) → `answer_options_to_us` → `admit`
 //! (per-source limits) → `check_capacity` → `route` (16.3 step 2, 16.4,
 //! 16.5) → `create_server_tx` (17.2) → `await_cti_or_forward` →
-//! [`ProxyCore::forward_request`] (16.6) → `start_client_tx` (17.1).
+//! `ProxyCore::forward_request` (16.6) → `start_client_tx` (17.1).
 //!
-//! A response goes through [`ProxyCore::on_response`]: `validate_response`
+//! A response goes through `ProxyCore::on_response`: `validate_response`
 //! → `response_side` (strangers dropped) → `check_top_via_ours` →
 //! `match_client_tx` (17.1.3; else an RFC 6026 Accepted INVITE record) →
 //! `check_response_side` → `check_2xx_keeps_a_via` (16.7 step 3) →

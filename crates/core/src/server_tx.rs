@@ -4,17 +4,17 @@
 //! * Created for every request the proxy forwards or holds (16.3 passed),
 //!   keyed by [`ServerKey`] (17.2.3); an INVITE answers 100 Trying at once
 //!   (16.2, 17.2.1).
-//! * [`ProxyCore::absorb_retransmission`]: a retransmitted request gets the
+//! * `ProxyCore::absorb_retransmission`: a retransmitted request gets the
 //!   last response again and goes no further (17.2.1, 17.2.2).
-//! * States ([`SrvState`]): `AwaitingCti` (sipcti: the INVITE is held for
+//! * States (`SrvState`): `AwaitingCti` (sipcti: the INVITE is held for
 //!   Zammad's `newCall` answer, carrying where it goes next), Proceeding,
 //!   Completed, Confirmed, and RFC 6026 Accepted (after a 2xx to an INVITE:
 //!   INVITE retransmissions are absorbed, 2xx retransmissions relayed).
 //! * Timers G (response retransmission), H (wait for the ACK), I
 //!   (Confirmed), J (non-INVITE Completed) and RFC 6026 L (Accepted):
 //!   [`crate::timers`].
-//! * [`ProxyCore::final_from_proxy`]: a final response the proxy generates
-//!   itself (408, 487, 503, 486, 500, 513); [`ProxyCore::forward_response`]:
+//! * `ProxyCore::final_from_proxy`: a final response the proxy generates
+//!   itself (408, 487, 503, 486, 500, 513); `ProxyCore::forward_response`:
 //!   a response from the client transaction sent upstream (16.7 steps 3-10).
 
 use std::time::{Duration, Instant};

@@ -2,14 +2,14 @@
 //! timer wheel that holds them.
 //!
 //! Client transaction (RFC 3261 17.1, handlers in [`crate::client_tx`]):
-//! * [`Timer::A`] / [`Timer::E`]: retransmit the INVITE (17.1.1.2) /
+//! * `Timer::A` / `Timer::E`: retransmit the INVITE (17.1.1.2) /
 //!   the non-INVITE request (17.1.2.2) over UDP, doubling from T1 (E capped
 //!   at T2 = 4 s).
-//! * [`Timer::B`] / [`Timer::F`]: no final response within 64*T1: the
+//! * `Timer::B` / `Timer::F`: no final response within 64*T1: the
 //!   transaction ends and the caller gets a 408.
-//! * [`Timer::C`]: RFC 3261 16.6 step 11 / 16.8, the proxy's INVITE timer,
+//! * `Timer::C`: RFC 3261 16.6 step 11 / 16.8, the proxy's INVITE timer,
 //!   restarted by every provisional response above 100.
-//! * [`Timer::D`]: an INVITE client transaction in Completed keeps its
+//! * `Timer::D`: an INVITE client transaction in Completed keeps its
 //!   request to ACK retransmitted final responses; shortened to
 //!   [`crate::CoreConfig::wait`] over UDP (0 over TCP).
 //! * Timer K (17.1.2.2) and RFC 6026 Timer M are not armed: a non-INVITE
@@ -17,24 +17,24 @@
 //!   dropped as stray, the same outcome), and the 2xx retransmissions of an
 //!   accepted INVITE are relayed through an Accepted INVITE record
 //!   ([`crate::client_tx`]) that lives [`crate::CoreConfig::wait`].
-//! * [`Timer::CancelWait`]: RFC 3261 9.1, an INVITE client transaction
+//! * `Timer::CancelWait`: RFC 3261 9.1, an INVITE client transaction
 //!   without a final response 64*T1 after its CANCEL is destroyed.
 //!
 //! Server transaction (RFC 3261 17.2, handlers in [`crate::server_tx`]):
-//! * [`Timer::G`]: retransmit the non-2xx final response to an INVITE over
+//! * `Timer::G`: retransmit the non-2xx final response to an INVITE over
 //!   UDP until the ACK, doubling from T1 up to T2 (17.2.1).
-//! * [`Timer::H`]: 64*T1 waiting for that ACK.
-//! * [`Timer::I`]: Confirmed absorbs ACK retransmissions for T4 (UDP).
-//! * [`Timer::J`]: a non-INVITE transaction in Completed absorbs request
+//! * `Timer::H`: 64*T1 waiting for that ACK.
+//! * `Timer::I`: Confirmed absorbs ACK retransmissions for T4 (UDP).
+//! * `Timer::J`: a non-INVITE transaction in Completed absorbs request
 //!   retransmissions; shortened to [`crate::CoreConfig::wait`] like
 //!   Kamailio's tm (0 over TCP).
-//! * [`Timer::L`]: RFC 6026 Accepted absorbs INVITE retransmissions after a
+//! * `Timer::L`: RFC 6026 Accepted absorbs INVITE retransmissions after a
 //!   2xx; [`crate::CoreConfig::wait`].
 //!
 //! sipcti's own:
-//! * [`Timer::CtiWait`]: the INVITE held for Zammad's `newCall` answer goes
+//! * `Timer::CtiWait`: the INVITE held for Zammad's `newCall` answer goes
 //!   on unchanged (fail open) after [`crate::CoreConfig::newcall_wait`].
-//! * [`Timer::RewriteExpire`]: a caller-id rewrite outlives its call by
+//! * `Timer::RewriteExpire`: a caller-id rewrite outlives its call by
 //!   64*T1 for the final 200 to BYE and retransmissions.
 
 use std::collections::BTreeMap;
