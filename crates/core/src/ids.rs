@@ -303,4 +303,33 @@ mod tests {
             assert_eq!(Method::parse(m).as_str(), m);
         }
     }
+
+    /// The Display forms are hashed into our To tags and branches: they
+    /// must stay the strings the keys used to be.
+    #[test]
+    fn rfc3261_17_2_3_key_display_forms_are_stable() {
+        let k = ServerKey::Rfc3261 {
+            branch: "z9hG4bK1".into(),
+            host: "10.0.0.20".into(),
+            port: 5062,
+            method: Method::Invite,
+        };
+        assert_eq!(k.to_string(), "z9hG4bK1|10.0.0.20:5062|INVITE");
+        let k = ServerKey::Rfc2543 {
+            request_uri: "sip:a@b".into(),
+            call_id: "c1".into(),
+            from_tag: "f".into(),
+            cseq: 7,
+            branch: String::new(),
+            host: "h".into(),
+            port: 5060,
+            method: Method::Bye,
+        };
+        assert_eq!(k.to_string(), "2543|sip:a@b|c1|f|7||h:5060|BYE");
+        let k = ClientKey {
+            branch: "z9hG4bKsc1.2".into(),
+            method: Method::Cancel,
+        };
+        assert_eq!(k.to_string(), "z9hG4bKsc1.2|CANCEL");
+    }
 }
