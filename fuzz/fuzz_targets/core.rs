@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use sipcti_fuzz::{addr, core_config, op, PBX, PHONE, SEEDS, STRANGER, TRUNK};
-use sipcti_core::{CtiAnswer, Output, ProxyCore, Target};
+use sipcti_core::{CallId, ClientTxId, CtiAnswer, Output, ProxyCore, Target};
 use sipcti_wire::{response_for, Limits, SipMessage, TransportKind};
 
 /// Most ops run from one input.
@@ -53,8 +53,8 @@ struct World {
     requesters: HashSet<IpAddr>,
     /// Requests the core sent out, with where they went.
     forwarded: Vec<(Vec<u8>, Target, TransportKind)>,
-    pending_tokens: Vec<u64>,
-    client_txs: Vec<u64>,
+    pending_tokens: Vec<CallId>,
+    client_txs: Vec<ClientTxId>,
 }
 
 fn source(b: u8) -> SocketAddr {

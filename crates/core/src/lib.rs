@@ -1,7 +1,23 @@
 //! The sans-IO core of sipcti: a transaction-stateful SIP proxy between phones (or a
 //! PBX) and a SIP trunk that reports every call as call events.
 //!
-//! * [`proxy`] — the transaction-stateful proxy (RFC 3261 16/17), [`ProxyCore`].
+//! The modules follow RFC 3261's own split:
+//!
+//! * [`proxy`] — the proxy (16): [`ProxyCore`], the request and response
+//!   pipelines that join the pieces below, forwarding (16.6), CANCEL (16.10)
+//!   and ACK.
+//! * [`validation`] — request validation (16.3) and the per-source admission checks.
+//! * [`server_tx`] — the server transaction (17.2, RFC 6026 Accepted).
+//! * [`client_tx`] — the client transaction (17.1, Timer C of 16.8, the
+//!   CANCEL of 9.1, RFC 6026 7.2 Accepted INVITE records).
+//! * [`timers`] — the timers by their RFC names (A-J, L, C) and the timer wheel.
+//! * [`routing`] — sides, `is_us`, next hops (16.4-16.6), Record-Route and Via
+//!   values, where responses go (18.2.2).
+//! * [`messages`] — the CANCEL, ACK and error responses the proxy builds.
+//! * [`cti`] — the hold of an INVITE for Zammad's `newCall` answer and the
+//!   caller-id rewrite it may set.
+//! * [`ids`] — typed transaction ids, [`Method`], the transaction keys.
+//! * [`config`], [`output`] — what the core is given and what it gives back.
 //! * [`identity`] — the caller-id rewrite of one dialog.
 //! * [`admission`] — per-source rate limit, ban and table shares.
 //!
@@ -12,9 +28,22 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod client_tx;
+pub mod config;
+pub mod cti;
 pub mod identity;
+pub mod ids;
+pub mod messages;
+pub mod output;
 pub mod proxy;
+pub mod routing;
+pub mod server_tx;
+pub mod timers;
+pub mod validation;
 
-pub use proxy::{
-    CoreConfig, CoreStats, CtiAnswer, Hop, Output, ProxyCore, SourceLimits, Target, Transmit,
-};
+pub use config::{CoreConfig, SourceLimits};
+pub use cti::CtiAnswer;
+pub use ids::{CallId, ClientKey, ClientTxId, Method, ServerKey, ServerTxId};
+pub use output::{CoreStats, Output, Transmit};
+pub use proxy::ProxyCore;
+pub use routing::{Hop, Target};

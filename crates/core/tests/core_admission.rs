@@ -86,7 +86,7 @@ fn assert_503(o: &[Output], hp: &str, n: u32, retry: u64) {
 /// Assert `o` is the 100 Trying and the NewCall of `invite(hp, n)`;
 /// returns the newCall token.
 #[track_caller]
-fn assert_admitted(o: &[Output], hp: &str, n: u32) -> u64 {
+fn assert_admitted(o: &[Output], hp: &str, n: u32) -> sipcti_core::CallId {
     let t = transmits(o);
     assert_eq!(t.len(), 1, "{}", show(o));
     assert_eq!(start_line(&t[0].data), "SIP/2.0 100 Trying", "{}", show(o));

@@ -126,7 +126,7 @@ fn status_of(t: &Transmit) -> Option<u16> {
 fn run(data: &[u8]) -> (H, Vec<Output>) {
     let mut h = H::new();
     let mut all = h.udp(0, data, SRC);
-    let tokens: Vec<u64> = new_calls(&all).iter().map(|(t, _)| *t).collect();
+    let tokens: Vec<sipcti_core::CallId> = new_calls(&all).iter().map(|(t, _)| *t).collect();
     for t in tokens {
         all.extend(h.cti(10, t, CtiAnswer::Continue));
     }
@@ -245,7 +245,7 @@ fn check(name: &str, data: &[u8], want: Want) -> Result<(), String> {
 }
 
 #[test]
-fn torture_corpus_through_the_core() {
+fn rfc4475_rfc5118_torture_corpus_through_the_core() {
     let dir = corpus_dir();
     assert!(
         dir.is_dir(),

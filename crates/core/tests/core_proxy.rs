@@ -5,7 +5,7 @@
 mod core_support;
 
 use core_support::*;
-use sipcti_core::{CtiAnswer, Output};
+use sipcti_core::{CallId, CtiAnswer, Output};
 use sipcti_event::{Cause, Direction, EventKind};
 
 // ------------------------------------------------------------- messages
@@ -119,7 +119,7 @@ const CID_IN: &str = "in1@203.0.113.5";
 // ------------------------------------------------------------- helpers
 
 /// Phone INVITE in at `ms`; check the 100 Trying and the NewCall; return the token.
-fn start_out(h: &mut H, ms: u64) -> u64 {
+fn start_out(h: &mut H, ms: u64) -> CallId {
     let o = h.udp(ms, invite_out(), PHONE);
     let t = transmits(&o);
     assert_eq!(t.len(), 1, "{}", show(&o));
@@ -167,7 +167,7 @@ fn forward_out(h: &mut H, ms: u64, a: CtiAnswer, user: &str) -> String {
 }
 
 /// Trunk INVITE in at `ms`; 100 Trying back; returns the newCall token.
-fn start_in(h: &mut H, ms: u64) -> u64 {
+fn start_in(h: &mut H, ms: u64) -> CallId {
     let o = h.udp(ms, invite_in(), TRUNK);
     let t = transmits(&o);
     assert_eq!(t.len(), 1, "{}", show(&o));
@@ -243,7 +243,7 @@ fn assert_cleans_up(h: &mut H, until_ms: u64) {
 // ------------------------------------------------------------- 16.3
 
 #[test]
-fn max_forwards_zero_gets_483() {
+fn rfc3261_16_3_step3_max_forwards_zero_gets_483() {
     let mut h = H::new();
     let req = String::from_utf8(invite_out())
         .unwrap()
@@ -265,7 +265,7 @@ fn max_forwards_zero_gets_483() {
 }
 
 #[test]
-fn proxy_require_gets_420_with_unsupported() {
+fn rfc3261_16_3_step5_proxy_require_gets_420_with_unsupported() {
     let mut h = H::new();
     let req = String::from_utf8(invite_out()).unwrap().replace(
         "Max-Forwards: 70\r\n",
@@ -287,7 +287,7 @@ fn proxy_require_gets_420_with_unsupported() {
 }
 
 #[test]
-fn own_request_coming_back_is_a_loop_482_but_a_spiral_is_forwarded() {
+fn rfc3261_16_3_step4_own_request_coming_back_is_a_loop_482_but_a_spiral_is_forwarded() {
     let mut h = H::new();
     // Request-URI already names the trunk: forwarded with it unchanged
     let req = String::from_utf8(invite_out()).unwrap().replace(
@@ -331,7 +331,7 @@ fn own_request_coming_back_is_a_loop_482_but_a_spiral_is_forwarded() {
 }
 
 #[test]
-fn malformed_requests_get_400_with_a_reason() {
+fn rfc3261_16_3_step1_malformed_requests_get_400_with_a_reason() {
     let base = String::from_utf8(invite_out()).unwrap();
     let cases: [(String, &str); 3] = [
         (
@@ -364,7 +364,7 @@ fn malformed_requests_get_400_with_a_reason() {
 }
 
 #[test]
-fn malformed_response_is_dropped() {
+fn rfc3261_16_7_malformed_response_is_dropped() {
     let mut h = H::new();
     let br = forward_out(&mut h, 0, CtiAnswer::Continue, "201");
     let good = String::from_utf8(trunk_resp("180 Ringing", &br, "201", "1 INVITE")).unwrap();
@@ -397,7 +397,7 @@ fn malformed_response_is_dropped() {
 }
 
 #[test]
-fn stranger_gets_403_and_no_cti_output() {
+fn policy_stranger_gets_403_and_no_cti_output() {
     let mut h = H::new();
     let req = String::from_utf8(invite_out()).unwrap().replace(
         PHONE_VIA,
@@ -433,7 +433,7 @@ Content-Length: 0
 }
 
 #[test]
-fn ack_is_never_answered() {
+fn rfc3261_17_ack_is_never_answered() {
     let mut h = H::new();
     let ack = "ACK sip:0301234567@203.0.113.5 SIP/2.0
 Via: SIP/2.0/UDP 10.0.0.20:5062;branch=z9hG4bK-ack-1
@@ -468,7 +468,7 @@ Content-Length: 0
 }
 
 #[test]
-fn options_to_the_proxy_itself_gets_200_with_allow() {
+fn rfc3261_11_options_to_the_proxy_itself_gets_200_with_allow() {
     let mut h = H::new();
     let req = sip("OPTIONS sip:192.0.2.10 SIP/2.0
 Via: SIP/2.0/UDP 10.0.0.20:5062;branch=z9hG4bK-opt-1;rport
@@ -496,7 +496,7 @@ Content-Length: 0
 }
 
 #[test]
-fn in_dialog_request_from_trunk_to_outside_is_403() {
+fn rfc3261_16_4_policy_in_dialog_request_from_trunk_to_outside_is_403() {
     let mut h = H::new();
     let bye = sip("BYE sip:someone@198.51.100.7:5060 SIP/2.0
 Via: SIP/2.0/UDP 203.0.113.5:5060;branch=z9hG4bK-tr-relay
@@ -543,7 +543,7 @@ Content-Length: 0
 /// A NATed phone's INVITE with compact headers, odd spacing and a binary
 /// body (NUL bytes): exactly the 16.6 edits, everything else byte for byte.
 #[test]
-fn forwarded_invite_is_the_input_with_exactly_the_16_6_edits() {
+fn rfc3261_16_6_forwarded_invite_is_the_input_with_exactly_the_16_6_edits() {
     let mut h = H::new();
     let head = "INVITE sip:0301234567@203.0.113.5;user=phone SIP/2.0\r\n\
 v: SIP/2.0/UDP 192.168.1.5:5062;branch=z9hG4bK-nat-1;rport\r\n\
@@ -597,7 +597,7 @@ l: 9\r\n\r\n";
 }
 
 #[test]
-fn max_forwards_70_added_when_absent_and_no_record_route_on_options() {
+fn rfc3261_16_6_step3_4_max_forwards_70_added_when_absent_and_no_record_route_on_options() {
     let mut h = H::new();
     let req = sip("OPTIONS sip:0301234567@203.0.113.5 SIP/2.0
 Via: SIP/2.0/UDP 10.0.0.20:5062;branch=z9hG4bK-o-2
@@ -654,7 +654,7 @@ Content-Length: 0
 /// top one facing the trunk; in-dialog requests pop both and take the
 /// transport of the side they go to.
 #[test]
-fn double_record_route_when_phone_is_tcp_and_trunk_udp() {
+fn rfc5658_double_record_route_when_phone_is_tcp_and_trunk_udp() {
     let mut h = H::new();
     let req = sip("INVITE sip:0301234567@203.0.113.5 SIP/2.0
 Via: SIP/2.0/TCP 10.0.0.20:5062;branch=z9hG4bK-tcp-1
@@ -750,7 +750,7 @@ Content-Length: 0
 // ------------------------------------------------------------- INVITE and CTI
 
 #[test]
-fn invite_is_held_until_zammad_answers_then_forwarded_unchanged() {
+fn cti_invite_is_held_until_zammad_answers_then_forwarded_unchanged() {
     let mut h = H::new();
     let tok = start_out(&mut h, 0);
     assert_eq!(h.core.transactions(), (1, 0));
@@ -768,7 +768,7 @@ fn invite_is_held_until_zammad_answers_then_forwarded_unchanged() {
 }
 
 #[test]
-fn no_zammad_answer_before_newcall_wait_fails_open() {
+fn cti_no_zammad_answer_before_newcall_wait_fails_open() {
     let mut h = H::new();
     let tok = start_out(&mut h, 0);
     let o = h.timers_until(3_499);
@@ -790,7 +790,7 @@ fn no_zammad_answer_before_newcall_wait_fails_open() {
 }
 
 #[test]
-fn zammad_reject_of_inbound_call_gives_486_toward_the_trunk_only() {
+fn cti_zammad_reject_of_inbound_call_gives_486_toward_the_trunk_only() {
     let mut h = H::new();
     let tok = start_in(&mut h, 0);
     let o = h.cti(50, tok, CtiAnswer::Reject);
@@ -849,7 +849,7 @@ Content-Length: 0
 /// own number again in everything toward the phone (provisional, 2xx, the
 /// trunk's BYE), X in the ACK and in the 200 to the BYE toward the trunk.
 #[test]
-fn dial_rewrites_the_caller_id_toward_the_trunk_and_restores_it_inside() {
+fn cti_dial_rewrites_the_caller_id_toward_the_trunk_and_restores_it_inside() {
     let mut h = H::new();
     let br = forward_out(&mut h, 0, CtiAnswer::Dial("4930777".into()), "4930777");
     assert_eq!(h.core.stats().caller_id_rewrites, 1);
@@ -986,7 +986,7 @@ Content-Length: 0
 }
 
 #[test]
-fn dial_caller_id_is_in_the_cancel_toward_the_trunk() {
+fn cti_rfc3261_9_1_dial_caller_id_is_in_the_cancel_toward_the_trunk() {
     let mut h = H::new();
     let br = forward_out(&mut h, 0, CtiAnswer::Dial("4930777".into()), "4930777");
     let _ = h.udp(
@@ -1114,7 +1114,7 @@ fn trying_out() -> Vec<u8> {
 }
 
 #[test]
-fn invite_retransmissions_get_the_last_response_and_are_never_forwarded_twice() {
+fn rfc3261_17_2_1_invite_retransmissions_get_the_last_response_and_are_never_forwarded_twice() {
     let mut h = H::new();
     let tok = start_out(&mut h, 0);
     // while Zammad thinks
@@ -1151,7 +1151,7 @@ fn invite_retransmissions_get_the_last_response_and_are_never_forwarded_twice() 
 }
 
 #[test]
-fn final_response_retransmission_is_acked_again_but_forwarded_once() {
+fn rfc3261_17_1_1_3_final_response_retransmission_is_acked_again_but_forwarded_once() {
     let mut h = H::new();
     let br = forward_out(&mut h, 0, CtiAnswer::Continue, "201");
     let busy = trunk_resp("486 Busy Here", &br, "201", "1 INVITE");
@@ -1208,7 +1208,7 @@ Content-Length: 0
 }
 
 #[test]
-fn every_2xx_retransmission_is_forwarded_while_accepted_then_dropped() {
+fn rfc6026_every_2xx_retransmission_is_forwarded_while_accepted_then_dropped() {
     let mut h = H::new();
     let br = forward_out(&mut h, 0, CtiAnswer::Continue, "201");
     let ok = trunk_resp("200 OK", &br, "201", "1 INVITE");
@@ -1236,7 +1236,7 @@ fn every_2xx_retransmission_is_forwarded_while_accepted_then_dropped() {
 // ------------------------------------------------------------- timers
 
 #[test]
-fn timer_a_retransmits_invite_over_udp_then_timer_b_answers_408() {
+fn rfc3261_17_1_1_2_timer_a_retransmits_invite_over_udp_then_timer_b_answers_408() {
     let mut h = H::new();
     let tok = start_out(&mut h, 0);
     let o = h.cti(10, tok, CtiAnswer::Continue);
@@ -1293,7 +1293,7 @@ fn timer_a_retransmits_invite_over_udp_then_timer_b_answers_408() {
 }
 
 #[test]
-fn no_timer_a_over_tcp_but_timer_b() {
+fn rfc3261_17_1_1_2_no_timer_a_over_tcp_but_timer_b() {
     let mut cfg = config();
     cfg.trunk.transport = Tcp;
     let mut h = H::with(cfg);
@@ -1332,7 +1332,7 @@ fn only_tx_with_events(o: &[Output]) -> &sipcti_core::Transmit {
 }
 
 #[test]
-fn timers_e_and_f_for_a_non_invite() {
+fn rfc3261_17_1_2_2_timers_e_and_f_for_a_non_invite() {
     let mut h = H::new();
     let req = sip("OPTIONS sip:0301234567@203.0.113.5 SIP/2.0
 Via: SIP/2.0/UDP 10.0.0.20:5062;branch=z9hG4bK-o-3;rport
@@ -1385,7 +1385,7 @@ Content-Length: 0
 }
 
 #[test]
-fn timer_c_cancels_downstream_and_answers_408_upstream() {
+fn rfc3261_16_8_timer_c_cancels_downstream_and_answers_408_upstream() {
     let mut h = H::new();
     let br = forward_out(&mut h, 0, CtiAnswer::Continue, "201");
     let o = h.udp(
@@ -1483,7 +1483,7 @@ Content-Length: 0
 // ------------------------------------------------------------- CANCEL
 
 #[test]
-fn cancel_is_answered_hop_by_hop_and_sent_with_the_invite_branch_and_route() {
+fn rfc3261_16_10_cancel_is_answered_hop_by_hop_and_sent_with_the_invite_branch_and_route() {
     let mut h = H::new();
     // a pre-loaded Route: ours, then the trunk's edge
     let inv = String::from_utf8(invite_out()).unwrap().replace(
@@ -1578,7 +1578,7 @@ Content-Length: 0
 }
 
 #[test]
-fn cancel_before_any_provisional_waits_for_one() {
+fn rfc3261_9_1_cancel_before_any_provisional_waits_for_one() {
     let mut h = H::new();
     let br = forward_out(&mut h, 0, CtiAnswer::Continue, "201");
     let o = h.udp(100, cancel_out(), PHONE);
@@ -1611,7 +1611,7 @@ Content-Length: 0
 }
 
 #[test]
-fn cancel_while_waiting_for_zammad_gets_487_from_the_proxy() {
+fn cti_rfc3261_16_10_cancel_while_waiting_for_zammad_gets_487_from_the_proxy() {
     let mut h = H::new();
     let tok = start_out(&mut h, 0);
     let o = h.udp(100, cancel_out(), PHONE);
@@ -1667,7 +1667,7 @@ fn cancel_while_waiting_for_zammad_gets_487_from_the_proxy() {
 }
 
 #[test]
-fn cancel_for_an_unknown_transaction_gets_481() {
+fn rfc3261_16_10_cancel_for_an_unknown_transaction_gets_481() {
     let mut h = H::new();
     let o = h.udp(0, cancel_out(), PHONE);
     assert_answer(
@@ -1687,7 +1687,7 @@ fn cancel_for_an_unknown_transaction_gets_481() {
 // ------------------------------------------------------------- ACK for 2xx
 
 #[test]
-fn ack_for_2xx_follows_the_remaining_route() {
+fn rfc3261_16_4_ack_for_2xx_follows_the_remaining_route() {
     let mut h = H::new();
     let ack = sip("ACK sip:0301234567@203.0.113.5:5060 SIP/2.0
 Via: SIP/2.0/UDP 10.0.0.20:5062;branch=z9hG4bK-ph-ack9
@@ -1725,7 +1725,7 @@ Content-Length: 0
 // ------------------------------------------------------------- 407, errors
 
 #[test]
-fn challenge_then_credentials_is_one_call_with_the_stored_caller_id() {
+fn cti_rfc3261_22_2_challenge_then_credentials_is_one_call_with_the_stored_caller_id() {
     let mut h = H::new();
     let br = forward_out(&mut h, 0, CtiAnswer::Dial("4930777".into()), "4930777");
     let chal = String::from_utf8(trunk_resp(
@@ -1788,7 +1788,7 @@ fn challenge_then_credentials_is_one_call_with_the_stored_caller_id() {
 }
 
 #[test]
-fn transport_error_on_the_forwarded_invite_gives_503_and_congestion() {
+fn rfc3261_16_7_step2_transport_error_on_the_forwarded_invite_gives_503_and_congestion() {
     let mut h = H::new();
     let tok = start_out(&mut h, 0);
     let o = h.cti(10, tok, CtiAnswer::Continue);
@@ -1838,7 +1838,7 @@ fn transport_error_on_the_forwarded_invite_gives_503_and_congestion() {
 /// RFC 3261 16.6 step 4, RFC 5658 3.3: with double Record-Route the TOP
 /// value is the one the next hop (the trunk, UDP) uses.
 #[test]
-fn double_record_route_top_value_faces_the_trunk() {
+fn rfc5658_3_3_double_record_route_top_value_faces_the_trunk() {
     let mut h = H::new();
     let req = sip("INVITE sip:0301234567@203.0.113.5 SIP/2.0
 Via: SIP/2.0/TCP 10.0.0.20:5062;branch=z9hG4bK-tcp-1
@@ -1878,7 +1878,7 @@ Content-Length: 0
 /// RFC 3261 16.4, RFC 5658 3.2: every top Route value naming the proxy is
 /// removed, on one line or on two.
 #[test]
-fn both_own_route_values_are_popped() {
+fn rfc3261_16_4_both_own_route_values_are_popped() {
     let mut h = H::new();
     let bye = sip("BYE sip:201@10.0.0.20:5062;transport=tcp SIP/2.0
 Via: SIP/2.0/UDP 203.0.113.5:5060;branch=z9hG4bK-tr-bye5
@@ -1942,7 +1942,7 @@ Content-Length: 0
 
 /// RFC 3261 16.3 step 3: an ACK with Max-Forwards 0 is dropped (never answered).
 #[test]
-fn ack_with_max_forwards_zero_is_not_forwarded() {
+fn rfc3261_16_3_step3_ack_with_max_forwards_zero_is_not_forwarded() {
     let mut h = H::new();
     let ack = sip("ACK sip:0301234567@203.0.113.5:5060 SIP/2.0
 Via: SIP/2.0/UDP 10.0.0.20:5062;branch=z9hG4bK-ph-ack0
@@ -1966,7 +1966,7 @@ Content-Length: 0
 /// RFC 3261 16.7 step 5, RFC 6026: after the proxy's own final response
 /// (Timer C 408) a 2xx that crossed the CANCEL is still forwarded.
 #[test]
-fn a_2xx_after_the_proxys_own_final_response_is_still_forwarded() {
+fn rfc3261_16_7_step5_a_2xx_after_the_proxys_own_final_response_is_still_forwarded() {
     let mut h = H::new();
     let br = forward_out(&mut h, 0, CtiAnswer::Continue, "201");
     let _ = h.udp(
@@ -1993,7 +1993,7 @@ fn a_2xx_after_the_proxys_own_final_response_is_still_forwarded() {
 /// RFC 3261 9.1: a CANCELled INVITE whose callee never answers is destroyed
 /// after 64*T1 (no leak toward max_transactions), and the caller gets 487.
 #[test]
-fn cancelled_invite_without_final_response_is_destroyed() {
+fn rfc3261_9_1_cancelled_invite_without_final_response_is_destroyed() {
     let mut h = H::new();
     let br = forward_out(&mut h, 0, CtiAnswer::Continue, "201");
     let _ = h.udp(
@@ -2025,7 +2025,7 @@ fn cancelled_invite_without_final_response_is_destroyed() {
 /// RFC 3581 4, RFC 3261 18.2.1: responses the proxy builds itself carry
 /// received and the filled rport.
 #[test]
-fn own_responses_carry_received_and_rport() {
+fn rfc3261_18_2_1_rfc3581_own_responses_carry_received_and_rport() {
     let mut h = H::new();
     let req = String::from_utf8(invite_out()).unwrap().replace(
         PHONE_VIA,
@@ -2053,7 +2053,7 @@ fn own_responses_carry_received_and_rport() {
 /// RFC 3261 16.3 step 2, RFC 4475 unkscm: a Request-URI scheme the proxy
 /// cannot route gets 416.
 #[test]
-fn unknown_request_uri_scheme_gets_416() {
+fn rfc3261_16_3_step2_unknown_request_uri_scheme_gets_416() {
     let mut h = H::new();
     let req = sip("OPTIONS nobodyKnowsThisScheme:totallyopaquecontent SIP/2.0
 Via: SIP/2.0/UDP 10.0.0.20:5062;branch=z9hG4bK-unk-1
@@ -2082,7 +2082,7 @@ Content-Length: 0
 /// Completed transactions are kept for the configured wait (Kamailio tm's
 /// wt_timer), not 64*T1, so sustained load does not fill max_transactions.
 #[test]
-fn completed_transactions_are_kept_for_the_wait_time_only() {
+fn rfc3261_17_2_2_timer_j_completed_transactions_are_kept_for_the_wait_time_only() {
     let mut cfg = config();
     cfg.wait = std::time::Duration::from_secs(5);
     let mut h = H::with(cfg);
@@ -2132,7 +2132,7 @@ Content-Length: 0
 /// inside-facing one; the trunk's in-dialog BYE has both popped and goes to
 /// the phone with the inside-facing Via.
 #[test]
-fn two_addresses_give_double_record_route_and_per_side_via() {
+fn rfc5658_two_addresses_give_double_record_route_and_per_side_via() {
     let mut cfg = config();
     cfg.inside_ip = "10.0.0.1".parse().unwrap();
     cfg.trunk_ip = "192.0.2.10".parse().unwrap();

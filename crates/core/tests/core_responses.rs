@@ -68,7 +68,7 @@ fn nothing(o: &[Output]) {
 /// with a branch that matches nothing, sent by a stranger, is dropped before
 /// matching: no relay to the address its second Via names, no event.
 #[test]
-fn forged_2xx_from_a_stranger_is_dropped_before_matching() {
+fn rfc3261_17_1_3_forged_2xx_from_a_stranger_is_dropped_before_matching() {
     let mut h = H::new();
     let forged = resp(
         "200 OK",
@@ -86,7 +86,7 @@ fn forged_2xx_from_a_stranger_is_dropped_before_matching() {
 /// Even from the trunk, a 2xx that matches no client transaction and no
 /// Accepted record is dropped (it used to be relayed by its next Via).
 #[test]
-fn unmatched_2xx_from_the_trunk_is_dropped_not_relayed_by_its_via() {
+fn rfc3261_16_7_unmatched_2xx_from_the_trunk_is_dropped_not_relayed_by_its_via() {
     let mut h = H::new();
     let forged = resp(
         "200 OK",
@@ -101,7 +101,7 @@ fn unmatched_2xx_from_the_trunk_is_dropped_not_relayed_by_its_via() {
 /// One datagram with 1,000 Vias naming the proxy is dropped once, not
 /// bounced through the proxy 1,000 times.
 #[test]
-fn a_2xx_with_a_thousand_vias_naming_the_proxy_is_dropped_once() {
+fn rfc3261_16_7_a_2xx_with_a_thousand_vias_naming_the_proxy_is_dropped_once() {
     let mut h = H::new();
     let mut text = String::from("SIP/2.0 200 OK\r\n");
     for i in 0..1000 {
@@ -140,7 +140,7 @@ fn a_2xx_with_a_thousand_vias_naming_the_proxy_is_dropped_once() {
 /// comes from the inside, while the INVITE went to the trunk, is dropped:
 /// neither relayed nor seen by the call tracker.
 #[test]
-fn response_from_the_other_side_than_the_request_went_to_is_dropped() {
+fn rfc3261_17_1_3_response_from_the_other_side_than_the_request_went_to_is_dropped() {
     let mut h = H::new();
     let br = forward_out(&mut h);
     nothing(&h.udp(500, resp("200 OK", &br, PHONE_VIA_RCVD), PBX));
@@ -158,7 +158,7 @@ fn response_from_the_other_side_than_the_request_went_to_is_dropped() {
 /// tag and even our branch sends "200 OK": Zammad hears nothing, the
 /// caller gets nothing, and the real answer later is the call's one answer.
 #[test]
-fn forged_answer_for_a_ringing_call_from_a_stranger_reaches_nobody() {
+fn rfc3261_17_1_3_forged_answer_for_a_ringing_call_from_a_stranger_reaches_nobody() {
     let mut h = H::new();
     let br = forward_out(&mut h);
     let o = h.udp(300, resp("180 Ringing", &br, PHONE_VIA_RCVD), TRUNK);
@@ -180,7 +180,7 @@ fn forged_answer_for_a_ringing_call_from_a_stranger_reaches_nobody() {
 /// freed goes where the INVITE came from, even when its second Via was
 /// changed to point at a third host.
 #[test]
-fn accepted_2xx_retransmission_goes_where_the_invite_came_from() {
+fn rfc6026_7_2_accepted_2xx_retransmission_goes_where_the_invite_came_from() {
     let mut h = H::new();
     let br = forward_out(&mut h);
     let o = h.udp(500, resp("200 OK", &br, PHONE_VIA_RCVD), TRUNK);
@@ -203,7 +203,7 @@ fn accepted_2xx_retransmission_goes_where_the_invite_came_from() {
 /// again, nor one whose next Via is not the INVITE's (another branch), nor
 /// one from the inside or from a stranger.
 #[test]
-fn accepted_record_relays_only_a_true_retransmission() {
+fn rfc6026_7_2_accepted_record_relays_only_a_true_retransmission() {
     let mut h = H::new();
     let br = forward_out(&mut h);
     let _ = h.udp(500, resp("200 OK", &br, PHONE_VIA_RCVD), TRUNK);
@@ -234,7 +234,7 @@ fn accepted_record_relays_only_a_true_retransmission() {
 /// would push past the size limit gets 513 Message Too Large (with a To
 /// tag), not 500, and is not forwarded.
 #[test]
-fn request_that_grows_past_the_size_limit_gets_513() {
+fn rfc3261_21_5_14_request_that_grows_past_the_size_limit_gets_513() {
     let mut cfg = config();
     cfg.limits.max_message_bytes = 2048;
     let mut h = H::with(cfg);
@@ -265,7 +265,7 @@ fn request_that_grows_past_the_size_limit_gets_513() {
 /// match the phone's server transaction: it gets its own 403, and the
 /// phone gets no retransmitted answer (found by the strict fuzz oracle).
 #[test]
-fn a_stranger_cannot_trigger_our_retransmissions_to_a_phone() {
+fn rfc3261_17_2_3_a_stranger_cannot_trigger_our_retransmissions_to_a_phone() {
     let mut h = H::new();
     let o = h.udp(0, invite_out(), PHONE);
     assert_eq!(transmits(&o).len(), 1, "100 Trying");
@@ -285,7 +285,7 @@ fn a_stranger_cannot_trigger_our_retransmissions_to_a_phone() {
 /// (found by the core fuzz test: the server transaction used to stay
 /// forever).
 #[test]
-fn a_2xx_with_only_our_via_is_dropped_and_timer_b_ends_the_call() {
+fn rfc3261_16_7_step3_a_2xx_with_only_our_via_is_dropped_and_timer_b_ends_the_call() {
     let mut h = H::new();
     let br = forward_out(&mut h);
     let only_ours = String::from_utf8(resp("200 OK", &br, PHONE_VIA_RCVD))

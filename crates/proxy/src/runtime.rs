@@ -19,7 +19,9 @@ use tokio::sync::mpsc;
 
 use crate::config::{Config, HopConfig};
 use crate::cti_glue::{cti_config, to_cti_event};
-use sipcti_core::{CoreConfig, CtiAnswer, Hop, Output, ProxyCore, Target, Transmit};
+use sipcti_core::{
+    CallId, ClientTxId, CoreConfig, CtiAnswer, Hop, Output, ProxyCore, Target, Transmit,
+};
 
 /// One kind of per-message warning at the edge: every occurrence is
 /// counted, and only the first 10 and then those at powers of two are
@@ -140,8 +142,8 @@ pub fn net_config(cfg: &Config, core: &CoreConfig) -> NetConfig {
 }
 
 enum Back {
-    Cti(u64, CtiAnswer),
-    SendFailed(u64),
+    Cti(CallId, CtiAnswer),
+    SendFailed(ClientTxId),
 }
 
 /// A running proxy (handle for tests and the demo).

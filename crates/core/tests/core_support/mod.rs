@@ -134,7 +134,12 @@ impl H {
         self.run_until(ms).into_iter().map(|(_, o)| o).collect()
     }
 
-    pub fn cti(&mut self, ms: u64, token: u64, a: sipcti_core::CtiAnswer) -> Vec<Output> {
+    pub fn cti(
+        &mut self,
+        ms: u64,
+        token: sipcti_core::CallId,
+        a: sipcti_core::CtiAnswer,
+    ) -> Vec<Output> {
         let now = self.at(ms);
         self.core.handle_cti_answer(now, token, a);
         self.drain()
@@ -181,7 +186,7 @@ pub fn events(outs: &[Output]) -> Vec<&CallEvent> {
         .collect()
 }
 
-pub fn new_calls(outs: &[Output]) -> Vec<(u64, &CallEvent)> {
+pub fn new_calls(outs: &[Output]) -> Vec<(sipcti_core::CallId, &CallEvent)> {
     outs.iter()
         .filter_map(|o| match o {
             Output::NewCall { token, event } => Some((*token, event)),

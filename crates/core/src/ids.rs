@@ -1,0 +1,335 @@
+//! Typed identifiers, the request method and the transaction keys.
+//!
+//! * [`ServerTxId`], [`ClientTxId`]: handles of the core's transactions
+//!   (RFC 3261 17.2 and 17.1); they are never reused within one core.
+//! * [`CallId`]: the token of an INVITE held for Zammad's answer to
+//!   `newCall` (not the SIP `Call-ID` header, which stays a string).
+//! * [`Method`]: a request method, case-sensitive (RFC 3261 7.1).
+//! * [`ServerKey`]: how a request is matched to a server transaction
+//!   (RFC 3261 17.2.3, with the RFC 2543 fallback).
+//! * [`ClientKey`]: how a response is matched to a client transaction
+//!   (RFC 3261 17.1.3).
+
+use std::fmt;
+
+use sipcti_wire::SipMessage;
+
+/// A server transaction of the core (RFC 3261 17.2). Opaque; unique
+/// within one [`crate::ProxyCore`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServerTxId(pub(crate) u64);
+
+/// A client transaction of the core (RFC 3261 17.1): carried by
+/// [`crate::Transmit::client_tx`] and handed back to
+/// [`crate::ProxyCore::handle_transport_error`] when the message could not
+/// be sent. Opaque; unique within one [`crate::ProxyCore`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientTxId(pub(crate) u64);
+
+/// The token of an INVITE held while Zammad answers its `newCall`
+/// ([`crate::Output::NewCall`]); give it back with
+/// [`crate::ProxyCore::handle_cti_answer`]. Not the SIP `Call-ID`.
+/// Displayed as its number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallId(pub(crate) u64);
+
+impl CallId {
+    /// The token of the INVITE held in server transaction `sid`.
+    pub(crate) fn of(sid: ServerTxId) -> CallId {
+        CallId(sid.0)
+    }
+
+    /// The server transaction holding the INVITE of this token.
+    pub(crate) fn server_tx(self) -> ServerTxId {
+        ServerTxId(self.0)
+    }
+}
+
+impl fmt::Display for CallId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl fmt::Display for ServerTxId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "s{}", self.0)
+    }
+}
+
+impl fmt::Display for ClientTxId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "c{}", self.0)
+    }
+}
+
+/// A SIP request method (RFC 3261 7.1, 27.4). Methods are case-sensitive:
+/// `invite` is an extension method, not [`Method::Invite`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// `INVITE` (RFC 3261).
+    Invite,
+    /// `ACK` (RFC 3261).
+    Ack,
+    /// `CANCEL` (RFC 3261).
+    Cancel,
+    /// `BYE` (RFC 3261).
+    Bye,
+    /// `OPTIONS` (RFC 3261).
+    Options,
+    /// `REGISTER` (RFC 3261).
+    Register,
+    /// `INFO` (RFC 6086).
+    Info,
+    /// `UPDATE` (RFC 3311).
+    Update,
+    /// `PRACK` (RFC 3262).
+    Prack,
+    /// `REFER` (RFC 3515).
+    Refer,
+    /// `MESSAGE` (RFC 3428).
+    Message,
+    /// `SUBSCRIBE` (RFC 6665).
+    Subscribe,
+    /// `NOTIFY` (RFC 6665).
+    Notify,
+    /// Any other method, as written.
+    Other(String),
+}
+
+impl Method {
+    /// The method named by `s`, compared case-sensitively; anything not
+    /// listed is [`Method::Other`]. Never fails.
+    pub fn parse(s: &str) -> Method {
+        match s {
+            "INVITE" => Method::Invite,
+            "ACK" => Method::Ack,
+            "CANCEL" => Method::Cancel,
+            "BYE" => Method::Bye,
+            "OPTIONS" => Method::Options,
+            "REGISTER" => Method::Register,
+            "INFO" => Method::Info,
+            "UPDATE" => Method::Update,
+            "PRACK" => Method::Prack,
+            "REFER" => Method::Refer,
+            "MESSAGE" => Method::Message,
+            "SUBSCRIBE" => Method::Subscribe,
+            "NOTIFY" => Method::Notify,
+            other => Method::Other(other.to_string()),
+        }
+    }
+
+    /// The method as written on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Method::Invite => "INVITE",
+            Method::Ack => "ACK",
+            Method::Cancel => "CANCEL",
+            Method::Bye => "BYE",
+            Method::Options => "OPTIONS",
+            Method::Register => "REGISTER",
+            Method::Info => "INFO",
+            Method::Update => "UPDATE",
+            Method::Prack => "PRACK",
+            Method::Refer => "REFER",
+            Method::Message => "MESSAGE",
+            Method::Subscribe => "SUBSCRIBE",
+            Method::Notify => "NOTIFY",
+            Method::Other(s) => s,
+        }
+    }
+
+    /// The method of request `msg` (an empty [`Method::Other`] for a response).
+    pub fn of(msg: &SipMessage) -> Method {
+        Method::parse(msg.method().unwrap_or(""))
+    }
+
+    /// Whether a request of this method outside a dialog forms one, so
+    /// the proxy records the route (RFC 3261 16.6 step 4, 12.1).
+    pub fn forms_dialog(&self) -> bool {
+        matches!(
+            self,
+            Method::Invite | Method::Subscribe | Method::Refer | Method::Notify
+        )
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The key of a server transaction (RFC 3261 17.2.3): what a request
+/// retransmission, its ACK (for a non-2xx) or its CANCEL is matched by.
+/// Its [`Display`](fmt::Display) form is stable: the core hashes it into
+/// the To tag of its own answers and into the branch of forwarded requests.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ServerKey {
+    /// RFC 3261 matching: the top Via's branch (with the magic cookie
+    /// `z9hG4bK`), sent-by and the method (INVITE for ACK and CANCEL).
+    Rfc3261 {
+        /// The branch parameter.
+        branch: String,
+        /// The sent-by host as written.
+        host: String,
+        /// The sent-by port (5060 when absent).
+        port: u16,
+        /// The method of the transaction.
+        method: Method,
+    },
+    /// RFC 2543 matching (RFC 3261 17.2.3, last paragraph) for a top Via
+    /// without the magic cookie: Request-URI, Call-ID, From tag, CSeq
+    /// number, branch (if any), sent-by and method.
+    Rfc2543 {
+        /// The Request-URI as written.
+        request_uri: String,
+        /// The Call-ID.
+        call_id: String,
+        /// The From tag (empty without one).
+        from_tag: String,
+        /// The CSeq number.
+        cseq: u32,
+        /// The branch parameter (empty without one).
+        branch: String,
+        /// The sent-by host as written.
+        host: String,
+        /// The sent-by port (5060 when absent).
+        port: u16,
+        /// The method of the transaction.
+        method: Method,
+    },
+}
+
+impl ServerKey {
+    /// The key of the server transaction of method `method` that request
+    /// `msg` belongs to; `None` without a top Via (or, for RFC 2543
+    /// matching, without a CSeq).
+    pub fn of(msg: &SipMessage, method: Method) -> Option<ServerKey> {
+        let via = msg.top_via()?;
+        let branch = via.branch().unwrap_or("");
+        let port = via.port.unwrap_or(5060);
+        if branch.starts_with("z9hG4bK") {
+            Some(ServerKey::Rfc3261 {
+                branch: branch.to_string(),
+                host: via.host.to_string(),
+                port,
+                method,
+            })
+        } else {
+            let (cseq, _) = msg.cseq()?;
+            let from_tag = msg
+                .from()
+                .and_then(|f| f.tag().map(str::to_string))
+                .unwrap_or_default();
+            Some(ServerKey::Rfc2543 {
+                request_uri: msg.request_uri().unwrap_or("").to_string(),
+                call_id: msg.call_id().unwrap_or("").to_string(),
+                from_tag,
+                cseq,
+                branch: branch.to_string(),
+                host: via.host.to_string(),
+                port,
+                method,
+            })
+        }
+    }
+}
+
+impl fmt::Display for ServerKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServerKey::Rfc3261 {
+                branch,
+                host,
+                port,
+                method,
+            } => write!(f, "{branch}|{host}:{port}|{method}"),
+            ServerKey::Rfc2543 {
+                request_uri,
+                call_id,
+                from_tag,
+                cseq,
+                branch,
+                host,
+                port,
+                method,
+            } => write!(
+                f,
+                "2543|{request_uri}|{call_id}|{from_tag}|{cseq}|{branch}|{host}:{port}|{method}"
+            ),
+        }
+    }
+}
+
+/// The key of a client transaction (RFC 3261 17.1.3): the branch of the
+/// Via the proxy added and the CSeq method.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClientKey {
+    /// The branch parameter of our Via.
+    pub branch: String,
+    /// The method (of the request; of the CSeq in a response).
+    pub method: Method,
+}
+
+impl ClientKey {
+    /// The client transaction key response `msg` matches: its top Via's
+    /// branch and its CSeq method; `None` without a CSeq or a top Via.
+    pub fn of_response(msg: &SipMessage) -> Option<ClientKey> {
+        let via = msg.top_via()?;
+        let (_, method) = msg.cseq()?;
+        Some(ClientKey {
+            branch: via.branch().unwrap_or("").to_string(),
+            method: Method::parse(method),
+        })
+    }
+}
+
+impl fmt::Display for ClientKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}|{}", self.branch, self.method)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3261_7_1_methods_are_case_sensitive() {
+        assert_eq!(Method::parse("INVITE"), Method::Invite);
+        assert_eq!(Method::parse("invite"), Method::Other("invite".into()));
+        for m in ["INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "X-FOO", ""] {
+            assert_eq!(Method::parse(m).as_str(), m);
+        }
+    }
+
+    /// The Display forms are hashed into our To tags and branches: they
+    /// must stay the strings the keys used to be.
+    #[test]
+    fn rfc3261_17_2_3_key_display_forms_are_stable() {
+        let k = ServerKey::Rfc3261 {
+            branch: "z9hG4bK1".into(),
+            host: "10.0.0.20".into(),
+            port: 5062,
+            method: Method::Invite,
+        };
+        assert_eq!(k.to_string(), "z9hG4bK1|10.0.0.20:5062|INVITE");
+        let k = ServerKey::Rfc2543 {
+            request_uri: "sip:a@b".into(),
+            call_id: "c1".into(),
+            from_tag: "f".into(),
+            cseq: 7,
+            branch: String::new(),
+            host: "h".into(),
+            port: 5060,
+            method: Method::Bye,
+        };
+        assert_eq!(k.to_string(), "2543|sip:a@b|c1|f|7||h:5060|BYE");
+        let k = ClientKey {
+            branch: "z9hG4bKsc1.2".into(),
+            method: Method::Cancel,
+        };
+        assert_eq!(k.to_string(), "z9hG4bKsc1.2|CANCEL");
+    }
+}

@@ -1,0 +1,200 @@
+//! Messages the proxy builds itself: the CANCEL of a forwarded INVITE
+//! (RFC 3261 9.1), the hop-by-hop ACK of a non-2xx final response
+//! (17.1.1.3), the error response to a request the parser rejected (8.2.6,
+//! [`salvage_error_response`]), and the hashes behind our branch and To
+//! tag values (16.6 step 8 with the 16.3 step 4 loop-detection part, 8.2.6.2).
+//! Responses to parsed requests are built by [`sipcti_wire::response_for`].
+
+use std::net::SocketAddr;
+
+use sipcti_wire::SipMessage;
+
+/// FNV-1a over `parts`, each followed by a 0xff separator: the stable
+/// hash behind our To tags (`sc` + hex) and branches.
+pub(crate) fn fnv1a(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in p.as_bytes().iter().chain(std::iter::once(&0xffu8)) {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// RFC 3261 16.3 step 4 / 16.6 step 8: the hash of the fields that
+/// identify a request for loop detection (Request-URI, From tag, To tag,
+/// Call-ID, CSeq number), 16 hex digits. It is the first part of the
+/// branch of every request we forward, so a request that comes back
+/// through us with the same fields is a loop.
+pub(crate) fn loop_hash(msg: &SipMessage) -> String {
+    let ftag = msg
+        .from()
+        .and_then(|f| f.tag().map(str::to_string))
+        .unwrap_or_default();
+    let ttag = msg
+        .to()
+        .and_then(|f| f.tag().map(str::to_string))
+        .unwrap_or_default();
+    let cseq = msg.cseq().map(|c| c.0.to_string()).unwrap_or_default();
+    format!(
+        "{:016x}",
+        fnv1a(&[
+            msg.request_uri().unwrap_or(""),
+            &ftag,
+            &ttag,
+            msg.call_id().unwrap_or(""),
+            &cseq
+        ])
+    )
+}
+
+/// Build an error response for a request that [`SipMessage::parse`]
+/// rejected, from the Via, From, To, Call-ID and CSeq lines found by a
+/// plain line scan (RFC 3261 8.2.6). `None` for responses, ACKs, and when a
+/// needed header is missing: then nothing can be answered.
+///
+/// Takes the received bytes (at most the first 64 KiB are looked at), the
+/// source address, the status and reason; returns the response bytes. Every
+/// Via line is copied in order; of From, To, Call-ID and CSeq the first line.
+/// The top Via gets `received` and the filled `rport` (RFC 3581) when it
+/// asked for rport, as every response the proxy builds does. The To gets a
+/// tag (RFC 3261 8.2.6.2) unless it has one, `sc` + a hash of Call-ID and
+/// status as for the core's other stateless answers, and is rebuilt
+/// well-formed by [`sipcti_wire::to_with_tag`] when it is broken (an
+/// unclosed quote keeps only its last `<URI>`, so the tag never lands inside
+/// the quote). Never panics.
+pub fn salvage_error_response(
+    data: &[u8],
+    source: SocketAddr,
+    status: u16,
+    reason: &str,
+) -> Option<Vec<u8>> {
+    let text = String::from_utf8_lossy(data.get(..data.len().min(65_536))?);
+    let text = text.trim_start_matches(['\r', '\n']);
+    if text.starts_with("SIP/") {
+        return None;
+    }
+    let head = text.split("\r\n\r\n").next()?;
+    let mut lines = head.split("\r\n");
+    let start = lines.next()?;
+    if !start.contains("SIP/") || start.starts_with("ACK ") {
+        return None;
+    }
+    let names = ["Via", "From", "To", "Call-ID", "CSeq"];
+    let mut vias: Vec<String> = Vec::new();
+    let mut first: [Option<String>; 5] = Default::default();
+    for line in lines.take(256) {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let canon = sipcti_wire::canonical_name(name.trim());
+        let Some(i) = names.iter().position(|n| canon.eq_ignore_ascii_case(n)) else {
+            continue;
+        };
+        let value = value.trim().replace(['\r', '\n'], " ");
+        if i == 0 {
+            vias.push(value);
+        } else if first[i].is_none() {
+            first[i] = Some(value);
+        }
+    }
+    let [_, Some(from), Some(to), Some(call_id), Some(cseq)] = first else {
+        return None;
+    };
+    if vias.is_empty() || cseq.ends_with("ACK") {
+        return None;
+    }
+    if let Some(top) = vias.first_mut() {
+        if let Some(at) = top.find(";rport") {
+            let rest = &top[at + 6..];
+            if !rest.starts_with('=') {
+                *top = format!(
+                    "{};rport={};received={}{}",
+                    &top[..at],
+                    source.port(),
+                    source.ip(),
+                    rest
+                );
+            }
+        }
+    }
+    let tag = format!("sc{:x}", fnv1a(&[&call_id, &status.to_string()]));
+    let to = sipcti_wire::to_with_tag(&to, &tag);
+    let mut out = format!("SIP/2.0 {status} {}\r\n", reason.replace(['\r', '\n'], " "));
+    for via in &vias {
+        out.push_str(&format!("Via: {via}\r\n"));
+    }
+    for (name, value) in [
+        ("From", &from),
+        ("To", &to),
+        ("Call-ID", &call_id),
+        ("CSeq", &cseq),
+    ] {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    out.push_str("Content-Length: 0\r\n\r\n");
+    Some(out.into_bytes())
+}
+
+fn header_lines_of(req: &SipMessage, name: &str) -> Vec<String> {
+    req.header_lines(name)
+        .map(|h| format!("{}: {}\r\n", sipcti_wire::canonical_name(h.name), h.value))
+        .collect()
+}
+
+/// RFC 3261 9.1: a CANCEL for a forwarded INVITE: same Request-URI,
+/// Call-ID, To, From, CSeq number, our Via only, the same Route.
+pub fn build_cancel(invite: &SipMessage) -> Vec<u8> {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "CANCEL {} SIP/2.0\r\n",
+        invite.request_uri().unwrap_or("")
+    ));
+    if let Some(v) = invite.header_values("Via").first() {
+        out.push_str(&format!("Via: {v}\r\n"));
+    }
+    for r in header_lines_of(invite, "Route") {
+        out.push_str(&r);
+    }
+    for name in ["From", "To", "Call-ID"] {
+        if let Some(v) = invite.header(name) {
+            out.push_str(&format!("{name}: {v}\r\n"));
+        }
+    }
+    let n = invite.cseq().map(|c| c.0).unwrap_or(1);
+    out.push_str(&format!(
+        "CSeq: {n} CANCEL\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    ));
+    out.into_bytes()
+}
+
+/// RFC 3261 17.1.1.3: the ACK for a non-2xx final response, sent hop by
+/// hop by the proxy's client transaction.
+pub fn build_ack(invite: &SipMessage, resp: &SipMessage) -> Vec<u8> {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "ACK {} SIP/2.0\r\n",
+        invite.request_uri().unwrap_or("")
+    ));
+    if let Some(v) = invite.header_values("Via").first() {
+        out.push_str(&format!("Via: {v}\r\n"));
+    }
+    for r in header_lines_of(invite, "Route") {
+        out.push_str(&r);
+    }
+    if let Some(v) = invite.header("From") {
+        out.push_str(&format!("From: {v}\r\n"));
+    }
+    if let Some(v) = resp.header("To") {
+        out.push_str(&format!("To: {v}\r\n"));
+    }
+    if let Some(v) = invite.header("Call-ID") {
+        out.push_str(&format!("Call-ID: {v}\r\n"));
+    }
+    let n = invite.cseq().map(|c| c.0).unwrap_or(1);
+    out.push_str(&format!(
+        "CSeq: {n} ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    ));
+    out.into_bytes()
+}

@@ -1,0 +1,366 @@
+//! Routing (RFC 3261 16.4-16.6, 18.2): which side a source is on, whether
+//! a URI names this proxy, the next hop of an initial request (the
+//! configured trunk or inside target) and of a request inside a dialog
+//! (16.4 loose routing: our Route values popped, the next Route or the
+//! Request-URI), the Record-Route (RFC 5658 double form) and Via values we
+//! insert, and where responses go (18.2.2, RFC 3581).
+//!
+//! All of it is a function of the [`CoreConfig`] and the message: routing
+//! keeps no state.
+
+use std::net::{IpAddr, SocketAddr};
+
+use sipcti_dialog::Side;
+use sipcti_wire::{SipMessage, TransportKind, Uri};
+
+use crate::config::CoreConfig;
+use crate::identity::Toward;
+use crate::ids::Method;
+
+/// Where a message goes: an address, or a host name the edge must resolve.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// A socket address.
+    Addr(SocketAddr),
+    /// A DNS name and port (resolved by the edge, A/AAAA).
+    Name(String, u16),
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Addr(a) => write!(f, "{a}"),
+            Target::Name(h, p) => write!(f, "{h}:{p}"),
+        }
+    }
+}
+
+/// A configured next hop.
+#[derive(Debug, Clone)]
+pub struct Hop {
+    /// Where to send.
+    pub target: Target,
+    /// Transport.
+    pub transport: TransportKind,
+    /// `host[:port]` written into a Request-URI that named the proxy itself.
+    pub hostport: String,
+}
+
+/// Where and how one request is forwarded (RFC 3261 16.5, 16.6 steps 2-7).
+#[derive(Debug, Clone)]
+pub(crate) struct NextHop {
+    /// Where to send it.
+    pub(crate) target: Target,
+    /// Over which transport.
+    pub(crate) transport: TransportKind,
+    /// New Request-URI (initial requests that named the proxy).
+    pub(crate) ruri: Option<String>,
+    /// Number of top Route values that are ours (popped).
+    pub(crate) pop_routes: usize,
+    /// Add Record-Route (dialog-forming initial request).
+    pub(crate) record_route: bool,
+}
+
+/// Which way a message goes when it is sent to `dest`.
+pub(crate) fn toward(dest: Side) -> Toward {
+    match dest {
+        Side::Inside => Toward::Inside,
+        Side::Trunk => Toward::Trunk,
+    }
+}
+
+/// The side opposite `s`.
+pub(crate) fn other_side(s: Side) -> Side {
+    match s {
+        Side::Inside => Side::Trunk,
+        Side::Trunk => Side::Inside,
+    }
+}
+
+/// The transport named by a `transport` URI parameter (UDP and TCP only).
+pub(crate) fn transport_of(s: &str) -> Option<TransportKind> {
+    if s.eq_ignore_ascii_case("udp") {
+        Some(TransportKind::Udp)
+    } else if s.eq_ignore_ascii_case("tcp") {
+        Some(TransportKind::Tcp)
+    } else {
+        None
+    }
+}
+
+/// A host without the brackets of an IPv6 reference.
+pub(crate) fn host_of(host: &str) -> &str {
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+/// Where `host:port` is: an address, or a name the edge resolves.
+pub(crate) fn target_of(host: &str, port: u16) -> Target {
+    match host_of(host).parse::<IpAddr>() {
+        Ok(ip) => Target::Addr(SocketAddr::new(ip, port)),
+        Err(_) => Target::Name(host_of(host).to_string(), port),
+    }
+}
+
+impl CoreConfig {
+    /// RFC 3261 16.3 (sipcti's policy): which side an address is on, the
+    /// trunk's networks first; `None` for a stranger.
+    pub(crate) fn classify(&self, ip: IpAddr) -> Option<Side> {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        if self.trunk_sources.iter().any(|n| n.contains(&ip)) {
+            Some(Side::Trunk)
+        } else if self.inside_networks.iter().any(|n| n.contains(&ip)) {
+            Some(Side::Inside)
+        } else {
+            None
+        }
+    }
+
+    /// Whether `host:port` names this proxy (RFC 3261 16.4: a Route or
+    /// Request-URI that is ours).
+    pub(crate) fn is_us(&self, host: &str, port: Option<u16>) -> bool {
+        let Ok(ip) = host_of(host).parse::<IpAddr>() else {
+            return false;
+        };
+        (ip == self.local.ip()
+            || ip == self.inside_ip
+            || ip == self.trunk_ip
+            || self.aliases.contains(&ip))
+            && port.unwrap_or(5060) == self.local.port()
+    }
+
+    /// RFC 3261 18.2.1 and RFC 3581 4: the server transport adds
+    /// `received` to the top Via when its host is not the source address,
+    /// and fills `rport` when the client asked for it. Done once at receipt,
+    /// so the forwarded request and every response we build carry it.
+    pub(crate) fn with_received(&self, msg: SipMessage, source: SocketAddr) -> SipMessage {
+        let Some(v) = msg.top_via() else { return msg };
+        let host_differs = host_of(v.host).parse::<IpAddr>().ok() != Some(source.ip());
+        let rport = match v.rport() {
+            Some(None) => Some(source.port()),
+            _ => None,
+        };
+        if !host_differs && rport.is_none() {
+            return msg;
+        }
+        let bytes = msg
+            .edit()
+            .set_top_via_received(Some(source.ip()), rport)
+            .finish();
+        // the parameters we add may push a message that was just within
+        // the size limit past it; the limit is for what was received (a
+        // forwarded request that grew too large gets 513 later)
+        let limits = sipcti_wire::Limits {
+            max_message_bytes: self.limits.max_message_bytes + 128,
+            ..self.limits
+        };
+        SipMessage::parse(bytes, &limits).unwrap_or(msg)
+    }
+
+    /// RFC 3261 16.5 / 16.6 steps 2-6 for a request outside a dialog: the
+    /// configured hop of the other side, our pre-loaded Route values
+    /// popped, a Request-URI naming us replaced, Record-Route for the
+    /// methods that form dialogs.
+    pub(crate) fn initial_hop(&self, msg: &SipMessage, method: &Method, side: Side) -> NextHop {
+        let hop = match side {
+            Side::Inside => &self.trunk,
+            Side::Trunk => &self.inside_target,
+        };
+        // Request-URI naming the proxy itself: send it on to the hop's host
+        let ruri = msg.request_uri().and_then(|r| {
+            let u = Uri::parse(r).ok()?;
+            if u.is_sip() && self.is_us(u.host, u.port) {
+                Some(replace_hostport(&u, &hop.hostport))
+            } else {
+                None
+            }
+        });
+        // pre-loaded Route values naming us (RFC 3261 16.4)
+        let pop_routes = self.our_routes(msg).0;
+        NextHop {
+            target: hop.target.clone(),
+            transport: hop.transport,
+            ruri,
+            pop_routes,
+            record_route: method.forms_dialog(),
+        }
+    }
+
+    /// Count the top Route values that name this proxy; return the
+    /// transport parameter of the last one (double Record-Route).
+    pub(crate) fn our_routes(&self, msg: &SipMessage) -> (usize, Option<TransportKind>) {
+        let mut n = 0;
+        let mut t = None;
+        for r in msg.header_values("Route") {
+            let Ok(na) = sipcti_wire::NameAddr::parse(r) else {
+                break;
+            };
+            let Ok(u) = na.parsed_uri() else { break };
+            if !self.is_us(u.host, u.port) {
+                break;
+            }
+            n += 1;
+            t = u
+                .transport()
+                .and_then(transport_of)
+                .or(Some(TransportKind::Udp));
+        }
+        (n, t)
+    }
+
+    /// RFC 3261 16.4 and 16.5/16.6 step 6-7 for a request inside a dialog:
+    /// pop our Route values and send to the next Route, else the Request-URI.
+    pub(crate) fn in_dialog_hop(
+        &self,
+        msg: &SipMessage,
+        side: Side,
+    ) -> Result<NextHop, (u16, &'static str)> {
+        let (pop, rr_transport) = self.our_routes(msg);
+        let routes = msg.header_values("Route");
+        let next_uri = if let Some(r) = routes.get(pop) {
+            let na = sipcti_wire::NameAddr::parse(r).map_err(|_| (400u16, "Bad Route"))?;
+            na.uri.to_string()
+        } else {
+            msg.request_uri().unwrap_or("").to_string()
+        };
+        let u = Uri::parse(&next_uri).map_err(|_| (400u16, "Bad Request-URI"))?;
+        if !u.is_sip() || u.host.is_empty() {
+            return Err((416, "Unsupported URI Scheme"));
+        }
+        let default_port = if u.scheme.eq_ignore_ascii_case("sips") {
+            5061
+        } else {
+            5060
+        };
+        let port = u.port.unwrap_or(default_port);
+        let transport = u
+            .transport()
+            .and_then(transport_of)
+            .or(rr_transport)
+            .unwrap_or(TransportKind::Udp);
+        let target = target_of(u.host, port);
+        if self.is_us(u.host, Some(port)) {
+            return Err((482, "Loop Detected"));
+        }
+        // no open relay: requests from the trunk may only go inside
+        if side == Side::Trunk {
+            let ok = match &target {
+                Target::Addr(a) => {
+                    self.inside_networks.iter().any(|n| n.contains(&a.ip()))
+                        || self.inside_target.target == target
+                }
+                Target::Name(..) => self.inside_target.target == target,
+            };
+            if !ok {
+                return Err((403, "Forbidden"));
+            }
+        }
+        Ok(NextHop {
+            target,
+            transport,
+            ruri: None,
+            pop_routes: pop,
+            record_route: false,
+        })
+    }
+
+    /// The proxy's address as the side `toward` reaches it.
+    pub(crate) fn face(&self, toward: Side) -> IpAddr {
+        match toward {
+            Side::Inside => self.inside_ip,
+            Side::Trunk => self.trunk_ip,
+        }
+    }
+
+    /// RFC 3261 16.6 step 8: the Via value the proxy inserts.
+    pub(crate) fn via_value(&self, ip: IpAddr, transport: TransportKind, branch: &str) -> String {
+        let host = match ip {
+            IpAddr::V6(v6) => format!("[{v6}]"),
+            v4 => v4.to_string(),
+        };
+        format!(
+            "SIP/2.0/{transport} {host}:{};branch={branch}",
+            self.local.port()
+        )
+    }
+
+    /// RFC 3261 16.6 step 4 (RFC 5658 for the double form): our
+    /// Record-Route value at `ip` over `transport`.
+    pub(crate) fn rr_value(&self, ip: IpAddr, transport: TransportKind) -> String {
+        let host = match ip {
+            IpAddr::V6(v6) => format!("[{v6}]"),
+            v4 => v4.to_string(),
+        };
+        match transport {
+            TransportKind::Udp => format!("<sip:{host}:{};lr>", self.local.port()),
+            TransportKind::Tcp => {
+                format!("<sip:{host}:{};transport=tcp;lr>", self.local.port())
+            }
+        }
+    }
+}
+
+/// Where the responses to request `msg` received from `source` go.
+/// RFC 3261 18.2.2 and RFC 3581 4.
+pub(crate) fn reply_target(
+    msg: &SipMessage,
+    source: SocketAddr,
+    transport: TransportKind,
+) -> Target {
+    // RFC 3261 18.2.2 and RFC 3581 4: over TCP the same connection
+    // (the source); over UDP the source port when rport was asked for,
+    // else the sent-by port at the source address.
+    if transport == TransportKind::Tcp {
+        return Target::Addr(source);
+    }
+    match msg.top_via() {
+        Some(v) if v.rport().is_some() => Target::Addr(source),
+        Some(v) => Target::Addr(SocketAddr::new(source.ip(), v.port.unwrap_or(5060))),
+        None => Target::Addr(source),
+    }
+}
+
+/// Remove the first `n` Route values (RFC 3261 16.4). Edits refer to the
+/// original message, so for more than one value the Route lines are
+/// replaced by one line holding the values that remain.
+pub(crate) fn pop_routes(edit: &mut sipcti_wire::Edit<'_>, msg: &SipMessage, n: usize) {
+    match n {
+        0 => {}
+        1 => {
+            edit.remove_first_value("Route");
+        }
+        _ => {
+            let values = msg.header_values("Route");
+            let lines: Vec<usize> = msg.header_lines("Route").map(|h| h.index).collect();
+            for i in lines {
+                edit.remove_header(i);
+            }
+            if values.len() > n {
+                edit.insert_first("Route", &values[n..].join(", "));
+            }
+        }
+    }
+}
+
+/// Replace `host[:port]` of a SIP URI, keeping scheme, user and parameters.
+pub(crate) fn replace_hostport(u: &Uri<'_>, hostport: &str) -> String {
+    let scheme = u.scheme;
+    let mut out = format!("{scheme}:");
+    if let Some(user) = u.user {
+        out.push_str(user);
+        if let Some(p) = u.password {
+            out.push(':');
+            out.push_str(p);
+        }
+        out.push('@');
+    }
+    out.push_str(hostport);
+    out.push_str(u.params);
+    if let Some(h) = u.headers {
+        out.push('?');
+        out.push_str(h);
+    }
+    out
+}
