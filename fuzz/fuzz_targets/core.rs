@@ -110,7 +110,7 @@ impl World {
                         }
                     } else {
                         self.forwarded
-                            .push((t.data.clone(), t.dest.clone(), t.transport));
+                            .push((t.data.to_vec(), t.dest.clone(), t.transport));
                         if self.forwarded.len() > 64 {
                             self.forwarded.remove(0);
                         }

@@ -18,6 +18,7 @@
 //!   an INVITE client transaction is freed at its first 2xx; later 2xx
 //!   retransmissions are relayed through a small record instead.
 
+use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -105,9 +106,10 @@ impl ClientTx {
         matches!(self.state, CliState::Completed | CliState::Accepted)
     }
 
-    /// The request bytes to send again (the one place a stored request is copied).
-    fn request_bytes(&self) -> Option<Vec<u8>> {
-        self.req.as_ref().map(|r| r.as_bytes().to_vec())
+    /// The request bytes to send again: a reference-counted clone of the
+    /// stored request, not a copy.
+    fn request_bytes(&self) -> Option<Bytes> {
+        self.req.as_ref().map(SipMessage::bytes)
     }
 }
 
@@ -206,7 +208,7 @@ impl ProxyCore {
             branch: branch.clone(),
             method: method.clone(),
         };
-        let data = fwd.as_bytes().to_vec();
+        let data = fwd.bytes();
         let ctx = ClientTx {
             server: Some(sid),
             dest_side,

@@ -1,6 +1,7 @@
 //! What the core asks its edge to do ([`Output`], [`Transmit`]) and
 //! what it counts ([`CoreStats`]).
 
+use bytes::Bytes;
 use sipcti_dialog::CallEvent;
 use sipcti_wire::TransportKind;
 
@@ -14,8 +15,9 @@ pub struct Transmit {
     pub transport: TransportKind,
     /// Destination.
     pub dest: Target,
-    /// The bytes.
-    pub data: Vec<u8>,
+    /// The message. A reference-counted buffer: a retransmission is a
+    /// clone of the stored message, never a copy.
+    pub data: Bytes,
     /// The client transaction this message belongs to: report a failure to
     /// send it with [`crate::ProxyCore::handle_transport_error`].
     pub client_tx: Option<ClientTxId>,

@@ -29,6 +29,7 @@
 //! `client_tx_response` (17.1) → the call tracker → `forward_response`
 //! (16.7 steps 4-10).
 
+use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -191,18 +192,19 @@ impl ProxyCore {
         ClientTxId(self.next_id())
     }
 
-    /// Queue `data` for `dest`; `client_tx` when it belongs to one.
+    /// Queue `data` for `dest`; `client_tx` when it belongs to one. A
+    /// `Vec<u8>` built here becomes `Bytes` without a copy.
     pub(crate) fn send(
         &mut self,
         transport: TransportKind,
         dest: Target,
-        data: Vec<u8>,
+        data: impl Into<Bytes>,
         client_tx: Option<ClientTxId>,
     ) {
         self.outputs.push_back(Output::Transmit(Transmit {
             transport,
             dest,
-            data,
+            data: data.into(),
             client_tx,
         }));
     }
@@ -262,7 +264,7 @@ impl ProxyCore {
     pub fn handle_received(
         &mut self,
         now: Instant,
-        data: Vec<u8>,
+        data: impl Into<Bytes>,
         source: SocketAddr,
         transport: TransportKind,
     ) {
@@ -566,6 +568,7 @@ impl ProxyCore {
         let inv_tag = self.servers.get(&sid).map(|s| s.to_tag.clone());
         let ok = response_for(&msg, 200, "OK", inv_tag.as_deref(), &[]);
         let reply_to = reply_target(&msg, rx.source, rx.transport);
+        let ok = Bytes::from(ok);
         self.send(rx.transport, reply_to.clone(), ok.clone(), None);
         let evs = self.track(&msg, side, now);
         self.create_cancel_server_tx(now, ckey, side, reply_to, rx.transport, ok);

@@ -17,6 +17,7 @@
 //!   itself (408, 487, 503, 486, 500, 513); `ProxyCore::forward_response`:
 //!   a response from the client transaction sent upstream (16.7 steps 3-10).
 
+use bytes::Bytes;
 use std::time::{Duration, Instant};
 
 use sipcti_dialog::{CallEvent, Side};
@@ -76,7 +77,7 @@ pub(crate) struct ServerTx {
     /// Where it is in its state machine.
     pub(crate) state: SrvState,
     /// The last response sent, resent to retransmissions.
-    pub(crate) last_response: Option<Vec<u8>>,
+    pub(crate) last_response: Option<Bytes>,
     /// The client transaction of the forwarded request.
     pub(crate) client: Option<crate::ids::ClientTxId>,
     /// The To tag of the proxy's own answers (`sc` + hash of the key).
@@ -105,14 +106,14 @@ impl ServerTx {
     }
 
     /// What a retransmission of the request gets: the last response, or
-    /// a 100 Trying while held (the one place a stored response is copied).
-    fn retransmission_answer(&self) -> Option<Vec<u8>> {
+    /// a 100 Trying while held. A reference-counted clone, not a copy.
+    fn retransmission_answer(&self) -> Option<Bytes> {
         match (&self.last_response, &self.state) {
             (Some(r), _) => Some(r.clone()),
             (None, SrvState::AwaitingCti { .. }) => self
                 .req
                 .as_ref()
-                .map(|r| response_for(r, 100, "Trying", None, &[])),
+                .map(|r| Bytes::from(response_for(r, 100, "Trying", None, &[]))),
             _ => None,
         }
     }
@@ -198,7 +199,7 @@ impl ProxyCore {
         if is_invite {
             // 100 Trying at once (RFC 3261 16.2 / 17.2.1)
             if let Some(req) = &stx.req {
-                let trying = response_for(req, 100, "Trying", None, &[]);
+                let trying = Bytes::from(response_for(req, 100, "Trying", None, &[]));
                 stx.last_response = Some(trying.clone());
                 self.send(rx.transport, stx.reply_to.clone(), trying, None);
             }
@@ -230,7 +231,7 @@ impl ProxyCore {
         side: Side,
         reply_to: Target,
         transport: TransportKind,
-        ok: Vec<u8>,
+        ok: Bytes,
     ) {
         let sid = self.next_server_id();
         self.server_keys.insert(key.clone(), sid);
@@ -306,7 +307,7 @@ impl ProxyCore {
         let Some(req) = stx.req.take() else {
             return;
         };
-        let bytes = response_for(&req, status, reason, Some(&stx.to_tag), &[]);
+        let bytes = Bytes::from(response_for(&req, status, reason, Some(&stx.to_tag), &[]));
         stx.state = SrvState::Completed;
         stx.last_response = Some(bytes.clone());
         let (t, d) = (stx.transport, stx.reply_to.clone());
@@ -393,7 +394,7 @@ impl ProxyCore {
             }
             return;
         }
-        let bytes = self.response_upstream_bytes(msg, up);
+        let bytes = Bytes::from(self.response_upstream_bytes(msg, up));
         let Some(stx) = self.servers.get_mut(&sid) else {
             return;
         };

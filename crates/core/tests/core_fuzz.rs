@@ -196,7 +196,7 @@ proptest! {
             for o in &all {
                 if let Output::Transmit(tx) = o {
                     if !tx.data.starts_with(b"SIP/") {
-                        last_forwarded = Some(tx.data.clone());
+                        last_forwarded = Some(tx.data.to_vec());
                     }
                 }
             }

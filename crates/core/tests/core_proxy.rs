@@ -314,7 +314,7 @@ fn rfc3261_16_3_step4_own_request_coming_back_is_a_loop_482_but_a_spiral_is_forw
     assert_eq!(h.core.stats().loops, 1);
     assert_eq!(h.core.transactions(), (1, 1));
     // a spiral: the same message with another Request-URI is no loop (16.3 step 4)
-    let spiral = String::from_utf8(fwd).unwrap().replace(
+    let spiral = String::from_utf8(fwd.to_vec()).unwrap().replace(
         "INVITE sip:0301234567@203.0.113.5 SIP/2.0",
         "INVITE sip:4930123456@192.0.2.10 SIP/2.0",
     );

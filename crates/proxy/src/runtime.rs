@@ -303,11 +303,10 @@ async fn run_loop(
 
 /// Hands one received message to the core.
 fn deliver(core: &mut ProxyCore, m: sipcti_transport::net::Inbound) {
-    // TODO(bytes): the core takes Vec<u8> until its split lands. This is the one copy
-    // of a received message left: `m.data` is a view of the socket's receive
-    // allocation (shared with the messages received around it), so `Vec::from`
-    // copies it. Pass `m.data` itself once `handle_received` takes `Bytes`.
-    core.handle_received(Instant::now(), Vec::from(m.data), m.source, m.transport);
+    // No copy: `m.data` is a view of the socket's receive allocation. A
+    // request the core keeps (a server transaction's request while it waits
+    // for its final response) keeps that allocation alive until then.
+    core.handle_received(Instant::now(), m.data, m.source, m.transport);
 }
 
 async fn drain_outputs(
