@@ -31,22 +31,23 @@ fn cfg() -> CoreConfig {
     c
 }
 
-/// An outbound INVITE from `hp` (host:port), call number `n`.
+/// An outbound INVITE from `hp` (host:port), call number `n` (built with rsip).
 fn invite(hp: &str, n: u32) -> Vec<u8> {
     let host = ip_of(hp);
-    sip(&format!(
-        "INVITE sip:0301234567@192.0.2.10 SIP/2.0
-Via: SIP/2.0/UDP {hp};branch=z9hG4bK-i{n};rport
-Max-Forwards: 70
-From: <sip:201@192.0.2.10>;tag=f{n}
-To: <sip:0301234567@192.0.2.10>
-Call-ID: c{n}@{host}
-CSeq: 1 INVITE
-Contact: <sip:201@{hp}>
-Content-Length: 0
-
-"
-    ))
+    build::request(
+        "INVITE",
+        "sip:0301234567@192.0.2.10",
+        &[
+            ("Via", format!("SIP/2.0/UDP {hp};branch=z9hG4bK-i{n};rport")),
+            ("Max-Forwards", "70".into()),
+            ("From", format!("<sip:201@192.0.2.10>;tag=f{n}")),
+            ("To", "<sip:0301234567@192.0.2.10>".into()),
+            ("Call-ID", format!("c{n}@{host}")),
+            ("CSeq", "1 INVITE".into()),
+            ("Contact", format!("<sip:201@{hp}>")),
+        ],
+        "",
+    )
 }
 
 /// The top Via of `invite(hp, n)` as the proxy answers it.
@@ -154,40 +155,45 @@ Content-Length: 0
     assert_eq!(only_tx(&o).dest, target(TRUNK));
 }
 
-/// The caller's BYE of call `n` from `hp`.
+/// The caller's BYE of call `n` from `hp` (built with rsip).
 fn bye_from_caller(hp: &str, n: u32) -> Vec<u8> {
     let host = ip_of(hp);
-    sip(&format!(
-        "BYE sip:0301234567@203.0.113.5:5060 SIP/2.0
-Via: SIP/2.0/UDP {hp};branch=z9hG4bK-b{n};rport
-Route: <sip:192.0.2.10:5060;lr>
-Max-Forwards: 70
-From: <sip:201@192.0.2.10>;tag=f{n}
-To: <sip:0301234567@192.0.2.10>;tag=tr{n}
-Call-ID: c{n}@{host}
-CSeq: 2 BYE
-Content-Length: 0
-
-"
-    ))
+    build::request(
+        "BYE",
+        "sip:0301234567@203.0.113.5:5060",
+        &[
+            ("Via", format!("SIP/2.0/UDP {hp};branch=z9hG4bK-b{n};rport")),
+            ("Route", "<sip:192.0.2.10:5060;lr>".into()),
+            ("Max-Forwards", "70".into()),
+            ("From", format!("<sip:201@192.0.2.10>;tag=f{n}")),
+            ("To", format!("<sip:0301234567@192.0.2.10>;tag=tr{n}")),
+            ("Call-ID", format!("c{n}@{host}")),
+            ("CSeq", "2 BYE".into()),
+        ],
+        "",
+    )
 }
 
-/// The trunk's BYE of call `n` toward `hp`.
+/// The trunk's BYE of call `n` toward `hp` (built with rsip).
 fn bye_from_trunk(hp: &str, n: u32) -> Vec<u8> {
     let host = ip_of(hp);
-    sip(&format!(
-        "BYE sip:201@{hp} SIP/2.0
-Via: SIP/2.0/UDP 203.0.113.5:5060;branch=z9hG4bK-tb{n}
-Route: <sip:192.0.2.10:5060;lr>
-Max-Forwards: 70
-From: <sip:0301234567@192.0.2.10>;tag=tr{n}
-To: <sip:201@192.0.2.10>;tag=f{n}
-Call-ID: c{n}@{host}
-CSeq: 1 BYE
-Content-Length: 0
-
-"
-    ))
+    build::request(
+        "BYE",
+        &format!("sip:201@{hp}"),
+        &[
+            (
+                "Via",
+                format!("SIP/2.0/UDP 203.0.113.5:5060;branch=z9hG4bK-tb{n}"),
+            ),
+            ("Route", "<sip:192.0.2.10:5060;lr>".into()),
+            ("Max-Forwards", "70".into()),
+            ("From", format!("<sip:0301234567@192.0.2.10>;tag=tr{n}")),
+            ("To", format!("<sip:201@192.0.2.10>;tag=f{n}")),
+            ("Call-ID", format!("c{n}@{host}")),
+            ("CSeq", "1 BYE".into()),
+        ],
+        "",
+    )
 }
 
 /// Assert `o` is the BYE forwarded to `dest` and the hangup of call `n`.

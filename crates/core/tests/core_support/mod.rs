@@ -3,6 +3,8 @@
 //! core's outputs. No sockets, no sleeping.
 #![allow(dead_code)]
 
+pub mod build;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
