@@ -106,18 +106,7 @@ fn no_victim_traffic(lab: &Lab, v: &Victim) {
 
 /// A normal outbound call after the attack: exact SIP and CTI events.
 fn normal_call_still_works(lab: &Lab, events_before: usize) {
-    let uas = lab.sipp(Host::Trunk, "uas_answer", None, &[]);
-    let uac = lab
-        .sipp(Host::Phone, "uac_hangup", Some("0301234567"), &[])
-        .wait();
-    let uas = uas.wait();
-    check!(lab, uac.ok && uas.ok, "{}\n{}", uac.errors, uas.errors);
-    check!(
-        lab,
-        uac.shorts() == [">INVITE", "<100", "<180", "<200", ">ACK", ">BYE", "<200"],
-        "phone saw {:?}",
-        uac.shorts()
-    );
+    lab::answered_call_out(lab);
     let evs = lab.accepted_events(events_before + 3, T);
     let got: Vec<String> = evs[events_before..].iter().map(summary).collect();
     check!(

@@ -9,7 +9,7 @@ mod lab;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use lab::{assert_sipp, call_id, require_sipp, summary, Host, Lab, Opts, Tp};
+use lab::{require_sipp, summary, Host, Lab, Opts, Tp};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -90,45 +90,10 @@ fn e2e_tcp_guard_stranger_150_idle_connections_calls_still_work() {
     });
 
     // Outbound: phone -> proxy -> TCP trunk.
-    let uas = lab.sipp(Host::Trunk, "uas_answer", None, &[]);
-    let uac = lab
-        .sipp(Host::Phone, "uac_hangup", Some("0301234567"), &[])
-        .wait();
-    let uas = uas.wait();
-    assert_sipp(
-        &lab,
-        &uac,
-        &[">INVITE", "<100", "<180", "<200", ">ACK", ">BYE", "<200"],
-    );
-    assert_sipp(
-        &lab,
-        &uas,
-        &["<INVITE", ">180", ">200", "<ACK", "<BYE", ">200"],
-    );
-    let out_cid = call_id(&uac);
+    let out_cid = lab::answered_call_out(&lab);
 
     // Inbound: trunk -> proxy -> phone.
-    let uas = lab.sipp(Host::Phone, "uas_answer", None, &[("answer_user", "201")]);
-    let uac = lab
-        .sipp(
-            Host::Trunk,
-            "uac_hangup",
-            Some("4930111222"),
-            &[("user", "+491701234567"), ("display", "Bob")],
-        )
-        .wait();
-    let uas = uas.wait();
-    assert_sipp(
-        &lab,
-        &uac,
-        &[">INVITE", "<100", "<180", "<200", ">ACK", ">BYE", "<200"],
-    );
-    assert_sipp(
-        &lab,
-        &uas,
-        &["<INVITE", ">180", ">200", "<ACK", "<BYE", ">200"],
-    );
-    let in_cid = call_id(&uac);
+    let in_cid = lab::answered_call_in(&lab);
 
     let out_events = events_of(&lab, 6, &out_cid);
     check!(
@@ -238,22 +203,7 @@ fn e2e_tcp_guard_drip_closed_at_message_deadline() {
         })
     });
 
-    let uas = lab.sipp(Host::Trunk, "uas_answer", None, &[]);
-    let uac = lab
-        .sipp(Host::Phone, "uac_hangup", Some("0301234567"), &[])
-        .wait();
-    let uas = uas.wait();
-    assert_sipp(
-        &lab,
-        &uac,
-        &[">INVITE", "<100", "<180", "<200", ">ACK", ">BYE", "<200"],
-    );
-    assert_sipp(
-        &lab,
-        &uas,
-        &["<INVITE", ">180", ">200", "<ACK", "<BYE", ">200"],
-    );
-    let cid = call_id(&uac);
+    let cid = lab::answered_call_out(&lab);
     let events = events_of(&lab, 3, &cid);
     check!(
         lab,

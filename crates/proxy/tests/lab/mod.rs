@@ -738,3 +738,53 @@ pub fn call_id(r: &SippResult) -> String {
         .and_then(|m| m.header("Call-ID"))
         .expect("first message has a Call-ID")
 }
+
+/// An outbound call the trunk answers and the phone hangs up (SIPp
+/// `uac_hangup` on the phone, `uas_answer` on the trunk, dialled
+/// `0301234567`): asserts the exact messages each side saw and returns the
+/// call's SIP Call-ID.
+pub fn answered_call_out(lab: &Lab) -> String {
+    let uas = lab.sipp(Host::Trunk, "uas_answer", None, &[]);
+    let uac = lab
+        .sipp(Host::Phone, "uac_hangup", Some("0301234567"), &[])
+        .wait();
+    let uas = uas.wait();
+    assert_sipp(
+        lab,
+        &uac,
+        &[">INVITE", "<100", "<180", "<200", ">ACK", ">BYE", "<200"],
+    );
+    assert_sipp(
+        lab,
+        &uas,
+        &["<INVITE", ">180", ">200", "<ACK", "<BYE", ">200"],
+    );
+    call_id(&uac)
+}
+
+/// An inbound call from the trunk (`+491701234567`, "Bob", dialled
+/// `4930111222`) that the phone answers as 201 and the trunk hangs up:
+/// asserts the exact messages each side saw and returns the SIP Call-ID.
+pub fn answered_call_in(lab: &Lab) -> String {
+    let uas = lab.sipp(Host::Phone, "uas_answer", None, &[("answer_user", "201")]);
+    let uac = lab
+        .sipp(
+            Host::Trunk,
+            "uac_hangup",
+            Some("4930111222"),
+            &[("user", "+491701234567"), ("display", "Bob")],
+        )
+        .wait();
+    let uas = uas.wait();
+    assert_sipp(
+        lab,
+        &uac,
+        &[">INVITE", "<100", "<180", "<200", ">ACK", ">BYE", "<200"],
+    );
+    assert_sipp(
+        lab,
+        &uas,
+        &["<INVITE", ">180", ">200", "<ACK", "<BYE", ">200"],
+    );
+    call_id(&uac)
+}
