@@ -4,8 +4,10 @@ use std::io::Write as _;
 use std::net::IpAddr;
 use std::ops::Range;
 
-use super::message::{HeaderEntry, SipMessage, StartLine};
+use super::headers::HeaderEntry;
+use super::message::SipMessage;
 use super::parse::{param_positions, subslice_range, value_ranges, NameAddr, Via};
+use super::start_line::StartLine;
 
 /// One replacement of `buf[range]` by `data` (an insertion when the range is empty).
 #[derive(Debug, Clone)]

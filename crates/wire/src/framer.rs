@@ -2,7 +2,7 @@
 
 use bytes::{Buf as _, Bytes, BytesMut};
 
-use super::message::Limits;
+use super::limits::Limits;
 
 /// One unit taken from a stream.
 ///

@@ -17,13 +17,18 @@ use std::fmt;
 mod edit;
 mod error;
 mod framer;
+mod headers;
+mod limits;
 mod message;
 mod parse;
+mod start_line;
 
 pub use edit::{response_for, to_with_tag, Edit, FALLBACK_TO_URI};
 pub use error::ParseError;
 pub use framer::{Frame, FrameError, StreamFramer};
-pub use message::{canonical_name, Header, Limits, SipMessage};
+pub use headers::{canonical_name, Header};
+pub use limits::Limits;
+pub use message::SipMessage;
 pub use parse::{NameAddr, Uri, Via};
 
 /// Transport protocol of a message or destination.

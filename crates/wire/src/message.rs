@@ -1,67 +1,18 @@
 //! [`SipMessage`]: zero-copy parsed SIP message with a header index (RFC 3261 7).
+//!
+//! The header index entries and header names are in `headers`, the start line in
+//! `start_line`, the size limits in `limits`.
 
-use std::borrow::Cow;
 use std::ops::Range;
 
 use bytes::Bytes;
 
 use super::edit::Edit;
 use super::error::ParseError;
+use super::headers::{known_id, names_eq, Header, HeaderEntry, NameMatch, ValueLoc};
+use super::limits::Limits;
 use super::parse::{check_params, split_values, NameAddr, Uri, Via};
-
-/// Size limits applied to every message taken from the network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Largest whole message (start line + headers + body), bytes. Default 65 536.
-    pub max_message_bytes: usize,
-    /// Most header lines in one message. Default 256.
-    pub max_headers: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_message_bytes: 65_536,
-            max_headers: 256,
-        }
-    }
-}
-
-/// One header line of a [`SipMessage`], borrowed from it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Header<'a> {
-    /// Position among the header lines, 0-based (used by [`Edit::replace_value`] and
-    /// [`Edit::remove_header`]).
-    pub index: usize,
-    /// The header name as written (e.g. `"v"`, `"VIA"`).
-    pub name: &'a str,
-    /// The value, trimmed; folded lines (RFC 3261 7.3.1) are joined with one space.
-    pub value: &'a str,
-}
-
-/// Where a header value lives: a range of the message buffer, or (folded lines only) an
-/// owned unfolded copy.
-#[derive(Debug, Clone)]
-enum ValueLoc {
-    Raw(Range<usize>),
-    Folded(usize),
-}
-
-/// One indexed header line.
-#[derive(Debug, Clone)]
-pub(crate) struct HeaderEntry {
-    /// Whole line, continuation lines and line terminator included.
-    pub(crate) line: Range<usize>,
-    /// Line without its final terminator (CRLF or LF).
-    pub(crate) content_end: usize,
-    /// Header name as written.
-    pub(crate) name: Range<usize>,
-    /// Trimmed value as it is in the buffer (may span folds).
-    pub(crate) raw_value: Range<usize>,
-    value: ValueLoc,
-    /// [`known_id`] of the name, computed once at parse (0: another header).
-    pub(crate) id: u8,
-}
+use super::start_line::{parse_start_line, StartLine};
 
 /// What [`SipMessage::index_head`] finds before the buffer is moved into the message.
 struct Head {
@@ -72,63 +23,6 @@ struct Head {
     entries: Vec<HeaderEntry>,
     folded: Vec<String>,
     body_start: usize,
-}
-
-/// Headers the proxy and the tracker look up on every message. Each gets a
-/// small id at parse time, so lookups compare a byte instead of decoding and
-/// comparing names (compact forms map to the same id).
-const KNOWN: [&str; 14] = [
-    "Via",
-    "From",
-    "To",
-    "Call-ID",
-    "CSeq",
-    "Max-Forwards",
-    "Content-Length",
-    "Route",
-    "Record-Route",
-    "Contact",
-    "Proxy-Require",
-    "P-Asserted-Identity",
-    "Privacy",
-    "P-Preferred-Identity",
-];
-
-/// The id (1-based index in `KNOWN`) of a header name as written, or 0.
-pub(crate) fn known_id(name: &str) -> u8 {
-    let full = compact_full(name).unwrap_or(name);
-    KNOWN
-        .iter()
-        .position(|k| k.len() == full.len() && k.eq_ignore_ascii_case(full))
-        .map_or(0, |i| i as u8 + 1)
-}
-
-/// How a queried name is matched against the index.
-#[derive(Clone, Copy)]
-pub(crate) enum NameMatch<'a> {
-    Known(u8),
-    Other(&'a str),
-}
-
-impl<'a> NameMatch<'a> {
-    pub(crate) fn new(name: &'a str) -> Self {
-        match known_id(name) {
-            0 => NameMatch::Other(compact_full(name).unwrap_or(name)),
-            k => NameMatch::Known(k),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub(crate) enum StartLine {
-    Request {
-        method: Range<usize>,
-        uri: Range<usize>,
-    },
-    Response {
-        status: u16,
-        reason: Range<usize>,
-    },
 }
 
 /// A parsed SIP request or response that holds its bytes and indexes ranges into them.
@@ -201,97 +95,12 @@ fn trim_range(buf: &[u8], mut r: Range<usize>) -> Range<usize> {
     r
 }
 
-/// Case-insensitive header name equality with compact forms folded to full names.
-pub(crate) fn names_eq(a: &str, b: &str) -> bool {
-    let a = compact_full(a).unwrap_or(a);
-    let b = compact_full(b).unwrap_or(b);
-    a.eq_ignore_ascii_case(b)
-}
-
 /// Parses a decimal number made of 1..=`max_digits` ASCII digits.
 pub(crate) fn parse_digits(s: &str, max_digits: usize) -> Option<u64> {
     if s.is_empty() || s.len() > max_digits || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     s.parse().ok()
-}
-
-fn is_sip_version(s: &[u8]) -> bool {
-    s.eq_ignore_ascii_case(b"SIP/2.0")
-}
-
-fn looks_like_version(s: &[u8]) -> bool {
-    s.len() >= 4 && s[..4].eq_ignore_ascii_case(b"SIP/")
-}
-
-fn version_string(s: &[u8]) -> String {
-    String::from_utf8_lossy(&s[..s.len().min(32)]).into_owned()
-}
-
-fn parse_start_line(buf: &[u8], r: Range<usize>) -> Result<StartLine, ParseError> {
-    let line = buf.get(r.clone()).ok_or(ParseError::BadStartLine)?;
-    if std::str::from_utf8(line).is_err() {
-        return Err(ParseError::NotUtf8);
-    }
-    let first_sp = line.iter().position(|&b| b == b' ').ok_or_else(|| {
-        if looks_like_version(line) && !is_sip_version(line) {
-            ParseError::BadVersion(version_string(line))
-        } else {
-            ParseError::BadStartLine
-        }
-    })?;
-    let first = &line[..first_sp];
-    if looks_like_version(first) {
-        // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase CRLF (RFC 3261 7.2)
-        if !is_sip_version(first) {
-            return Err(ParseError::BadVersion(version_string(first)));
-        }
-        let rest = &line[first_sp + 1..];
-        let code_len = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
-        let code = &rest[..code_len];
-        if code.len() != 3 || !code.iter().all(|b| b.is_ascii_digit()) {
-            return Err(ParseError::BadStatus);
-        }
-        let status = code
-            .iter()
-            .fold(0u16, |acc, &d| acc * 10 + u16::from(d - b'0'));
-        let reason_start = (r.start + first_sp + 1 + code_len + 1).min(r.end);
-        Ok(StartLine::Response {
-            status,
-            reason: reason_start..r.end,
-        })
-    } else {
-        // Request-Line = Method SP Request-URI SP SIP-Version CRLF (RFC 3261 7.1)
-        if first.is_empty() || !first.iter().all(|&b| is_token_byte(b)) {
-            return Err(ParseError::BadStartLine);
-        }
-        let last_sp = line
-            .iter()
-            .rposition(|&b| b == b' ')
-            .ok_or(ParseError::BadStartLine)?;
-        let version = &line[last_sp + 1..];
-        if !is_sip_version(version) {
-            return Err(if looks_like_version(version) {
-                ParseError::BadVersion(version_string(version))
-            } else {
-                ParseError::BadStartLine
-            });
-        }
-        if last_sp <= first_sp + 1 {
-            return Err(ParseError::BadStartLine);
-        }
-        let uri = &line[first_sp + 1..last_sp];
-        if uri
-            .iter()
-            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
-        {
-            return Err(ParseError::BadRequestUri);
-        }
-        Ok(StartLine::Request {
-            method: r.start..r.start + first_sp,
-            uri: r.start + first_sp + 1..r.start + last_sp,
-        })
-    }
 }
 
 impl SipMessage {
@@ -836,47 +645,4 @@ impl SipMessage {
     pub fn edit(&self) -> Edit<'_> {
         Edit::new(self)
     }
-}
-
-/// Full header name for a compact form (RFC 3261 7.3.3 and the IANA SIP header
-/// registry): `"v"` -> `"Via"`, `f` From, `t` To, `i` Call-ID, `m` Contact, `l`
-/// Content-Length, `k` Supported, `s` Subject, `c` Content-Type, `e` Content-Encoding, `o`
-/// Event, `u` Allow-Events, `r` Refer-To, `b` Referred-By, `x` Session-Expires, `a`
-/// Accept-Contact, `j` Reject-Contact, `d` Request-Disposition, `y` Identity, `n`
-/// Identity-Info (either case). Any other name is returned unchanged.
-pub fn canonical_name(name: &str) -> Cow<'static, str> {
-    match compact_full(name) {
-        Some(full) => Cow::Borrowed(full),
-        None => Cow::Owned(name.to_string()),
-    }
-}
-
-pub(crate) fn compact_full(name: &str) -> Option<&'static str> {
-    let b = name.as_bytes();
-    if b.len() != 1 {
-        return None;
-    }
-    Some(match b[0].to_ascii_lowercase() {
-        b'v' => "Via",
-        b'f' => "From",
-        b't' => "To",
-        b'i' => "Call-ID",
-        b'm' => "Contact",
-        b'l' => "Content-Length",
-        b'k' => "Supported",
-        b's' => "Subject",
-        b'c' => "Content-Type",
-        b'e' => "Content-Encoding",
-        b'o' => "Event",
-        b'u' => "Allow-Events",
-        b'r' => "Refer-To",
-        b'b' => "Referred-By",
-        b'x' => "Session-Expires",
-        b'a' => "Accept-Contact",
-        b'j' => "Reject-Contact",
-        b'd' => "Request-Disposition",
-        b'y' => "Identity",
-        b'n' => "Identity-Info",
-        _ => return None,
-    })
 }

@@ -8,6 +8,7 @@
 //! double logged them, and checks both against what should happen. Any
 //! difference makes the demo fail (it doubles as a smoke test).
 
+mod build;
 mod ua;
 
 use std::fmt::Write as _;
@@ -273,13 +274,15 @@ impl Env {
         let proxy = self.proxy;
         let uac = match call.kind {
             Kind::InboundAnswered | Kind::CalleeBusy => {
-                ua::sip_uri(Some(OUR_NUMBER), proxy.ip(), Some(proxy.port()))
+                build::sip_uri(Some(OUR_NUMBER), proxy.ip(), Some(proxy.port()))
                     .and_then(|ruri| Uac::new(&self.trunk, proxy, ruri, None, CUSTOMER, OUR_NUMBER))
             }
-            Kind::InboundBlocked => ua::sip_uri(Some(OUR_NUMBER), proxy.ip(), Some(proxy.port()))
-                .and_then(|ruri| Uac::new(&self.trunk, proxy, ruri, None, BLOCKED, OUR_NUMBER)),
+            Kind::InboundBlocked => {
+                build::sip_uri(Some(OUR_NUMBER), proxy.ip(), Some(proxy.port()))
+                    .and_then(|ruri| Uac::new(&self.trunk, proxy, ruri, None, BLOCKED, OUR_NUMBER))
+            }
             Kind::OutboundRewrite | Kind::CallerCancels => {
-                ua::sip_uri(Some(DIALLED), proxy.ip(), Some(proxy.port())).and_then(|ruri| {
+                build::sip_uri(Some(DIALLED), proxy.ip(), Some(proxy.port())).and_then(|ruri| {
                     Uac::new(&self.phone, proxy, ruri, Some(ALICE), EXTENSION, DIALLED)
                 })
             }
@@ -364,7 +367,7 @@ fn expect_status(m: &SipMessage, want: StatusCode, who: &str, what: &str) -> any
 }
 
 fn contact_of(ua: &Ua, user: &str) -> anyhow::Result<rsip::typed::Contact> {
-    ua::contact(user, ua.addr)
+    build::contact(user, ua.addr)
 }
 
 /// `caller` calls, `callee` rings and answers, the caller hangs up.
@@ -401,7 +404,7 @@ async fn answered(
             .reply(&inv, StatusCode::Ringing, Some(&tag), Some(&contact), None)
             .await?;
         sleep(RING).await;
-        let body = ua::sdp(callee.addr.ip(), 40_002);
+        let body = build::sdp(callee.addr.ip(), 40_002);
         callee
             .reply(
                 &inv,

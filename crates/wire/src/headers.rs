@@ -1,0 +1,143 @@
+//! Header lines and header names (RFC 3261 7.3, 20): the [`Header`] view of one
+//! line, the index entry a [`SipMessage`] keeps per line, the table of headers
+//! looked up on every message (a small id per name), and the compact forms
+//! (RFC 3261 7.3.3 and the IANA SIP header registry) with [`canonical_name`].
+
+use std::borrow::Cow;
+use std::ops::Range;
+
+#[cfg(doc)]
+use super::edit::Edit;
+#[cfg(doc)]
+use super::message::SipMessage;
+
+/// One header line of a [`SipMessage`], borrowed from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header<'a> {
+    /// Position among the header lines, 0-based (used by [`Edit::replace_value`] and
+    /// [`Edit::remove_header`]).
+    pub index: usize,
+    /// The header name as written (e.g. `"v"`, `"VIA"`).
+    pub name: &'a str,
+    /// The value, trimmed; folded lines (RFC 3261 7.3.1) are joined with one space.
+    pub value: &'a str,
+}
+
+/// Where a header value lives: a range of the message buffer, or (folded lines only) an
+/// owned unfolded copy.
+#[derive(Debug, Clone)]
+pub(crate) enum ValueLoc {
+    Raw(Range<usize>),
+    Folded(usize),
+}
+
+/// One indexed header line.
+#[derive(Debug, Clone)]
+pub(crate) struct HeaderEntry {
+    /// Whole line, continuation lines and line terminator included.
+    pub(crate) line: Range<usize>,
+    /// Line without its final terminator (CRLF or LF).
+    pub(crate) content_end: usize,
+    /// Header name as written.
+    pub(crate) name: Range<usize>,
+    /// Trimmed value as it is in the buffer (may span folds).
+    pub(crate) raw_value: Range<usize>,
+    pub(crate) value: ValueLoc,
+    /// [`known_id`] of the name, computed once at parse (0: another header).
+    pub(crate) id: u8,
+}
+
+/// Headers the proxy and the tracker look up on every message. Each gets a
+/// small id at parse time, so lookups compare a byte instead of decoding and
+/// comparing names (compact forms map to the same id).
+const KNOWN: [&str; 14] = [
+    "Via",
+    "From",
+    "To",
+    "Call-ID",
+    "CSeq",
+    "Max-Forwards",
+    "Content-Length",
+    "Route",
+    "Record-Route",
+    "Contact",
+    "Proxy-Require",
+    "P-Asserted-Identity",
+    "Privacy",
+    "P-Preferred-Identity",
+];
+
+/// The id (1-based index in `KNOWN`) of a header name as written, or 0.
+pub(crate) fn known_id(name: &str) -> u8 {
+    let full = compact_full(name).unwrap_or(name);
+    KNOWN
+        .iter()
+        .position(|k| k.len() == full.len() && k.eq_ignore_ascii_case(full))
+        .map_or(0, |i| i as u8 + 1)
+}
+
+/// How a queried name is matched against the index.
+#[derive(Clone, Copy)]
+pub(crate) enum NameMatch<'a> {
+    Known(u8),
+    Other(&'a str),
+}
+
+impl<'a> NameMatch<'a> {
+    pub(crate) fn new(name: &'a str) -> Self {
+        match known_id(name) {
+            0 => NameMatch::Other(compact_full(name).unwrap_or(name)),
+            k => NameMatch::Known(k),
+        }
+    }
+}
+
+/// Case-insensitive header name equality with compact forms folded to full names.
+pub(crate) fn names_eq(a: &str, b: &str) -> bool {
+    let a = compact_full(a).unwrap_or(a);
+    let b = compact_full(b).unwrap_or(b);
+    a.eq_ignore_ascii_case(b)
+}
+
+/// Full header name for a compact form (RFC 3261 7.3.3 and the IANA SIP header
+/// registry): `"v"` -> `"Via"`, `f` From, `t` To, `i` Call-ID, `m` Contact, `l`
+/// Content-Length, `k` Supported, `s` Subject, `c` Content-Type, `e` Content-Encoding, `o`
+/// Event, `u` Allow-Events, `r` Refer-To, `b` Referred-By, `x` Session-Expires, `a`
+/// Accept-Contact, `j` Reject-Contact, `d` Request-Disposition, `y` Identity, `n`
+/// Identity-Info (either case). Any other name is returned unchanged.
+pub fn canonical_name(name: &str) -> Cow<'static, str> {
+    match compact_full(name) {
+        Some(full) => Cow::Borrowed(full),
+        None => Cow::Owned(name.to_string()),
+    }
+}
+
+pub(crate) fn compact_full(name: &str) -> Option<&'static str> {
+    let b = name.as_bytes();
+    if b.len() != 1 {
+        return None;
+    }
+    Some(match b[0].to_ascii_lowercase() {
+        b'v' => "Via",
+        b'f' => "From",
+        b't' => "To",
+        b'i' => "Call-ID",
+        b'm' => "Contact",
+        b'l' => "Content-Length",
+        b'k' => "Supported",
+        b's' => "Subject",
+        b'c' => "Content-Type",
+        b'e' => "Content-Encoding",
+        b'o' => "Event",
+        b'u' => "Allow-Events",
+        b'r' => "Refer-To",
+        b'b' => "Referred-By",
+        b'x' => "Session-Expires",
+        b'a' => "Accept-Contact",
+        b'j' => "Reject-Contact",
+        b'd' => "Request-Disposition",
+        b'y' => "Identity",
+        b'n' => "Identity-Info",
+        _ => return None,
+    })
+}
