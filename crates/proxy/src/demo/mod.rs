@@ -1,7 +1,7 @@
 //! `sipcti demo`: a self-contained tour on loopback.
 //!
 //! Starts the proxy (127.0.0.1) and the Zammad double, then places five
-//! real SIP calls through the proxy with the small user agents of [`ua`]:
+//! real SIP calls through the proxy with the small user agents of its `ua` module:
 //! a "trunk" on 127.0.0.2 and a "phone" on 127.0.0.3 (every port is picked
 //! by the system, so demos never collide). For each call it prints the
 //! SIP messages as the user agents saw them and the CTI requests as the
