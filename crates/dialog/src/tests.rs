@@ -1203,7 +1203,10 @@ fn unrouted_inbound_uses_the_phonebook_by_dialled_number_then_display() {
     let mut inv = trunk_invite("r3");
     inv.ruri_user = Some("030555177".into());
     let e = h.feed(&inv, Side::Trunk, 0);
-    assert_eq!((e[0].to.as_str(), e[0].queue.as_deref()), ("4930555177", None));
+    assert_eq!(
+        (e[0].to.as_str(), e[0].queue.as_deref()),
+        ("4930555177", None)
+    );
     assert_eq!(e[0].user.as_deref(), Some("Front Desk"));
     // not in the phonebook: the To display, as without a phonebook
     let inv = trunk_invite("r4");
@@ -1231,7 +1234,10 @@ fn outbound_user_is_the_callers_phonebook_person() {
     let mut inv = phone_invite("o3");
     inv.from = p("sip:anonymous@anonymous.invalid", None);
     let e = h.feed(&inv, Side::Inside, 0);
-    assert_eq!((e[0].from.as_str(), e[0].user.as_deref()), ("anonymous", None));
+    assert_eq!(
+        (e[0].from.as_str(), e[0].user.as_deref()),
+        ("anonymous", None)
+    );
 }
 
 #[test]
@@ -1245,8 +1251,14 @@ fn number_patterns_and_first_match() {
         NumberPattern::parse("030123457*", cc, 6),
         Ok(NumberPattern::Prefix("4930123457".into()))
     );
-    assert_eq!(NumberPattern::parse("201", cc, 6).unwrap().to_string(), "201");
-    assert_eq!(NumberPattern::parse("49*", cc, 6).unwrap().to_string(), "49*");
+    assert_eq!(
+        NumberPattern::parse("201", cc, 6).unwrap().to_string(),
+        "201"
+    );
+    assert_eq!(
+        NumberPattern::parse("49*", cc, 6).unwrap().to_string(),
+        "49*"
+    );
     for bad in ["", "*", "alice", "12*3", "anonymous*"] {
         assert!(NumberPattern::parse(bad, cc, 6).is_err(), "{bad:?}");
     }
@@ -1255,8 +1267,14 @@ fn number_patterns_and_first_match() {
     let e = NumberPattern::parse("4930", cc, 6).unwrap();
     assert!(e.matches("4930") && !e.matches("49301"));
     let routes = routed_config().routes;
-    assert_eq!(match_route(&routes, "4930555100").unwrap().target, "sip:201@10.0.0.21:5060");
-    assert_eq!(match_route(&routes, "4930555101").unwrap().target, "sip:202@10.0.0.22");
+    assert_eq!(
+        match_route(&routes, "4930555100").unwrap().target,
+        "sip:201@10.0.0.21:5060"
+    );
+    assert_eq!(
+        match_route(&routes, "4930555101").unwrap().target,
+        "sip:202@10.0.0.22"
+    );
     assert_eq!(match_route(&routes, "4930666"), None);
     assert_eq!(match_route(&routes, ""), None);
     assert_eq!(routes[1].target_user.as_deref(), Some("202"));
