@@ -49,7 +49,13 @@ pub struct CoreConfig {
     /// retransmissions (Kamailio tm's `wt_timer`; default 5 s). Timers H
     /// (waiting for the ACK of a non-2xx) and I keep their RFC values.
     pub wait: Duration,
-    /// Call tracker settings.
+    /// Call tracker settings. Its `routes` are also the core's inbound
+    /// routes (one list, so routing and the `queue` Zammad gets never
+    /// disagree): an initial request from the trunk whose dialled number
+    /// matches goes to the route's target URI instead of `inside_target`.
+    /// Every target's address must be in `inside_networks` (the file
+    /// configuration checks it): the phone answers from there, and
+    /// in-dialog requests from the trunk may only go there (no open relay).
     pub tracker: TrackerConfig,
     /// Per-source admission limits (rate, ban, table share).
     pub sources: SourceLimits,

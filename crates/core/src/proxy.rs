@@ -378,7 +378,13 @@ impl ProxyCore {
                 self.respond_stateless(msg, rx, 416, "Unsupported URI Scheme", &[]);
                 return Err(Handled);
             }
-            return Ok(self.cfg.initial_hop(msg, method, side));
+            return match self.cfg.initial_hop(msg, method, side) {
+                Ok(h) => Ok(h),
+                Err((code, reason)) => {
+                    self.respond_stateless(msg, rx, code, reason, &[]);
+                    Err(Handled)
+                }
+            };
         }
         match self.cfg.in_dialog_hop(msg, side) {
             Ok(h) => Ok(h),

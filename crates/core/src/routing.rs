@@ -162,8 +162,33 @@ impl CoreConfig {
     /// RFC 3261 16.5 / 16.6 steps 2-6 for a request outside a dialog: the
     /// configured hop of the other side, our pre-loaded Route values
     /// popped, a Request-URI naming us replaced, Record-Route for the
-    /// methods that form dialogs.
-    pub(crate) fn initial_hop(&self, msg: &SipMessage, method: &Method, side: Side) -> NextHop {
+    /// methods that form dialogs. A request from the trunk whose dialled
+    /// number matches an inbound route ([`TrackerConfig::route_for`], first
+    /// match wins) goes to the route's target instead: see [`Self::route_hop`].
+    ///
+    /// Errors: `(500, reason)` for a route target that is not a SIP URI with
+    /// a host (the file configuration never lets one through).
+    ///
+    /// [`TrackerConfig::route_for`]: sipcti_dialog::TrackerConfig::route_for
+    pub(crate) fn initial_hop(
+        &self,
+        msg: &SipMessage,
+        method: &Method,
+        side: Side,
+    ) -> Result<NextHop, (u16, &'static str)> {
+        if side == Side::Trunk {
+            if let Some(r) = self.tracker.route_for(msg) {
+                let (target, transport) = route_hop(&r.target).ok_or((500, "Bad Route Target"))?;
+                return Ok(NextHop {
+                    target,
+                    transport,
+                    // RFC 3261 16.5: the target set's URI is the new Request-URI
+                    ruri: Some(r.target.clone()),
+                    pop_routes: self.our_routes(msg).0,
+                    record_route: method.forms_dialog(),
+                });
+            }
+        }
         let hop = match side {
             Side::Inside => &self.trunk,
             Side::Trunk => &self.inside_target,
@@ -179,13 +204,13 @@ impl CoreConfig {
         });
         // pre-loaded Route values naming us (RFC 3261 16.4)
         let pop_routes = self.our_routes(msg).0;
-        NextHop {
+        Ok(NextHop {
             target: hop.target.clone(),
             transport: hop.transport,
             ruri,
             pop_routes,
             record_route: method.forms_dialog(),
-        }
+        })
     }
 
     /// Count the top Route values that name this proxy; return the
@@ -300,6 +325,23 @@ impl CoreConfig {
             }
         }
     }
+}
+
+/// The next hop of an inbound route's target URI
+/// (`sip:user@host[:port][;transport=udp|tcp]`): its host and port (default
+/// 5060) and transport (default UDP; RFC 3263 4.1 without DNS, as for the
+/// configured hops). `None` for a URI that is not `sip:` with a host, or
+/// names another transport.
+pub(crate) fn route_hop(uri: &str) -> Option<(Target, TransportKind)> {
+    let u = Uri::parse(uri).ok()?;
+    if !u.scheme.eq_ignore_ascii_case("sip") || u.host.is_empty() {
+        return None;
+    }
+    let transport = match u.transport() {
+        None => TransportKind::Udp,
+        Some(t) => transport_of(t)?,
+    };
+    Some((target_of(u.host, u.port.unwrap_or(5060)), transport))
 }
 
 /// Where the responses to request `msg` received from `source` go.

@@ -6,7 +6,7 @@ use sipcti_event::{Cause, Direction, EventKind};
 /// One CTI event as sent to Zammad.
 ///
 /// JSON form (see [`Event::to_json`]): keys `event`, `direction`, `callId`, `from`, `to`,
-/// `user`, `answeringNumber`, `cause`, in that order; `None` fields are omitted.
+/// `user`, `queue`, `answeringNumber`, `cause`, in that order; `None` fields are omitted.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Event {
@@ -25,6 +25,10 @@ pub struct Event {
     /// Agent name (`user`): on newCall the calling (out) or called (in) person.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// Zammad's `queue` (newCall only, optional): the queue an inbound call came in on,
+    /// a plain string in both encodings. Zammad keeps at most 250 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
     /// Number or extension of the agent who answered (`answeringNumber`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answering_number: Option<String>,
@@ -43,7 +47,7 @@ impl Event {
     }
 
     /// `application/x-www-form-urlencoded` body for this event:
-    /// `event=..&direction=..&callId=..&from=..&to=..&user..&answeringNumber=..&cause=..`
+    /// `event=..&direction=..&callId=..&from=..&to=..&user..&queue=..&answeringNumber=..&cause=..`
     /// (`None` fields omitted). On `newCall` the user is sent as the array `user[]=NAME`; on
     /// `answer`/`hangup` as the plain string `user=NAME` (an array on answer breaks Zammad).
     pub fn to_form(&self) -> String {
@@ -65,6 +69,9 @@ impl Event {
                 "user"
             };
             pairs.push((key, v));
+        }
+        if let Some(v) = &self.queue {
+            pairs.push(("queue", v));
         }
         if let Some(v) = &self.answering_number {
             pairs.push(("answeringNumber", v));
@@ -166,6 +173,7 @@ mod tests {
             from: None,
             to: None,
             user: None,
+            queue: None,
             answering_number: None,
             cause: None,
         }
@@ -290,6 +298,34 @@ mod tests {
         assert_eq!(
             hangup().to_form(),
             "event=hangup&direction=out&callId=c-1&answeringNumber=201&cause=normalClearing"
+        );
+    }
+
+    /// An inbound newCall of a route with a queue: `queue` is a plain string after `user`
+    /// in both encodings (Zammad's `queue` column), and survives a JSON round trip.
+    fn new_call_with_queue() -> Event {
+        Event {
+            user: Some("Alice Example".into()),
+            queue: Some("support desk".into()),
+            ..new_call()
+        }
+    }
+
+    #[test]
+    fn json_new_call_with_queue_exact() {
+        assert_eq!(
+            new_call_with_queue().to_json(),
+            r#"{"event":"newCall","direction":"in","callId":"c-1","from":"4912347114711","to":"4930600000000","user":"Alice Example","queue":"support desk"}"#
+        );
+        let back: Event = serde_json::from_str(&new_call_with_queue().to_json()).unwrap();
+        assert_eq!(back, new_call_with_queue());
+    }
+
+    #[test]
+    fn form_new_call_with_queue_exact() {
+        assert_eq!(
+            new_call_with_queue().to_form(),
+            "event=newCall&direction=in&callId=c-1&from=4912347114711&to=4930600000000&user%5B%5D=Alice+Example&queue=support+desk"
         );
     }
 

@@ -16,6 +16,7 @@ use sipcti_event::{Cause, Direction, EventKind};
 
 mod adapter;
 mod number;
+mod routes;
 mod tracker;
 mod view;
 
@@ -23,6 +24,10 @@ mod view;
 mod tests;
 
 pub use number::normalize_number;
+pub use routes::{
+    dialled_number, match_route, InboundRoute, NumberPattern, Phonebook, MAX_PHONEBOOK,
+    MAX_QUEUE_LEN, MAX_ROUTES,
+};
 pub use tracker::CallTracker;
 pub use view::{MsgView, Party};
 
@@ -99,9 +104,14 @@ pub struct CallEvent {
     pub from: String,
     /// Called number (normalised).
     pub to: String,
-    /// newCall: the calling person (out) or the called person (in);
-    /// answer (in only): the answering person's display name.
+    /// newCall: the calling person (out) or the called person (in), from
+    /// the phonebook, else the display name; answer (in only): who answered,
+    /// from the phonebook by the answering number, else the display name.
     pub user: Option<String>,
+    /// newCall of an inbound call that matched a route with a `queue`:
+    /// Zammad's `queue`. Not serialized when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
     /// answer / hangup of an answered inbound call: who answered (normalised).
     pub answering_number: Option<String>,
     /// hangup only.
@@ -132,6 +142,37 @@ pub struct TrackerConfig {
     pub linger: Duration,
     /// Most calls tracked (lingering ones included). Default 100 000.
     pub max_calls: usize,
+    /// Inbound routes, first match wins (see [`match_route`]): the core
+    /// routes calls from the trunk by them, the tracker reports their
+    /// `queue` and the target's person as `user`. Default none.
+    pub routes: Vec<InboundRoute>,
+    /// Number or extension (normalised) -> person, for Zammad's `user`.
+    /// Default empty.
+    pub phonebook: Phonebook,
+}
+
+impl TrackerConfig {
+    /// The route an initial request from the trunk takes: the first route
+    /// matching its dialled number ([`dialled_number`]); `None` when no route
+    /// matches or the message cannot be read (it then goes to `inside.target`).
+    pub fn route_for(&self, msg: &sipcti_wire::SipMessage) -> Option<&InboundRoute> {
+        if self.routes.is_empty() {
+            return None;
+        }
+        let v = MsgView::from_message(msg).ok()?;
+        self.route_for_view(&v)
+    }
+
+    /// Like [`TrackerConfig::route_for`], for a message already reduced to a [`MsgView`].
+    pub fn route_for_view(&self, v: &MsgView) -> Option<&InboundRoute> {
+        let dialled = dialled_number(v, self.country_code.as_deref(), self.max_internal_len);
+        match_route(&self.routes, &dialled)
+    }
+
+    /// The person the phonebook names for `number` (normalised), if any.
+    pub fn person(&self, number: &str) -> Option<&str> {
+        self.phonebook.get(number).map(String::as_str)
+    }
 }
 
 impl Default for TrackerConfig {
@@ -143,6 +184,8 @@ impl Default for TrackerConfig {
             challenge_wait: Duration::from_secs(32),
             linger: Duration::from_secs(32),
             max_calls: 100_000,
+            routes: Vec::new(),
+            phonebook: Phonebook::new(),
         }
     }
 }

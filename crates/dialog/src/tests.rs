@@ -150,6 +150,7 @@ fn ev(
         from: from.into(),
         to: to.into(),
         user: None,
+        queue: None,
         answering_number: None,
         cause: None,
         at: h.at(secs),
@@ -1089,4 +1090,192 @@ fn huge_durations_do_not_panic() {
     let e = h.t.shutdown(h.at(1));
     assert_eq!(e.len(), 1);
     assert_eq!(e[0].cause, Some(Cause::Cancel));
+}
+
+// ----- inbound routes and the phonebook -----
+
+fn routed_config() -> TrackerConfig {
+    let cc = Some("49");
+    let route = |n: &str, t: &str, q: Option<&str>| {
+        InboundRoute::new(
+            NumberPattern::parse(n, cc, 6).unwrap(),
+            t,
+            q.map(Into::into),
+            cc,
+            6,
+        )
+    };
+    TrackerConfig {
+        country_code: Some("49".into()),
+        routes: vec![
+            route("4930555100", "sip:201@10.0.0.21:5060", Some("support")),
+            // never reached for 4930555100: the first match wins
+            route("4930555*", "sip:202@10.0.0.22", Some("sales")),
+        ],
+        phonebook: [
+            ("201", "Alice Example"),
+            ("202", "Bob Example"),
+            ("4930555177", "Front Desk"),
+            ("491701234567", "Carl Caller"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+        ..TrackerConfig::default()
+    }
+}
+
+/// A routed inbound call: `queue` of the first matching route, `user` the
+/// route target's person (not the To display), `answeringNumber` the target
+/// user when the 2xx names nobody, and `user` on answer from the phonebook.
+#[test]
+fn routed_inbound_call_has_queue_and_phonebook_users() {
+    let mut h = H::with(routed_config());
+    let inv = trunk_invite("r1");
+    let mut nc = ev(
+        EventKind::NewCall,
+        &h,
+        0,
+        "r1",
+        Direction::In,
+        "491701234567",
+        "4930555100",
+    );
+    nc.user = Some("Alice Example".into());
+    nc.queue = Some("support".into());
+    assert_eq!(h.feed(&inv, Side::Trunk, 0), vec![nc]);
+    // the 2xx names nobody (Contact without a number): the target answered
+    let mut ok = resp(&inv, 200, Some("ph1"));
+    ok.contact = Some(p("sip:10.0.0.21:5060", None));
+    let mut ans = ev(
+        EventKind::Answer,
+        &h,
+        3,
+        "r1",
+        Direction::In,
+        "491701234567",
+        "4930555100",
+    );
+    ans.user = Some("Alice Example".into());
+    ans.answering_number = Some("201".into());
+    assert_eq!(h.feed(&ok, Side::Inside, 3), vec![ans]);
+    let mut hu = hangup(
+        &h,
+        9,
+        "r1",
+        Direction::In,
+        "491701234567",
+        "4930555100",
+        Cause::NormalClearing,
+    );
+    hu.answering_number = Some("201".into());
+    assert_eq!(
+        h.feed(&caller_req(&inv, "BYE", 11, Some("ph1")), Side::Trunk, 9),
+        vec![hu]
+    );
+}
+
+#[test]
+fn prefix_route_and_answer_by_someone_else() {
+    let mut h = H::with(routed_config());
+    let mut inv = trunk_invite("r2");
+    inv.ruri_user = Some("+4930555177".into());
+    inv.to = p("sip:+4930555177@trunk.example", Some("Shown"));
+    let e = h.feed(&inv, Side::Trunk, 0);
+    // the prefix route (sales): the target user 202 is in the phonebook
+    assert_eq!(e[0].queue.as_deref(), Some("sales"));
+    assert_eq!(e[0].user.as_deref(), Some("Bob Example"));
+    assert_eq!(e[0].to, "4930555177");
+    // the 2xx names 201 (PAI): that is who answered, by the phonebook
+    let mut ok = resp(&inv, 200, Some("x"));
+    ok.pai = Some(p("sip:201@pbx.example", Some("Display Name")));
+    let e = h.feed(&ok, Side::Inside, 1);
+    assert_eq!(e[0].answering_number.as_deref(), Some("201"));
+    assert_eq!(e[0].user.as_deref(), Some("Alice Example"));
+    assert_eq!(e[0].queue, None);
+}
+
+#[test]
+fn unrouted_inbound_uses_the_phonebook_by_dialled_number_then_display() {
+    let mut cfg = routed_config();
+    cfg.routes.clear();
+    let mut h = H::with(cfg);
+    let mut inv = trunk_invite("r3");
+    inv.ruri_user = Some("030555177".into());
+    let e = h.feed(&inv, Side::Trunk, 0);
+    assert_eq!(
+        (e[0].to.as_str(), e[0].queue.as_deref()),
+        ("4930555177", None)
+    );
+    assert_eq!(e[0].user.as_deref(), Some("Front Desk"));
+    // not in the phonebook: the To display, as without a phonebook
+    let inv = trunk_invite("r4");
+    let e = h.feed(&inv, Side::Trunk, 0);
+    assert_eq!(e[0].user.as_deref(), Some("Support"));
+    assert_eq!(e[0].queue, None);
+}
+
+#[test]
+fn outbound_user_is_the_callers_phonebook_person() {
+    let mut h = H::with(routed_config());
+    // the caller 201 ("Alice" on the phone) is Alice Example in the phonebook
+    let e = h.feed(&phone_invite("o1"), Side::Inside, 0);
+    assert_eq!(e[0].direction, Direction::Out);
+    assert_eq!(e[0].user.as_deref(), Some("Alice Example"));
+    // an outbound call never gets a route's queue, even to a routed number
+    let mut inv = phone_invite("o2");
+    inv.ruri_user = Some("4930555100".into());
+    inv.from = p("sip:299@pbx.example", Some("Zed"));
+    let e = h.feed(&inv, Side::Inside, 0);
+    assert_eq!(e[0].queue, None);
+    // not in the phonebook: the display name, as before
+    assert_eq!(e[0].user.as_deref(), Some("Zed"));
+    // anonymous callers are never looked up
+    let mut inv = phone_invite("o3");
+    inv.from = p("sip:anonymous@anonymous.invalid", None);
+    let e = h.feed(&inv, Side::Inside, 0);
+    assert_eq!(
+        (e[0].from.as_str(), e[0].user.as_deref()),
+        ("anonymous", None)
+    );
+}
+
+#[test]
+fn number_patterns_and_first_match() {
+    let cc = Some("49");
+    assert_eq!(
+        NumberPattern::parse("+49 (30) 123-456", cc, 6),
+        Ok(NumberPattern::Exact("4930123456".into()))
+    );
+    assert_eq!(
+        NumberPattern::parse("030123457*", cc, 6),
+        Ok(NumberPattern::Prefix("4930123457".into()))
+    );
+    assert_eq!(
+        NumberPattern::parse("201", cc, 6).unwrap().to_string(),
+        "201"
+    );
+    assert_eq!(
+        NumberPattern::parse("49*", cc, 6).unwrap().to_string(),
+        "49*"
+    );
+    for bad in ["", "*", "alice", "12*3", "anonymous*"] {
+        assert!(NumberPattern::parse(bad, cc, 6).is_err(), "{bad:?}");
+    }
+    let p = NumberPattern::parse("4930*", cc, 6).unwrap();
+    assert!(p.matches("4930") && p.matches("4930123") && !p.matches("493"));
+    let e = NumberPattern::parse("4930", cc, 6).unwrap();
+    assert!(e.matches("4930") && !e.matches("49301"));
+    let routes = routed_config().routes;
+    assert_eq!(
+        match_route(&routes, "4930555100").unwrap().target,
+        "sip:201@10.0.0.21:5060"
+    );
+    assert_eq!(
+        match_route(&routes, "4930555101").unwrap().target,
+        "sip:202@10.0.0.22"
+    );
+    assert_eq!(match_route(&routes, "4930666"), None);
+    assert_eq!(match_route(&routes, ""), None);
+    assert_eq!(routes[1].target_user.as_deref(), Some("202"));
 }

@@ -8,7 +8,8 @@ use sipcti_wire::SipMessage;
 
 use crate::view::MsgView;
 use crate::{
-    cause_for_status, normalize_number, CallEvent, CallInfo, Side, TrackerConfig, TrackerStats,
+    cause_for_status, dialled_number, normalize_number, CallEvent, CallInfo, Side, TrackerConfig,
+    TrackerStats,
 };
 
 /// Zammad stores at most 250 characters of a callId; longer Call-IDs are shortened.
@@ -43,6 +44,9 @@ struct Call {
     /// To tag of the 2xx that answered the call (the confirmed dialog).
     answered_to_tag: Option<String>,
     answering_number: Option<String>,
+    /// The normalised user of the route target an inbound call was sent to
+    /// (one target): who answered when the answer names nobody.
+    target_user: Option<String>,
     deadline: Option<Instant>,
     /// Key in `lingering` once ended.
     linger_key: Option<Instant>,
@@ -338,21 +342,31 @@ impl CallTracker {
             }
             _ => "anonymous".to_string(),
         };
-        let to = v
-            .ruri_user
-            .as_deref()
-            .filter(|u| !u.is_empty())
-            .or(v.to.user())
-            .map(|u| normalize_number(u, cc, ml))
-            .unwrap_or_default();
+        let to = dialled_number(v, cc, ml);
+        // the route of an inbound call: the same first match the core routed by
+        let route = match direction {
+            Direction::In => crate::match_route(&self.cfg.routes, &to),
+            Direction::Out => None,
+        };
+        let queue = route.and_then(|r| r.queue.clone());
+        let target_user = route.and_then(|r| r.target_user.clone());
         let not_anon = |d: &&str| !d.eq_ignore_ascii_case("anonymous");
+        // Zammad's `user`: the phonebook's person first, else the display name
         let user = match direction {
-            Direction::Out => v.from.display.as_deref().filter(not_anon).or(v
-                .pai
-                .as_ref()
-                .and_then(|p| p.display.as_deref())
-                .filter(not_anon)),
-            Direction::In => v.to.display.as_deref(),
+            Direction::Out => (from != "anonymous")
+                .then(|| self.cfg.person(&from))
+                .flatten()
+                .or(v.from.display.as_deref().filter(not_anon))
+                .or(v
+                    .pai
+                    .as_ref()
+                    .and_then(|p| p.display.as_deref())
+                    .filter(not_anon)),
+            Direction::In => target_user
+                .as_deref()
+                .and_then(|u| self.cfg.person(u))
+                .or_else(|| self.cfg.person(&to))
+                .or(v.to.display.as_deref()),
         }
         .map(str::to_string);
 
@@ -377,6 +391,7 @@ impl CallTracker {
             started: now,
             answered_to_tag: None,
             answering_number: None,
+            target_user,
             deadline: None,
             linger_key: None,
         };
@@ -394,6 +409,7 @@ impl CallTracker {
             from: call.from.clone(),
             to: call.to.clone(),
             user,
+            queue,
             answering_number: None,
             cause: None,
             at: now,
@@ -565,12 +581,14 @@ impl CallTracker {
                 .filter(|u| is_number(u));
             call.answering_number = pai
                 .or(contact)
-                .or(v.to.user())
-                .map(|u| normalize_number(u, cc.as_deref(), ml));
-            user = v
-                .pai
-                .as_ref()
-                .and_then(|p| p.display.clone())
+                .map(|u| normalize_number(u, cc.as_deref(), ml))
+                .or_else(|| call.target_user.clone())
+                .or_else(|| v.to.user().map(|u| normalize_number(u, cc.as_deref(), ml)));
+            user = call
+                .answering_number
+                .as_deref()
+                .and_then(|n| self.cfg.phonebook.get(n).cloned())
+                .or_else(|| v.pai.as_ref().and_then(|p| p.display.clone()))
                 .or_else(|| v.contact.as_ref().and_then(|p| p.display.clone()));
         }
         out.push(CallEvent {
@@ -580,6 +598,7 @@ impl CallTracker {
             from: call.from.clone(),
             to: call.to.clone(),
             user,
+            queue: None,
             answering_number: call.answering_number.clone(),
             cause: None,
             at: now,
@@ -636,6 +655,7 @@ impl CallTracker {
             from: call.from.clone(),
             to: call.to.clone(),
             user: None,
+            queue: None,
             answering_number: call.answering_number.clone(),
             cause: Some(cause),
             at,

@@ -2,6 +2,7 @@
 //! name the key, and the effective configuration printed by
 //! `sipcti check-config` (with the Zammad token redacted).
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
@@ -32,16 +33,16 @@ pub enum ConfigError {
     /// A value is present but invalid.
     #[error("{key}: {reason}")]
     Invalid {
-        /// Dotted key, e.g. `trunk.uri`.
-        key: &'static str,
+        /// Dotted key, e.g. `trunk.uri`, `routes[1].targets`, `phonebook."201"`.
+        key: String,
         /// What is wrong.
         reason: String,
     },
 }
 
-fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
-        key,
+        key: key.into(),
         reason: reason.into(),
     }
 }
@@ -68,6 +69,29 @@ pub struct FileConfig {
     /// `[timers]`: proxy timers.
     #[serde(default)]
     pub timers: TimersSection,
+    /// `[[routes]]`: inbound routes by dialled number, first match wins.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<RouteSection>,
+    /// `[phonebook]`: number or extension -> person, for Zammad's `user`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub phonebook: BTreeMap<String, String>,
+}
+
+/// One `[[routes]]` entry: inbound calls from the trunk to `number` go to
+/// `targets` instead of `inside.target`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSection {
+    /// The dialled number, normalised like Zammad's `to`; a trailing `*`
+    /// makes it a prefix.
+    pub number: String,
+    /// Where the call goes. In this version exactly one SIP URI
+    /// (`sip:user@host[:port][;transport=udp|tcp]`, host an IP address in
+    /// `inside.networks`); registered users and ring groups come later.
+    pub targets: Vec<String>,
+    /// Zammad's `queue` on the call's `newCall` (at most 250 characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
 }
 
 /// `[sip]` section.
@@ -333,6 +357,10 @@ pub struct Config {
     pub country_code: Option<String>,
     /// Internal extension length.
     pub max_internal_len: usize,
+    /// Inbound routes (validated, numbers normalised), first match wins.
+    pub routes: Vec<sipcti_dialog::InboundRoute>,
+    /// Phonebook with normalised keys.
+    pub phonebook: sipcti_dialog::Phonebook,
     /// Zammad URL (secret: holds the token), or None for stdout.
     pub zammad_url: Option<String>,
     /// CTI body format.
@@ -365,6 +393,8 @@ impl std::fmt::Debug for Config {
             .field("inside_target", &self.inside_target)
             .field("country_code", &self.country_code)
             .field("max_internal_len", &self.max_internal_len)
+            .field("routes", &self.routes)
+            .field("phonebook", &self.phonebook)
             .field(
                 "zammad_url",
                 &self.zammad_url.as_deref().map(sipcti_cti::redact_url),
@@ -384,6 +414,11 @@ impl std::fmt::Debug for Config {
 ///
 /// Errors name `key`.
 pub fn parse_hop(key: &'static str, uri: &str) -> Result<HopConfig, ConfigError> {
+    parse_hop_named(key, uri)
+}
+
+/// [`parse_hop`] with a key built at run time (`routes[1].targets`).
+fn parse_hop_named(key: &str, uri: &str) -> Result<HopConfig, ConfigError> {
     let u = sipcti_wire::Uri::parse(uri)
         .map_err(|e| invalid(key, format!("not a SIP URI ({})", e.reason())))?;
     if !u.is_sip() {
@@ -414,6 +449,129 @@ pub fn parse_hop(key: &'static str, uri: &str) -> Result<HopConfig, ConfigError>
         port: u.port.unwrap_or(5060),
         transport,
     })
+}
+
+/// Validate `[[routes]]` with `country_code` and `max_internal_len` (the
+/// tracker's normalisation). Errors name the key, e.g. `routes[1].targets`
+/// (0-based index, as written in the file's order).
+fn parse_routes(
+    routes: &[RouteSection],
+    inside_networks: &[IpNet],
+    country_code: Option<&str>,
+    max_internal_len: usize,
+) -> Result<Vec<sipcti_dialog::InboundRoute>, ConfigError> {
+    if routes.len() > sipcti_dialog::MAX_ROUTES {
+        return Err(invalid(
+            "routes",
+            format!("at most {} routes", sipcti_dialog::MAX_ROUTES),
+        ));
+    }
+    let mut out = Vec::with_capacity(routes.len());
+    for (i, r) in routes.iter().enumerate() {
+        let key = |k: &str| format!("routes[{i}].{k}");
+        let number = sipcti_dialog::NumberPattern::parse(&r.number, country_code, max_internal_len)
+            .map_err(|why| invalid(key("number"), format!("{:?} {why}", r.number)))?;
+        let target = match r.targets.as_slice() {
+            [] => return Err(invalid(key("targets"), "needs one target (a SIP URI)")),
+            [t] => t,
+            _ => {
+                return Err(invalid(
+                    key("targets"),
+                    "more than one target (a ring group) is not supported yet: give exactly one SIP URI",
+                ))
+            }
+        };
+        let t = target.trim();
+        if !t.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("sip:")) {
+            return Err(invalid(
+                key("targets"),
+                format!(
+                    "{t:?}: a registered user as a target is not supported yet: give a SIP URI, sip:user@host[:port][;transport=udp|tcp]"
+                ),
+            ));
+        }
+        let tkey = key("targets");
+        let hop = parse_hop_named(&tkey, t)?;
+        let u = sipcti_wire::Uri::parse(t)
+            .map_err(|e| invalid(tkey.clone(), format!("not a SIP URI ({})", e.reason())))?;
+        if u.user.is_none_or(str::is_empty) {
+            return Err(invalid(
+                tkey,
+                format!("{t:?} has no user: write sip:user@host[:port]"),
+            ));
+        }
+        let ip: IpAddr = hop.host.parse().map_err(|_| {
+            invalid(
+                key("targets"),
+                format!("{t:?}: the host must be an IP address in inside.networks"),
+            )
+        })?;
+        if !inside_networks.iter().any(|n| n.contains(&ip)) {
+            return Err(invalid(
+                key("targets"),
+                format!(
+                    "{t:?}: {ip} is not in inside.networks (in-dialog requests from the trunk may only go inside)"
+                ),
+            ));
+        }
+        let queue = match &r.queue {
+            None => None,
+            Some(q) if q.trim().is_empty() => {
+                return Err(invalid(key("queue"), "must not be empty (leave it out)"))
+            }
+            Some(q) if q.chars().count() > sipcti_dialog::MAX_QUEUE_LEN => {
+                return Err(invalid(
+                    key("queue"),
+                    format!(
+                        "at most {} characters (Zammad cuts longer ones)",
+                        sipcti_dialog::MAX_QUEUE_LEN
+                    ),
+                ))
+            }
+            Some(q) => Some(q.clone()),
+        };
+        out.push(sipcti_dialog::InboundRoute::new(
+            number,
+            t,
+            queue,
+            country_code,
+            max_internal_len,
+        ));
+    }
+    Ok(out)
+}
+
+/// Validate `[phonebook]`: keys normalised like numbers (two keys that
+/// normalise alike are an error), names non-empty.
+fn parse_phonebook(
+    book: &BTreeMap<String, String>,
+    country_code: Option<&str>,
+    max_internal_len: usize,
+) -> Result<sipcti_dialog::Phonebook, ConfigError> {
+    if book.len() > sipcti_dialog::MAX_PHONEBOOK {
+        return Err(invalid(
+            "phonebook",
+            format!("at most {} entries", sipcti_dialog::MAX_PHONEBOOK),
+        ));
+    }
+    let mut out = sipcti_dialog::Phonebook::new();
+    for (k, name) in book {
+        let key = format!("phonebook.{k:?}");
+        let n = sipcti_dialog::normalize_number(k, country_code, max_internal_len);
+        if n.is_empty() {
+            return Err(invalid(key, "the number or extension is empty"));
+        }
+        if name.trim().is_empty() {
+            return Err(invalid(key, "the name is empty"));
+        }
+        if out.insert(n.clone(), name.trim().to_string()).is_some() {
+            return Err(invalid(
+                key,
+                format!("another entry is the same number ({n})"),
+            ));
+        }
+    }
+    Ok(out)
 }
 
 fn parse_nets(key: &'static str, list: &[String]) -> Result<Vec<IpNet>, ConfigError> {
@@ -718,6 +876,10 @@ impl Config {
                 "must be at least 60 s",
             ));
         }
+        let max_internal_len = file.numbers.max_internal_len.unwrap_or(6);
+        let cc = file.numbers.country_code.as_deref();
+        let routes = parse_routes(&file.routes, &inside_networks, cc, max_internal_len)?;
+        let phonebook = parse_phonebook(&file.phonebook, cc, max_internal_len)?;
         Ok(Config {
             listen,
             advertise,
@@ -728,7 +890,9 @@ impl Config {
             inside_networks,
             inside_target,
             country_code: file.numbers.country_code.clone(),
-            max_internal_len: file.numbers.max_internal_len.unwrap_or(6),
+            max_internal_len,
+            routes,
+            phonebook,
             zammad_url,
             zammad_format: file.zammad.format,
             newcall_timeout: Duration::from_millis(file.zammad.newcall_timeout_ms),
@@ -747,6 +911,8 @@ impl Config {
             max_internal_len: self.max_internal_len,
             max_call_duration: Duration::from_secs(self.timers.max_call_duration_s),
             max_calls: self.limits.max_calls,
+            routes: self.routes.clone(),
+            phonebook: self.phonebook.clone(),
             ..sipcti_dialog::TrackerConfig::default()
         }
     }
@@ -1018,5 +1184,185 @@ url = "http://127.0.0.1:8080/api/v1/cti/SECRETTOKEN"
         );
         assert_eq!(key_path_at("x \"y=z\"", 1), None);
         assert_eq!(key_path_at("", 7), None);
+    }
+}
+
+#[cfg(test)]
+mod route_tests {
+    use super::*;
+    use sipcti_dialog::NumberPattern;
+
+    const BASE: &str = r#"
+[sip]
+listen = "127.0.0.1:5060"
+[trunk]
+uri = "sip:127.0.0.2:5060;transport=udp"
+sources = ["127.0.0.2/32"]
+[inside]
+networks = ["192.168.10.0/24"]
+target = "sip:192.168.10.2:5060"
+[numbers]
+country_code = "49"
+"#;
+
+    fn with(extra: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(&format!("{BASE}{extra}"), None)
+    }
+
+    fn err(extra: &str) -> String {
+        with(extra).expect_err("must be refused").to_string()
+    }
+
+    const ROUTES: &str = r#"
+[[routes]]
+number = "+49 30 123456"
+targets = ["sip:201@192.168.10.21:5060"]
+queue = "support"
+[[routes]]
+number = "030123457*"
+targets = ["sip:202@192.168.10.22;transport=tcp"]
+
+[phonebook]
+"201" = "Alice Example"
+"+49 30 555" = " Bob Example "
+"#;
+
+    #[test]
+    fn routes_and_phonebook_load_normalised() {
+        let c = with(ROUTES).unwrap();
+        assert_eq!(c.routes.len(), 2);
+        let r = &c.routes[0];
+        assert_eq!(r.number, NumberPattern::Exact("4930123456".into()));
+        assert_eq!(r.target, "sip:201@192.168.10.21:5060");
+        assert_eq!(r.target_user.as_deref(), Some("201"));
+        assert_eq!(r.queue.as_deref(), Some("support"));
+        let r = &c.routes[1];
+        assert_eq!(r.number, NumberPattern::Prefix("4930123457".into()));
+        assert_eq!(r.queue, None);
+        assert_eq!(
+            c.phonebook.iter().collect::<Vec<_>>(),
+            vec![
+                (&"201".to_string(), &"Alice Example".to_string()),
+                (&"4930555".to_string(), &"Bob Example".to_string()),
+            ]
+        );
+        // the tracker (and through it the core) gets both
+        let t = c.tracker_config();
+        assert_eq!(t.routes, c.routes);
+        assert_eq!(t.phonebook, c.phonebook);
+    }
+
+    #[test]
+    fn no_routes_no_phonebook_is_the_old_behaviour() {
+        let c = with("").unwrap();
+        assert!(c.routes.is_empty() && c.phonebook.is_empty());
+        let t = c.effective_toml();
+        assert!(!t.contains("routes") && !t.contains("phonebook"), "{t}");
+    }
+
+    #[test]
+    fn check_config_prints_routes_and_phonebook() {
+        let t = with(ROUTES).unwrap().effective_toml();
+        for want in [
+            "[[routes]]",
+            "number = \"+49 30 123456\"",
+            "targets = [\"sip:201@192.168.10.21:5060\"]",
+            "queue = \"support\"",
+            "number = \"030123457*\"",
+            "[phonebook]",
+            "201 = \"Alice Example\"",
+        ] {
+            assert!(t.contains(want), "missing {want:?} in\n{t}");
+        }
+        // and what it prints loads again to the same routes
+        let again = Config::from_toml(&t, None).unwrap();
+        assert_eq!(again.routes, with(ROUTES).unwrap().routes);
+    }
+
+    #[test]
+    fn route_errors_name_the_key() {
+        let route = |number: &str, targets: &str, queue: &str| {
+            format!("[[routes]]\nnumber = \"4930111\"\ntargets = [\"sip:201@192.168.10.21\"]\n[[routes]]\nnumber = {number}\ntargets = {targets}\n{queue}\n")
+        };
+        let ok_t = "[\"sip:202@192.168.10.22\"]";
+        let e = err(&route("\"4930\"", "[\"alice\"]", ""));
+        assert!(
+            e.starts_with("routes[1].targets: ")
+                && e.contains("registered user")
+                && e.contains("not supported yet"),
+            "{e}"
+        );
+        let e = err(&route(
+            "\"4930\"",
+            "[\"sip:201@192.168.10.21\", \"sip:202@192.168.10.22\"]",
+            "",
+        ));
+        assert!(
+            e.starts_with("routes[1].targets: ")
+                && e.contains("ring group")
+                && e.contains("not supported yet"),
+            "{e}"
+        );
+        let e = err(&route("\"4930\"", "[]", ""));
+        assert!(e.starts_with("routes[1].targets: needs one target"), "{e}");
+        let e = err(&route("\"4930\"", "[\"sip:202@10.1.1.1\"]", ""));
+        assert!(
+            e.starts_with("routes[1].targets: ") && e.contains("not in inside.networks"),
+            "{e}"
+        );
+        let e = err(&route("\"4930\"", "[\"sip:202@phone.example\"]", ""));
+        assert!(
+            e.starts_with("routes[1].targets: ") && e.contains("must be an IP address"),
+            "{e}"
+        );
+        let e = err(&route("\"4930\"", "[\"sip:192.168.10.22\"]", ""));
+        assert!(
+            e.starts_with("routes[1].targets: ") && e.contains("no user"),
+            "{e}"
+        );
+        let e = err(&route(
+            "\"4930\"",
+            "[\"sip:202@192.168.10.22;transport=tls\"]",
+            "",
+        ));
+        assert!(e.starts_with("routes[1].targets: transport=tls"), "{e}");
+        let e = err(&route("\"sales\"", ok_t, ""));
+        assert!(
+            e.starts_with("routes[1].number: \"sales\" must be a number"),
+            "{e}"
+        );
+        let e = err(&route("\"*\"", ok_t, ""));
+        assert!(e.starts_with("routes[1].number: "), "{e}");
+        let e = err(&route("\"4930\"", ok_t, "queue = \"\""));
+        assert!(e.starts_with("routes[1].queue: must not be empty"), "{e}");
+        let long = "q".repeat(251);
+        let e = err(&route("\"4930\"", ok_t, &format!("queue = \"{long}\"")));
+        assert!(e.starts_with("routes[1].queue: at most 250"), "{e}");
+        assert!(with(&route(
+            "\"4930\"",
+            ok_t,
+            &format!("queue = \"{}\"", &long[1..])
+        ))
+        .is_ok());
+        // unknown keys are TOML errors naming the key
+        let e =
+            err("[[routes]]\nnumber = \"1\"\ntargets = [\"sip:1@192.168.10.2\"]\nqeue = \"x\"\n");
+        assert!(e.contains("qeue"), "{e}");
+    }
+
+    #[test]
+    fn phonebook_errors_name_the_key() {
+        let e = err("[phonebook]\n\"201\" = \"  \"\n");
+        assert!(e.starts_with("phonebook.\"201\": the name is empty"), "{e}");
+        let e = err("[phonebook]\n\"+4930555\" = \"A\"\n\"004930555\" = \"B\"\n");
+        assert!(
+            e.starts_with("phonebook.") && e.contains("same number (4930555)"),
+            "{e}"
+        );
+        let e = err("[phonebook]\n\"\" = \"A\"\n");
+        assert!(
+            e.starts_with("phonebook.\"\": the number or extension is empty"),
+            "{e}"
+        );
     }
 }

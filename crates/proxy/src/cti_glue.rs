@@ -17,6 +17,7 @@ pub fn to_cti_event(ev: &CallEvent) -> cti::Event {
         from: Some(ev.from.clone()),
         to: Some(ev.to.clone()),
         user: ev.user.clone(),
+        queue: ev.queue.clone(),
         answering_number: ev.answering_number.clone(),
         cause: ev.cause,
     }

@@ -47,6 +47,7 @@ fn ev(kind: EventKind, dir: Direction, id: &str) -> Event {
         from: None,
         to: None,
         user: None,
+        queue: None,
         answering_number: None,
         cause: None,
     }

@@ -31,6 +31,7 @@ fn ev(kind: EventKind, id: &str) -> Event {
         from: Some("1".into()),
         to: Some("2".into()),
         user: None,
+        queue: None,
         answering_number: None,
         cause: None,
     }

@@ -58,6 +58,8 @@ pub struct Opts {
     pub capture: bool,
     /// Extra TOML appended to the generated config, e.g. a `[limits]`
     /// section (the generated file has no `[limits]` or `[timers]`).
+    /// `{phone}` and `{trunk}` in it become the lab's phone and trunk
+    /// addresses (known only once the lab's network is picked).
     pub extra_toml: String,
 }
 
@@ -223,7 +225,10 @@ newcall_timeout_ms = {nt}
             phone = lab.host_ip(Host::Phone),
             double = lab.double.local_addr(),
             nt = opts.newcall_timeout_ms,
-            extra = opts.extra_toml,
+            extra = opts
+                .extra_toml
+                .replace("{phone}", &lab.host_ip(Host::Phone))
+                .replace("{trunk}", &lab.host_ip(Host::Trunk)),
         );
         lab.config_path = lab.dir.join("sipcti.toml");
         fs::write(&lab.config_path, config).expect("config");
@@ -529,6 +534,7 @@ pub fn cti_json(e: &LoggedRequest) -> String {
     put("callId", &e.call_id);
     put("from", &e.from);
     put("to", &e.to);
+    put("queue", &e.queue);
     put("answeringNumber", &e.answering_number);
     put("cause", &e.cause);
     if let Some(u) = &e.user {
@@ -537,7 +543,8 @@ pub fn cti_json(e: &LoggedRequest) -> String {
     serde_json::Value::Object(m).to_string()
 }
 
-/// One line per event: `event direction from=.. to=.. [user=..] [answeringNumber=..] [cause=..]`.
+/// One line per event: `event direction from=.. to=.. [user=..] [queue=..] [answeringNumber=..] [cause=..]`
+/// (`queue` only when the event has one, so summaries without it are unchanged).
 pub fn summary(e: &LoggedRequest) -> String {
     let mut s = format!(
         "{} {} from={} to={}",
@@ -551,6 +558,9 @@ pub fn summary(e: &LoggedRequest) -> String {
             " user={}",
             u.as_str().map(str::to_string).unwrap_or(u.to_string())
         ));
+    }
+    if let Some(q) = &e.queue {
+        s.push_str(&format!(" queue={q}"));
     }
     if let Some(a) = &e.answering_number {
         s.push_str(&format!(" answeringNumber={a}"));

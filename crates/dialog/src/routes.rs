@@ -1,0 +1,144 @@
+//! Inbound routes (`[[routes]]`) and the phonebook (`[phonebook]`): which
+//! inside target a call from the trunk goes to, by its dialled number, and
+//! which person a number or extension names for Zammad's `user`.
+//!
+//! The matching here is the one the proxy core routes by and the one the call
+//! tracker reports `queue` and `user` by, so the two never disagree. It is a
+//! pure function of the configuration and the number.
+
+use std::collections::BTreeMap;
+
+use crate::normalize_number;
+use crate::view::{uri_user_host, MsgView};
+
+/// Most routes a configuration may hold (matching is a linear scan).
+pub const MAX_ROUTES: usize = 1000;
+/// Most phonebook entries a configuration may hold.
+pub const MAX_PHONEBOOK: usize = 100_000;
+/// Zammad keeps at most this many characters of `queue` (it cuts the rest silently).
+pub const MAX_QUEUE_LEN: usize = 250;
+
+/// The dialled-number pattern of a route: a normalised number, or a prefix
+/// (written with a trailing `*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NumberPattern {
+    /// The dialled number must equal this (normalised) number.
+    Exact(String),
+    /// The dialled number must start with this (normalised) prefix.
+    Prefix(String),
+}
+
+impl NumberPattern {
+    /// Parses a route's `number` as written: digits with the separators and
+    /// prefixes [`normalize_number`] accepts (`+49 30 123`, `030123`), a
+    /// trailing `*` for a prefix. The number is normalised with
+    /// `country_code` and `max_internal_len` exactly as the tracker
+    /// normalises `to`.
+    ///
+    /// Errors (a plain reason, the caller names the key): empty, or not a
+    /// number once normalised.
+    pub fn parse(
+        raw: &str,
+        country_code: Option<&str>,
+        max_internal_len: usize,
+    ) -> Result<NumberPattern, &'static str> {
+        let t = raw.trim();
+        let (body, prefix) = match t.strip_suffix('*') {
+            Some(b) => (b, true),
+            None => (t, false),
+        };
+        let n = normalize_number(body, country_code, max_internal_len);
+        if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(
+                "must be a number (digits, optionally +, separators, a trailing * for a prefix)",
+            );
+        }
+        Ok(if prefix {
+            NumberPattern::Prefix(n)
+        } else {
+            NumberPattern::Exact(n)
+        })
+    }
+
+    /// Whether the normalised dialled number `n` matches.
+    pub fn matches(&self, n: &str) -> bool {
+        match self {
+            NumberPattern::Exact(e) => e == n,
+            NumberPattern::Prefix(p) => n.starts_with(p.as_str()),
+        }
+    }
+}
+
+impl std::fmt::Display for NumberPattern {
+    /// The normalised form, a prefix with its trailing `*`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NumberPattern::Exact(e) => f.write_str(e),
+            NumberPattern::Prefix(p) => write!(f, "{p}*"),
+        }
+    }
+}
+
+/// One inbound route: calls from the trunk whose dialled number matches go to
+/// `target` instead of `inside.target`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundRoute {
+    /// The dialled numbers this route takes.
+    pub number: NumberPattern,
+    /// The one target, a SIP URI (`sip:user@host[:port][;transport=udp|tcp]`):
+    /// the forwarded request's Request-URI and, by its host, port and
+    /// transport, its next hop.
+    pub target: String,
+    /// The target URI's user, normalised (`201`): the phonebook key of the
+    /// called person, and who answered when the answer names nobody else.
+    pub target_user: Option<String>,
+    /// Zammad's `queue` on this route's `newCall` (at most [`MAX_QUEUE_LEN`]
+    /// characters; the configuration checks it).
+    pub queue: Option<String>,
+}
+
+impl InboundRoute {
+    /// A route to `target`; `target_user` is taken from the URI and
+    /// normalised like every number.
+    pub fn new(
+        number: NumberPattern,
+        target: &str,
+        queue: Option<String>,
+        country_code: Option<&str>,
+        max_internal_len: usize,
+    ) -> InboundRoute {
+        let target_user = uri_user_host(target)
+            .0
+            .map(|u| normalize_number(&u, country_code, max_internal_len));
+        InboundRoute {
+            number,
+            target: target.to_string(),
+            target_user,
+            queue,
+        }
+    }
+}
+
+/// The first route of `routes` whose number matches the normalised dialled
+/// number `dialled` (first match wins); `None` when none does (the call goes
+/// to `inside.target`).
+pub fn match_route<'a>(routes: &'a [InboundRoute], dialled: &str) -> Option<&'a InboundRoute> {
+    if dialled.is_empty() {
+        return None;
+    }
+    routes.iter().find(|r| r.number.matches(dialled))
+}
+
+/// The dialled number of an initial request, as Zammad's `to`: the
+/// Request-URI user, else the To user, normalised; empty when neither has one.
+pub fn dialled_number(v: &MsgView, country_code: Option<&str>, max_internal_len: usize) -> String {
+    v.ruri_user
+        .as_deref()
+        .filter(|u| !u.is_empty())
+        .or(v.to.user())
+        .map(|u| normalize_number(u, country_code, max_internal_len))
+        .unwrap_or_default()
+}
+
+/// The phonebook: a normalised number or extension to the person's name.
+pub type Phonebook = BTreeMap<String, String>;
