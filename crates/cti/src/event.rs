@@ -22,9 +22,10 @@ pub struct Event {
     /// Called number (`to`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<String>,
-    /// Agent name (`user`): on newCall the calling (out) or called (in) person.
+    /// Agent name (`user`): on newCall the calling (out) or called (in) person,
+    /// or the called people of a ring group ([`User::Many`], an array).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user: Option<String>,
+    pub user: Option<User>,
     /// Zammad's `queue` (newCall only, optional): the queue an inbound call came in on,
     /// a plain string in both encodings. Zammad keeps at most 250 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -35,6 +36,40 @@ pub struct Event {
     /// Hangup cause (`cause`), only meaningful on hangup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cause: Option<Cause>,
+}
+
+/// Zammad's `user`: one person (a string) or, on an inbound `newCall` to a
+/// ring group, the called people (an array: JSON `["a","b"]`, form
+/// `user[]=a&user[]=b`). Zammad accepts an array on `newCall` only.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum User {
+    /// One person.
+    One(String),
+    /// Several people (a ring group's newCall).
+    Many(Vec<String>),
+}
+
+impl User {
+    /// The people named, in order.
+    pub fn names(&self) -> Vec<&str> {
+        match self {
+            User::One(s) => vec![s.as_str()],
+            User::Many(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+impl From<String> for User {
+    fn from(s: String) -> User {
+        User::One(s)
+    }
+}
+
+impl From<&str> for User {
+    fn from(s: &str) -> User {
+        User::One(s.to_string())
+    }
 }
 
 impl Event {
@@ -62,13 +97,15 @@ impl Event {
         if let Some(v) = &self.to {
             pairs.push(("to", v));
         }
-        if let Some(v) = &self.user {
-            let key = if self.event == EventKind::NewCall {
-                "user[]"
-            } else {
-                "user"
-            };
-            pairs.push((key, v));
+        if let Some(u) = &self.user {
+            if self.event == EventKind::NewCall {
+                for v in u.names() {
+                    pairs.push(("user[]", v));
+                }
+            } else if let Some(v) = u.names().first() {
+                // a plain string: an array on answer makes Zammad fail
+                pairs.push(("user", v));
+            }
         }
         if let Some(v) = &self.queue {
             pairs.push(("queue", v));
@@ -381,6 +418,43 @@ mod tests {
         assert_eq!(
             parse_answer(r#"{"error":"This object already exists."}"#),
             Decision::Continue
+        );
+    }
+
+    /// A ring group's newCall names every called person: a JSON array, and
+    /// `user[]` once per person in form encoding; an answer stays a string.
+    #[test]
+    fn ring_group_new_call_user_is_an_array() {
+        let e = Event {
+            user: Some(User::Many(vec![
+                "Alice Example".into(),
+                "Bob Example".into(),
+            ])),
+            ..new_call()
+        };
+        assert!(
+            e.to_json()
+                .contains(r#""user":["Alice Example","Bob Example"]"#),
+            "{}",
+            e.to_json()
+        );
+        assert!(
+            e.to_form()
+                .contains("user%5B%5D=Alice+Example&user%5B%5D=Bob+Example"),
+            "{}",
+            e.to_form()
+        );
+        let a = Event {
+            user: Some(User::Many(vec![
+                "Alice Example".into(),
+                "Bob Example".into(),
+            ])),
+            ..answer()
+        };
+        assert!(
+            a.to_form().contains("&user=Alice+Example&"),
+            "{}",
+            a.to_form()
         );
     }
 }

@@ -39,5 +39,5 @@ mod event;
 mod redact;
 
 pub use client::{ClientConfig, ConfigError, CtiClient, DroppedStats, NewCallOutcome, Stats};
-pub use event::{parse_answer, Decision, Event, Format};
+pub use event::{parse_answer, Decision, Event, Format, User};
 pub use redact::redact_url;

@@ -25,8 +25,8 @@ mod tests;
 
 pub use number::normalize_number;
 pub use routes::{
-    dialled_number, match_route, InboundRoute, NumberPattern, Phonebook, MAX_PHONEBOOK,
-    MAX_QUEUE_LEN, MAX_ROUTES,
+    dialled_number, match_route, InboundRoute, NumberPattern, Phonebook, RouteTarget, MAX_GROUP,
+    MAX_PHONEBOOK, MAX_QUEUE_LEN, MAX_ROUTES,
 };
 pub use tracker::CallTracker;
 pub use view::{MsgView, Party};
@@ -108,6 +108,11 @@ pub struct CallEvent {
     /// the phonebook, else the display name; answer (in only): who answered,
     /// from the phonebook by the answering number, else the display name.
     pub user: Option<String>,
+    /// newCall of an inbound call to a ring group: every called person, in
+    /// the route's order (Zammad's `user` as an array; `user` is then the
+    /// first of them). Empty otherwise. Not serialized when empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub group: Vec<String>,
     /// newCall of an inbound call that matched a route with a `queue`:
     /// Zammad's `queue`. Not serialized when absent.
     #[serde(skip_serializing_if = "Option::is_none")]

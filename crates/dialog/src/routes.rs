@@ -95,6 +95,23 @@ pub struct InboundRoute {
     /// Zammad's `queue` on this route's `newCall` (at most [`MAX_QUEUE_LEN`]
     /// characters; the configuration checks it).
     pub queue: Option<String>,
+    /// Every target of the route in order, the first being `target`: one
+    /// for a plain route, two or more ([`MAX_GROUP`] at most) for a ring
+    /// group, which an INVITE is forked to in parallel (RFC 3261 16.7).
+    pub targets: Vec<RouteTarget>,
+}
+
+/// Most targets a ring group may hold (one branch each).
+pub const MAX_GROUP: usize = 16;
+
+/// One target of a route: its URI and its user, normalised (the phonebook
+/// key of the person it rings).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteTarget {
+    /// The SIP URI (`sip:user@host[:port][;transport=udp|tcp]`).
+    pub uri: String,
+    /// The URI's user, normalised.
+    pub user: Option<String>,
 }
 
 impl InboundRoute {
@@ -107,15 +124,42 @@ impl InboundRoute {
         country_code: Option<&str>,
         max_internal_len: usize,
     ) -> InboundRoute {
-        let target_user = uri_user_host(target)
-            .0
-            .map(|u| normalize_number(&u, country_code, max_internal_len));
+        InboundRoute::group(number, &[target], queue, country_code, max_internal_len)
+    }
+
+    /// A route to every URI of `targets` (a ring group when there are two
+    /// or more; the caller keeps it within [`MAX_GROUP`]). `targets` must
+    /// not be empty: an empty list gives a route to the empty URI, which
+    /// routes nowhere.
+    pub fn group(
+        number: NumberPattern,
+        targets: &[&str],
+        queue: Option<String>,
+        country_code: Option<&str>,
+        max_internal_len: usize,
+    ) -> InboundRoute {
+        let targets: Vec<RouteTarget> = targets
+            .iter()
+            .map(|t| RouteTarget {
+                uri: t.to_string(),
+                user: uri_user_host(t)
+                    .0
+                    .map(|u| normalize_number(&u, country_code, max_internal_len)),
+            })
+            .collect();
+        let first = targets.first();
         InboundRoute {
             number,
-            target: target.to_string(),
-            target_user,
+            target: first.map(|t| t.uri.clone()).unwrap_or_default(),
+            target_user: first.and_then(|t| t.user.clone()),
             queue,
+            targets,
         }
+    }
+
+    /// Whether calls on this route ring a group (two or more targets).
+    pub fn is_group(&self) -> bool {
+        self.targets.len() > 1
     }
 }
 

@@ -150,6 +150,7 @@ fn ev(
         from: from.into(),
         to: to.into(),
         user: None,
+        group: Vec::new(),
         queue: None,
         answering_number: None,
         cause: None,

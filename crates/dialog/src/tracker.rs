@@ -350,6 +350,20 @@ impl CallTracker {
         };
         let queue = route.and_then(|r| r.queue.clone());
         let target_user = route.and_then(|r| r.target_user.clone());
+        // a ring group: every called person (phonebook name, else the
+        // target's user), the same order as the route's targets
+        let group: Vec<String> = route
+            .filter(|r| r.is_group())
+            .map(|r| {
+                r.targets
+                    .iter()
+                    .filter_map(|t| {
+                        let u = t.user.as_deref()?;
+                        Some(self.cfg.person(u).unwrap_or(u).to_string())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let not_anon = |d: &&str| !d.eq_ignore_ascii_case("anonymous");
         // Zammad's `user`: the phonebook's person first, else the display name
         let user = match direction {
@@ -408,7 +422,8 @@ impl CallTracker {
             direction,
             from: call.from.clone(),
             to: call.to.clone(),
-            user,
+            user: group.first().cloned().or(user),
+            group,
             queue,
             answering_number: None,
             cause: None,
@@ -598,6 +613,7 @@ impl CallTracker {
             from: call.from.clone(),
             to: call.to.clone(),
             user,
+            group: Vec::new(),
             queue: None,
             answering_number: call.answering_number.clone(),
             cause: None,
@@ -608,6 +624,23 @@ impl CallTracker {
     }
 
     // ----- table maintenance -----
+
+    /// A ring group's branch to `target_user` (normalised) is about to
+    /// answer the ringing call (`sip_call_id`, caller's `from_tag`): it, not
+    /// the route's first target, is who answered when the 2xx names nobody
+    /// (no P-Asserted-Identity, no numeric Contact user). The proxy core
+    /// calls this before it feeds the 2xx of a forked INVITE. No-op for an
+    /// unknown call or one no longer ringing.
+    pub fn set_answering_target(&mut self, sip_call_id: &str, from_tag: &str, target_user: &str) {
+        let Some(id) = self.find(sip_call_id, from_tag) else {
+            return;
+        };
+        if let Some(c) = self.calls.get_mut(&id) {
+            if c.state == State::Ringing {
+                c.target_user = Some(target_user.to_string());
+            }
+        }
+    }
 
     fn find(&self, sip_call_id: &str, from_tag: &str) -> Option<u64> {
         self.by_cid
@@ -655,6 +688,7 @@ impl CallTracker {
             from: call.from.clone(),
             to: call.to.clone(),
             user: None,
+            group: Vec::new(),
             queue: None,
             answering_number: call.answering_number.clone(),
             cause: Some(cause),

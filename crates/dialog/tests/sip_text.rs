@@ -177,6 +177,7 @@ impl E<'_> {
             from: self.from.into(),
             to: self.to.into(),
             user: None,
+            group: Vec::new(),
             queue: None,
             answering_number: None,
             cause: None,

@@ -85,9 +85,10 @@ pub struct RouteSection {
     /// The dialled number, normalised like Zammad's `to`; a trailing `*`
     /// makes it a prefix.
     pub number: String,
-    /// Where the call goes. In this version exactly one SIP URI
+    /// Where the call goes: one SIP URI
     /// (`sip:user@host[:port][;transport=udp|tcp]`, host an IP address in
-    /// `inside.networks`); registered users and ring groups come later.
+    /// `inside.networks`), or 2 to 16 of them, a ring group (an INVITE is
+    /// forked to all in parallel, RFC 3261 16.7); registered users come later.
     pub targets: Vec<String>,
     /// Zammad's `queue` on the call's `newCall` (at most 250 characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -471,48 +472,25 @@ fn parse_routes(
         let key = |k: &str| format!("routes[{i}].{k}");
         let number = sipcti_dialog::NumberPattern::parse(&r.number, country_code, max_internal_len)
             .map_err(|why| invalid(key("number"), format!("{:?} {why}", r.number)))?;
-        let target = match r.targets.as_slice() {
-            [] => return Err(invalid(key("targets"), "needs one target (a SIP URI)")),
-            [t] => t,
-            _ => {
-                return Err(invalid(
-                    key("targets"),
-                    "more than one target (a ring group) is not supported yet: give exactly one SIP URI",
-                ))
-            }
-        };
-        let t = target.trim();
-        if !t.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("sip:")) {
+        if r.targets.is_empty() {
+            return Err(invalid(key("targets"), "needs one target (a SIP URI)"));
+        }
+        if r.targets.len() > sipcti_dialog::MAX_GROUP {
             return Err(invalid(
                 key("targets"),
                 format!(
-                    "{t:?}: a registered user as a target is not supported yet: give a SIP URI, sip:user@host[:port][;transport=udp|tcp]"
+                    "at most {} targets in a ring group",
+                    sipcti_dialog::MAX_GROUP
                 ),
             ));
         }
-        let tkey = key("targets");
-        let hop = parse_hop_named(&tkey, t)?;
-        let u = sipcti_wire::Uri::parse(t)
-            .map_err(|e| invalid(tkey.clone(), format!("not a SIP URI ({})", e.reason())))?;
-        if u.user.is_none_or(str::is_empty) {
-            return Err(invalid(
-                tkey,
-                format!("{t:?} has no user: write sip:user@host[:port]"),
-            ));
-        }
-        let ip: IpAddr = hop.host.parse().map_err(|_| {
-            invalid(
-                key("targets"),
-                format!("{t:?}: the host must be an IP address in inside.networks"),
-            )
-        })?;
-        if !inside_networks.iter().any(|n| n.contains(&ip)) {
-            return Err(invalid(
-                key("targets"),
-                format!(
-                    "{t:?}: {ip} is not in inside.networks (in-dialog requests from the trunk may only go inside)"
-                ),
-            ));
+        let mut targets = Vec::with_capacity(r.targets.len());
+        for target in &r.targets {
+            targets.push(check_route_target(
+                &key("targets"),
+                target,
+                inside_networks,
+            )?);
         }
         let queue = match &r.queue {
             None => None,
@@ -530,15 +508,58 @@ fn parse_routes(
             }
             Some(q) => Some(q.clone()),
         };
-        out.push(sipcti_dialog::InboundRoute::new(
+        out.push(sipcti_dialog::InboundRoute::group(
             number,
-            t,
+            &targets,
             queue,
             country_code,
             max_internal_len,
         ));
     }
     Ok(out)
+}
+
+/// One route target as written: a SIP URI with a user whose host is an IP
+/// address in `inside_networks`. Returns it trimmed; errors name `tkey`.
+fn check_route_target<'a>(
+    tkey: &str,
+    target: &'a str,
+    inside_networks: &[IpNet],
+) -> Result<&'a str, ConfigError> {
+    let t = target.trim();
+    if !t.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("sip:")) {
+        return Err(invalid(
+                tkey.to_string(),
+                format!(
+                    "{t:?}: a registered user as a target is not supported yet: give a SIP URI, sip:user@host[:port][;transport=udp|tcp]"
+                ),
+            ));
+    }
+    let tkey = tkey.to_string();
+    let hop = parse_hop_named(&tkey, t)?;
+    let u = sipcti_wire::Uri::parse(t)
+        .map_err(|e| invalid(tkey.to_string(), format!("not a SIP URI ({})", e.reason())))?;
+    if u.user.is_none_or(str::is_empty) {
+        return Err(invalid(
+            tkey.to_string(),
+            format!("{t:?} has no user: write sip:user@host[:port]"),
+        ));
+    }
+    let ip: IpAddr = hop.host.parse().map_err(|_| {
+        invalid(
+            tkey.to_string(),
+            format!("{t:?}: the host must be an IP address in inside.networks"),
+        )
+    })?;
+    if !inside_networks.iter().any(|n| n.contains(&ip)) {
+        return Err(invalid(
+                tkey.to_string(),
+                format!(
+                    "{t:?}: {ip} is not in inside.networks (in-dialog requests from the trunk may only go inside)"
+                ),
+            ));
+    }
+    Ok(t)
 }
 
 /// Validate `[phonebook]`: keys normalised like numbers (two keys that
@@ -1228,6 +1249,27 @@ targets = ["sip:202@192.168.10.22;transport=tcp"]
 "#;
 
     #[test]
+    fn a_ring_group_of_two_loads() {
+        let c = with(
+            "[[routes]]\nnumber = \"4930555\"\ntargets = [\"sip:201@192.168.10.21\", \"sip:202@192.168.10.22:5070;transport=tcp\"]\n",
+        )
+        .unwrap();
+        let r = &c.routes[0];
+        assert!(r.is_group());
+        assert_eq!(
+            r.targets
+                .iter()
+                .map(|t| (t.uri.as_str(), t.user.as_deref()))
+                .collect::<Vec<_>>(),
+            vec![
+                ("sip:201@192.168.10.21", Some("201")),
+                ("sip:202@192.168.10.22:5070;transport=tcp", Some("202"))
+            ]
+        );
+        assert_eq!(r.target, "sip:201@192.168.10.21");
+    }
+
+    #[test]
     fn routes_and_phonebook_load_normalised() {
         let c = with(ROUTES).unwrap();
         assert_eq!(c.routes.len(), 2);
@@ -1292,15 +1334,23 @@ targets = ["sip:202@192.168.10.22;transport=tcp"]
                 && e.contains("not supported yet"),
             "{e}"
         );
+        // a ring group: every target is checked, at most 16
         let e = err(&route(
             "\"4930\"",
-            "[\"sip:201@192.168.10.21\", \"sip:202@192.168.10.22\"]",
+            "[\"sip:201@192.168.10.21\", \"sip:202@10.1.1.1\"]",
             "",
         ));
         assert!(
-            e.starts_with("routes[1].targets: ")
-                && e.contains("ring group")
-                && e.contains("not supported yet"),
+            e.starts_with("routes[1].targets: ") && e.contains("not in inside.networks"),
+            "{e}"
+        );
+        let many = (0..17)
+            .map(|i| format!("\"sip:2{i:02}@192.168.10.21\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let e = err(&route("\"4930\"", &format!("[{many}]"), ""));
+        assert!(
+            e.starts_with("routes[1].targets: at most 16 targets"),
             "{e}"
         );
         let e = err(&route("\"4930\"", "[]", ""));

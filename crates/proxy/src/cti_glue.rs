@@ -16,7 +16,12 @@ pub fn to_cti_event(ev: &CallEvent) -> cti::Event {
         call_id: ev.call_id.clone(),
         from: Some(ev.from.clone()),
         to: Some(ev.to.clone()),
-        user: ev.user.clone(),
+        // a ring group's newCall names every called person (an array)
+        user: if ev.group.len() > 1 {
+            Some(cti::User::Many(ev.group.clone()))
+        } else {
+            ev.user.clone().map(cti::User::One)
+        },
         queue: ev.queue.clone(),
         answering_number: ev.answering_number.clone(),
         cause: ev.cause,

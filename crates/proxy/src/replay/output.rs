@@ -296,6 +296,7 @@ mod tests {
                 from: from.into(),
                 to: to.into(),
                 user: Some("Zoë \"Z\"".into()),
+                group: Vec::new(),
                 queue: None,
                 answering_number: None,
                 cause: Some(Cause::NormalClearing),
