@@ -27,7 +27,7 @@ use sipcti_dialog::Side;
 use sipcti_wire::{SipMessage, TransportKind};
 
 use crate::ids::{ClientKey, ClientTxId, Method, ServerTxId};
-use crate::messages::{build_ack, build_cancel};
+use crate::messages::{build_ack, build_cancel_with_reason};
 use crate::output::log_sample;
 use crate::proxy::ProxyCore;
 use crate::routing::{toward, NextHop, Target};
@@ -91,6 +91,8 @@ pub(crate) struct ClientTx {
     pub(crate) cancel_requested: bool,
     /// The CANCEL was sent.
     pub(crate) cancel_sent: bool,
+    /// The RFC 3326 `Reason` of the CANCEL (a ring group's other branches).
+    pub(crate) cancel_reason: Option<&'static str>,
     /// When Timer C really expires (restarted by provisionals > 100).
     pub(crate) timer_c_at: Option<Instant>,
     /// The key it is found by.
@@ -227,6 +229,7 @@ impl ProxyCore {
             interval: self.cfg.t1,
             cancel_requested: false,
             cancel_sent: false,
+            cancel_reason: None,
             timer_c_at: if is_invite {
                 Some(now + self.cfg.timer_c)
             } else {
@@ -256,11 +259,25 @@ impl ProxyCore {
     /// any provisional response the CANCEL waits for one; after a final
     /// response (or a CANCEL already sent) nothing happens.
     pub(crate) fn cancel_branch(&mut self, now: Instant, cid: ClientTxId) {
+        self.cancel_branch_with(now, cid, None);
+    }
+
+    /// [`ProxyCore::cancel_branch`] with an RFC 3326 `Reason` header on
+    /// the CANCEL (kept when the CANCEL has to wait for a provisional).
+    pub(crate) fn cancel_branch_with(
+        &mut self,
+        now: Instant,
+        cid: ClientTxId,
+        reason: Option<&'static str>,
+    ) {
         let Some(ctx) = self.clients.get_mut(&cid) else {
             return;
         };
         if !ctx.is_invite() || ctx.cancel_sent || ctx.has_final() {
             return;
+        }
+        if reason.is_some() {
+            ctx.cancel_reason = reason;
         }
         if ctx.state == CliState::Calling {
             // RFC 3261 9.1: wait for a provisional response before CANCEL
@@ -271,7 +288,7 @@ impl ProxyCore {
         let Some(invite) = ctx.req.as_ref() else {
             return;
         };
-        let cancel = build_cancel(invite);
+        let cancel = build_cancel_with_reason(invite, ctx.cancel_reason);
         let (t, d, branch) = (ctx.transport, ctx.dest.clone(), ctx.branch.clone());
         let (dest_side, upstream) = (ctx.dest_side, ctx.upstream.clone());
         let id = self.next_client_id();
@@ -300,6 +317,7 @@ impl ProxyCore {
                 interval: self.cfg.t1,
                 cancel_requested: false,
                 cancel_sent: false,
+                cancel_reason: None,
                 timer_c_at: None,
                 key,
             },
@@ -329,7 +347,7 @@ impl ProxyCore {
             return;
         }
         if let Some(sid) = ctx.server {
-            self.final_from_proxy(now, sid, 503, "Service Unavailable");
+            self.branch_final_from_proxy(now, sid, client_tx, 503, "Service Unavailable");
         }
     }
 
@@ -583,7 +601,7 @@ impl ProxyCore {
         let server = ctx.server;
         self.remove_client(cid);
         if let Some(sid) = server {
-            self.final_from_proxy(now, sid, 408, "Request Timeout");
+            self.branch_final_from_proxy(now, sid, cid, 408, "Request Timeout");
         }
     }
 
@@ -611,7 +629,7 @@ impl ProxyCore {
             self.cancel_branch(now, cid);
         }
         if let Some(sid) = server {
-            self.final_from_proxy(now, sid, 408, "Request Timeout");
+            self.branch_final_from_proxy(now, sid, cid, 408, "Request Timeout");
         }
     }
 
@@ -628,7 +646,7 @@ impl ProxyCore {
         let server = ctx.server;
         self.remove_client(cid);
         if let Some(sid) = server {
-            self.final_from_proxy(now, sid, 487, "Request Terminated");
+            self.branch_final_from_proxy(now, sid, cid, 487, "Request Terminated");
         }
     }
 }

@@ -31,6 +31,7 @@ pub mod admission;
 pub mod client_tx;
 pub mod config;
 pub mod cti;
+pub mod fork;
 pub mod identity;
 pub mod ids;
 pub mod messages;

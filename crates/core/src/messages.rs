@@ -146,6 +146,13 @@ fn header_lines_of(req: &SipMessage, name: &str) -> Vec<String> {
 /// RFC 3261 9.1: a CANCEL for a forwarded INVITE: same Request-URI,
 /// Call-ID, To, From, CSeq number, our Via only, the same Route.
 pub fn build_cancel(invite: &SipMessage) -> Vec<u8> {
+    build_cancel_with_reason(invite, None)
+}
+
+/// [`build_cancel`] with an RFC 3326 `Reason` header value, e.g.
+/// `SIP;cause=200;text="Call completed elsewhere"` for the other branches
+/// of a ring group one branch answered.
+pub fn build_cancel_with_reason(invite: &SipMessage, reason: Option<&str>) -> Vec<u8> {
     let mut out = String::new();
     out.push_str(&format!(
         "CANCEL {} SIP/2.0\r\n",
@@ -163,9 +170,11 @@ pub fn build_cancel(invite: &SipMessage) -> Vec<u8> {
         }
     }
     let n = invite.cseq().map(|c| c.0).unwrap_or(1);
-    out.push_str(&format!(
-        "CSeq: {n} CANCEL\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
-    ));
+    out.push_str(&format!("CSeq: {n} CANCEL\r\nMax-Forwards: 70\r\n"));
+    if let Some(r) = reason {
+        out.push_str(&format!("Reason: {}\r\n", r.replace(['\r', '\n'], " ")));
+    }
+    out.push_str("Content-Length: 0\r\n\r\n");
     out.into_bytes()
 }
 

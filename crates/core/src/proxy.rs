@@ -399,13 +399,14 @@ impl ProxyCore {
     }
 
     /// RFC 3261 16.6: copy, Request-URI, Max-Forwards, Record-Route, Via;
-    /// then the client transaction (17.1). A copy that grew over the size
-    /// limit gets 513, one that does not parse 500.
+    /// then the client transaction (17.1), or one per target of a ring
+    /// group ([`crate::fork`], 16.7). A copy that grew over the size limit
+    /// gets 513, one that does not parse 500 (a fork starts no branch then).
     pub(crate) fn forward_request(
         &mut self,
         now: Instant,
         sid: ServerTxId,
-        hop: NextHop,
+        mut hop: NextHop,
         initial: bool,
     ) {
         let Some(stx) = self.servers.get(&sid) else {
@@ -414,9 +415,6 @@ impl ProxyCore {
         let Some(req) = stx.req.as_ref() else {
             return;
         };
-        let method = stx.method.clone();
-        let side = stx.side;
-        let in_transport = stx.transport;
         let upstream = Upstream {
             reply_to: stx.reply_to.clone(),
             transport: stx.transport,
@@ -429,6 +427,68 @@ impl ProxyCore {
         };
         let tx_hash = fnv1a(&[&stx.key.to_string()]);
         let branch = format!("z9hG4bKsc{}.{tx_hash:016x}", stx.loop_hash);
+        let method = stx.method.clone();
+        let side = stx.side;
+        let fork = std::mem::take(&mut hop.fork);
+        if fork.is_empty() {
+            let Some(fwd) = self.build_forward(now, sid, &hop, initial, &branch) else {
+                return;
+            };
+            let cid = self.start_client_tx(
+                now,
+                sid,
+                fwd,
+                branch,
+                method,
+                hop,
+                other_side(side),
+                upstream,
+            );
+            if let Some(stx) = self.servers.get_mut(&sid) {
+                stx.client = Some(cid);
+            }
+            return;
+        }
+        // a ring group: one branch per target, each its own branch value
+        // (the first keeps the one a single target would get)
+        let mut legs = Vec::with_capacity(fork.len());
+        for (i, t) in fork.into_iter().enumerate() {
+            let b = if i == 0 {
+                branch.clone()
+            } else {
+                format!("{branch}.{i}")
+            };
+            let leg = NextHop {
+                target: t.target,
+                transport: t.transport,
+                ruri: Some(t.ruri),
+                pop_routes: hop.pop_routes,
+                record_route: hop.record_route,
+                fork: Vec::new(),
+            };
+            let Some(fwd) = self.build_forward(now, sid, &leg, initial, &b) else {
+                return;
+            };
+            legs.push((fwd, b, leg, t.user));
+        }
+        self.start_fork(now, sid, legs, upstream);
+    }
+
+    /// RFC 3261 16.6 steps 1-8 for server transaction `sid`'s request
+    /// toward `hop` with our Via `branch`. `None` when it was answered
+    /// instead (513 too large, 500 not parseable).
+    fn build_forward(
+        &mut self,
+        now: Instant,
+        sid: ServerTxId,
+        hop: &NextHop,
+        initial: bool,
+        branch: &str,
+    ) -> Option<SipMessage> {
+        let stx = self.servers.get(&sid)?;
+        let req = stx.req.as_ref()?;
+        let side = stx.side;
+        let in_transport = stx.transport;
         let mut edit = req.edit();
         if let Some(r) = &hop.ruri {
             edit.set_request_uri(r);
@@ -454,7 +514,7 @@ impl ProxyCore {
                 edit.insert_first("Record-Route", &self.cfg.rr_value(out_face, hop.transport));
             }
         }
-        edit.insert_first("Via", &self.cfg.via_value(out_face, hop.transport, &branch));
+        edit.insert_first("Via", &self.cfg.via_value(out_face, hop.transport, branch));
         self.rewrite_request(&mut edit, req, side);
         let bytes = edit.finish();
         if bytes.len() > self.cfg.limits.max_message_bytes {
@@ -468,31 +528,18 @@ impl ProxyCore {
                 );
             }
             self.final_from_proxy(now, sid, 513, "Message Too Large");
-            return;
+            return None;
         }
-        let fwd = match SipMessage::parse(bytes, &self.cfg.limits) {
-            Ok(m) => m,
+        match SipMessage::parse(bytes, &self.cfg.limits) {
+            Ok(m) => Some(m),
             Err(e) => {
                 self.stats.internal_errors += 1;
                 if log_sample(self.stats.internal_errors) {
                     tracing::error!(reason = %e.reason(), count = self.stats.internal_errors, "forwarded request did not parse; answering 500");
                 }
                 self.final_from_proxy(now, sid, 500, "Server Internal Error");
-                return;
+                None
             }
-        };
-        let cid = self.start_client_tx(
-            now,
-            sid,
-            fwd,
-            branch,
-            method,
-            hop,
-            other_side(side),
-            upstream,
-        );
-        if let Some(stx) = self.servers.get_mut(&sid) {
-            stx.client = Some(cid);
         }
     }
 
@@ -586,7 +633,8 @@ impl ProxyCore {
             // never forwarded: answer 487 ourselves
             self.final_from_proxy(now, sid, 487, "Request Terminated");
         } else if matches!(stx.state, crate::server_tx::SrvState::Proceeding) {
-            if let Some(cid) = stx.client {
+            // every branch of a fork (16.10)
+            for cid in self.branches_of(sid) {
                 self.cancel_branch(now, cid);
             }
         }
@@ -617,6 +665,11 @@ impl ProxyCore {
         let out = self
             .client_tx_response(now, cid, &msg, &key, status, side)
             .ok_or(Handled)?;
+        if let Some(sid) = out.server.filter(|&sid| self.is_forked(sid)) {
+            // a ring group's response context decides (RFC 3261 16.7)
+            self.fork_response(now, sid, cid, &msg, status, side);
+            return Ok(());
+        }
         // the tracker sees every response of the call
         let evs = self.track(&msg, side, now);
         self.emit_events(evs);

@@ -14,6 +14,7 @@ use sipcti_dialog::Side;
 use sipcti_wire::{SipMessage, TransportKind, Uri};
 
 use crate::config::CoreConfig;
+use crate::fork::ForkTarget;
 use crate::identity::Toward;
 use crate::ids::Method;
 
@@ -59,6 +60,10 @@ pub(crate) struct NextHop {
     pub(crate) pop_routes: usize,
     /// Add Record-Route (dialog-forming initial request).
     pub(crate) record_route: bool,
+    /// A ring group (an initial INVITE on a route with two or more
+    /// targets): every branch of the fork, the first being `target` /
+    /// `ruri` (RFC 3261 16.5, 16.7; [`crate::fork`]). Empty otherwise.
+    pub(crate) fork: Vec<ForkTarget>,
 }
 
 /// Which way a message goes when it is sent to `dest`.
@@ -179,6 +184,21 @@ impl CoreConfig {
         if side == Side::Trunk {
             if let Some(r) = self.tracker.route_for(msg) {
                 let (target, transport) = route_hop(&r.target).ok_or((500, "Bad Route Target"))?;
+                // a ring group forks an INVITE (RFC 3261 16.7); any other
+                // request goes to the first target only
+                let mut fork = Vec::new();
+                if r.is_group() && *method == Method::Invite {
+                    for t in r.targets.iter().take(sipcti_dialog::MAX_GROUP) {
+                        let (target, transport) =
+                            route_hop(&t.uri).ok_or((500, "Bad Route Target"))?;
+                        fork.push(ForkTarget {
+                            target,
+                            transport,
+                            ruri: t.uri.clone(),
+                            user: t.user.clone(),
+                        });
+                    }
+                }
                 return Ok(NextHop {
                     target,
                     transport,
@@ -186,6 +206,7 @@ impl CoreConfig {
                     ruri: Some(r.target.clone()),
                     pop_routes: self.our_routes(msg).0,
                     record_route: method.forms_dialog(),
+                    fork,
                 });
             }
         }
@@ -210,6 +231,7 @@ impl CoreConfig {
             ruri,
             pop_routes,
             record_route: method.forms_dialog(),
+            fork: Vec::new(),
         })
     }
 
@@ -288,6 +310,7 @@ impl CoreConfig {
             ruri: None,
             pop_routes: pop,
             record_route: false,
+            fork: Vec::new(),
         })
     }
 

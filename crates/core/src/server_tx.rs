@@ -78,8 +78,10 @@ pub(crate) struct ServerTx {
     pub(crate) state: SrvState,
     /// The last response sent, resent to retransmissions.
     pub(crate) last_response: Option<Bytes>,
-    /// The client transaction of the forwarded request.
+    /// The client transaction of the forwarded request (a fork's first branch).
     pub(crate) client: Option<crate::ids::ClientTxId>,
+    /// The response context of a forked INVITE (a ring group, RFC 3261 16.7).
+    pub(crate) fork: Option<Box<crate::fork::Fork>>,
     /// The To tag of the proxy's own answers (`sc` + hash of the key).
     pub(crate) to_tag: String,
     /// The key it is found by.
@@ -190,6 +192,7 @@ impl ProxyCore {
             state: SrvState::Proceeding,
             last_response: None,
             client: None,
+            fork: None,
             to_tag,
             key: key.clone(),
             loop_hash,
@@ -247,6 +250,7 @@ impl ProxyCore {
                 state: SrvState::Completed,
                 last_response: Some(ok),
                 client: None,
+                fork: None,
                 to_tag: String::new(),
                 key,
                 loop_hash: String::new(),
