@@ -798,3 +798,71 @@ pub fn answered_call_in(lab: &Lab) -> String {
     );
     call_id(&uac)
 }
+
+impl Lab {
+    /// Start a SIPp UAS as `host` bound to `port` instead of 5060 (a
+    /// second phone on the same address, e.g. a ring group's second
+    /// target). Its trace files are named after the port as well.
+    pub fn sipp_uas_on_port(
+        &self,
+        host: Host,
+        scen: &str,
+        port: u16,
+        keys: &[(&str, &str)],
+    ) -> Sipp {
+        let ip = self.host_ip(host);
+        let tp = self.tp_of(host);
+        let tag = format!("{:?}-{port}-{scen}", host).to_lowercase();
+        let msg = self.dir.join(format!("{tag}.msg"));
+        let err = self.dir.join(format!("{tag}.err"));
+        let out = fs::File::create(self.dir.join(format!("{tag}.out"))).expect("out");
+        let mut cmd = Command::new("sipp");
+        cmd.arg("-sf")
+            .arg(scenario(scen))
+            .args(["-t", sipp_flag(tp), "-i", &ip, "-p", &port.to_string()])
+            .args(["-m", "1", "-timeout", "30s", "-timeout_error", "-nostdin"])
+            .arg("-trace_msg")
+            .arg("-message_file")
+            .arg(&msg)
+            .arg("-trace_err")
+            .arg("-error_file")
+            .arg(&err);
+        let mut all_keys: Vec<(&str, &str)> = keys.to_vec();
+        for d in [
+            ("answer_user", "201"),
+            ("user", "201"),
+            ("display", "Alice"),
+        ] {
+            if !keys.iter().any(|(k, _)| *k == d.0) {
+                all_keys.push(d);
+            }
+        }
+        for (k, v) in all_keys {
+            cmd.args(["-key", k, v]);
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("out"))
+            .stderr(out)
+            .spawn()
+            .expect("start sipp (apt-get install sip-tester)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let busy = match tp {
+                Tp::Udp => UdpSocket::bind(format!("{ip}:{port}")).is_err(),
+                Tp::Tcp => TcpListener::bind(format!("{ip}:{port}")).is_err(),
+            };
+            if busy {
+                break;
+            }
+            assert!(Instant::now() < deadline, "SIPp did not bind {ip}:{port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Sipp {
+            child,
+            msg,
+            err,
+            what: tag,
+        }
+    }
+}
