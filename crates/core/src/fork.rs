@@ -44,7 +44,7 @@ use sipcti_wire::{SipMessage, TransportKind};
 use crate::client_tx::Upstream;
 use crate::ids::{ClientTxId, ServerTxId};
 use crate::proxy::ProxyCore;
-use crate::routing::{other_side, Target};
+use crate::routing::{other_side, NextHop, Target};
 
 /// RFC 3326: the Reason of the CANCEL the other branches get when one
 /// answered.
@@ -166,15 +166,54 @@ impl ProxyCore {
         }
     }
 
-    /// RFC 3261 16.6 once per target of `targets` (already built and
-    /// parsed as `fwds`, each with its `branch`): start the client
-    /// transactions and keep the response context in server transaction
-    /// `sid`.
+    /// RFC 3261 16.6 once per target of a ring group (`fork`, from
+    /// routing) for server transaction `sid`: each branch its own Via
+    /// branch value (the first keeps `branch`, the one a single target
+    /// would get; the others `branch.1`, `branch.2`...) and its target as
+    /// Request-URI, the rest as `hop` says. When one cannot be built (513,
+    /// 500 answered) no branch starts.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn fork_request(
+        &mut self,
+        now: Instant,
+        sid: ServerTxId,
+        hop: &NextHop,
+        fork: Vec<ForkTarget>,
+        initial: bool,
+        branch: &str,
+        upstream: Upstream,
+    ) {
+        let mut legs = Vec::with_capacity(fork.len());
+        for (i, t) in fork.into_iter().enumerate() {
+            let b = if i == 0 {
+                branch.to_string()
+            } else {
+                format!("{branch}.{i}")
+            };
+            let leg = NextHop {
+                target: t.target,
+                transport: t.transport,
+                ruri: Some(t.ruri),
+                pop_routes: hop.pop_routes,
+                record_route: hop.record_route,
+                fork: Vec::new(),
+            };
+            let Some(fwd) = self.build_forward(now, sid, &leg, initial, &b) else {
+                return;
+            };
+            legs.push((fwd, b, leg, t.user));
+        }
+        self.start_fork(now, sid, legs, upstream);
+    }
+
+    /// Start one client transaction per built leg (request, Via branch,
+    /// hop, target user) and keep the response context in server
+    /// transaction `sid`.
     pub(crate) fn start_fork(
         &mut self,
         now: Instant,
         sid: ServerTxId,
-        legs: Vec<(SipMessage, String, crate::routing::NextHop, Option<String>)>,
+        legs: Vec<(SipMessage, String, NextHop, Option<String>)>,
         upstream: Upstream,
     ) {
         let Some(stx) = self.servers.get(&sid) else {

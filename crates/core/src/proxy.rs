@@ -449,35 +449,13 @@ impl ProxyCore {
             }
             return;
         }
-        // a ring group: one branch per target, each its own branch value
-        // (the first keeps the one a single target would get)
-        let mut legs = Vec::with_capacity(fork.len());
-        for (i, t) in fork.into_iter().enumerate() {
-            let b = if i == 0 {
-                branch.clone()
-            } else {
-                format!("{branch}.{i}")
-            };
-            let leg = NextHop {
-                target: t.target,
-                transport: t.transport,
-                ruri: Some(t.ruri),
-                pop_routes: hop.pop_routes,
-                record_route: hop.record_route,
-                fork: Vec::new(),
-            };
-            let Some(fwd) = self.build_forward(now, sid, &leg, initial, &b) else {
-                return;
-            };
-            legs.push((fwd, b, leg, t.user));
-        }
-        self.start_fork(now, sid, legs, upstream);
+        self.fork_request(now, sid, &hop, fork, initial, &branch, upstream);
     }
 
     /// RFC 3261 16.6 steps 1-8 for server transaction `sid`'s request
     /// toward `hop` with our Via `branch`. `None` when it was answered
     /// instead (513 too large, 500 not parseable).
-    fn build_forward(
+    pub(crate) fn build_forward(
         &mut self,
         now: Instant,
         sid: ServerTxId,
