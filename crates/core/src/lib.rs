@@ -10,6 +10,8 @@
 //! * [`server_tx`] — the server transaction (17.2, RFC 6026 Accepted).
 //! * [`client_tx`] — the client transaction (17.1, Timer C of 16.8, the
 //!   CANCEL of 9.1, RFC 6026 7.2 Accepted INVITE records).
+//! * [`fork`] — the response context of a ring group's forked INVITE (16.7):
+//!   first 2xx wins, the others CANCELled (RFC 3326 Reason), the best final.
 //! * [`timers`] — the timers by their RFC names (A-J, L, C) and the timer wheel.
 //! * [`routing`] — sides, `is_us`, next hops (16.4-16.6), Record-Route and Via
 //!   values, where responses go (18.2.2).

@@ -27,7 +27,8 @@
 //! `match_client_tx` (17.1.3; else an RFC 6026 Accepted INVITE record) →
 //! `check_response_side` → `check_2xx_keeps_a_via` (16.7 step 3) →
 //! `client_tx_response` (17.1) → the call tracker → `forward_response`
-//! (16.7 steps 4-10).
+//! (16.7 steps 4-10); for a ring group's branch `fork_response` decides
+//! instead ([`crate::fork`], 16.7 with several branches).
 
 use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
