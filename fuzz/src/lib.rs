@@ -51,7 +51,20 @@ pub fn core_config() -> CoreConfig {
         inside_ip: addr(PROXY).ip(),
         trunk_ip: addr(PROXY).ip(),
         wait: Duration::from_secs(32),
-        tracker: sipcti_dialog::TrackerConfig::default(),
+        tracker: sipcti_dialog::TrackerConfig {
+            country_code: Some("49".into()),
+            // the trunk's seed INVITE (+4930999) rings a group of two, so
+            // the oracle also covers forking (RFC 3261 16.7)
+            routes: vec![sipcti_dialog::InboundRoute::group(
+                sipcti_dialog::NumberPattern::parse("4930999*", Some("49"), 6)
+                    .expect("route number"),
+                &["sip:201@10.0.0.21:5060", "sip:202@10.0.0.22:5070"],
+                Some("fuzz".into()),
+                Some("49"),
+                6,
+            )],
+            ..sipcti_dialog::TrackerConfig::default()
+        },
         sources: SourceLimits::default(),
     }
 }

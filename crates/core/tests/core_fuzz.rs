@@ -7,6 +7,7 @@ mod core_support;
 use core_support::*;
 use proptest::prelude::*;
 use sipcti_core::{CtiAnswer, Output, Target};
+use sipcti_dialog::{InboundRoute, NumberPattern};
 
 const SEEDS: [&str; 5] = [
     "INVITE sip:0301234567@192.0.2.10 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.20:5062;branch=z9hG4bK-f1;rport\r\nMax-Forwards: 70\r\nFrom: \"A\" <sip:201@192.0.2.10>;tag=f1\r\nTo: <sip:0301234567@192.0.2.10>\r\nCall-ID: fuzz1@10.0.0.20\r\nCSeq: 1 INVITE\r\nContact: <sip:201@10.0.0.20:5062>\r\nRoute: <sip:192.0.2.10:5060;lr>, <sip:192.0.2.10:5060;transport=tcp;lr>\r\nP-Asserted-Identity: <sip:201@192.0.2.10>\r\nContent-Type: application/sdp\r\nContent-Length: 4\r\n\r\nv=0\n",
@@ -147,8 +148,17 @@ fn check_outputs(out: &[Output], from: &str, request_sources: &[std::net::IpAddr
     }
 }
 
+/// Cases per run: 3,000, or `PROPTEST_CASES` for a longer run (the
+/// explicit config would otherwise override the variable).
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
     /// No panic; the strict response oracle ([`check_outputs`]) holds on
     /// every output; once every timer has run, no transaction and no
     /// Accepted INVITE record is left.
@@ -159,7 +169,17 @@ proptest! {
             1..12,
         )
     ) {
-        let mut h = H::new();
+        // inbound calls to 4930123… ring a group of two (RFC 3261 16.7
+        // forking), so the oracle also covers the response context
+        let mut cfg = config();
+        cfg.tracker.routes = vec![InboundRoute::group(
+            NumberPattern::parse("4930123*", Some("49"), 6).expect("route number"),
+            &["sip:201@10.0.0.21:5060", "sip:202@10.0.0.22:5070"],
+            None,
+            Some("49"),
+            6,
+        )];
+        let mut h = H::with(cfg);
         let mut t = 0u64;
         let mut request_sources = Vec::new();
         let mut last_forwarded: Option<Vec<u8>> = None;
