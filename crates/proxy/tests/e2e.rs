@@ -7,7 +7,10 @@ mod lab;
 
 use std::time::Duration;
 
-use lab::{assert_sipp, call_id, require_sipp, summary, Host, Lab, Opts, Tp};
+use lab::{
+    assert_events, assert_replay_matches, assert_sipp, call_id, require_sipp, summary, Host, Lab,
+    Opts, Tp,
+};
 use sipcti_zammad_double::Mode;
 
 const T: Duration = Duration::from_secs(10);
@@ -19,48 +22,10 @@ fn opts(tp: Tp) -> Opts {
     }
 }
 
-fn assert_events(
-    lab: &Lab,
-    n: usize,
-    sip_call_id: &str,
-    expect: &[&str],
-) -> Vec<sipcti_zammad_double::LoggedRequest> {
-    let evs = lab.accepted_events(n, T);
-    let got: Vec<String> = evs.iter().map(summary).collect();
-    check!(
-        lab,
-        got == expect,
-        "CTI events {got:#?}\nexpected {expect:#?}"
-    );
-    for e in &evs {
-        check!(
-            lab,
-            e.call_id.as_deref() == Some(sip_call_id),
-            "callId {:?} != SIP Call-ID {sip_call_id}",
-            e.call_id
-        );
-    }
-    evs
-}
-
 fn from_user(v: &str) -> String {
     let start = v.find("sip:").map(|i| i + 4).unwrap_or(0);
     let rest = &v[start..];
     rest[..rest.find('@').unwrap_or(rest.len())].to_string()
-}
-
-/// The live run and the replay of its capture give the same events.
-fn assert_replay_matches(lab: &mut Lab, live: &[sipcti_zammad_double::LoggedRequest]) {
-    let replayed = lab.replay_capture();
-    let live: Vec<(String, String)> = live
-        .iter()
-        .map(|e| (summary(e), e.call_id.clone().unwrap_or_default()))
-        .collect();
-    check!(
-        lab,
-        replayed == live,
-        "replay of the capture {replayed:#?}\nlive {live:#?}"
-    );
 }
 
 fn capturing(tp: Tp) -> Opts {

@@ -866,3 +866,45 @@ impl Lab {
         }
     }
 }
+
+/// Waits (at most 10 s) until Zammad accepted `n` CTI requests, then checks
+/// that their summaries are exactly `expect`, in order, and that each
+/// `callId` is the SIP Call-ID `sip_call_id`. Returns the requests.
+pub fn assert_events(
+    lab: &Lab,
+    n: usize,
+    sip_call_id: &str,
+    expect: &[&str],
+) -> Vec<LoggedRequest> {
+    let evs = lab.accepted_events(n, Duration::from_secs(10));
+    let got: Vec<String> = evs.iter().map(summary).collect();
+    check!(
+        lab,
+        got == expect,
+        "CTI events {got:#?}\nexpected {expect:#?}"
+    );
+    for e in &evs {
+        check!(
+            lab,
+            e.call_id.as_deref() == Some(sip_call_id),
+            "callId {:?} != SIP Call-ID {sip_call_id}",
+            e.call_id
+        );
+    }
+    evs
+}
+
+/// The live run and `sipcti replay` of its own capture give the same
+/// events (summary and callId), in the same order.
+pub fn assert_replay_matches(lab: &mut Lab, live: &[LoggedRequest]) {
+    let replayed = lab.replay_capture();
+    let live: Vec<(String, String)> = live
+        .iter()
+        .map(|e| (summary(e), e.call_id.clone().unwrap_or_default()))
+        .collect();
+    check!(
+        lab,
+        replayed == live,
+        "replay of the capture {replayed:#?}\nlive {live:#?}"
+    );
+}
