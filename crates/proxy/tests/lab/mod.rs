@@ -328,24 +328,31 @@ newcall_timeout_ms = {nt}
         service: Option<&str>,
         keys: &[(&str, &str)],
     ) -> Sipp {
-        let ip = self.host_ip(host);
         let tag = format!("{:?}-{scen}", host).to_lowercase();
+        self.sipp_at(host, scen, 5060, service, keys, tag)
+    }
+
+    /// Start SIPp as `host` bound to `port`, its trace files named `tag`;
+    /// with `service` it calls the proxy, else it is a UAS and this
+    /// returns once it has bound its port.
+    fn sipp_at(
+        &self,
+        host: Host,
+        scen: &str,
+        port: u16,
+        service: Option<&str>,
+        keys: &[(&str, &str)],
+        tag: String,
+    ) -> Sipp {
+        let ip = self.host_ip(host);
         let msg = self.dir.join(format!("{tag}.msg"));
         let err = self.dir.join(format!("{tag}.err"));
         let out = fs::File::create(self.dir.join(format!("{tag}.out"))).expect("out");
         let mut cmd = Command::new("sipp");
         cmd.arg("-sf")
             .arg(scenario(scen))
-            .args([
-                "-t",
-                sipp_flag(self.tp_of(host)),
-                "-i",
-                &ip,
-                "-p",
-                "5060",
-                "-m",
-                "1",
-            ])
+            .args(["-t", sipp_flag(self.tp_of(host)), "-i", &ip])
+            .args(["-p", &port.to_string(), "-m", "1"])
             .args(["-timeout", "30s", "-timeout_error", "-nostdin"])
             .arg("-trace_msg")
             .arg("-message_file")
@@ -383,7 +390,7 @@ newcall_timeout_ms = {nt}
             what: tag,
         };
         if service.is_none() {
-            self.wait_bound(&ip, self.tp_of(host));
+            self.wait_bound(&ip, port, self.tp_of(host));
         }
         s
     }
@@ -396,19 +403,19 @@ newcall_timeout_ms = {nt}
         }
     }
 
-    fn wait_bound(&self, ip: &str, tp: Tp) {
+    fn wait_bound(&self, ip: &str, port: u16, tp: Tp) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             let busy = match tp {
-                Tp::Udp => UdpSocket::bind(format!("{ip}:5060")).is_err(),
-                Tp::Tcp => TcpListener::bind(format!("{ip}:5060")).is_err(),
+                Tp::Udp => UdpSocket::bind(format!("{ip}:{port}")).is_err(),
+                Tp::Tcp => TcpListener::bind(format!("{ip}:{port}")).is_err(),
             };
             if busy {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("SIPp did not bind {ip}:5060");
+        panic!("SIPp did not bind {ip}:{port}");
     }
 
     /// The CTI requests Zammad accepted (status 200), once `n` of them
@@ -810,60 +817,8 @@ impl Lab {
         port: u16,
         keys: &[(&str, &str)],
     ) -> Sipp {
-        let ip = self.host_ip(host);
-        let tp = self.tp_of(host);
         let tag = format!("{:?}-{port}-{scen}", host).to_lowercase();
-        let msg = self.dir.join(format!("{tag}.msg"));
-        let err = self.dir.join(format!("{tag}.err"));
-        let out = fs::File::create(self.dir.join(format!("{tag}.out"))).expect("out");
-        let mut cmd = Command::new("sipp");
-        cmd.arg("-sf")
-            .arg(scenario(scen))
-            .args(["-t", sipp_flag(tp), "-i", &ip, "-p", &port.to_string()])
-            .args(["-m", "1", "-timeout", "30s", "-timeout_error", "-nostdin"])
-            .arg("-trace_msg")
-            .arg("-message_file")
-            .arg(&msg)
-            .arg("-trace_err")
-            .arg("-error_file")
-            .arg(&err);
-        let mut all_keys: Vec<(&str, &str)> = keys.to_vec();
-        for d in [
-            ("answer_user", "201"),
-            ("user", "201"),
-            ("display", "Alice"),
-        ] {
-            if !keys.iter().any(|(k, _)| *k == d.0) {
-                all_keys.push(d);
-            }
-        }
-        for (k, v) in all_keys {
-            cmd.args(["-key", k, v]);
-        }
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("out"))
-            .stderr(out)
-            .spawn()
-            .expect("start sipp (apt-get install sip-tester)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let busy = match tp {
-                Tp::Udp => UdpSocket::bind(format!("{ip}:{port}")).is_err(),
-                Tp::Tcp => TcpListener::bind(format!("{ip}:{port}")).is_err(),
-            };
-            if busy {
-                break;
-            }
-            assert!(Instant::now() < deadline, "SIPp did not bind {ip}:{port}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Sipp {
-            child,
-            msg,
-            err,
-            what: tag,
-        }
+        self.sipp_at(host, scen, port, None, keys, tag)
     }
 }
 
