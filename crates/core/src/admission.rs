@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 
 use sipcti_dialog::Side;
 
+use crate::output::log_sample;
+
 /// One whole token, in the bucket's unit (nano-tokens): a bucket level is
 /// kept as tokens × 10⁹ so that a refill of `elapsed_ns × rate_per_s` is
 /// exact integer arithmetic (no drift on a virtual clock).
@@ -281,12 +283,6 @@ pub struct Admission {
     calls: HashMap<String, SourceKey>,
     last_sweep: Option<Instant>,
     stats: AdmissionStats,
-}
-
-/// Whether the `n`-th refusal of one source is logged: the first 10, then
-/// at powers of two.
-fn log_sample(n: u64) -> bool {
-    n <= 10 || n.is_power_of_two()
 }
 
 fn ceil_secs(d: Duration) -> u64 {
