@@ -343,7 +343,7 @@ newcall_timeout_ms = {nt}
         keys: &[(&str, &str)],
     ) -> Sipp {
         let tag = format!("{:?}-{scen}", host).to_lowercase();
-        self.sipp_at(host, scen, 5060, service, keys, tag, &[])
+        self.sipp_at(host, scen, 5060, service, keys, (tag, &[]))
     }
 
     /// [`Lab::sipp`] with extra SIPp arguments `args` (e.g. `-oocsf` for a
@@ -358,7 +358,7 @@ newcall_timeout_ms = {nt}
         tag: &str,
         args: &[String],
     ) -> Sipp {
-        self.sipp_at(host, scen, 5060, service, keys, tag.to_string(), args)
+        self.sipp_at(host, scen, 5060, service, keys, (tag.to_string(), args))
     }
 
     /// Stop sipcti (SIGTERM) and start it again with the same
@@ -368,7 +368,8 @@ newcall_timeout_ms = {nt}
         self.start_proxy_after(before.len());
     }
 
-    /// Start SIPp as `host` bound to `port`, its trace files named `tag`;
+    /// Start SIPp as `host` bound to `port`, its trace files named `tag`,
+    /// with extra arguments `args`;
     /// with `service` it calls the proxy, else it is a UAS and this
     /// returns once it has bound its port.
     fn sipp_at(
@@ -378,8 +379,7 @@ newcall_timeout_ms = {nt}
         port: u16,
         service: Option<&str>,
         keys: &[(&str, &str)],
-        tag: String,
-        args: &[String],
+        (tag, args): (String, &[String]),
     ) -> Sipp {
         let ip = self.host_ip(host);
         let msg = self.dir.join(format!("{tag}.msg"));
@@ -856,7 +856,7 @@ impl Lab {
         keys: &[(&str, &str)],
     ) -> Sipp {
         let tag = format!("{:?}-{port}-{scen}", host).to_lowercase();
-        self.sipp_at(host, scen, port, None, keys, tag, &[])
+        self.sipp_at(host, scen, port, None, keys, (tag, &[]))
     }
 }
 
