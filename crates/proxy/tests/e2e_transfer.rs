@@ -623,3 +623,92 @@ fn e2e_transfer_04_invite_with_replaces() {
     );
     assert_replay_matches(&mut lab, &evs);
 }
+
+// ------------------------------------------------------- PRACK and UPDATE
+
+// PRACK (RFC 3262) and UPDATE (RFC 3311) pass in both directions, in the
+// early and the confirmed dialog, with the identity rewrite of an outbound
+// call whose caller id Zammad set: the trunk sees 4930777000000 wherever
+// the phone's identity shows (From of the phone's requests, To of the
+// trunk's and of the responses to them), the phone sees 201. They change
+// no event.
+#[test]
+fn e2e_transfer_05_prack_and_update_both_directions() {
+    require_sipp();
+    let mut lab = transfer_lab("transfer-prack-update");
+    let uas = lab.sipp(
+        Host::Trunk,
+        "uas_prack_update",
+        None,
+        &[("answer_user", "4930555")],
+    );
+    let uac = lab
+        .sipp(Host::Phone, "uac_prack_update", Some("0301234567"), &[])
+        .wait();
+    let uas = uas.wait();
+    assert_sipp(
+        &lab,
+        &uac,
+        &[
+            ">INVITE", "<100", "<183", ">PRACK", "<200", ">UPDATE", "<200", "<200", ">ACK",
+            "<UPDATE", ">200", ">BYE", "<200",
+        ],
+    );
+    assert_sipp(
+        &lab,
+        &uas,
+        &[
+            "<INVITE", ">183", "<PRACK", ">200", "<UPDATE", ">200", ">200", "<ACK", ">UPDATE",
+            "<200", "<BYE", ">200",
+        ],
+    );
+    let rack = uas.find("<PRACK")[0].header("RAck").unwrap_or_default();
+    check!(lab, rack == "1 1 INVITE", "RAck at the trunk: {rack}");
+    let tag = format!("{}SIPpTag001", uac_pid(&call_id(&uac)));
+    let phone_identity = |m: &lab::Traced| {
+        [m.header("From"), m.header("To")]
+            .into_iter()
+            .flatten()
+            .find(|v| v.contains(&tag))
+            .unwrap_or_default()
+    };
+    for m in uas.messages.iter().filter(|m| !m.sent) {
+        let v = phone_identity(m);
+        check!(
+            lab,
+            uri_user(&v) == "4930777000000",
+            "the trunk saw the phone as {v:?} in {}",
+            m.short()
+        );
+    }
+    for m in uac.messages.iter().filter(|m| !m.sent) {
+        let v = phone_identity(m);
+        check!(
+            lab,
+            uri_user(&v) == "201",
+            "the phone saw itself as {v:?} in {}",
+            m.short()
+        );
+    }
+    let cid = call_id(&uac);
+    let evs = assert_calls(
+        &lab,
+        &[
+            (
+                "newCall out from=201 to=49301234567 user=Alice Example",
+                &cid,
+            ),
+            ("answer out from=201 to=49301234567", &cid),
+            (
+                "hangup out from=201 to=49301234567 cause=normalClearing",
+                &cid,
+            ),
+        ],
+    );
+    assert_replay_matches(&mut lab, &evs);
+}
+
+/// The pid in a SIPp Call-ID `<call number>-<pid>@<ip>`.
+fn uac_pid(cid: &str) -> &str {
+    cid.split(['-', '@']).nth(1).unwrap_or("")
+}
