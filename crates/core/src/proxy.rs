@@ -249,6 +249,9 @@ impl ProxyCore {
         {
             if let Ok(mut v) = sipcti_dialog::MsgView::from_message(msg) {
                 v.ruri_user = None;
+                // the called person, and who answers when the answer names
+                // nobody (a Contact user like baresip's `201-0x5628…`)
+                v.target_user = self.binding_user(msg);
                 return self.tracker.on_view(&v, side, now);
             }
         }
@@ -411,6 +414,11 @@ impl ProxyCore {
                 if let Some(h) = self.binding_hop(msg, method.forms_dialog()) {
                     return Ok(h.unwrap_or_else(|answer| self.unavailable_hop(msg, answer)));
                 }
+                // a request to a phone's masked Contact (e.g. an attended
+                // transfer's INVITE with Replaces): to the phone itself
+                if let Some(h) = self.cfg.unmasked_initial_hop(msg, method) {
+                    return self.refuse_or(msg, rx, h);
+                }
             }
             let registered = |user: &str| self.registered_targets(user);
             return match self.cfg.initial_hop(msg, method, side, &registered) {
@@ -431,6 +439,23 @@ impl ProxyCore {
                 Err(Handled)
             }
         }
+    }
+
+    /// Answer `hop`'s refusal (403 for an unmasked target outside the
+    /// inside networks) or go on with the hop.
+    fn refuse_or(
+        &mut self,
+        msg: &SipMessage,
+        rx: Rx,
+        hop: Result<NextHop, (u16, &'static str)>,
+    ) -> Step<NextHop> {
+        hop.map_err(|(code, reason)| {
+            if code == 403 {
+                self.stats.forbidden += 1;
+            }
+            self.respond_stateless(msg, rx, code, reason, &[]);
+            Handled
+        })
     }
 
     /// RFC 3261 16.6: copy, Request-URI, Max-Forwards, Record-Route, Via;
@@ -555,6 +580,11 @@ impl ProxyCore {
         }
         edit.insert_first("Via", &self.cfg.via_value(out_face, hop.transport, branch));
         self.rewrite_request(&mut edit, req, side);
+        if side == Side::Inside && stx.method != Method::Register {
+            for (i, v) in self.cfg.hide_contacts(req, hop.transport) {
+                edit.replace_value(i, &v);
+            }
+        }
         self.register_edits(sid, req, &mut edit, out_face, hop.transport);
         let bytes = edit.finish();
         if bytes.len() > self.cfg.limits.max_message_bytes {
@@ -619,6 +649,9 @@ impl ProxyCore {
             }
         };
         let mut edit = msg.edit();
+        if let Some(r) = &hop.ruri {
+            edit.set_request_uri(r);
+        }
         pop_routes(&mut edit, &msg, hop.pop_routes);
         let mf = msg
             .max_forwards()

@@ -240,6 +240,28 @@ Content-Length: 0
         m.header_values("Record-Route"),
         vec!["<sip:192.0.2.10:5060;lr>"]
     );
+    // the phone answers with a Contact user that is no number (baresip's
+    // `201-0x…`): Zammad's answeringNumber is the binding's user
+    let vias: Vec<String> = m
+        .header_values("Via")
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
+    let vias: Vec<&str> = vias.iter().map(String::as_str).collect();
+    let ok = response_text(
+        "SIP/2.0 200 OK",
+        &vias,
+        "<sip:+4930999888@203.0.113.5>;tag=tr9",
+        "<sip:4930123456@provider.example>;tag=ph9",
+        "in1@prov",
+        "10 INVITE",
+        &["Contact: <sip:201-0x5628@10.0.0.21:5062>"],
+    );
+    let o = h.udp(2_000, ok, REG_PHONE);
+    let ev = events(&o);
+    assert_eq!(ev.len(), 1, "{}", show(&o));
+    assert_eq!(ev[0].kind, EventKind::Answer);
+    assert_eq!(ev[0].answering_number.as_deref(), Some("201"));
 }
 
 #[test]

@@ -432,7 +432,9 @@ impl CallTracker {
             Direction::Out => None,
         };
         let queue = route.and_then(|r| r.queue.clone());
-        let target_user = route.and_then(|r| r.target_user.clone());
+        let target_user = route
+            .and_then(|r| r.target_user.clone())
+            .or_else(|| v.target_user.clone());
         // a ring group: every called person (phonebook name, else the
         // target's user), the same order as the route's targets
         let group: Vec<String> = route
