@@ -548,7 +548,7 @@ impl ProxyCore {
         if msg.vias().len() < 2 {
             return;
         }
-        let bytes = self.response_upstream_bytes(msg, toward(up.side));
+        let bytes = self.response_upstream_bytes(msg, toward(up.side), up.transport);
         self.send(up.transport, up.reply_to.clone(), bytes, None);
     }
 

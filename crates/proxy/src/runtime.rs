@@ -128,6 +128,24 @@ pub async fn core_config(cfg: &Config, local_port: u16) -> anyhow::Result<CoreCo
             max_bindings: cfg.file.registration.max_bindings,
             ..Default::default()
         },
+        topology: sipcti_core::TopologyHiding {
+            enabled: cfg.file.trunk.hide_topology,
+            secret: cfg
+                .file
+                .trunk
+                .topology_secret
+                .as_deref()
+                .map(topology_seed)
+                .unwrap_or(sipcti_core::TopologyHiding::default().secret),
+        },
+    })
+}
+
+/// The 64-bit seed of the topology mask from `[trunk] topology_secret`
+/// (FNV-1a of its bytes).
+fn topology_seed(secret: &str) -> u64 {
+    secret.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
 }
 

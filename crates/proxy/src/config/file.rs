@@ -118,6 +118,19 @@ pub struct TrunkSection {
     /// from the trunk. Default: the resolved address of `uri`.
     #[serde(default)]
     pub sources: Vec<String>,
+    /// Mask the inside's Contacts toward the trunk (`sip:tc…@sipcti`), so
+    /// the trunk sees neither extensions nor private addresses (default
+    /// true); false passes Contacts through unchanged.
+    #[serde(default = "default_true")]
+    pub hide_topology: bool,
+    /// Secret seeding the Contact mask; without it a fixed default is used
+    /// (the mask hides, it does not encrypt).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology_secret: Option<String>,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// `[inside]` section.
