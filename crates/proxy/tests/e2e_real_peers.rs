@@ -281,6 +281,21 @@ impl Phone {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Wait (at most `T`) for a line of baresip's output that satisfies
+    /// `pred` and return it; `None` when none came.
+    fn wait_line(&self, pred: impl Fn(&str) -> bool) -> Option<String> {
+        let deadline = Instant::now() + T;
+        loop {
+            if let Some(l) = self.log().lines().find(|l| pred(l)) {
+                return Some(l.to_string());
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Run `command` with `params` through `ctrl_tcp` (netstring-framed
     /// JSON) and return baresip's response text; fails the test unless it
     /// says `"ok":true`.
@@ -541,13 +556,15 @@ fn e2e_real_peers_00_fixture_phone_registered_directly_bypasses_sipcti() {
         reg.ends_with(" path=<null>"),
         "registration line {reg}"
     );
-    // the provider challenged first (digest auth works)
+    // the provider challenged first (digest auth), then accepted the binding
+    let ok = phone.wait_line(|l| l.contains(" 200 OK (kamailio"));
     check_peers!(
         lab,
         provider,
         phone,
-        phone.log().contains("SIP/2.0 401 Unauthorized"),
-        "no digest challenge"
+        ok.as_deref().is_some_and(|l| l.ends_with("[1 binding]"))
+            && phone.log().contains("SIP/2.0 401 Unauthorized"),
+        "baresip's registration: challenged, then {ok:?}"
     );
 
     let pstn = Pstn::start(
@@ -643,13 +660,15 @@ fn inbound_through_sipcti(mode: RegMode, name: &str) {
             );
         }
     }
-    // the phone got its 200 OK for the REGISTER
+    // the phone got the 200 OK for its REGISTER, and found its own Contact
+    // in it (in contact mode sipcti must have put it back)
+    let ok = phone.wait_line(|l| l.contains(" 200 OK (kamailio"));
     check_peers!(
         lab,
         provider,
         phone,
-        phone.log().contains("200 OK (kamailio"),
-        "baresip did not see its registration succeed"
+        ok.as_deref().is_some_and(|l| l.ends_with("[1 binding]")),
+        "baresip's registration result: {ok:?}"
     );
 
     let pstn = Pstn::start(
