@@ -469,8 +469,10 @@ impl RegMode {
     }
 }
 
-/// A lab for `name`; with `reg` sipcti's config has a `[registration]`
-/// section in that mode, with its bindings store in the lab's directory.
+/// A lab for `name` (failing at once when SIPp, Kamailio or baresip is
+/// missing); with `reg` sipcti's config has a `[registration]` section in
+/// that mode, its bindings store a fresh file of this test's own under
+/// `target/e2e`.
 fn real_lab(name: &str, reg: Option<RegMode>) -> Lab {
     require_sipp();
     require_exe("kamailio", "kamailio");
@@ -482,7 +484,9 @@ fn real_lab(name: &str, reg: Option<RegMode>) -> Lab {
             let store = workspace()
                 .join("target/e2e")
                 .join(format!("{name}-{}-bindings.db", std::process::id()));
-            let _ = fs::remove_file(&store);
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = fs::remove_file(format!("{}{suffix}", store.display()));
+            }
             format!(
                 "[registration]\nmode = \"{}\"\nstore = \"{}\"\n",
                 m.as_str(),
