@@ -132,6 +132,12 @@ impl World {
                         "a stranger's message made a CTI event: {ev:?}"
                     );
                 }
+                Output::Binding(b) => {
+                    assert!(
+                        from_stranger.is_none(),
+                        "a stranger's message changed a binding: {b:?}"
+                    );
+                }
             }
         }
     }

@@ -66,6 +66,7 @@ pub fn core_config() -> CoreConfig {
             ..sipcti_dialog::TrackerConfig::default()
         },
         sources: SourceLimits::default(),
+        registration: Default::default(),
     }
 }
 

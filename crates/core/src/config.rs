@@ -59,6 +59,8 @@ pub struct CoreConfig {
     pub tracker: TrackerConfig,
     /// Per-source admission limits (rate, ban, table share).
     pub sources: SourceLimits,
+    /// Registration through sipcti (`[registration]`).
+    pub registration: crate::registration::RegistrationConfig,
 }
 
 /// Per-source admission limits, in the spirit of Kamailio's pike and

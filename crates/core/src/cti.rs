@@ -19,6 +19,7 @@ use crate::output::{log_sample, Output};
 use crate::proxy::ProxyCore;
 use crate::routing::{other_side, toward};
 use crate::server_tx::{PendingForward, SrvState};
+use crate::siblings::SiblingHold;
 use crate::timers::Timer;
 
 /// What Zammad's answer to `newCall` means for the call.
@@ -48,7 +49,27 @@ impl ProxyCore {
         pending: PendingForward,
     ) {
         let Some(ev) = new_call else {
-            self.forward_request(now, sid, pending.hop, pending.initial);
+            // a branch of a call the provider forked (crate::siblings)
+            match self.sibling_hold(sid) {
+                SiblingHold::Forward => {
+                    self.forward_request(now, sid, pending.hop, pending.initial)
+                }
+                SiblingHold::Hold => {
+                    if let Some(stx) = self.servers.get_mut(&sid) {
+                        stx.state = SrvState::AwaitingCti { pending };
+                        stx.direction = Some(Direction::In);
+                    }
+                    let at = now + self.cfg.newcall_wait;
+                    self.arm_server(sid, at, Timer::CtiWait(sid));
+                }
+                SiblingHold::Apply(a) => {
+                    if let Some(stx) = self.servers.get_mut(&sid) {
+                        stx.state = SrvState::AwaitingCti { pending };
+                        stx.direction = Some(Direction::In);
+                    }
+                    self.release(now, sid, a);
+                }
+            }
             return;
         };
         if let Some(stx) = self.servers.get_mut(&sid) {
@@ -69,7 +90,7 @@ impl ProxyCore {
     /// failed open, cancelled, or unknown) is ignored.
     pub fn handle_cti_answer(&mut self, now: Instant, token: CallId, answer: CtiAnswer) {
         let sid = token.server_tx();
-        let Some(stx) = self.servers.get_mut(&sid) else {
+        let Some(stx) = self.servers.get(&sid) else {
             tracing::info!(%token, "late newCall answer ignored (transaction gone)");
             return;
         };
@@ -77,6 +98,21 @@ impl ProxyCore {
             tracing::info!(%token, "late newCall answer ignored (call already went on)");
             return;
         }
+        // the provider's other branches of this call wait for the same answer
+        let held = self.sibling_answered(sid, &answer);
+        self.release(now, sid, answer.clone());
+        for o in held {
+            self.release(now, o, answer.clone());
+        }
+    }
+
+    /// Apply Zammad's `answer` to the INVITE held in `sid` (see
+    /// [`ProxyCore::handle_cti_answer`]).
+    fn release(&mut self, now: Instant, sid: ServerTxId, answer: CtiAnswer) {
+        let token = CallId::of(sid);
+        let Some(stx) = self.servers.get_mut(&sid) else {
+            return;
+        };
         let SrvState::AwaitingCti { pending } =
             std::mem::replace(&mut stx.state, SrvState::Proceeding)
         else {

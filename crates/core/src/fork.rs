@@ -197,6 +197,7 @@ impl ProxyCore {
                 pop_routes: hop.pop_routes,
                 record_route: hop.record_route,
                 fork: Vec::new(),
+                answer: None,
             };
             let Some(fwd) = self.build_forward(now, sid, &leg, initial, &b) else {
                 return;

@@ -22,6 +22,11 @@
 //! * [`config`], [`output`] — what the core is given and what it gives back.
 //! * [`identity`] — the caller-id rewrite of one dialog.
 //! * [`admission`] — per-source rate limit, ban and table shares.
+//! * [`registration`] — REGISTER relayed to the trunk's registrar with a
+//!   Contact rewrite or Path (RFC 3327), the binding table, requests for a
+//!   registered phone sent over its flow.
+//! * [`siblings`] — one call that the provider forked to several phones:
+//!   one `newCall`, one answer from Zammad for every branch, one end.
 //!
 //! It never reads a clock, never touches a socket and does not depend on an async
 //! runtime (the crate graph keeps it so): the binary crate `sipcti-proxy` runs it on
@@ -39,8 +44,10 @@ pub mod ids;
 pub mod messages;
 pub mod output;
 pub mod proxy;
+pub mod registration;
 pub mod routing;
 pub mod server_tx;
+pub mod siblings;
 pub mod timers;
 pub mod validation;
 
@@ -49,4 +56,7 @@ pub use cti::CtiAnswer;
 pub use ids::{CallId, ClientKey, ClientTxId, Method, ServerKey, ServerTxId};
 pub use output::{CoreStats, Output, Transmit};
 pub use proxy::ProxyCore;
+pub use registration::{
+    Binding, BindingKey, BindingUpdate, Flow, RegistrationConfig, RegistrationMode,
+};
 pub use routing::{Hop, Target};

@@ -39,6 +39,10 @@ pub enum Output {
     },
     /// Deliver an `answer` or `hangup` (off the call path).
     Event(CallEvent),
+    /// A binding of a phone registered through sipcti was added, refreshed
+    /// or removed: keep the edge's durable copy in step, so that
+    /// [`crate::ProxyCore::restore_binding`] can put it back after a restart.
+    Binding(crate::registration::BindingUpdate),
 }
 
 /// Counters (monotonic).
@@ -46,6 +50,12 @@ pub enum Output {
 pub struct CoreStats {
     /// Requests received.
     pub requests: u64,
+    /// REGISTERs answered 503 (or bindings not stored) because the binding
+    /// table was full.
+    pub bindings_refused: u64,
+    /// Path-mode 2xx to a REGISTER without a Path header (the registrar
+    /// may not support RFC 3327).
+    pub path_not_echoed: u64,
     /// Responses received.
     pub responses: u64,
     /// Requests answered 400/505 (malformed).

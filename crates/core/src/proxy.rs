@@ -46,8 +46,10 @@ use crate::identity::Rewrite;
 use crate::ids::{ClientKey, ClientTxId, Method, ServerKey, ServerTxId};
 use crate::messages::{fnv1a, loop_hash, salvage_error_response};
 use crate::output::{log_sample, CoreStats, Output, Transmit};
+use crate::registration::Bindings;
 use crate::routing::{other_side, pop_routes, reply_target, NextHop, Target};
 use crate::server_tx::{PendingForward, ServerTx};
+use crate::siblings::{SiblingKey, Siblings};
 use crate::timers::{Timer, TimerWheel};
 
 /// The message was dealt with (answered, absorbed or dropped): the
@@ -85,6 +87,10 @@ pub struct ProxyCore {
     next_id: u64,
     pub(crate) stats: CoreStats,
     pub(crate) admission: Admission,
+    /// Phones registered through sipcti ([`crate::registration`]).
+    pub(crate) bindings: Bindings,
+    /// The branches of calls the provider forked ([`crate::siblings`]).
+    pub(crate) siblings: Siblings,
 }
 
 impl ProxyCore {
@@ -110,6 +116,8 @@ impl ProxyCore {
             next_id: 1,
             stats: CoreStats::default(),
             admission,
+            bindings: Bindings::default(),
+            siblings: Siblings::default(),
         }
     }
 
@@ -165,6 +173,7 @@ impl ProxyCore {
             self.timers.next_deadline(),
             self.accepted.next_expiry(),
             self.tracker.poll_timeout(),
+            self.bindings.next_expiry(),
         ]
         .into_iter()
         .flatten()
@@ -225,12 +234,25 @@ impl ProxyCore {
 
     /// Feed the call tracker the messages that can change a call's events
     /// (the others cannot; its timers run from `handle_timeout`).
+    ///
+    /// An initial INVITE from the trunk to a registered phone names the
+    /// phone's binding in its Request-URI (`sip:rb…@sipcti` or the phone's
+    /// own Contact): Zammad's `to` is then the To header's number, the
+    /// number the caller dialled.
     pub(crate) fn track(&mut self, msg: &SipMessage, side: Side, now: Instant) -> Vec<CallEvent> {
-        if sipcti_dialog::affects_calls(msg) {
-            self.tracker.on_message(msg, side, now)
-        } else {
-            Vec::new()
+        if !sipcti_dialog::affects_calls(msg) {
+            return Vec::new();
         }
+        if side == Side::Trunk
+            && msg.method() == Some("INVITE")
+            && self.binding_hop(msg, true).is_some()
+        {
+            if let Ok(mut v) = sipcti_dialog::MsgView::from_message(msg) {
+                v.ruri_user = None;
+                return self.tracker.on_view(&v, side, now);
+            }
+        }
+        self.tracker.on_message(msg, side, now)
     }
 
     /// Queue call events; a hangup frees its admission slot and schedules
@@ -353,7 +375,13 @@ impl ProxyCore {
         }
         self.check_capacity(&msg, live_call, rx)?;
         let hop = self.route(&msg, &method, initial, side, rx)?;
+        let sibling = (initial && side == Side::Trunk && method == Method::Invite)
+            .then(|| SiblingKey::of(&msg))
+            .flatten();
         let (sid, new_call) = self.create_server_tx(now, msg, key, loop_hash, side, initial, rx);
+        if let Some(k) = sibling {
+            self.siblings.add(k, sid);
+        }
         self.await_cti_or_forward(now, sid, new_call, PendingForward { hop, initial });
         Ok(())
     }
@@ -379,7 +407,13 @@ impl ProxyCore {
                 self.respond_stateless(msg, rx, 416, "Unsupported URI Scheme", &[]);
                 return Err(Handled);
             }
-            return match self.cfg.initial_hop(msg, method, side) {
+            if side == Side::Trunk {
+                if let Some(h) = self.binding_hop(msg, method.forms_dialog()) {
+                    return Ok(h.unwrap_or_else(|answer| self.unavailable_hop(msg, answer)));
+                }
+            }
+            let registered = |user: &str| self.registered_targets(user);
+            return match self.cfg.initial_hop(msg, method, side, &registered) {
                 Ok(h) => Ok(h),
                 Err((code, reason)) => {
                     self.respond_stateless(msg, rx, code, reason, &[]);
@@ -410,6 +444,32 @@ impl ProxyCore {
         mut hop: NextHop,
         initial: bool,
     ) {
+        if let Some((code, reason)) = hop.answer {
+            self.final_from_proxy(now, sid, code, reason);
+            return;
+        }
+        if self
+            .servers
+            .get(&sid)
+            .is_some_and(|s| s.method == Method::Register)
+        {
+            if let Some(flow) = self.register_flow(sid) {
+                let req = self.servers.get(&sid).and_then(|s| s.req.clone());
+                if let Some(req) = req {
+                    if self.note_register(sid, &req, flow).is_err() {
+                        self.stats.bindings_refused += 1;
+                        if log_sample(self.stats.bindings_refused) {
+                            tracing::warn!(
+                                count = self.stats.bindings_refused,
+                                "REGISTER refused: binding table full"
+                            );
+                        }
+                        self.final_from_proxy(now, sid, 503, "Binding Table Full");
+                        return;
+                    }
+                }
+            }
+        }
         let Some(stx) = self.servers.get(&sid) else {
             return;
         };
@@ -495,6 +555,7 @@ impl ProxyCore {
         }
         edit.insert_first("Via", &self.cfg.via_value(out_face, hop.transport, branch));
         self.rewrite_request(&mut edit, req, side);
+        self.register_edits(sid, req, &mut edit, out_face, hop.transport);
         let bytes = edit.finish();
         if bytes.len() > self.cfg.limits.max_message_bytes {
             // RFC 3261 21.5.14 / 18.1.1: our additions made it too large
@@ -649,9 +710,22 @@ impl ProxyCore {
             self.fork_response(now, sid, cid, &msg, status, side);
             return Ok(());
         }
-        // the tracker sees every response of the call
-        let evs = self.track(&msg, side, now);
-        self.emit_events(evs);
+        // a REGISTER's 2xx updates the bindings (and may restore Contacts)
+        let msg = match out.server.filter(|_| key.method == Method::Register) {
+            Some(sid) => self
+                .register_response(now, sid, &msg, status)
+                .unwrap_or(msg),
+            None => msg,
+        };
+        // the tracker sees every response of the call, but a failed branch
+        // of a call the provider forked while another branch still rings
+        let hidden = status >= 300
+            && key.method == Method::Invite
+            && out.server.is_some_and(|sid| self.sibling_pending(sid));
+        if !hidden {
+            let evs = self.track(&msg, side, now);
+            self.emit_events(evs);
+        }
         if out.forward {
             self.forward_response(now, out.server, &msg, status, out.is_invite, &out.upstream);
         }
@@ -771,6 +845,7 @@ impl ProxyCore {
         let evs = self.tracker.handle_timeout(now);
         self.emit_events(evs);
         self.accepted.expire(now);
+        self.expire_bindings(now);
         while let Some(t) = self.timers.pop_due(now) {
             self.fire(now, t);
         }

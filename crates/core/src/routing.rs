@@ -64,6 +64,10 @@ pub(crate) struct NextHop {
     /// targets): every branch of the fork, the first being `target` /
     /// `ruri` (RFC 3261 16.5, 16.7; [`crate::fork`]). Empty otherwise.
     pub(crate) fork: Vec<ForkTarget>,
+    /// Answer the request with this final response instead of forwarding
+    /// it, once the call tracker and Zammad have seen it (a registered
+    /// phone without a binding: 480, cause `notFound`).
+    pub(crate) answer: Option<(u16, &'static str)>,
 }
 
 /// Which way a message goes when it is sent to `dest`.
@@ -180,18 +184,20 @@ impl CoreConfig {
         msg: &SipMessage,
         method: &Method,
         side: Side,
+        registered: &dyn Fn(&str) -> Vec<ForkTarget>,
     ) -> Result<NextHop, (u16, &'static str)> {
         if side == Side::Trunk {
             if let Some(r) = self.tracker.route_for(msg) {
-                let (target, transport) = route_hop(&r.target).ok_or((500, "Bad Route Target"))?;
-                // a ring group forks an INVITE (RFC 3261 16.7); any other
-                // request goes to the first target only
-                let mut fork = Vec::new();
-                if r.is_group() && *method == Method::Invite {
-                    for t in r.targets.iter().take(sipcti_dialog::MAX_GROUP) {
+                // RFC 3261 16.5: the target set. A registered phone's name
+                // stands for each of its bindings.
+                let mut set = Vec::new();
+                for t in r.targets.iter() {
+                    if t.registered {
+                        set.extend(registered(&t.uri));
+                    } else {
                         let (target, transport) =
                             route_hop(&t.uri).ok_or((500, "Bad Route Target"))?;
-                        fork.push(ForkTarget {
+                        set.push(ForkTarget {
                             target,
                             transport,
                             ruri: t.uri.clone(),
@@ -199,14 +205,37 @@ impl CoreConfig {
                         });
                     }
                 }
+                set.truncate(sipcti_dialog::MAX_GROUP);
+                let pop_routes = self.our_routes(msg).0;
+                let record_route = method.forms_dialog();
+                let Some(first) = set.first().cloned() else {
+                    // only registered phones, none registered now
+                    return Ok(NextHop {
+                        target: self.inside_target.target.clone(),
+                        transport: self.inside_target.transport,
+                        ruri: None,
+                        pop_routes,
+                        record_route,
+                        fork: Vec::new(),
+                        answer: Some((480, "Temporarily Unavailable")),
+                    });
+                };
+                // a ring group forks an INVITE (RFC 3261 16.7); any other
+                // request goes to the first target only
+                let fork = if set.len() > 1 && *method == Method::Invite {
+                    set
+                } else {
+                    Vec::new()
+                };
                 return Ok(NextHop {
-                    target,
-                    transport,
+                    target: first.target,
+                    transport: first.transport,
                     // RFC 3261 16.5: the target set's URI is the new Request-URI
-                    ruri: Some(r.target.clone()),
-                    pop_routes: self.our_routes(msg).0,
-                    record_route: method.forms_dialog(),
+                    ruri: Some(first.ruri),
+                    pop_routes,
+                    record_route,
                     fork,
+                    answer: None,
                 });
             }
         }
@@ -232,6 +261,7 @@ impl CoreConfig {
             pop_routes,
             record_route: method.forms_dialog(),
             fork: Vec::new(),
+            answer: None,
         })
     }
 
@@ -311,6 +341,7 @@ impl CoreConfig {
             pop_routes: pop,
             record_route: false,
             fork: Vec::new(),
+            answer: None,
         })
     }
 

@@ -136,6 +136,8 @@ impl ProxyCore {
     pub(crate) fn remove_server(&mut self, sid: ServerTxId) {
         if let Some(stx) = self.servers.remove(&sid) {
             self.server_keys.remove(&stx.key);
+            self.bindings.forget(sid);
+            self.siblings.remove(sid);
             if let Some(src) = stx.source {
                 self.admission.close_transaction(src);
             }
@@ -318,7 +320,13 @@ impl ProxyCore {
         let side_to = other_side(stx.side);
         let is_invite = stx.is_invite();
         self.send(t, d, bytes.clone(), None);
-        if let Ok(m) = SipMessage::parse(bytes, &self.cfg.limits) {
+        // a failed branch of a call the provider forked ends nothing while
+        // another branch rings (crate::siblings)
+        let hidden = is_invite && self.sibling_pending(sid);
+        if let Some(m) = SipMessage::parse(bytes, &self.cfg.limits)
+            .ok()
+            .filter(|_| !hidden)
+        {
             let evs = self.track(&m, side_to, now);
             self.emit_events(evs);
         }

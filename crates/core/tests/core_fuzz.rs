@@ -144,6 +144,12 @@ fn check_outputs(out: &[Output], from: &str, request_sources: &[std::net::IpAddr
             Output::NewCall { event, .. } | Output::Event(event) => {
                 assert!(from != STRANGER, "a stranger's message caused {event:?}");
             }
+            Output::Binding(b) => {
+                assert!(
+                    from != STRANGER,
+                    "a stranger's message changed a binding: {b:?}"
+                );
+            }
         }
     }
 }

@@ -389,6 +389,7 @@ fn a_route_target_that_is_not_a_sip_uri_gets_500_not_a_misroute() {
     // hand might: the request is refused, never sent to inside_target
     let mut c = routed();
     c.tracker.routes[0].target = "tel:+4930201".into();
+    c.tracker.routes[0].targets[0].uri = "tel:+4930201".into();
     let mut h = H::with(c);
     let o = h.udp(
         0,

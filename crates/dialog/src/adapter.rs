@@ -2,7 +2,7 @@
 
 use sipcti_wire::{NameAddr, SipMessage};
 
-use crate::view::{privacy_has_id, uri_user_host, MsgView, Party};
+use crate::view::{privacy_has_id, sipfrag_status, uri_user_host, DialogRef, MsgView, Party};
 
 fn party(na: &NameAddr<'_>) -> Party {
     Party::new(na.uri, na.display.as_deref())
@@ -29,6 +29,23 @@ pub(crate) fn view_of(msg: &SipMessage) -> Result<MsgView, &'static str> {
     let from = msg.from().ok_or("no From")?;
     let to = msg.to().ok_or("no To")?;
     let privacy_id = msg.header_values("Privacy").into_iter().any(privacy_has_id);
+    let is = |m: &str| method.as_deref().is_some_and(|x| x.eq_ignore_ascii_case(m));
+    // RFC 3891 6.1: only an INVITE's Replaces names a dialog to replace
+    let replaces = if is("INVITE") {
+        msg.header("Replaces").and_then(DialogRef::parse)
+    } else {
+        None
+    };
+    let refer_to_replaces = if is("REFER") {
+        msg.header("Refer-To").and_then(DialogRef::from_refer_to)
+    } else {
+        None
+    };
+    let sipfrag = if is("NOTIFY") && refer_notify(msg) {
+        sipfrag_status(msg.body())
+    } else {
+        None
+    };
     Ok(MsgView {
         method,
         status,
@@ -43,5 +60,24 @@ pub(crate) fn view_of(msg: &SipMessage) -> Result<MsgView, &'static str> {
         pai: first_name_addr(msg, "P-Asserted-Identity"),
         contact: first_name_addr(msg, "Contact"),
         privacy_id,
+        replaces,
+        refer_to_replaces,
+        sipfrag_status: sipfrag,
     })
+}
+
+/// A NOTIFY of a REFER's implicit subscription: `Event: refer` (any
+/// `id` parameter) with a `message/sipfrag` body (RFC 3515 2.4.4, 2.4.5).
+fn refer_notify(msg: &SipMessage) -> bool {
+    let token = |v: &str| {
+        v.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    };
+    msg.header("Event").is_some_and(|e| token(e) == "refer")
+        && msg
+            .header("Content-Type")
+            .is_some_and(|c| token(c) == "message/sipfrag")
 }

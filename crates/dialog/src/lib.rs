@@ -29,7 +29,7 @@ pub use routes::{
     MAX_PHONEBOOK, MAX_QUEUE_LEN, MAX_ROUTES,
 };
 pub use tracker::CallTracker;
-pub use view::{MsgView, Party};
+pub use view::{DialogRef, MsgView, Party};
 
 /// Where a message came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -53,23 +53,22 @@ impl Side {
 }
 
 /// Whether `msg` can change any call's events: INVITE, CANCEL and BYE
-/// requests, and final responses to INVITE. Every other message (ACK,
-/// REGISTER, OPTIONS, provisional responses, responses to BYE...) can be
-/// left out of [`CallTracker::on_message`] without changing the events, as
-/// long as [`CallTracker::handle_timeout`] runs the timers. The live proxy
-/// and the replay use it to skip half the work.
+/// requests, and final responses to INVITE; for transfers (RFC 3515, RFC
+/// 3891) also REFER and NOTIFY requests and final responses to REFER.
+/// Every other message (ACK, REGISTER, OPTIONS, PRACK, UPDATE, provisional
+/// responses, responses to BYE...) can be left out of
+/// [`CallTracker::on_message`] without changing the events, as long as
+/// [`CallTracker::handle_timeout`] runs the timers. The live proxy and the
+/// replay use it to skip half the work.
 pub fn affects_calls(msg: &sipcti_wire::SipMessage) -> bool {
+    const REQUESTS: [&str; 5] = ["INVITE", "BYE", "CANCEL", "REFER", "NOTIFY"];
     match msg.method() {
-        Some(m) => {
-            m.eq_ignore_ascii_case("INVITE")
-                || m.eq_ignore_ascii_case("BYE")
-                || m.eq_ignore_ascii_case("CANCEL")
-        }
+        Some(m) => REQUESTS.iter().any(|r| m.eq_ignore_ascii_case(r)),
         None => {
             msg.status().is_some_and(|s| s >= 200)
-                && msg
-                    .cseq()
-                    .is_some_and(|(_, m)| m.eq_ignore_ascii_case("INVITE"))
+                && msg.cseq().is_some_and(|(_, m)| {
+                    m.eq_ignore_ascii_case("INVITE") || m.eq_ignore_ascii_case("REFER")
+                })
         }
     }
 }

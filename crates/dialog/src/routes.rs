@@ -104,14 +104,20 @@ pub struct InboundRoute {
 /// Most targets a ring group may hold (one branch each).
 pub const MAX_GROUP: usize = 16;
 
-/// One target of a route: its URI and its user, normalised (the phonebook
-/// key of the person it rings).
+/// One target of a route: its URI (or the name of a phone registered
+/// through sipcti) and its user, normalised (the phonebook key of the
+/// person it rings).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteTarget {
-    /// The SIP URI (`sip:user@host[:port][;transport=udp|tcp]`).
+    /// The SIP URI (`sip:user@host[:port][;transport=udp|tcp]`), or, for a
+    /// registered phone, the AOR user it registered with (`alice`, `202`).
     pub uri: String,
-    /// The URI's user, normalised.
+    /// The URI's user (or the registered name), normalised.
     pub user: Option<String>,
+    /// Whether `uri` names a phone registered through sipcti rather than a
+    /// SIP URI: the proxy core rings every binding of that AOR user, and
+    /// answers 480 when there is none.
+    pub registered: bool,
 }
 
 impl InboundRoute {
@@ -128,7 +134,8 @@ impl InboundRoute {
     }
 
     /// A route to every URI of `targets` (a ring group when there are two
-    /// or more; the caller keeps it within [`MAX_GROUP`]). `targets` must
+    /// or more; a target that is not a `sip:` URI names a phone registered
+    /// through sipcti; the caller keeps it within [`MAX_GROUP`]). `targets` must
     /// not be empty: an empty list gives a route to the empty URI, which
     /// routes nowhere.
     pub fn group(
@@ -140,11 +147,18 @@ impl InboundRoute {
     ) -> InboundRoute {
         let targets: Vec<RouteTarget> = targets
             .iter()
-            .map(|t| RouteTarget {
-                uri: t.to_string(),
-                user: uri_user_host(t)
-                    .0
-                    .map(|u| normalize_number(&u, country_code, max_internal_len)),
+            .map(|t| {
+                let registered = !t.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("sip:"));
+                let user = if registered {
+                    Some(t.trim().to_string())
+                } else {
+                    uri_user_host(t).0
+                };
+                RouteTarget {
+                    uri: t.trim().to_string(),
+                    user: user.map(|u| normalize_number(&u, country_code, max_internal_len)),
+                    registered,
+                }
             })
             .collect();
         let first = targets.first();

@@ -29,6 +29,7 @@ fn invite(cid: &str, ftag: &str, cseq: u32, ruri: &str, from: Party, to: Party) 
         pai: None,
         contact: None,
         privacy_id: false,
+        ..MsgView::default()
     }
 }
 
@@ -76,6 +77,7 @@ fn callee_req(inv: &MsgView, method: &str, cseq: u32, callee_tag: &str) -> MsgVi
         pai: None,
         contact: None,
         privacy_id: false,
+        ..MsgView::default()
     }
 }
 
@@ -1280,3 +1282,5 @@ fn number_patterns_and_first_match() {
     assert_eq!(match_route(&routes, ""), None);
     assert_eq!(routes[1].target_user.as_deref(), Some("202"));
 }
+
+mod transfer;

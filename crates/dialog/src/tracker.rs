@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use sipcti_event::{Cause, Direction, EventKind};
 use sipcti_wire::SipMessage;
 
-use crate::view::MsgView;
+use crate::view::{DialogRef, MsgView};
 use crate::{
     cause_for_status, dialled_number, normalize_number, CallEvent, CallInfo, Side, TrackerConfig,
     TrackerStats,
@@ -50,6 +50,43 @@ struct Call {
     deadline: Option<Instant>,
     /// Key in `lingering` once ended.
     linger_key: Option<Instant>,
+    /// What transfers did to the call (RFC 3515, RFC 3891).
+    xfer: Xfer,
+}
+
+/// What a transfer did to one call (RFC 3515 REFER, RFC 3891 Replaces,
+/// the flows of RFC 5589). While [`Xfer::forwarded`] holds, the call's
+/// end (a BYE from either party, or a timer) is reported `forwarded`
+/// instead of `normalClearing`. Ids name other calls in the table; a freed
+/// call's id is never reused, so a stale one only misses.
+#[derive(Debug, Default)]
+struct Xfer {
+    /// A REFER in this call's dialog was accepted (a 2xx to it, or a
+    /// NOTIFY of its subscription with a 1xx/2xx sipfrag), and no NOTIFY
+    /// reported the transfer failed since.
+    referred: bool,
+    /// The dialog the last REFER in this call's dialog named in its
+    /// Refer-To `Replaces` (attended transfer), until that REFER is
+    /// answered. One at a time: a later REFER overwrites it.
+    refer_names: Option<DialogRef>,
+    /// The call an accepted REFER of this call named (the consultation
+    /// call of an attended transfer), marked `consulted`.
+    consult: Option<u64>,
+    /// Named by another call's accepted attended-transfer REFER.
+    consulted: bool,
+    /// The call whose INVITE carries `Replaces` naming this call, as long
+    /// as that INVITE has not failed (RFC 3891 3: the replaced dialog is
+    /// ended once the new one is accepted).
+    replaced_by: Option<u64>,
+    /// For a call whose INVITE carried `Replaces`: the call it replaces.
+    replaces: Option<u64>,
+}
+
+impl Xfer {
+    /// The call's end is `forwarded`.
+    fn forwarded(&self) -> bool {
+        self.referred || self.consulted || self.replaced_by.is_some()
+    }
 }
 
 /// How often a Call-ID was used for a call (for `-2`, `-3` ... call ids).
@@ -77,6 +114,12 @@ struct CidUse {
 /// - [`CallTracker::on_message`] first runs the timers due at its `now`, so the result
 ///   does not depend on how promptly the caller drives `handle_timeout`; timer events
 ///   carry their deadline as `at`;
+/// - transfers (RFC 3515, RFC 3891, RFC 5589): a REFER accepted in a call's dialog (a 2xx
+///   to it, or a NOTIFY of its subscription with a 1xx/2xx sipfrag), the consultation call
+///   its Refer-To `Replaces` names, and a call an INVITE's `Replaces` names end `forwarded`
+///   (BYE from either party, or the duration timer) instead of `normalClearing`; a NOTIFY
+///   with a failed sipfrag undoes the REFER's marks, a Replaces INVITE that fails its own;
+///   the new leg is a new call like any other;
 /// - how often a Call-ID was used is remembered while a call with it is tracked and
 ///   `max_call_duration` after that (bounded by `max_calls` entries).
 #[derive(Debug)]
@@ -179,6 +222,8 @@ impl CallTracker {
             }
             Some(m) if m.eq_ignore_ascii_case("CANCEL") => self.on_cancel(v, now),
             Some(m) if m.eq_ignore_ascii_case("BYE") => self.on_bye(v, now, &mut out),
+            Some(m) if m.eq_ignore_ascii_case("REFER") => self.on_refer(v),
+            Some(m) if m.eq_ignore_ascii_case("NOTIFY") => self.on_notify(v),
             Some(_) => {}
             None => self.on_response(v, now, &mut out),
         }
@@ -205,12 +250,14 @@ impl CallTracker {
             };
             call.deadline = None;
             let cause = match call.state {
+                State::Ringing if call.cancel_seen && call.xfer.forwarded() => Cause::Forwarded,
                 State::Ringing if call.cancel_seen => Cause::Cancel,
                 State::Ringing => Cause::NoAnswer,
                 State::Challenged { .. } if call.cancel_seen => Cause::Cancel,
                 State::Challenged { status } => {
                     cause_for_status(status).unwrap_or(Cause::Congestion)
                 }
+                State::Answered if call.xfer.forwarded() => Cause::Forwarded,
                 State::Answered => Cause::NormalClearing,
                 State::Ended => {
                     self.free_call(id, t);
@@ -308,10 +355,46 @@ impl CallTracker {
                 }
             }
         }
-        self.new_call(v, side, now, out);
+        let Some(id) = self.new_call(v, side, now, out) else {
+            return;
+        };
+        if let Some(d) = &v.replaces {
+            self.link_replaces(id, d);
+        }
     }
 
-    fn new_call(&mut self, v: &MsgView, side: Side, now: Instant, out: &mut Vec<CallEvent>) {
+    /// RFC 3891 3: new call `id`'s INVITE replaces the dialog `d`; the
+    /// replaced call, if tracked and not ended, ends `forwarded` unless
+    /// the new INVITE fails (see [`CallTracker::end_call`]).
+    fn link_replaces(&mut self, id: u64, d: &DialogRef) {
+        let Some(old) = self.dialog_call(&d.call_id, Some(&d.to_tag), Some(&d.from_tag)) else {
+            return;
+        };
+        if old == id {
+            return;
+        }
+        let Some(oc) = self.calls.get_mut(&old) else {
+            return;
+        };
+        if oc.state == State::Ended {
+            return;
+        }
+        oc.xfer.replaced_by = Some(id);
+        tracing::debug!(sip_call_id = %oc.sip_call_id, "call replaced (RFC 3891)");
+        if let Some(nc) = self.calls.get_mut(&id) {
+            nc.xfer.replaces = Some(old);
+        }
+    }
+
+    /// Tracks a new call and emits its newCall; returns its id, `None`
+    /// when the table is full.
+    fn new_call(
+        &mut self,
+        v: &MsgView,
+        side: Side,
+        now: Instant,
+        out: &mut Vec<CallEvent>,
+    ) -> Option<u64> {
         if self.calls.len() >= self.cfg.max_calls {
             if let Some(&(t, id)) = self.lingering.first() {
                 self.free_call(id, t.min(now));
@@ -329,7 +412,7 @@ impl CallTracker {
                     "call not tracked: call table full (max_calls tracked calls, none lingering); no CTI events for it"
                 );
             }
-            return;
+            return None;
         }
         let cc = self.cfg.country_code.as_deref();
         let ml = self.cfg.max_internal_len;
@@ -408,6 +491,7 @@ impl CallTracker {
             target_user,
             deadline: None,
             linger_key: None,
+            xfer: Xfer::default(),
         };
         tracing::debug!(
             sip_call_id = %call.sip_call_id,
@@ -434,6 +518,7 @@ impl CallTracker {
         self.active += 1;
         self.stats.calls_seen += 1;
         self.set_deadline(id, add(now, self.cfg.max_call_duration));
+        Some(id)
     }
 
     fn on_cancel(&mut self, v: &MsgView, now: Instant) {
@@ -477,10 +562,130 @@ impl CallTracker {
                 self.stats.retransmissions_absorbed += 1;
                 return;
             }
+            State::Answered if self.is_forwarded(id) => Cause::Forwarded,
             State::Answered => Cause::NormalClearing,
             State::Ringing | State::Challenged { .. } => Cause::Cancel,
         };
         out.extend(self.end_call(id, cause, now));
+    }
+
+    /// REFER (RFC 3515 2.4.2) in a call's dialog: remembers the dialog its
+    /// Refer-To `Replaces` names until the REFER is answered. Nothing
+    /// changes before the answer: a refused REFER leaves the call as it was.
+    fn on_refer(&mut self, v: &MsgView) {
+        if v.to_tag.is_none() {
+            // a REFER outside a dialog concerns no call
+            return;
+        }
+        let Some(id) = self.dialog_call(&v.call_id, v.from_tag.as_deref(), v.to_tag.as_deref())
+        else {
+            self.stats.unknown_call_messages += 1;
+            return;
+        };
+        if let Some(c) = self.calls.get_mut(&id) {
+            if c.state != State::Ended {
+                c.xfer.refer_names = v.refer_to_replaces.clone();
+            }
+        }
+    }
+
+    /// A final response to a REFER (RFC 3515 2.4.2): 2xx accepts the
+    /// transfer, any other drops the dialog its Refer-To named.
+    fn on_refer_response(&mut self, v: &MsgView, status: u16) {
+        let Some(id) = self.dialog_call(&v.call_id, v.from_tag.as_deref(), v.to_tag.as_deref())
+        else {
+            self.stats.unknown_call_messages += 1;
+            return;
+        };
+        if (200..300).contains(&status) {
+            self.accept_refer(id);
+        } else if let Some(c) = self.calls.get_mut(&id) {
+            c.xfer.refer_names = None;
+        }
+    }
+
+    /// A NOTIFY of a REFER's subscription (RFC 3515 2.4.4, 2.4.5): a
+    /// 1xx/2xx sipfrag means the REFER was accepted (its 202 may be
+    /// missing from a capture); a final failure (3xx-6xx) means the
+    /// transfer failed and the call goes on as before.
+    fn on_notify(&mut self, v: &MsgView) {
+        let Some(frag) = v.sipfrag_status else { return };
+        if v.to_tag.is_none() {
+            return;
+        }
+        let Some(id) = self.dialog_call(&v.call_id, v.from_tag.as_deref(), v.to_tag.as_deref())
+        else {
+            self.stats.unknown_call_messages += 1;
+            return;
+        };
+        if frag < 300 {
+            self.accept_refer(id);
+            return;
+        }
+        let consult = match self.calls.get_mut(&id) {
+            Some(c) if c.state != State::Ended => {
+                tracing::debug!(sip_call_id = %c.sip_call_id, frag, "transfer failed (NOTIFY)");
+                c.xfer.referred = false;
+                c.xfer.refer_names = None;
+                c.xfer.consult.take()
+            }
+            _ => None,
+        };
+        if let Some(cc) = consult.and_then(|k| self.calls.get_mut(&k)) {
+            cc.xfer.consulted = false;
+        }
+    }
+
+    /// Call `id`'s REFER was accepted: it ends `forwarded`, and so does
+    /// the consultation call its Refer-To `Replaces` named (RFC 5589 7).
+    fn accept_refer(&mut self, id: u64) {
+        let names = match self.calls.get_mut(&id) {
+            Some(c) if c.state != State::Ended => {
+                if !c.xfer.referred {
+                    tracing::debug!(sip_call_id = %c.sip_call_id, "transfer accepted (REFER)");
+                }
+                c.xfer.referred = true;
+                c.xfer.refer_names.take()
+            }
+            _ => return,
+        };
+        let Some(d) = names else { return };
+        let Some(k) = self.dialog_call(&d.call_id, Some(&d.to_tag), Some(&d.from_tag)) else {
+            return;
+        };
+        if k == id {
+            return;
+        }
+        match self.calls.get_mut(&k) {
+            Some(cc) if cc.state != State::Ended => cc.xfer.consulted = true,
+            _ => return,
+        }
+        if let Some(c) = self.calls.get_mut(&id) {
+            c.xfer.consult = Some(k);
+        }
+    }
+
+    /// The call whose dialog has the tags `a` and `b` (either way round):
+    /// one is the call's From tag, the other its answering To tag; a call
+    /// not answered yet matches on its From tag alone (an early dialog).
+    fn dialog_call(&self, sip_call_id: &str, a: Option<&str>, b: Option<&str>) -> Option<u64> {
+        for (mine, theirs) in [(a, b), (b, a)] {
+            let Some(mine) = mine else { continue };
+            let Some(id) = self.find(sip_call_id, mine) else {
+                continue;
+            };
+            let c = self.calls.get(&id)?;
+            match c.answered_to_tag.as_deref() {
+                Some(t) if theirs == Some(t) => return Some(id),
+                Some(_) => {}
+                None => return Some(id),
+            }
+        }
+        None
+    }
+
+    fn is_forwarded(&self, id: u64) -> bool {
+        self.calls.get(&id).is_some_and(|c| c.xfer.forwarded())
     }
 
     /// The call a BYE ends: sent by the caller (its From tag is the call's) on the answered
@@ -509,10 +714,14 @@ impl CallTracker {
     }
 
     fn on_response(&mut self, v: &MsgView, now: Instant, out: &mut Vec<CallEvent>) {
+        let Some(status) = v.status else { return };
+        if v.cseq_method_is("REFER") && status >= 200 {
+            self.on_refer_response(v, status);
+            return;
+        }
         if !v.cseq_method_is("INVITE") {
             return;
         }
-        let Some(status) = v.status else { return };
         let tag = v.from_tag.as_deref().unwrap_or("");
         let Some(id) = self.find(&v.call_id, tag) else {
             self.stats.unknown_call_messages += 1;
@@ -565,7 +774,11 @@ impl CallTracker {
                 self.set_deadline(id, d);
             }
             300..=699 => {
-                let cause = if self.calls.get(&id).is_some_and(|c| c.cancel_seen) {
+                let cancelled = self.calls.get(&id).is_some_and(|c| c.cancel_seen);
+                let cause = if cancelled && self.is_forwarded(id) {
+                    // an early dialog replaced elsewhere (RFC 3891 7.1, call pickup)
+                    Cause::Forwarded
+                } else if cancelled {
                     Cause::Cancel
                 } else {
                     cause_for_status(status).unwrap_or(Cause::Congestion)
@@ -706,7 +919,18 @@ impl CallTracker {
         let key = linger_until.unwrap_or(at);
         call.linger_key = Some(key);
         self.lingering.insert((key, id));
+        // RFC 3891 3: a Replaces INVITE that failed replaced nothing
+        let failed_replaces = call
+            .answered_to_tag
+            .is_none()
+            .then_some(call.xfer.replaces)
+            .flatten();
         self.set_deadline(id, linger_until);
+        if let Some(old) = failed_replaces.and_then(|o| self.calls.get_mut(&o)) {
+            if old.xfer.replaced_by == Some(id) {
+                old.xfer.replaced_by = None;
+            }
+        }
         Some(ev)
     }
 

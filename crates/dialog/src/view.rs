@@ -76,6 +76,95 @@ pub struct MsgView {
     pub contact: Option<Party>,
     /// `Privacy` lists `id`.
     pub privacy_id: bool,
+    /// The dialog an INVITE's `Replaces` header names (RFC 3891 6.1), if
+    /// any: the new call replaces it (attended transfer, call pickup).
+    pub replaces: Option<DialogRef>,
+    /// The dialog named by a `Replaces` URI header in a REFER's
+    /// `Refer-To` (RFC 3891 1, RFC 5589 7: attended transfer), if any.
+    pub refer_to_replaces: Option<DialogRef>,
+    /// A NOTIFY of the implicit `refer` subscription (RFC 3515 2.4.4,
+    /// 2.4.5): the status code of its `message/sipfrag` body's status
+    /// line (e.g. 100, 200, 503). `None` for every other message.
+    pub sipfrag_status: Option<u16>,
+}
+
+/// A dialog as a `Replaces` header names it (RFC 3891 6.1): the Call-ID
+/// and the two tags. Which tag is whose depends on who reads it (RFC 3891
+/// 3: the recipient's view), so the tracker matches either orientation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DialogRef {
+    /// Call-ID of the named dialog.
+    pub call_id: String,
+    /// `to-tag` parameter (empty if absent).
+    pub to_tag: String,
+    /// `from-tag` parameter (empty if absent).
+    pub from_tag: String,
+}
+
+impl DialogRef {
+    /// Parses a `Replaces` header value, `callid *(;param)` (RFC 3891
+    /// 6.1), e.g. `98732@sip.example.com;from-tag=r33th4x0r;to-tag=ff87ff`.
+    /// Returns `None` without a Call-ID or without both tags (such a value
+    /// cannot name one dialog).
+    pub fn parse(value: &str) -> Option<DialogRef> {
+        let mut parts = value.split(';');
+        let call_id = parts.next()?.trim();
+        if call_id.is_empty() {
+            return None;
+        }
+        let mut d = DialogRef {
+            call_id: call_id.to_string(),
+            ..DialogRef::default()
+        };
+        for p in parts {
+            let Some((k, v)) = p.split_once('=') else {
+                continue;
+            };
+            let (k, v) = (k.trim(), v.trim());
+            if k.eq_ignore_ascii_case("to-tag") {
+                d.to_tag = v.to_string();
+            } else if k.eq_ignore_ascii_case("from-tag") {
+                d.from_tag = v.to_string();
+            }
+        }
+        (!d.to_tag.is_empty() && !d.from_tag.is_empty()).then_some(d)
+    }
+
+    /// The `Replaces` URI header of a `Refer-To` value (RFC 3515 2.1, RFC
+    /// 3891 1), e.g. `<sip:bob@b.example?Replaces=abc%40a%3Bto-tag%3D1%3Bfrom-tag%3D2>`:
+    /// %-decoded and parsed as [`DialogRef::parse`]. `None` when there is
+    /// none or it names no dialog.
+    pub fn from_refer_to(value: &str) -> Option<DialogRef> {
+        let v = value.trim();
+        // the URI: inside <...> when bracketed, else up to the first ';' parameter
+        let uri = match v.find('<') {
+            Some(i) => v[i + 1..].split('>').next().unwrap_or(""),
+            None => v.split(';').next().unwrap_or(""),
+        };
+        let (_, headers) = uri.split_once('?')?;
+        headers.split('&').find_map(|h| {
+            let (name, val) = h.split_once('=')?;
+            if name.trim().eq_ignore_ascii_case("Replaces") {
+                DialogRef::parse(&percent_decode(val))
+            } else {
+                None
+            }
+        })
+    }
+}
+
+/// The status code of a `message/sipfrag` body's first line
+/// (`SIP/2.0 200 OK`, RFC 3420, as RFC 3515 2.4.5 uses it); `None` when
+/// the first line is not a status line.
+pub(crate) fn sipfrag_status(body: &[u8]) -> Option<u16> {
+    let line = body.split(|b| *b == b'\n').next()?;
+    let line = std::str::from_utf8(line).ok()?.trim();
+    let rest = line.strip_prefix("SIP/2.0 ")?;
+    let code = rest.split_whitespace().next()?;
+    if code.len() != 3 {
+        return None;
+    }
+    code.parse().ok().filter(|c| (100..=699).contains(c))
 }
 
 impl MsgView {

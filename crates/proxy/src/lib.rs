@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod bindings;
 pub mod config;
 pub mod cti_glue;
 pub mod demo;

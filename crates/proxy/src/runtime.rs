@@ -17,11 +17,18 @@ use sipcti_transport::net::{NetConfig, Transport};
 use sipcti_wire::TransportKind;
 use tokio::sync::mpsc;
 
-use crate::config::{Config, HopConfig};
+use crate::bindings::BindingKeeper;
+use crate::config::{Config, HopConfig, RegistrationModeName};
 use crate::cti_glue::{cti_config, to_cti_event};
 use sipcti_core::{
     CallId, ClientTxId, CoreConfig, CtiAnswer, Hop, Output, ProxyCore, Target, Transmit,
 };
+
+/// Whether the `n`th occurrence of a per-message warning is logged: the
+/// first 10, then those at powers of two.
+pub(crate) fn sampled(n: u64) -> bool {
+    n <= 10 || n.is_power_of_two()
+}
 
 /// One kind of per-message warning at the edge: every occurrence is
 /// counted, and only the first 10 and then those at powers of two are
@@ -113,6 +120,14 @@ pub async fn core_config(cfg: &Config, local_port: u16) -> anyhow::Result<CoreCo
                 .max(1),
             ban: Duration::from_secs(cfg.limits.ban_s),
         },
+        registration: sipcti_core::RegistrationConfig {
+            mode: match cfg.file.registration.mode {
+                RegistrationModeName::Contact => sipcti_core::RegistrationMode::Contact,
+                RegistrationModeName::Path => sipcti_core::RegistrationMode::Path,
+            },
+            max_bindings: cfg.file.registration.max_bindings,
+            ..Default::default()
+        },
     })
 }
 
@@ -189,14 +204,15 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         zammad = %cfg.zammad_url.as_deref().map(cti::redact_url).unwrap_or_else(|| "stdout".into()),
         "sipcti listening (UDP and TCP)"
     );
+    let mut core = ProxyCore::new(core_cfg);
+    // bindings kept across restarts ([registration] store)
+    let now = Instant::now();
+    let (keeper, restored) = BindingKeeper::open(cfg.file.registration.store.as_deref(), now)?;
+    for b in restored {
+        core.restore_binding(now, b);
+    }
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
-    let task = tokio::spawn(run_loop(
-        ProxyCore::new(core_cfg),
-        transport,
-        inbound,
-        client,
-        stop_rx,
-    ));
+    let task = tokio::spawn(run_loop(core, transport, inbound, client, keeper, stop_rx));
     Ok(Running {
         local,
         task,
@@ -209,6 +225,7 @@ async fn run_loop(
     transport: Transport,
     mut inbound: mpsc::Receiver<sipcti_transport::net::Inbound>,
     client: cti::CtiClient,
+    mut keeper: BindingKeeper,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) -> anyhow::Result<()> {
     let (back_tx, mut back_rx) = mpsc::channel::<Back>(4096);
@@ -285,7 +302,15 @@ async fn run_loop(
             }
             _ = sleep => core.handle_timeout(Instant::now()),
         }
-        drain_outputs(&mut core, &transport, &slow_tx, &back_tx, &client).await;
+        drain_outputs(
+            &mut core,
+            &transport,
+            &slow_tx,
+            &back_tx,
+            &client,
+            &mut keeper,
+        )
+        .await;
         if last_stats.elapsed() > Duration::from_secs(300) {
             last_stats = Instant::now();
             let (s, c) = core.transactions();
@@ -294,7 +319,15 @@ async fn run_loop(
     }
     tracing::info!(net = ?transport.stats(), "socket counters at shutdown");
     core.shutdown(Instant::now());
-    drain_outputs(&mut core, &transport, &slow_tx, &back_tx, &client).await;
+    drain_outputs(
+        &mut core,
+        &transport,
+        &slow_tx,
+        &back_tx,
+        &client,
+        &mut keeper,
+    )
+    .await;
     if !client.drain(Duration::from_secs(5)).await {
         tracing::warn!(stats = ?client.stats(), "CTI queue not empty at shutdown");
     }
@@ -315,6 +348,7 @@ async fn drain_outputs(
     slow_tx: &mpsc::Sender<Transmit>,
     back_tx: &mpsc::Sender<Back>,
     client: &cti::CtiClient,
+    bindings: &mut BindingKeeper,
 ) {
     while let Some(out) = core.poll_output() {
         match out {
@@ -365,6 +399,7 @@ async fn drain_outputs(
                 });
             }
             Output::Event(ev) => client.submit(to_cti_event(&ev)),
+            Output::Binding(update) => bindings.update(update),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The crate graph enforces sans-IO (issue 7): the wire layer, the call event model,
 //! the call tracker and the proxy core resolve to no async runtime and no socket crate,
-//! and the production CTI client does not link the HTTP server the Zammad double uses.
+//! and the production CTI client does not link the HTTP server the Zammad double uses;
+//! nor do the sans-IO crates link the embedded store (crates/store, SQLite).
 //!
 //! Reads `cargo metadata` (the resolved graph of the whole workspace) and follows only
 //! normal dependencies (not dev- or build-dependencies) from each crate.
@@ -148,6 +149,25 @@ fn rsip_stays_out_of_the_crates_that_read_what_is_received() {
 }
 
 #[test]
+fn sans_io_crates_do_not_link_the_store() {
+    // the store (crates/store) is an edge crate doing file I/O through SQLite; the core
+    // hands binding changes to the edge, which writes them
+    let g = graph();
+    for krate in [
+        "sipcti-wire",
+        "sipcti-event",
+        "sipcti-dialog",
+        "sipcti-core",
+    ] {
+        let bad = offenders(&g, krate, &["sipcti-store", "rusqlite", "libsqlite3-sys"]);
+        assert!(
+            bad.is_empty(),
+            "{krate} must stay sans-IO, but its normal dependencies include {bad:?}"
+        );
+    }
+}
+
+#[test]
 fn the_check_sees_what_it_should() {
     // the closure is not vacuous: the binary crate does link tokio and the core
     let g = graph();
@@ -162,4 +182,9 @@ fn the_check_sees_what_it_should() {
         assert!(c.contains(name), "sipcti-proxy should depend on {name}");
     }
     assert!(g.closure("sipcti-core").contains("sipcti-wire"));
+    // the store's closure does hold what the sans-IO crates are checked against
+    let store = g.closure("sipcti-store");
+    for name in ["rusqlite", "libsqlite3-sys", "sipcti-wire"] {
+        assert!(store.contains(name), "sipcti-store should depend on {name}");
+    }
 }

@@ -29,7 +29,7 @@ pub use framer::{Frame, FrameError, StreamFramer};
 pub use headers::{canonical_name, Header};
 pub use limits::Limits;
 pub use message::SipMessage;
-pub use parse::{NameAddr, Uri, Via};
+pub use parse::{split_header_values, NameAddr, Uri, Via};
 
 /// Transport protocol of a message or destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

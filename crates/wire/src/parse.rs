@@ -609,3 +609,10 @@ fn parse_via(s: &str) -> Option<Via<'_>> {
         params,
     })
 }
+
+/// The comma-separated values of one header line's value (RFC 3261 7.3.1),
+/// trimmed, commas inside quotes and `<...>` not splitting; empty values
+/// dropped. E.g. `<sip:a@b>;q=1, "X, Y" <sip:c@d>` gives two values.
+pub fn split_header_values(value: &str) -> Vec<&str> {
+    split_values(value, false)
+}

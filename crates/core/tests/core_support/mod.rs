@@ -63,6 +63,7 @@ pub fn config() -> CoreConfig {
         wait: Duration::from_secs(32),
         tracker: TrackerConfig::default(),
         sources: SourceLimits::default(),
+        registration: Default::default(),
     }
 }
 
@@ -229,6 +230,7 @@ pub fn show(outs: &[Output]) -> String {
                 o.push_str(&format!("\n--- NewCall #{token} {event:?}"))
             }
             Output::Event(e) => o.push_str(&format!("\n--- Event {e:?}")),
+            Output::Binding(b) => o.push_str(&format!("\n--- Binding {b:?}")),
         }
     }
     o

@@ -31,6 +31,44 @@ pub struct FileConfig {
     /// `[phonebook]`: number or extension -> person, for Zammad's `user`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub phonebook: BTreeMap<String, String>,
+    /// `[registration]`: phones registering with the trunk through sipcti.
+    #[serde(default)]
+    pub registration: RegistrationSection,
+}
+
+/// How a REGISTER relayed to the trunk makes the registrar's binding point
+/// back at sipcti.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RegistrationModeName {
+    /// The phone's Contact is replaced by `sip:<key>@<sipcti>` (any registrar).
+    #[default]
+    Contact,
+    /// A Path header naming sipcti is added (RFC 3327; the registrar must support it).
+    Path,
+}
+
+/// `[registration]` section.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrationSection {
+    /// `"contact"` (default) or `"path"`.
+    pub mode: RegistrationModeName,
+    /// SQLite file keeping the bindings across restarts; none: in memory only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<std::path::PathBuf>,
+    /// Most bindings at once (default 10000); a REGISTER adding more gets 503.
+    pub max_bindings: usize,
+}
+
+impl Default for RegistrationSection {
+    fn default() -> Self {
+        RegistrationSection {
+            mode: RegistrationModeName::Contact,
+            store: None,
+            max_bindings: 10_000,
+        }
+    }
 }
 
 /// One `[[routes]]` entry: inbound calls from the trunk to `number` go to

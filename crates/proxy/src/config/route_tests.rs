@@ -115,11 +115,11 @@ fn route_errors_name_the_key() {
         format!("[[routes]]\nnumber = \"4930111\"\ntargets = [\"sip:201@192.168.10.21\"]\n[[routes]]\nnumber = {number}\ntargets = {targets}\n{queue}\n")
     };
     let ok_t = "[\"sip:202@192.168.10.22\"]";
-    let e = err(&route("\"4930\"", "[\"alice\"]", ""));
+    let e = err(&route("\"4930\"", "[\"al ice\"]", ""));
     assert!(
         e.starts_with("routes[1].targets: ")
-            && e.contains("registered user")
-            && e.contains("not supported yet"),
+            && e.contains("\"al ice\": give a SIP URI")
+            && e.contains("registered through sipcti"),
         "{e}"
     );
     // a ring group: every target is checked, at most 16

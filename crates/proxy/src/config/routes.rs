@@ -24,7 +24,10 @@ pub(super) fn parse_routes(
         let number = sipcti_dialog::NumberPattern::parse(&r.number, country_code, max_internal_len)
             .map_err(|why| invalid(key("number"), format!("{:?} {why}", r.number)))?;
         if r.targets.is_empty() {
-            return Err(invalid(key("targets"), "needs one target (a SIP URI)"));
+            return Err(invalid(
+                key("targets"),
+                "needs one target (a SIP URI or a registered user)",
+            ));
         }
         if r.targets.len() > sipcti_dialog::MAX_GROUP {
             return Err(invalid(
@@ -71,7 +74,9 @@ pub(super) fn parse_routes(
 }
 
 /// One route target as written: a SIP URI with a user whose host is an IP
-/// address in `inside_networks`. Returns it trimmed; errors name `tkey`.
+/// address in `inside_networks`, or the AOR user of a phone registered
+/// through sipcti (`alice`, `201`: letters, digits and `.-_+`, at most 64).
+/// Returns it trimmed; errors name `tkey`.
 fn check_route_target<'a>(
     tkey: &str,
     target: &'a str,
@@ -79,12 +84,19 @@ fn check_route_target<'a>(
 ) -> Result<&'a str, ConfigError> {
     let t = target.trim();
     if !t.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("sip:")) {
-        return Err(invalid(
+        let name_ok = !t.is_empty()
+            && t.len() <= 64
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-_+".contains(&b));
+        if !name_ok {
+            return Err(invalid(
                 tkey.to_string(),
                 format!(
-                    "{t:?}: a registered user as a target is not supported yet: give a SIP URI, sip:user@host[:port][;transport=udp|tcp]"
+                    "{t:?}: give a SIP URI (sip:user@host[:port][;transport=udp|tcp]) or the user name of a phone registered through sipcti (letters, digits, .-_+)"
                 ),
             ));
+        }
+        return Ok(t);
     }
     let tkey = tkey.to_string();
     let hop = parse_hop_named(&tkey, t)?;

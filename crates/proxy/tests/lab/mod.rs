@@ -290,7 +290,17 @@ newcall_timeout_ms = {nt}
     }
 
     fn start_proxy(&mut self) {
-        let log = fs::File::create(self.dir.join("sipcti.log")).expect("log");
+        self.start_proxy_after(0)
+    }
+
+    /// Start sipcti, its log appended to `sipcti.log` (whose first `skip`
+    /// bytes are an earlier run's); wait for "sipcti listening" after them.
+    fn start_proxy_after(&mut self, skip: usize) {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("sipcti.log"))
+            .expect("log");
         let child = Command::new(env!("CARGO_BIN_EXE_sipcti"))
             .arg("run")
             .arg("--config")
@@ -303,7 +313,11 @@ newcall_timeout_ms = {nt}
         self.proxy = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if self.proxy_log().contains("sipcti listening") {
+            if self
+                .proxy_log()
+                .get(skip..)
+                .is_some_and(|l| l.contains("sipcti listening"))
+            {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -329,10 +343,33 @@ newcall_timeout_ms = {nt}
         keys: &[(&str, &str)],
     ) -> Sipp {
         let tag = format!("{:?}-{scen}", host).to_lowercase();
-        self.sipp_at(host, scen, 5060, service, keys, tag)
+        self.sipp_at(host, scen, 5060, service, keys, (tag, &[]))
     }
 
-    /// Start SIPp as `host` bound to `port`, its trace files named `tag`;
+    /// [`Lab::sipp`] with extra SIPp arguments `args` (e.g. `-oocsf` for a
+    /// phone that registers and then answers calls over the same socket or
+    /// connection); its trace files are named `tag`.
+    pub fn sipp_args(
+        &self,
+        host: Host,
+        scen: &str,
+        service: Option<&str>,
+        keys: &[(&str, &str)],
+        tag: &str,
+        args: &[String],
+    ) -> Sipp {
+        self.sipp_at(host, scen, 5060, service, keys, (tag.to_string(), args))
+    }
+
+    /// Stop sipcti (SIGTERM) and start it again with the same
+    /// configuration and log file (appended): a restart.
+    pub fn restart_proxy(&mut self) {
+        let before = self.stop();
+        self.start_proxy_after(before.len());
+    }
+
+    /// Start SIPp as `host` bound to `port`, its trace files named `tag`,
+    /// with extra arguments `args`;
     /// with `service` it calls the proxy, else it is a UAS and this
     /// returns once it has bound its port.
     fn sipp_at(
@@ -342,7 +379,7 @@ newcall_timeout_ms = {nt}
         port: u16,
         service: Option<&str>,
         keys: &[(&str, &str)],
-        tag: String,
+        (tag, args): (String, &[String]),
     ) -> Sipp {
         let ip = self.host_ip(host);
         let msg = self.dir.join(format!("{tag}.msg"));
@@ -374,6 +411,7 @@ newcall_timeout_ms = {nt}
         for (k, v) in all_keys {
             cmd.args(["-key", k, v]);
         }
+        cmd.args(args);
         if let Some(s) = service {
             cmd.arg(format!("{}:5060", self.proxy_ip())).args(["-s", s]);
         }
@@ -818,7 +856,7 @@ impl Lab {
         keys: &[(&str, &str)],
     ) -> Sipp {
         let tag = format!("{:?}-{port}-{scen}", host).to_lowercase();
-        self.sipp_at(host, scen, port, None, keys, tag)
+        self.sipp_at(host, scen, port, None, keys, (tag, &[]))
     }
 }
 
