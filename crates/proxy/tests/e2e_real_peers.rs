@@ -756,13 +756,11 @@ fn inbound_through_sipcti(mode: RegMode, name: &str) {
 }
 
 #[test]
-#[ignore = "sipcti bug: answeringNumber is the dialled DID, not the registered user 201, when the phone's Contact user is not a number (baresip: 201-0x...)"]
 fn e2e_real_peers_01_inbound_registered_with_path() {
     inbound_through_sipcti(RegMode::Path, "real-peers-in-path");
 }
 
 #[test]
-#[ignore = "sipcti bug: answeringNumber is the dialled DID, not the registered user 201, when the phone's Contact user is not a number (baresip: 201-0x...)"]
 fn e2e_real_peers_02_inbound_registered_with_contact() {
     inbound_through_sipcti(RegMode::Contact, "real-peers-in-contact");
 }
