@@ -56,6 +56,15 @@ use crate::timers::{Timer, TimerWheel};
 /// pipeline stops.
 pub(crate) struct Handled;
 
+/// Whether a datagram is a NAT keep-alive rather than a message: at most
+/// 16 bytes of CR, LF, space, tab or NUL.
+fn is_keepalive(data: &[u8]) -> bool {
+    data.len() <= 16
+        && data
+            .iter()
+            .all(|b| matches!(b, b'\r' | b'\n' | b' ' | b'\t' | 0))
+}
+
 /// One step of a pipeline: `Err(Handled)` stops it.
 pub(crate) type Step<T = ()> = Result<T, Handled>;
 
@@ -294,6 +303,13 @@ impl ProxyCore {
         source: SocketAddr,
         transport: TransportKind,
     ) {
+        let data: Bytes = data.into();
+        if is_keepalive(&data) {
+            // a NAT keep-alive (CRLF, CRLFCRLF, a NUL...; RFC 5626 4.4 and
+            // common phones' practice on UDP): absorbed, nothing to answer
+            self.stats.keepalives += 1;
+            return;
+        }
         let msg = match SipMessage::parse_or_return(data, &self.cfg.limits) {
             Ok(m) => m,
             Err((e, data)) => {

@@ -506,3 +506,20 @@ fn only_tx_any(outs: &[Output]) -> &sipcti_core::Transmit {
     assert_eq!(t.len(), 1, "{}", show(outs));
     t[0]
 }
+
+#[test]
+fn udp_keepalives_are_absorbed_without_an_answer_or_a_count_of_garbage() {
+    let mut h = H::new();
+    for (i, ka) in [&b"\r\n\r\n"[..], b"\r\n", b"\0\0\0\0", b" "]
+        .iter()
+        .enumerate()
+    {
+        let o = h.udp(i as u64, ka, REG_PHONE);
+        assert!(o.is_empty(), "{}", show(&o));
+    }
+    let o = h.udp(10, b"\r\n\r\n", STRANGER);
+    assert!(o.is_empty());
+    assert_eq!(h.core.stats().keepalives, 5);
+    assert_eq!(h.core.stats().unparseable, 0);
+    assert_eq!(h.core.stats().malformed_requests, 0);
+}
