@@ -722,9 +722,17 @@ impl ProxyCore {
             // never forwarded: answer 487 ourselves
             self.final_from_proxy(now, sid, 487, "Request Terminated");
         } else if matches!(stx.state, crate::server_tx::SrvState::Proceeding) {
-            // every branch of a fork (16.10)
+            // every branch of a fork (16.10), with the CANCEL's Reason
+            // (RFC 3326 section 2: a proxy SHOULD copy it), e.g. the
+            // provider's "Call completed elsewhere" when it forked the call
+            let reason = msg
+                .header_lines("Reason")
+                .map(|h| h.value.to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            let reason = (!reason.is_empty()).then_some(reason);
             for cid in self.branches_of(sid) {
-                self.cancel_branch(now, cid);
+                self.cancel_branch_with(now, cid, reason.clone());
             }
         }
     }

@@ -372,7 +372,7 @@ newcall_timeout_ms = {nt}
     /// with extra arguments `args`;
     /// with `service` it calls the proxy, else it is a UAS and this
     /// returns once it has bound its port.
-    fn sipp_at(
+    pub fn sipp_at(
         &self,
         host: Host,
         scen: &str,
