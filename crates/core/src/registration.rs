@@ -457,10 +457,13 @@ impl ProxyCore {
         if p.mode == RegistrationMode::Path && !granted.is_empty() && msg.header("Path").is_none() {
             self.stats.path_not_echoed += 1;
             if log_sample(self.stats.path_not_echoed) {
-                tracing::warn!(
+                // a registrar may keep the Path without echoing it (RFC 3327
+                // 5.3 only asks for the echo when the UA supports path;
+                // Kamailio's path_mode 0): worth a note, not a warning
+                tracing::info!(
                     aor = %p.aor,
                     count = self.stats.path_not_echoed,
-                    "registrar's 2xx has no Path: it may not support RFC 3327; set [registration] mode = \"contact\""
+                    "registrar's 2xx has no Path: if calls for this phone bypass sipcti, the registrar ignores RFC 3327; use [registration] mode = \"contact\""
                 );
             }
         }

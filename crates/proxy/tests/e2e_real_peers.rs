@@ -37,6 +37,19 @@ const PSTN_HOST: u8 = 5;
 /// How long to wait for a registration, a call's events, a process to start.
 const T: Duration = Duration::from_secs(5);
 
+/// `r` without the 180s it received: the PSTN side's `uac_hangup` takes a
+/// 180 as optional, and baresip's auto-answer sometimes answers at once.
+fn without_180(r: SippResult) -> SippResult {
+    SippResult {
+        messages: r
+            .messages
+            .into_iter()
+            .filter(|m| m.short() != "<180")
+            .collect(),
+        ..r
+    }
+}
+
 /// The workspace root (the lab's `target/`, `fixtures/` live there).
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -587,10 +600,11 @@ fn e2e_real_peers_00_fixture_phone_registered_directly_bypasses_sipcti() {
         &[("user", PSTN_CALLER), ("display", "Bob")],
     )
     .wait();
+    // baresip's auto-answer may send its 200 without a 180 first
     assert_sipp(
         &lab,
-        &pstn,
-        &[">INVITE", "<100", "<180", "<200", ">ACK", ">BYE", "<200"],
+        &without_180(pstn.clone()),
+        &[">INVITE", "<100", "<200", ">ACK", ">BYE", "<200"],
     );
     let did = provider.wait_line("provider: did ").unwrap_or_default();
     check_peers!(
@@ -693,10 +707,11 @@ fn inbound_through_sipcti(mode: RegMode, name: &str) {
         &[("user", PSTN_CALLER), ("display", "Bob")],
     )
     .wait();
+    // baresip's auto-answer may send its 200 without a 180 first
     assert_sipp(
         &lab,
-        &pstn,
-        &[">INVITE", "<100", "<180", "<200", ">ACK", ">BYE", "<200"],
+        &without_180(pstn.clone()),
+        &[">INVITE", "<100", "<200", ">ACK", ">BYE", "<200"],
     );
     let did = provider.wait_line("provider: did ").unwrap_or_default();
     check_peers!(

@@ -671,6 +671,7 @@ pub struct Sipp {
     what: String,
 }
 
+#[derive(Debug, Clone)]
 pub struct SippResult {
     pub ok: bool,
     pub what: String,
