@@ -177,8 +177,14 @@ pub enum OutboxChange {
     Done(u64),
     /// Set `attempted` on the row with this id to the value; no error if there is none.
     Attempted(u64, bool),
-    /// Remove every row of the call with this `callId` (its hangup is finished).
-    RemoveCall(String),
+    /// Remove the rows of the call `call_id` whose id is at most `up_to` (its hangup,
+    /// of id `up_to`, is finished; a later row of the call stays).
+    RemoveCall {
+        /// The call's `callId`.
+        call_id: String,
+        /// The hangup's id.
+        up_to: u64,
+    },
 }
 
 /// Why a store operation failed. Every variant names the store's path (`:memory:` for
@@ -461,9 +467,9 @@ impl Store {
                         .and_then(|mut s| s.execute(params![int(*id)?, on]))
                         .map_err(sql("mark outbox row attempted"))?;
                 }
-                OutboxChange::RemoveCall(call_id) => {
-                    tx.prepare_cached("DELETE FROM outbox WHERE call_id = ?1")
-                        .and_then(|mut s| s.execute([call_id]))
+                OutboxChange::RemoveCall { call_id, up_to } => {
+                    tx.prepare_cached("DELETE FROM outbox WHERE call_id = ?1 AND id <= ?2")
+                        .and_then(|mut s| s.execute(params![call_id, int(*up_to)?]))
                         .map_err(sql("remove outbox call"))?;
                 }
             }

@@ -47,11 +47,19 @@ fn rows_survive_a_reopen_in_id_order_with_their_flags() {
     // a finished call leaves no row
     s.outbox_apply(&[
         OutboxChange::Attempted(4, false),
-        OutboxChange::RemoveCall("a".into()),
+        OutboxChange::Insert(row(5, "a", "answer")),
+        OutboxChange::RemoveCall {
+            call_id: "a".into(),
+            up_to: 4,
+        },
     ])
     .unwrap();
-    assert_eq!(s.outbox_load().unwrap().0, vec![row(3, "b", "newCall")]);
-    assert_eq!(s.outbox_len().unwrap(), 1);
+    // the call's rows up to its hangup are gone, a later one stays
+    assert_eq!(
+        s.outbox_load().unwrap().0,
+        vec![row(3, "b", "newCall"), row(5, "a", "answer")]
+    );
+    assert_eq!(s.outbox_len().unwrap(), 2);
 }
 
 #[test]
