@@ -190,7 +190,9 @@ pub struct Running {
 
 impl Running {
     /// Ask the proxy to stop: every open call gets its hangup, the CTI
-    /// queue is drained (at most 5 s), then the task ends.
+    /// queue is drained (at most 5 s), what is left stays in the outbox,
+    /// then the task ends. An error if CTI events were lost (left over
+    /// without a durable outbox).
     pub async fn stop(mut self) -> anyhow::Result<()> {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
@@ -346,10 +348,35 @@ async fn run_loop(
         &mut keeper,
     )
     .await;
-    if !client.drain(Duration::from_secs(5)).await {
-        tracing::warn!(stats = ?client.stats(), "CTI queue not empty at shutdown");
+    shutdown_cti(&client).await
+}
+
+/// How long a stop delivers CTI events before it leaves the rest in the outbox.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
+
+/// Deliver for at most [`SHUTDOWN_DRAIN`], then leave what is left in the
+/// outbox (durable) and say how much. An error when events are lost: no
+/// outbox is configured, or it could not be written.
+async fn shutdown_cti(client: &cti::CtiClient) -> anyhow::Result<()> {
+    let r = client.close(SHUTDOWN_DRAIN).await;
+    if r.events_left == 0 {
+        tracing::info!("CTI queue empty at shutdown");
+        return Ok(());
     }
-    Ok(())
+    if r.durable {
+        tracing::warn!(
+            events = r.events_left,
+            calls = r.calls_left,
+            "CTI events left at shutdown stay in the outbox: delivered at the next start"
+        );
+        return Ok(());
+    }
+    tracing::error!(events = r.events_left, calls = r.calls_left, stats = ?client.stats(), "CTI events lost at shutdown (no [zammad] outbox, or it could not be written)");
+    anyhow::bail!(
+        "{} CTI events of {} calls were not delivered and are lost",
+        r.events_left,
+        r.calls_left
+    )
 }
 
 /// Hands one received message to the core.

@@ -902,3 +902,45 @@ pub fn assert_replay_matches(lab: &mut Lab, live: &[LoggedRequest]) {
         "replay of the capture {replayed:#?}\nlive {live:#?}"
     );
 }
+
+impl Lab {
+    /// Kill sipcti with SIGKILL (a crash: nothing runs after it) and
+    /// return its log.
+    pub fn kill_proxy(&mut self) -> String {
+        if let Some(mut p) = self.proxy.take() {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+        self.proxy_log()
+    }
+
+    /// Stop sipcti with SIGTERM; its exit status (`None` if it had to be
+    /// killed after 20 s) and its log.
+    pub fn stop_status(&mut self) -> (Option<std::process::ExitStatus>, String) {
+        let mut status = None;
+        if let Some(mut p) = self.proxy.take() {
+            let _ = Command::new("kill").arg(p.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                if let Ok(Some(s)) = p.try_wait() {
+                    status = Some(s);
+                    break;
+                }
+                if Instant::now() > deadline {
+                    let _ = p.kill();
+                    let _ = p.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        (status, self.proxy_log())
+    }
+
+    /// Start sipcti again after [`Lab::kill_proxy`] or [`Lab::stop_status`],
+    /// same configuration, its log appended.
+    pub fn start_proxy_again(&mut self) {
+        let before = self.proxy_log().len();
+        self.start_proxy_after(before);
+    }
+}
