@@ -189,6 +189,15 @@ impl ProxyCore {
         .min()
     }
 
+    /// Give back an answered call that was open when sipcti last stopped
+    /// (the edge finds it in the CTI outbox): its BYE, seen from now on,
+    /// emits its `hangup`; never heard of again, it is closed
+    /// `max_call_duration` after its `newCall`. False when the tracker's
+    /// table is full or the call is tracked already.
+    pub fn restore_call(&mut self, now: Instant, call: sipcti_dialog::RestoredCall) -> bool {
+        self.tracker.restore(call, now)
+    }
+
     /// Close every tracked call (the proxy is stopping): emits the hangups.
     pub fn shutdown(&mut self, now: Instant) {
         let evs = self.tracker.shutdown(now);

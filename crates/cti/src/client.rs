@@ -342,9 +342,27 @@ struct CallQ {
 }
 
 /// A call that was open in Zammad when an earlier run stopped (found in the outbox).
+/// An answered call open at the last stop, handed to the proxy's call
+/// tracker by [`CtiClient::take_open_answered_calls`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenCall {
+    /// Zammad's `callId` (the SIP Call-ID, unless it was shortened or reused).
+    pub call_id: String,
+    /// `in` or `out`.
+    pub direction: sipcti_event::Direction,
+    /// Zammad's `from`.
+    pub from: String,
+    /// Zammad's `to`.
+    pub to: String,
+    /// How long before the load its `newCall` was made.
+    pub age: Duration,
+}
+
 struct Recovered {
     new_call: Event,
     answered: bool,
+    /// How long before the load its `newCall` was made.
+    age: Duration,
 }
 
 /// Insertion-ordered set with a size cap (oldest evicted).
@@ -900,7 +918,15 @@ fn load(rows: Vec<OutboxRow>, cfg: &ClientConfig, writer: &Writer) -> Loaded {
         );
         deadlines.push((now + left, call.clone()));
         st.open.insert(call.clone(), answered);
-        st.recovered.insert(call, Recovered { new_call, answered });
+        let age = Duration::from_millis(now_ms.saturating_sub(created));
+        st.recovered.insert(
+            call,
+            Recovered {
+                new_call,
+                answered,
+                age,
+            },
+        );
     }
     deadlines.sort();
     Loaded {
@@ -1067,6 +1093,36 @@ impl CtiClient {
         }
         // A drop is already counted and logged by `enqueue`.
         let _ = shared.enqueue(ev, None);
+    }
+
+    /// Take the answered calls that were open when sipcti last stopped
+    /// (found in the outbox: `newCall` and `answer` sent, no `hangup`):
+    /// the caller (the proxy's call tracker) now owns ending them, at
+    /// their BYE or after `open_call_timeout`, so this client no longer
+    /// closes them itself. Calls never answered stay with the client,
+    /// which closes them after `open_call_timeout`. Each call is given out
+    /// once; empty without an outbox.
+    pub fn take_open_answered_calls(&self) -> Vec<OpenCall> {
+        let mut st = self.h.shared.lock();
+        let calls: Vec<String> = st
+            .recovered
+            .iter()
+            .filter(|(_, r)| r.answered)
+            .map(|(c, _)| c.clone())
+            .collect();
+        let mut out = Vec::with_capacity(calls.len());
+        for c in calls {
+            if let Some(r) = st.recovered.remove(&c) {
+                out.push(OpenCall {
+                    call_id: c,
+                    direction: r.new_call.direction,
+                    from: r.new_call.from.unwrap_or_default(),
+                    to: r.new_call.to.unwrap_or_default(),
+                    age: r.age,
+                });
+            }
+        }
+        out
     }
 
     /// Snapshot of the counters and the current queue length.

@@ -66,7 +66,8 @@ mod outbox;
 mod redact;
 
 pub use client::{
-    ClientConfig, CloseReport, ConfigError, CtiClient, DroppedStats, NewCallOutcome, Stats,
+    ClientConfig, CloseReport, ConfigError, CtiClient, DroppedStats, NewCallOutcome, OpenCall,
+    Stats,
 };
 pub use event::{parse_answer, Decision, Event, Format, User};
 pub use redact::redact_url;

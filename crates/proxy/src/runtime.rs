@@ -231,6 +231,33 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     for b in restored {
         core.restore_binding(now, b);
     }
+    // answered calls open at the last stop (the CTI outbox): their BYE,
+    // seen from now on, gives their hangup
+    let open = client.take_open_answered_calls();
+    let (mut taken, mut refused) = (0usize, 0usize);
+    for c in open {
+        let r = sipcti_dialog::RestoredCall {
+            sip_call_id: c.call_id.clone(),
+            call_id: c.call_id,
+            direction: c.direction,
+            from: c.from,
+            to: c.to,
+            answering_number: None,
+            age: c.age,
+        };
+        if core.restore_call(now, r) {
+            taken += 1;
+        } else {
+            refused += 1;
+        }
+    }
+    if taken + refused > 0 {
+        tracing::info!(
+            calls = taken,
+            not_tracked = refused,
+            "answered calls open at the last stop taken back: their BYE ends them"
+        );
+    }
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
     let task = tokio::spawn(run_loop(core, transport, inbound, client, keeper, stop_rx));
     Ok(Running {

@@ -362,3 +362,52 @@ fn overflow_drops_whole_calls_and_zammad_returning_answers_at_once() {
     );
     let _ = fs::remove_dir_all(&dir);
 }
+
+/// A call answered before a SIGKILL ends with its BYE after the restart:
+/// the restarted sipcti finds the open call in the outbox, its call tracker
+/// takes it back, and the phone's BYE gives exactly one `hangup`
+/// `normalClearing` (issue 9: "their BYE, seen after the restart, produces
+/// the hangup"); the client does not close it a second time.
+#[test]
+fn a_call_open_at_a_sigkill_ends_with_its_bye_after_the_restart() {
+    require_sipp();
+    let dir = outbox_dir("bye-after-restart");
+    let mut lab = Lab::start("outbox_bye_after_restart", opts(&dir, ""));
+    let uas = lab.sipp(Host::Trunk, "uas_answer", None, &[]);
+    let args: Vec<String> = vec!["-d".into(), "3000".into()];
+    let uac = lab.sipp_args(
+        Host::Phone,
+        "uac_hangup_hold",
+        Some("0301234567"),
+        &[],
+        "phone-hold",
+        &args,
+    );
+    // newCall and answer reach Zammad while the phone holds the call
+    let evs = lab.accepted_events(2, Duration::from_secs(5));
+    let got: Vec<String> = evs.iter().map(summary).collect();
+    check!(lab, got == OUT_CALL[..2], "before the kill: {got:#?}");
+    std::thread::sleep(Duration::from_millis(200));
+    let _ = lab.kill_proxy();
+    lab.start_proxy_again();
+    let uac = uac.wait();
+    let uas = uas.wait();
+    lab::assert_sipp(
+        &lab,
+        &uac,
+        &[">INVITE", "<100", "<180", "<200", ">ACK", ">BYE", "<200"],
+    );
+    lab::assert_sipp(
+        &lab,
+        &uas,
+        &["<INVITE", ">180", ">200", "<ACK", "<BYE", ">200"],
+    );
+    let log = lab.proxy_log();
+    check!(
+        lab,
+        log.contains("answered calls open at the last stop taken back") && log.contains("calls=1"),
+        "the restart takes the open call back"
+    );
+    assert_delivered_once(&lab, 1, &OUT_CALL);
+    let _ = fs::remove_dir_all(&dir);
+}
