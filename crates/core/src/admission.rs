@@ -290,6 +290,12 @@ fn ceil_secs(d: Duration) -> u64 {
 }
 
 impl Admission {
+    /// Replace the limits (a reload): buckets and shares already held are
+    /// kept and judged by the new limits from now on.
+    pub fn set_config(&mut self, cfg: AdmissionConfig) {
+        self.cfg = cfg;
+    }
+
     /// An empty limiter.
     pub fn new(cfg: AdmissionConfig) -> Admission {
         Admission {

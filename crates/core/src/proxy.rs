@@ -189,6 +189,43 @@ impl ProxyCore {
         .min()
     }
 
+    /// Apply a reloaded configuration (SIGHUP) without dropping a call:
+    /// numbers, routes, phonebook, limits, timers and per-source limits
+    /// take effect for what starts from now on; transactions, calls,
+    /// bindings and rewrites are kept. Refused (`Err` with the reason, the
+    /// old configuration stays) when it changes what needs a restart: the
+    /// listen address and port, the advertised addresses, the trunk, the
+    /// inside target, the networks, the registration mode, topology hiding.
+    pub fn reconfigure(&mut self, cfg: CoreConfig) -> Result<(), &'static str> {
+        let old = &self.cfg;
+        if cfg.local != old.local
+            || cfg.aliases != old.aliases
+            || cfg.inside_ip != old.inside_ip
+            || cfg.trunk_ip != old.trunk_ip
+        {
+            return Err("sip addresses changed: restart sipcti to apply");
+        }
+        if cfg.trunk.target != old.trunk.target
+            || cfg.trunk.transport != old.trunk.transport
+            || cfg.trunk_sources != old.trunk_sources
+        {
+            return Err("trunk changed: restart sipcti to apply");
+        }
+        if cfg.inside_target.target != old.inside_target.target
+            || cfg.inside_target.transport != old.inside_target.transport
+            || cfg.inside_networks != old.inside_networks
+        {
+            return Err("inside changed: restart sipcti to apply");
+        }
+        if cfg.registration.mode != old.registration.mode || cfg.topology != old.topology {
+            return Err("registration mode or topology hiding changed: restart sipcti to apply");
+        }
+        self.tracker.set_config(cfg.tracker.clone());
+        self.admission.set_config(admission_config(&cfg));
+        self.cfg = cfg;
+        Ok(())
+    }
+
     /// Give back an answered call that was open when sipcti last stopped
     /// (the edge finds it in the CTI outbox): its BYE, seen from now on,
     /// emits its `hangup`; never heard of again, it is closed

@@ -196,6 +196,14 @@ impl CallTracker {
         }
     }
 
+    /// Replace the configuration (a reload): numbers, routes, phonebook and
+    /// timers apply to calls that start from now on; calls already tracked
+    /// keep the fields they were reported with, and their running timers.
+    /// A smaller `max_calls` only refuses new calls until the table shrinks.
+    pub fn set_config(&mut self, cfg: TrackerConfig) {
+        self.cfg = cfg;
+    }
+
     /// Feeds one SIP message that came from `side` at `now`; returns the events it causes.
     ///
     /// Timers due at `now` are run first (their events come first), so the result does not
