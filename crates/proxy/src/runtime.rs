@@ -9,6 +9,7 @@
 //! `answer`/`hangup` are queued in the CTI client.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -17,6 +18,7 @@ use sipcti_transport::net::{NetConfig, Transport};
 use sipcti_wire::TransportKind;
 use tokio::sync::mpsc;
 
+use crate::admin::{AdminState, EdgeMetrics, Snapshot};
 use crate::bindings::BindingKeeper;
 use crate::config::{Config, HopConfig, RegistrationModeName};
 use crate::cti_glue::{cti_config, to_cti_event};
@@ -165,6 +167,8 @@ enum Back {
 pub struct Running {
     /// The bound address (UDP and TCP).
     pub local: SocketAddr,
+    /// The `[admin]` HTTP server's bound address, if configured.
+    pub admin: Option<SocketAddr>,
     /// Resolves when the proxy stopped.
     pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -211,23 +215,83 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     for b in restored {
         core.restore_binding(now, b);
     }
+    let (admin, admin_addr) = match cfg.admin {
+        None => (None, None),
+        Some(listen) => {
+            let edge = Arc::new(EdgeMetrics::new(cfg.zammad_url.is_some()));
+            let first = Snapshot::take(Instant::now(), &core, transport.stats(), client.stats());
+            let (tx, rx) = tokio::sync::watch::channel(first.clone());
+            let addr = crate::admin::serve(listen, AdminState::new(edge.clone(), rx))
+                .await
+                .with_context(|| format!("admin.listen: cannot bind {listen}"))?;
+            tracing::info!(listen = %addr, "admin HTTP listening (/metrics, /health, /ready)");
+            let admin = Admin {
+                edge,
+                tx,
+                last_cti: first.cti,
+                last: Instant::now(),
+            };
+            (Some(admin), Some(addr))
+        }
+    };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
-    let task = tokio::spawn(run_loop(core, transport, inbound, client, keeper, stop_rx));
+    let task = tokio::spawn(run_loop(
+        core, transport, inbound, client, keeper, admin, stop_rx,
+    ));
     Ok(Running {
         local,
+        admin: admin_addr,
         task,
         stop: Some(stop_tx),
     })
 }
 
+/// The run loop's side of the `[admin]` server: the edge's own metrics
+/// and the channel the counters' [`Snapshot`] is published on.
+struct Admin {
+    edge: Arc<EdgeMetrics>,
+    tx: tokio::sync::watch::Sender<Snapshot>,
+    /// The CTI client's counters at the last snapshot (to see Zammad's
+    /// successes and failures between two).
+    last_cti: cti::Stats,
+    /// When the last snapshot was published.
+    last: Instant,
+}
+
+impl Admin {
+    /// Publish a snapshot when [`crate::admin::SNAPSHOT_EVERY`] has passed
+    /// since the last: copies of counters, then a non-blocking
+    /// `send_replace` (a scrape only ever reads the latest copy).
+    fn publish_if_due(&mut self, core: &ProxyCore, transport: &Transport, client: &cti::CtiClient) {
+        let now = Instant::now();
+        if now.duration_since(self.last) < crate::admin::SNAPSHOT_EVERY {
+            return;
+        }
+        self.last = now;
+        let snap = Snapshot::take(now, core, transport.stats(), client.stats());
+        self.edge.compare_cti(now, &self.last_cti, &snap.cti);
+        self.last_cti = snap.cti.clone();
+        self.tx.send_replace(snap);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn run_loop(
     mut core: ProxyCore,
     transport: Transport,
     mut inbound: mpsc::Receiver<sipcti_transport::net::Inbound>,
     client: cti::CtiClient,
     mut keeper: BindingKeeper,
+    mut admin: Option<Admin>,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) -> anyhow::Result<()> {
+    let edge = admin.as_ref().map(|a| a.edge.clone());
+    // wakes the loop to publish the admin snapshot when nothing else does
+    let mut tick = admin.as_ref().map(|_| {
+        let mut t = tokio::time::interval(crate::admin::SNAPSHOT_EVERY);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    });
     let (back_tx, mut back_rx) = mpsc::channel::<Back>(4096);
     // ordered sender for TCP and host names
     let (slow_tx, mut slow_rx) = mpsc::channel::<Transmit>(8192);
@@ -301,6 +365,12 @@ async fn run_loop(
                 }
             }
             _ = sleep => core.handle_timeout(Instant::now()),
+            _ = async {
+                match &mut tick {
+                    Some(t) => t.tick().await,
+                    None => std::future::pending().await,
+                }
+            } => {}
         }
         drain_outputs(
             &mut core,
@@ -309,8 +379,12 @@ async fn run_loop(
             &back_tx,
             &client,
             &mut keeper,
+            edge.as_ref(),
         )
         .await;
+        if let Some(a) = &mut admin {
+            a.publish_if_due(&core, &transport, &client);
+        }
         if last_stats.elapsed() > Duration::from_secs(300) {
             last_stats = Instant::now();
             let (s, c) = core.transactions();
@@ -326,6 +400,7 @@ async fn run_loop(
         &back_tx,
         &client,
         &mut keeper,
+        edge.as_ref(),
     )
     .await;
     if !client.drain(Duration::from_secs(5)).await {
@@ -349,6 +424,7 @@ async fn drain_outputs(
     back_tx: &mpsc::Sender<Back>,
     client: &cti::CtiClient,
     bindings: &mut BindingKeeper,
+    edge: Option<&Arc<EdgeMetrics>>,
 ) {
     while let Some(out) = core.poll_output() {
         match out {
@@ -375,10 +451,29 @@ async fn drain_outputs(
                 }
             },
             Output::NewCall { token, event } => {
+                if let Some(e) = edge {
+                    e.on_event(&event);
+                }
+                let queued = Instant::now();
                 let fut = client.new_call(to_cti_event(&event));
                 let back = back_tx.clone();
+                let edge = edge.cloned();
                 tokio::spawn(async move {
-                    let answer = match fut.await {
+                    let outcome = fut.await;
+                    if let Some(e) = &edge {
+                        let now = Instant::now();
+                        match &outcome {
+                            cti::NewCallOutcome::Answered(_) => {
+                                e.newcall_answered(now, now.duration_since(queued))
+                            }
+                            cti::NewCallOutcome::TimedOut => {
+                                e.saw_error(now, "newCall not answered in time")
+                            }
+                            cti::NewCallOutcome::Failed(_) => e.saw_error(now, "newCall failed"),
+                            cti::NewCallOutcome::Dropped(_) => e.saw_error(now, "newCall dropped"),
+                        }
+                    }
+                    let answer = match outcome {
                         cti::NewCallOutcome::Answered(cti::Decision::Reject { .. }) => {
                             CtiAnswer::Reject
                         }
@@ -398,7 +493,12 @@ async fn drain_outputs(
                     let _ = back.send(Back::Cti(token, answer)).await;
                 });
             }
-            Output::Event(ev) => client.submit(to_cti_event(&ev)),
+            Output::Event(ev) => {
+                if let Some(e) = edge {
+                    e.on_event(&ev);
+                }
+                client.submit(to_cti_event(&ev))
+            }
             Output::Binding(update) => bindings.update(update),
         }
     }
