@@ -37,7 +37,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use sipcti_dialog::CallEvent;
-use sipcti_event::EventKind;
+use sipcti_event::{Direction, EventKind};
 use tokio::sync::watch;
 
 /// How old the latest [`Snapshot`] may be for `/health` to say the run
@@ -146,7 +146,7 @@ pub struct EdgeMetrics {
 impl EdgeMetrics {
     /// Empty metrics; `zammad_configured` says whether `zammad.url` is set.
     pub fn new(zammad_configured: bool) -> EdgeMetrics {
-        EdgeMetrics {
+        let m = EdgeMetrics {
             calls_started: Family::default(),
             calls_ended: Family::default(),
             calls_active: Family::default(),
@@ -154,7 +154,18 @@ impl EdgeMetrics {
             newcall_latency: Histogram::new(LATENCY_BUCKETS),
             zammad: Mutex::new(ZammadSeen::default()),
             zammad_configured,
+        };
+        // the series a dashboard always needs, at 0 before the first call
+        // (by cause: as the causes occur)
+        for d in [Direction::In, Direction::Out] {
+            let l = [("direction", d.as_str())];
+            m.calls_started.get_or_create(&l);
+            m.calls_active.get_or_create(&l);
         }
+        for k in [EventKind::NewCall, EventKind::Answer, EventKind::Hangup] {
+            m.cti_queued.get_or_create(&[("event", k.as_str())]);
+        }
+        m
     }
 
     /// Count one call event the core emitted (a `newCall` starts a call,
@@ -576,7 +587,7 @@ pub async fn serve(listen: SocketAddr, state: AdminState) -> std::io::Result<Soc
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sipcti_event::{Cause, Direction};
+    use sipcti_event::Cause;
 
     fn ev(kind: EventKind, direction: Direction, cause: Option<Cause>) -> CallEvent {
         CallEvent {

@@ -201,12 +201,9 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     core_cfg.local.set_port(local.port());
     let client =
         cti::CtiClient::start(cti_config(&cfg)).map_err(|e| anyhow::anyhow!("zammad.url: {e}"))?;
-    tracing::info!(
-        listen = %local,
-        trunk = %core_cfg.trunk.target,
-        inside_target = %core_cfg.inside_target.target,
-        zammad = %cfg.zammad_url.as_deref().map(cti::redact_url).unwrap_or_else(|| "stdout".into()),
-        "sipcti listening (UDP and TCP)"
+    let (trunk, inside_target) = (
+        core_cfg.trunk.target.to_string(),
+        core_cfg.inside_target.target.to_string(),
     );
     let mut core = ProxyCore::new(core_cfg);
     // bindings kept across restarts ([registration] store)
@@ -234,6 +231,14 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
             (Some(admin), Some(addr))
         }
     };
+    // last: "sipcti listening" means everything is up (the e2e lab waits for it)
+    tracing::info!(
+        listen = %local,
+        trunk = %trunk,
+        inside_target = %inside_target,
+        zammad = %cfg.zammad_url.as_deref().map(cti::redact_url).unwrap_or_else(|| "stdout".into()),
+        "sipcti listening (UDP and TCP)"
+    );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
     let task = tokio::spawn(run_loop(
         core, transport, inbound, client, keeper, admin, stop_rx,
