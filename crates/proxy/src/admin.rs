@@ -159,11 +159,11 @@ impl EdgeMetrics {
         // (by cause: as the causes occur)
         for d in [Direction::In, Direction::Out] {
             let l = [("direction", d.as_str())];
-            m.calls_started.get_or_create(&l);
-            m.calls_active.get_or_create(&l);
+            let _ = m.calls_started.get_or_create(&l);
+            let _ = m.calls_active.get_or_create(&l);
         }
         for k in [EventKind::NewCall, EventKind::Answer, EventKind::Hangup] {
-            m.cti_queued.get_or_create(&[("event", k.as_str())]);
+            let _ = m.cti_queued.get_or_create(&[("event", k.as_str())]);
         }
         m
     }
