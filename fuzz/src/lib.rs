@@ -67,6 +67,7 @@ pub fn core_config() -> CoreConfig {
         },
         sources: SourceLimits::default(),
         registration: Default::default(),
+        topology: Default::default(),
     }
 }
 

@@ -91,8 +91,9 @@ pub(crate) struct ClientTx {
     pub(crate) cancel_requested: bool,
     /// The CANCEL was sent.
     pub(crate) cancel_sent: bool,
-    /// The RFC 3326 `Reason` of the CANCEL (a ring group's other branches).
-    pub(crate) cancel_reason: Option<&'static str>,
+    /// The RFC 3326 `Reason` of the CANCEL (a ring group's other branches,
+    /// or the one of the CANCEL from upstream, RFC 3326 section 2).
+    pub(crate) cancel_reason: Option<String>,
     /// When Timer C really expires (restarted by provisionals > 100).
     pub(crate) timer_c_at: Option<Instant>,
     /// The key it is found by.
@@ -268,7 +269,7 @@ impl ProxyCore {
         &mut self,
         now: Instant,
         cid: ClientTxId,
-        reason: Option<&'static str>,
+        reason: Option<String>,
     ) {
         let Some(ctx) = self.clients.get_mut(&cid) else {
             return;
@@ -288,7 +289,7 @@ impl ProxyCore {
         let Some(invite) = ctx.req.as_ref() else {
             return;
         };
-        let cancel = build_cancel_with_reason(invite, ctx.cancel_reason);
+        let cancel = build_cancel_with_reason(invite, ctx.cancel_reason.as_deref());
         let (t, d, branch) = (ctx.transport, ctx.dest.clone(), ctx.branch.clone());
         let (dest_side, upstream) = (ctx.dest_side, ctx.upstream.clone());
         let id = self.next_client_id();
@@ -548,7 +549,7 @@ impl ProxyCore {
         if msg.vias().len() < 2 {
             return;
         }
-        let bytes = self.response_upstream_bytes(msg, toward(up.side));
+        let bytes = self.response_upstream_bytes(msg, toward(up.side), up.transport);
         self.send(up.transport, up.reply_to.clone(), bytes, None);
     }
 

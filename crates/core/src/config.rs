@@ -61,6 +61,8 @@ pub struct CoreConfig {
     pub sources: SourceLimits,
     /// Registration through sipcti (`[registration]`).
     pub registration: crate::registration::RegistrationConfig,
+    /// Topology hiding toward the trunk (`[trunk] hide_topology`).
+    pub topology: crate::topology::TopologyHiding,
 }
 
 /// Per-source admission limits, in the spirit of Kamailio's pike and

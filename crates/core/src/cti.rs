@@ -232,11 +232,23 @@ impl ProxyCore {
 
     /// RFC 3261 16.7 step 9: response `msg` without our Via, with the
     /// dialog's caller-id rewrite for the way `toward` it goes.
-    pub(crate) fn response_upstream_bytes(&self, msg: &SipMessage, toward: Toward) -> Vec<u8> {
+    /// Toward the trunk over `transport`, the inside's Contacts are masked
+    /// ([`crate::topology`]).
+    pub(crate) fn response_upstream_bytes(
+        &self,
+        msg: &SipMessage,
+        toward: Toward,
+        transport: sipcti_wire::TransportKind,
+    ) -> Vec<u8> {
         let mut edit = msg.edit();
         edit.remove_first_value("Via");
         if let Some(rw) = self.rewrite_for(msg) {
             for (idx, v) in rw.edits(msg, toward, false) {
+                edit.replace_value(idx, &v);
+            }
+        }
+        if toward == Toward::Trunk {
+            for (idx, v) in self.cfg.hide_contacts(msg, transport) {
                 edit.replace_value(idx, &v);
             }
         }

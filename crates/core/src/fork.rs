@@ -295,7 +295,7 @@ impl ProxyCore {
                 self.forward_response(now, Some(sid), msg, status, true, &upstream);
                 if first {
                     for o in others {
-                        self.cancel_branch_with(now, o, Some(COMPLETED_ELSEWHERE));
+                        self.cancel_branch_with(now, o, Some(COMPLETED_ELSEWHERE.into()));
                     }
                 }
             }

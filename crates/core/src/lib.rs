@@ -25,6 +25,8 @@
 //! * [`registration`] — REGISTER relayed to the trunk's registrar with a
 //!   Contact rewrite or Path (RFC 3327), the binding table, requests for a
 //!   registered phone sent over its flow.
+//! * [`topology`] — topology hiding toward the trunk: the inside's Contacts
+//!   masked as `sip:tc…@sipcti`, unmasked for requests that come back.
 //! * [`siblings`] — one call that the provider forked to several phones:
 //!   one `newCall`, one answer from Zammad for every branch, one end.
 //!
@@ -49,6 +51,7 @@ pub mod routing;
 pub mod server_tx;
 pub mod siblings;
 pub mod timers;
+pub mod topology;
 pub mod validation;
 
 pub use config::{CoreConfig, SourceLimits};
@@ -60,3 +63,4 @@ pub use registration::{
     Binding, BindingKey, BindingUpdate, Flow, RegistrationConfig, RegistrationMode,
 };
 pub use routing::{Hop, Target};
+pub use topology::TopologyHiding;

@@ -50,6 +50,8 @@ pub enum Output {
 pub struct CoreStats {
     /// Requests received.
     pub requests: u64,
+    /// NAT keep-alive datagrams (CRLF and the like) absorbed.
+    pub keepalives: u64,
     /// REGISTERs answered 503 (or bindings not stored) because the binding
     /// table was full.
     pub bindings_refused: u64,

@@ -56,6 +56,15 @@ use crate::timers::{Timer, TimerWheel};
 /// pipeline stops.
 pub(crate) struct Handled;
 
+/// Whether a datagram is a NAT keep-alive rather than a message: at most
+/// 16 bytes of CR, LF, space, tab or NUL.
+fn is_keepalive(data: &[u8]) -> bool {
+    data.len() <= 16
+        && data
+            .iter()
+            .all(|b| matches!(b, b'\r' | b'\n' | b' ' | b'\t' | 0))
+}
+
 /// One step of a pipeline: `Err(Handled)` stops it.
 pub(crate) type Step<T = ()> = Result<T, Handled>;
 
@@ -188,6 +197,15 @@ impl ProxyCore {
         .min()
     }
 
+    /// Give back an answered call that was open when sipcti last stopped
+    /// (the edge finds it in the CTI outbox): its BYE, seen from now on,
+    /// emits its `hangup`; never heard of again, it is closed
+    /// `max_call_duration` after its `newCall`. False when the tracker's
+    /// table is full or the call is tracked already.
+    pub fn restore_call(&mut self, now: Instant, call: sipcti_dialog::RestoredCall) -> bool {
+        self.tracker.restore(call, now)
+    }
+
     /// Close every tracked call (the proxy is stopping): emits the hangups.
     pub fn shutdown(&mut self, now: Instant) {
         let evs = self.tracker.shutdown(now);
@@ -257,6 +275,9 @@ impl ProxyCore {
         {
             if let Ok(mut v) = sipcti_dialog::MsgView::from_message(msg) {
                 v.ruri_user = None;
+                // the called person, and who answers when the answer names
+                // nobody (a Contact user like baresip's `201-0x5628…`)
+                v.target_user = self.binding_user(msg);
                 return self.tracker.on_view(&v, side, now);
             }
         }
@@ -299,6 +320,13 @@ impl ProxyCore {
         source: SocketAddr,
         transport: TransportKind,
     ) {
+        let data: Bytes = data.into();
+        if is_keepalive(&data) {
+            // a NAT keep-alive (CRLF, CRLFCRLF, a NUL...; RFC 5626 4.4 and
+            // common phones' practice on UDP): absorbed, nothing to answer
+            self.stats.keepalives += 1;
+            return;
+        }
         let msg = match SipMessage::parse_or_return(data, &self.cfg.limits) {
             Ok(m) => m,
             Err((e, data)) => {
@@ -419,6 +447,11 @@ impl ProxyCore {
                 if let Some(h) = self.binding_hop(msg, method.forms_dialog()) {
                     return Ok(h.unwrap_or_else(|answer| self.unavailable_hop(msg, answer)));
                 }
+                // a request to a phone's masked Contact (e.g. an attended
+                // transfer's INVITE with Replaces): to the phone itself
+                if let Some(h) = self.cfg.unmasked_initial_hop(msg, method) {
+                    return self.refuse_or(msg, rx, h);
+                }
             }
             let registered = |user: &str| self.registered_targets(user);
             return match self.cfg.initial_hop(msg, method, side, &registered) {
@@ -439,6 +472,23 @@ impl ProxyCore {
                 Err(Handled)
             }
         }
+    }
+
+    /// Answer `hop`'s refusal (403 for an unmasked target outside the
+    /// inside networks) or go on with the hop.
+    fn refuse_or(
+        &mut self,
+        msg: &SipMessage,
+        rx: Rx,
+        hop: Result<NextHop, (u16, &'static str)>,
+    ) -> Step<NextHop> {
+        hop.map_err(|(code, reason)| {
+            if code == 403 {
+                self.stats.forbidden += 1;
+            }
+            self.respond_stateless(msg, rx, code, reason, &[]);
+            Handled
+        })
     }
 
     /// RFC 3261 16.6: copy, Request-URI, Max-Forwards, Record-Route, Via;
@@ -563,6 +613,11 @@ impl ProxyCore {
         }
         edit.insert_first("Via", &self.cfg.via_value(out_face, hop.transport, branch));
         self.rewrite_request(&mut edit, req, side);
+        if side == Side::Inside && stx.method != Method::Register {
+            for (i, v) in self.cfg.hide_contacts(req, hop.transport) {
+                edit.replace_value(i, &v);
+            }
+        }
         self.register_edits(sid, req, &mut edit, out_face, hop.transport);
         let bytes = edit.finish();
         if bytes.len() > self.cfg.limits.max_message_bytes {
@@ -627,6 +682,9 @@ impl ProxyCore {
             }
         };
         let mut edit = msg.edit();
+        if let Some(r) = &hop.ruri {
+            edit.set_request_uri(r);
+        }
         pop_routes(&mut edit, &msg, hop.pop_routes);
         let mf = msg
             .max_forwards()
@@ -681,9 +739,17 @@ impl ProxyCore {
             // never forwarded: answer 487 ourselves
             self.final_from_proxy(now, sid, 487, "Request Terminated");
         } else if matches!(stx.state, crate::server_tx::SrvState::Proceeding) {
-            // every branch of a fork (16.10)
+            // every branch of a fork (16.10), with the CANCEL's Reason
+            // (RFC 3326 section 2: a proxy SHOULD copy it), e.g. the
+            // provider's "Call completed elsewhere" when it forked the call
+            let reason = msg
+                .header_lines("Reason")
+                .map(|h| h.value.to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            let reason = (!reason.is_empty()).then_some(reason);
             for cid in self.branches_of(sid) {
-                self.cancel_branch(now, cid);
+                self.cancel_branch_with(now, cid, reason.clone());
             }
         }
     }

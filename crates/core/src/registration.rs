@@ -457,10 +457,13 @@ impl ProxyCore {
         if p.mode == RegistrationMode::Path && !granted.is_empty() && msg.header("Path").is_none() {
             self.stats.path_not_echoed += 1;
             if log_sample(self.stats.path_not_echoed) {
-                tracing::warn!(
+                // a registrar may keep the Path without echoing it (RFC 3327
+                // 5.3 only asks for the echo when the UA supports path;
+                // Kamailio's path_mode 0): worth a note, not a warning
+                tracing::info!(
                     aor = %p.aor,
                     count = self.stats.path_not_echoed,
-                    "registrar's 2xx has no Path: it may not support RFC 3327; set [registration] mode = \"contact\""
+                    "registrar's 2xx has no Path: if calls for this phone bypass sipcti, the registrar ignores RFC 3327; use [registration] mode = \"contact\""
                 );
             }
         }
@@ -525,23 +528,7 @@ impl ProxyCore {
         msg: &SipMessage,
         forms_dialog: bool,
     ) -> Option<Result<NextHop, (u16, &'static str)>> {
-        let (pop_routes, _) = self.cfg.our_routes(msg);
-        let from_route = msg.header_values("Route").first().and_then(|r| {
-            let na = NameAddr::parse(r).ok()?;
-            let u = na.parsed_uri().ok()?;
-            if !self.cfg.is_us(u.host, u.port) {
-                return None;
-            }
-            u.user.and_then(BindingKey::parse)
-        });
-        let from_ruri = msg.request_uri().and_then(|r| {
-            let u = Uri::parse(r).ok()?;
-            if !u.is_sip() || !self.cfg.is_us(u.host, u.port) {
-                return None;
-            }
-            u.user.and_then(BindingKey::parse)
-        });
-        let key = from_route.or(from_ruri)?;
+        let (key, in_ruri) = self.binding_key(msg)?;
         let Some(b) = self.bindings.get(key) else {
             return Some(Err((480, "Temporarily Unavailable")));
         };
@@ -550,12 +537,41 @@ impl ProxyCore {
             transport: b.flow.transport,
             // Contact mode: the Request-URI named us; the phone gets its own
             // Contact (RFC 3261 16.5 target). Path mode: it already is.
-            ruri: from_ruri.is_some().then(|| b.contact.clone()),
-            pop_routes,
+            ruri: in_ruri.then(|| b.contact.clone()),
+            pop_routes: self.cfg.our_routes(msg).0,
             record_route: forms_dialog,
             fork: Vec::new(),
             answer: None,
         }))
+    }
+
+    /// The binding key `msg` carries: in the first Route value naming us
+    /// (Path mode; `false`) or in its Request-URI naming us (Contact mode;
+    /// `true`).
+    fn binding_key(&self, msg: &SipMessage) -> Option<(BindingKey, bool)> {
+        let from_route = msg.header_values("Route").first().and_then(|r| {
+            let na = NameAddr::parse(r).ok()?;
+            let u = na.parsed_uri().ok()?;
+            if !self.cfg.is_us(u.host, u.port) {
+                return None;
+            }
+            u.user.and_then(BindingKey::parse)
+        });
+        if let Some(k) = from_route {
+            return Some((k, false));
+        }
+        let u = Uri::parse(msg.request_uri()?).ok()?;
+        if !u.is_sip() || !self.cfg.is_us(u.host, u.port) {
+            return None;
+        }
+        u.user.and_then(BindingKey::parse).map(|k| (k, true))
+    }
+
+    /// The AOR user (`201`) of the binding `msg` is addressed to, if it
+    /// names one that exists: who answers a call to it.
+    pub(crate) fn binding_user(&self, msg: &SipMessage) -> Option<String> {
+        let (key, _) = self.binding_key(msg)?;
+        self.bindings.get(key).map(|b| b.user.clone())
     }
 
     /// The hop of a request that names a binding that no longer exists:

@@ -296,11 +296,20 @@ impl CoreConfig {
     ) -> Result<NextHop, (u16, &'static str)> {
         let (pop, rr_transport) = self.our_routes(msg);
         let routes = msg.header_values("Route");
+        let mut ruri = None;
         let next_uri = if let Some(r) = routes.get(pop) {
             let na = sipcti_wire::NameAddr::parse(r).map_err(|_| (400u16, "Bad Route"))?;
             na.uri.to_string()
         } else {
-            msg.request_uri().unwrap_or("").to_string()
+            let r = msg.request_uri().unwrap_or("");
+            // a phone's masked Contact (crate::topology): to the phone
+            match Uri::parse(r).ok().and_then(|u| self.unmasked_target(&u)) {
+                Some(contact) => {
+                    ruri = Some(contact.clone());
+                    contact
+                }
+                None => r.to_string(),
+            }
         };
         let u = Uri::parse(&next_uri).map_err(|_| (400u16, "Bad Request-URI"))?;
         if !u.is_sip() || u.host.is_empty() {
@@ -337,12 +346,44 @@ impl CoreConfig {
         Ok(NextHop {
             target,
             transport,
-            ruri: None,
+            ruri,
             pop_routes: pop,
             record_route: false,
             fork: Vec::new(),
             answer: None,
         })
+    }
+
+    /// An initial request from the trunk to a phone's masked Contact
+    /// (`sip:tc…@sipcti`, [`crate::topology`]): to the phone, its Contact
+    /// as Request-URI; `Err(403)` when the unmasked target is not inside.
+    /// `None` when the Request-URI is no mask.
+    pub(crate) fn unmasked_initial_hop(
+        &self,
+        msg: &SipMessage,
+        method: &Method,
+    ) -> Option<Result<NextHop, (u16, &'static str)>> {
+        let u = Uri::parse(msg.request_uri()?).ok()?;
+        let contact = self.unmasked_target(&u)?;
+        let Some((target, transport)) = route_hop(&contact) else {
+            return Some(Err((403, "Forbidden")));
+        };
+        let inside = match &target {
+            Target::Addr(a) => self.inside_networks.iter().any(|n| n.contains(&a.ip())),
+            Target::Name(..) => false,
+        };
+        if !inside {
+            return Some(Err((403, "Forbidden")));
+        }
+        Some(Ok(NextHop {
+            target,
+            transport,
+            ruri: Some(contact),
+            pop_routes: self.our_routes(msg).0,
+            record_route: method.forms_dialog(),
+            fork: Vec::new(),
+            answer: None,
+        }))
     }
 
     /// The proxy's address as the side `toward` reaches it.

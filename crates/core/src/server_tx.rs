@@ -381,7 +381,7 @@ impl ProxyCore {
             // forwarded (RFC 3261 16.7 step 5, RFC 6026): the callee is up.
             if is_invite && (200..300).contains(&status) && msg.vias().len() >= 2 {
                 let (t, d, up) = (stx.transport, stx.reply_to.clone(), toward(stx.side));
-                let bytes = self.response_upstream_bytes(msg, up);
+                let bytes = self.response_upstream_bytes(msg, up, t);
                 self.send(t, d, bytes, None);
             }
             return;
@@ -406,7 +406,8 @@ impl ProxyCore {
             }
             return;
         }
-        let bytes = Bytes::from(self.response_upstream_bytes(msg, up));
+        let t_up = stx.transport;
+        let bytes = Bytes::from(self.response_upstream_bytes(msg, up, t_up));
         let Some(stx) = self.servers.get_mut(&sid) else {
             return;
         };

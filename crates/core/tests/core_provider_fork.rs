@@ -168,3 +168,36 @@ fn a_blocked_caller_is_refused_on_every_branch_even_a_late_one() {
     assert_eq!(h.core.transactions(), (0, 0));
     assert_eq!(h.core.sibling_sets(), 0);
 }
+
+/// The provider CANCELs the branch whose phone did not answer: the CANCEL
+/// toward that phone keeps the provider's RFC 3326 Reason (section 2: a
+/// proxy SHOULD copy it), so the phone does not show a missed call.
+#[test]
+fn the_providers_cancel_keeps_its_reason_toward_the_phone() {
+    let mut h = H::new();
+    let (_a, b) = two_ringing(&mut h);
+    let _ = h.udp(100, answer_to(&b, "SIP/2.0 180 Ringing", "pb"), PBX);
+    let cancel = sip("CANCEL sip:202@192.0.2.10 SIP/2.0
+Via: SIP/2.0/UDP 203.0.113.5:5060;branch=z9hG4bK-b2
+Max-Forwards: 70
+From: <sip:+4930999888@203.0.113.5>;tag=tr9
+To: <sip:4930123456@provider.example>
+Call-ID: forked-1@prov
+CSeq: 10 CANCEL
+Reason: SIP;cause=200;text=\"Call completed elsewhere\"
+Content-Length: 0
+
+");
+    let o = h.udp(200, cancel, TRUNK);
+    let fwd: Vec<_> = transmits(&o)
+        .into_iter()
+        .filter(|t| t.data.starts_with(b"CANCEL "))
+        .collect();
+    assert_eq!(fwd.len(), 1, "{}", show(&o));
+    assert_eq!(
+        hv(&fwd[0].data, "Reason").as_deref(),
+        Some("SIP;cause=200;text=\"Call completed elsewhere\""),
+        "{}",
+        show(&o)
+    );
+}

@@ -240,6 +240,28 @@ Content-Length: 0
         m.header_values("Record-Route"),
         vec!["<sip:192.0.2.10:5060;lr>"]
     );
+    // the phone answers with a Contact user that is no number (baresip's
+    // `201-0x…`): Zammad's answeringNumber is the binding's user
+    let vias: Vec<String> = m
+        .header_values("Via")
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
+    let vias: Vec<&str> = vias.iter().map(String::as_str).collect();
+    let ok = response_text(
+        "SIP/2.0 200 OK",
+        &vias,
+        "<sip:+4930999888@203.0.113.5>;tag=tr9",
+        "<sip:4930123456@provider.example>;tag=ph9",
+        "in1@prov",
+        "10 INVITE",
+        &["Contact: <sip:201-0x5628@10.0.0.21:5062>"],
+    );
+    let o = h.udp(2_000, ok, REG_PHONE);
+    let ev = events(&o);
+    assert_eq!(ev.len(), 1, "{}", show(&o));
+    assert_eq!(ev[0].kind, EventKind::Answer);
+    assert_eq!(ev[0].answering_number.as_deref(), Some("201"));
 }
 
 #[test]
@@ -483,4 +505,21 @@ fn only_tx_any(outs: &[Output]) -> &sipcti_core::Transmit {
     let t = transmits(outs);
     assert_eq!(t.len(), 1, "{}", show(outs));
     t[0]
+}
+
+#[test]
+fn udp_keepalives_are_absorbed_without_an_answer_or_a_count_of_garbage() {
+    let mut h = H::new();
+    for (i, ka) in [&b"\r\n\r\n"[..], b"\r\n", b"\0\0\0\0", b" "]
+        .iter()
+        .enumerate()
+    {
+        let o = h.udp(i as u64, ka, REG_PHONE);
+        assert!(o.is_empty(), "{}", show(&o));
+    }
+    let o = h.udp(10, b"\r\n\r\n", STRANGER);
+    assert!(o.is_empty());
+    assert_eq!(h.core.stats().keepalives, 5);
+    assert_eq!(h.core.stats().unparseable, 0);
+    assert_eq!(h.core.stats().malformed_requests, 0);
 }

@@ -1,27 +1,40 @@
-//! The CTI client: a bounded, per-call ordered, retrying delivery queue towards Zammad.
+//! The CTI client: a bounded, per-call ordered, retrying delivery queue towards Zammad,
+//! optionally backed by the durable outbox ([`crate::outbox`]).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::io::Write as _;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn};
 
-use sipcti_event::EventKind;
+use sipcti_event::{Cause, Direction, EventKind};
+use sipcti_store::{OutboxChange, OutboxRow};
 
 use crate::event::{parse_answer, Decision, Event, Format};
+use crate::outbox::Writer;
 use crate::redact::redact_url;
 
 /// How many callIds whose `newCall` was dropped are remembered (so their later events are
 /// attempted once, not retried for an hour against a call Zammad never saw).
 const LOST_NEWCALL_MEMORY: usize = 4096;
+/// How many callIds of calls dropped whole (queue full) are remembered, so their later
+/// `answer`/`hangup` are dropped too instead of reaching Zammad as fragments.
+const DROPPED_CALL_MEMORY: usize = 65_536;
 /// Longest error-body excerpt kept in a drop reason, in characters.
 const BODY_EXCERPT_CHARS: usize = 200;
 /// Smallest retry delay, so a zero `retry_initial` cannot spin.
 const MIN_BACKOFF: Duration = Duration::from_millis(1);
+/// Most queued newCalls looked at to find the oldest call that can be dropped whole.
+const EVICTION_SCAN: usize = 64;
+/// A delivery after failures wakes the sleeping retries at most this often.
+const RECOVERY_WAKE_EVERY: Duration = Duration::from_secs(1);
+/// How long [`CtiClient::close`] waits for the outbox's last commit.
+const FLUSH_WAIT: Duration = Duration::from_secs(5);
 
 /// Configuration of a [`CtiClient`]. See [`ClientConfig::default`] for the defaults.
 ///
@@ -37,8 +50,13 @@ pub struct ClientConfig {
     /// How long [`CtiClient::new_call`] waits for Zammad's answer (default 1500 ms).
     pub newcall_timeout: Duration,
     /// Maximum number of events buffered in total, in flight included (default 10 000).
+    /// The `answer` and `hangup` of a call whose `newCall` was admitted always have room
+    /// (reserved, on top of this); a `newCall` that finds the queue full makes room by
+    /// dropping the oldest call none of whose events was sent yet, whole, or is dropped
+    /// whole itself.
     pub queue_capacity: usize,
-    /// Maximum concurrent HTTP requests, each for a different call (default 8).
+    /// Maximum concurrent HTTP requests, each for a different call (default 8). A retry
+    /// waiting for its backoff holds none.
     pub max_in_flight: usize,
     /// Timeout of one HTTP attempt, connect included (default 5 s).
     pub request_timeout: Duration,
@@ -49,6 +67,20 @@ pub struct ClientConfig {
     /// An event still undelivered this long after it was queued is dropped, counted and
     /// logged (default 1 h).
     pub give_up_after: Duration,
+    /// The durable outbox: an SQLite file (created if missing; its directory must exist)
+    /// where every event is written before delivery and kept until delivered, and where
+    /// the calls open in Zammad are remembered. `None` (default): in memory only.
+    pub outbox: Option<PathBuf>,
+    /// Group commit of the outbox: a change waits at most this long for others to share
+    /// its commit, which is also about the most that a SIGKILL can lose (default 20 ms).
+    pub outbox_sync: Duration,
+    /// A call found open in the outbox at start (its `newCall` without its `hangup`) and
+    /// not hung up since gets a `hangup` this long after its `newCall` (default 4 h, the
+    /// proxy's `timers.max_call_duration_s`).
+    pub open_call_timeout: Duration,
+    /// Most calls open at once (newCall admitted, hangup not yet submitted), each with room
+    /// reserved for its answer and hangup (default 100 000, the proxy's `limits.max_calls`).
+    pub max_open_calls: usize,
 }
 
 impl std::fmt::Debug for ClientConfig {
@@ -64,13 +96,18 @@ impl std::fmt::Debug for ClientConfig {
             .field("retry_initial", &self.retry_initial)
             .field("retry_max", &self.retry_max)
             .field("give_up_after", &self.give_up_after)
+            .field("outbox", &self.outbox)
+            .field("outbox_sync", &self.outbox_sync)
+            .field("open_call_timeout", &self.open_call_timeout)
+            .field("max_open_calls", &self.max_open_calls)
             .finish()
     }
 }
 
 impl Default for ClientConfig {
     /// Stdout sink, JSON, 1500 ms newCall wait, 10 000 events, 8 in flight, 5 s per attempt,
-    /// backoff 200 ms doubling to 30 s, give up after 1 h.
+    /// backoff 200 ms doubling to 30 s, give up after 1 h, no outbox (20 ms group commit
+    /// when one is set), open calls closed after 4 h, at most 100 000 open calls.
     fn default() -> Self {
         ClientConfig {
             url: None,
@@ -82,6 +119,10 @@ impl Default for ClientConfig {
             retry_initial: Duration::from_millis(200),
             retry_max: Duration::from_secs(30),
             give_up_after: Duration::from_secs(3600),
+            outbox: None,
+            outbox_sync: Duration::from_millis(20),
+            open_call_timeout: Duration::from_secs(4 * 3600),
+            max_open_calls: 100_000,
         }
     }
 }
@@ -106,6 +147,9 @@ pub enum ConfigError {
     /// The HTTP client could not be built (TLS setup).
     #[error("cannot build the HTTP client: {0}")]
     Http(String),
+    /// The outbox file cannot be opened, created or read (the text names the path).
+    #[error("CTI outbox: {0}")]
+    Outbox(String),
 }
 
 /// Result of [`CtiClient::new_call`]. Everything but `Answered` means "fail open": the
@@ -126,7 +170,9 @@ pub enum NewCallOutcome {
 /// Dropped-event counters, by reason.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DroppedStats {
-    /// The queue held `queue_capacity` events already.
+    /// The queue was full: the events of whole calls dropped to make room or refused
+    /// ([`Stats::calls_dropped`]), later events of such calls, and events of calls this
+    /// client never saw a `newCall` of that found the queue full.
     pub queue_full: u64,
     /// Still undelivered after `give_up_after`.
     pub gave_up: u64,
@@ -147,7 +193,8 @@ impl DroppedStats {
     }
 }
 
-/// Snapshot of the client's counters (see [`CtiClient::stats`]). Counts are events.
+/// Snapshot of the client's counters (see [`CtiClient::stats`]). Counts are events unless
+/// the name says calls.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
     /// Events Zammad accepted (2xx), plus retried newCalls answered "already exists", plus
@@ -157,6 +204,13 @@ pub struct Stats {
     pub retried: u64,
     /// Events dropped, by reason.
     pub dropped: DroppedStats,
+    /// Calls dropped whole because the queue was full (their events are in
+    /// `dropped.queue_full`): the oldest not yet sent first, or the new one.
+    pub calls_dropped: u64,
+    /// `hangup`s that may have reached Zammad without its answer being seen (time-out, lost
+    /// connection, 504), on a call where a second `hangup` would flip Zammad's missed flag:
+    /// not sent again, counted here and logged with their callId.
+    pub hangups_unconfirmed: u64,
     /// [`CtiClient::new_call`] calls that did not return `Answered` (timed out, failed,
     /// dropped): the proxy went on without Zammad's decision.
     pub fail_open: u64,
@@ -164,6 +218,32 @@ pub struct Stats {
     pub already_exists_as_delivered: u64,
     /// Events queued or in flight right now.
     pub queued: usize,
+    /// Calls whose `newCall` was admitted and whose `hangup` was not submitted yet.
+    pub open_calls: usize,
+    /// Events loaded from the outbox at start, to deliver.
+    pub recovered_events: u64,
+    /// Calls found open in the outbox at start (a `newCall` without its `hangup`).
+    pub recovered_open_calls: u64,
+    /// Recovered open calls closed with a `hangup` after `open_call_timeout`.
+    pub open_calls_closed: u64,
+    /// Outbox changes never written (the writer's queue was full, or a commit failed for
+    /// good): the events are still delivered, but were not durable.
+    pub outbox_lost: u64,
+    /// Outbox commits that failed (each retried).
+    pub outbox_failed_commits: u64,
+    /// Outbox commits made (group commits: each holds many changes under load).
+    pub outbox_commits: u64,
+}
+
+/// What [`CtiClient::close`] left behind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CloseReport {
+    /// Events not delivered (they stay in the outbox, if there is one).
+    pub events_left: usize,
+    /// Calls those events belong to.
+    pub calls_left: usize,
+    /// Nothing is lost: no event is left, or every event left is committed to the outbox.
+    pub durable: bool,
 }
 
 #[derive(Default)]
@@ -177,6 +257,11 @@ struct Counters {
     rejected: AtomicU64,
     orphaned: AtomicU64,
     sink_error: AtomicU64,
+    calls_dropped: AtomicU64,
+    unconfirmed: AtomicU64,
+    recovered_events: AtomicU64,
+    recovered_open_calls: AtomicU64,
+    open_calls_closed: AtomicU64,
     /// Events whose first delivery attempt failed (for log sampling).
     first_failures: AtomicU64,
 }
@@ -185,6 +270,14 @@ struct Counters {
 /// 10, then at powers of two. Every occurrence is still counted.
 fn log_sample(n: u64) -> bool {
     n <= 10 || n.is_power_of_two()
+}
+
+/// Milliseconds since the Unix epoch now.
+fn unix_now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -208,28 +301,90 @@ impl DropReason {
     }
 }
 
-/// One queued event with its encoded body.
+/// One queued event with its encoded body and its delivery state.
 struct Pending {
+    /// Sequence number (the outbox row id).
+    id: u64,
     ev: Event,
     content_type: &'static str,
     body: String,
     enqueued: Instant,
     waiter: Option<oneshot::Sender<NewCallOutcome>>,
+    /// HTTP attempts so far.
+    attempts: u32,
+    /// Delay before the next retry.
+    backoff: Duration,
+    last_error: String,
+    /// An earlier attempt (maybe in an earlier run) may have reached Zammad.
+    maybe_sent: bool,
+    /// A `hangup` whose second copy would flip Zammad's missed flag (inbound, not
+    /// answered, not forwarded): never sent again after an attempt that may have arrived.
+    dup_harmful: bool,
+}
+
+/// Where a call with queued events stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sched {
+    /// In `urgent` or `ready`, waiting for a delivery slot.
+    Ready,
+    /// Its head event is being attempted (taken out of `events`).
+    InFlight,
+    /// Its head event waits for its retry backoff, holding no slot.
+    Sleeping,
+}
+
+/// The queued events of one call.
+struct CallQ {
+    events: VecDeque<Pending>,
+    sched: Sched,
+    /// Tells this queue from a later one of the same callId (after a drop).
+    gen: u64,
+}
+
+/// A call that was open in Zammad when an earlier run stopped (found in the outbox).
+/// An answered call open at the last stop, handed to the proxy's call
+/// tracker by [`CtiClient::take_open_answered_calls`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenCall {
+    /// Zammad's `callId` (the SIP Call-ID, unless it was shortened or reused).
+    pub call_id: String,
+    /// `in` or `out`.
+    pub direction: sipcti_event::Direction,
+    /// Zammad's `from`.
+    pub from: String,
+    /// Zammad's `to`.
+    pub to: String,
+    /// How long before the load its `newCall` was made.
+    pub age: Duration,
+}
+
+struct Recovered {
+    new_call: Event,
+    answered: bool,
+    /// How long before the load its `newCall` was made.
+    age: Duration,
 }
 
 /// Insertion-ordered set with a size cap (oldest evicted).
-#[derive(Default)]
 struct BoundedSet {
+    cap: usize,
     set: HashSet<String>,
     order: VecDeque<String>,
 }
 
 impl BoundedSet {
+    fn new(cap: usize) -> BoundedSet {
+        BoundedSet {
+            cap,
+            set: HashSet::new(),
+            order: VecDeque::new(),
+        }
+    }
     fn insert(&mut self, s: &str) {
         if self.set.contains(s) {
             return;
         }
-        if self.order.len() >= LOST_NEWCALL_MEMORY {
+        if self.order.len() >= self.cap {
             if let Some(old) = self.order.pop_front() {
                 self.set.remove(&old);
             }
@@ -242,21 +397,137 @@ impl BoundedSet {
     }
 }
 
-#[derive(Default)]
 struct State {
-    /// Per-call FIFO. A call has an entry iff it is in `ready` or being delivered.
-    calls: HashMap<String, VecDeque<Pending>>,
-    /// Calls whose head event may be sent now, oldest first (each at most once).
+    /// Per-call FIFO of calls with queued events.
+    calls: HashMap<String, CallQ>,
+    /// Calls whose head event may be sent now, oldest first (stale ids are skipped).
     ready: VecDeque<String>,
-    /// Calls whose head event is a `newCall`: an INVITE waits for its
-    /// answer, so they go before other calls' answer/hangup backlog.
+    /// Calls whose head event is a first-attempt `newCall` an INVITE waits for: they go
+    /// before other calls' backlog.
     urgent: VecDeque<String>,
-    /// Events queued or in flight (bounded by `queue_capacity`).
+    /// Events queued, in flight or sleeping.
     queued: usize,
+    /// Attempts running now.
+    in_flight: usize,
+    /// Retries waiting for their backoff.
+    sleeping: usize,
     /// CallIds whose newCall was dropped.
     lost_newcalls: BoundedSet,
+    /// CallIds of calls dropped whole because the queue was full.
+    dropped_calls: BoundedSet,
+    /// Calls whose newCall was admitted and whose hangup is not submitted yet, with
+    /// whether an answer was submitted: each has room reserved for its answer and hangup.
+    open: HashMap<String, bool>,
+    /// Queued newCalls no attempt of which may have reached Zammad (id -> callId): the
+    /// calls that can still be dropped whole, oldest first.
+    unsent_newcalls: BTreeMap<u64, String>,
+    /// Calls open at the last stop, not hung up since.
+    recovered: HashMap<String, Recovered>,
+    next_id: u64,
+    next_gen: u64,
     /// Every `CtiClient` handle is gone: the worker stops once the queue is empty.
     closed: bool,
+    /// [`CtiClient::close`] runs: no new attempt starts.
+    stopping: bool,
+}
+
+impl State {
+    fn new(next_id: u64) -> State {
+        State {
+            calls: HashMap::new(),
+            ready: VecDeque::new(),
+            urgent: VecDeque::new(),
+            queued: 0,
+            in_flight: 0,
+            sleeping: 0,
+            lost_newcalls: BoundedSet::new(LOST_NEWCALL_MEMORY),
+            dropped_calls: BoundedSet::new(DROPPED_CALL_MEMORY),
+            open: HashMap::new(),
+            unsent_newcalls: BTreeMap::new(),
+            recovered: HashMap::new(),
+            next_id,
+            next_gen: 0,
+            closed: false,
+            stopping: false,
+        }
+    }
+
+    /// Put the call `id` back in line for its head event, or forget it if it has none.
+    fn schedule(&mut self, id: &str) {
+        let Some(q) = self.calls.get_mut(id) else {
+            return;
+        };
+        match q.events.front() {
+            None => {
+                self.calls.remove(id);
+            }
+            Some(p) => {
+                q.sched = Sched::Ready;
+                if p.ev.event == EventKind::NewCall && p.waiter.is_some() && p.attempts == 0 {
+                    self.urgent.push_back(id.to_string());
+                } else {
+                    self.ready.push_back(id.to_string());
+                }
+            }
+        }
+    }
+
+    /// Append `p` to its call's queue (a new queue goes in line).
+    fn push(&mut self, p: Pending) {
+        let call = p.ev.call_id.clone();
+        self.queued += 1;
+        match self.calls.get_mut(&call) {
+            Some(q) => q.events.push_back(p),
+            None => {
+                self.next_gen += 1;
+                self.calls.insert(
+                    call.clone(),
+                    CallQ {
+                        events: VecDeque::from([p]),
+                        sched: Sched::Ready,
+                        gen: self.next_gen,
+                    },
+                );
+                self.schedule(&call);
+            }
+        }
+    }
+
+    /// Drop the oldest call none of whose events may have reached Zammad (its newCall
+    /// still queued, never attempted with an unclear outcome, not in flight), whole; never
+    /// `except`. Returns its callId and events.
+    fn evict_oldest(&mut self, except: &str) -> Option<(String, Vec<Pending>)> {
+        let mut stale = Vec::new();
+        let mut found = None;
+        for (&id, call) in self.unsent_newcalls.iter().take(EVICTION_SCAN) {
+            if call == except {
+                continue;
+            }
+            match self.calls.get(call) {
+                Some(q) if q.sched == Sched::InFlight => continue,
+                Some(q)
+                    if q.events
+                        .front()
+                        .is_some_and(|p| p.id == id && !p.maybe_sent) =>
+                {
+                    found = Some((id, call.clone()));
+                    break;
+                }
+                _ => stale.push(id),
+            }
+        }
+        for id in stale {
+            self.unsent_newcalls.remove(&id);
+        }
+        let (id, call) = found?;
+        self.unsent_newcalls.remove(&id);
+        let q = self.calls.remove(&call)?;
+        self.queued = self.queued.saturating_sub(q.events.len());
+        self.open.remove(&call);
+        self.recovered.remove(&call);
+        self.dropped_calls.insert(&call);
+        Some((call, q.events.into()))
+    }
 }
 
 struct Target {
@@ -268,11 +539,17 @@ struct Target {
 struct Shared {
     cfg: ClientConfig,
     target: Option<Target>,
+    outbox: Option<Writer>,
     state: Mutex<State>,
     /// Wakes the worker (new ready call, or closed).
     wake: Notify,
-    /// Wakes `drain` waiters whenever an event leaves the queue.
+    /// Wakes `drain` waiters whenever an event leaves the queue or an attempt ends.
     changed: Notify,
+    /// Wakes sleeping retries early: Zammad answered again.
+    recovery: Notify,
+    /// When sleeping retries were last woken early (ms since `epoch`; `u64::MAX`: never).
+    last_recovery_wake: AtomicU64,
+    epoch: Instant,
     counters: Counters,
 }
 
@@ -282,15 +559,14 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn outbox_push(&self, c: OutboxChange) {
+        if let Some(w) = &self.outbox {
+            w.push(c);
+        }
+    }
+
     fn count_drop(&self, ev: &Event, reason: DropReason, detail: &str) {
-        let c = match reason {
-            DropReason::QueueFull => &self.counters.queue_full,
-            DropReason::GaveUp => &self.counters.gave_up,
-            DropReason::Rejected => &self.counters.rejected,
-            DropReason::Orphaned => &self.counters.orphaned,
-            DropReason::SinkError => &self.counters.sink_error,
-        };
-        let n = c.fetch_add(1, Ordering::Relaxed) + 1;
+        let n = self.count_only(reason);
         if log_sample(n) {
             warn!(
                 call_id = %ev.call_id,
@@ -303,43 +579,143 @@ impl Shared {
         }
     }
 
-    /// Queue an event. On a full queue the event is dropped and counted; the waiter (if any)
-    /// is handed back with the reason.
+    /// Count one dropped event; returns the new count of its reason.
+    fn count_only(&self, reason: DropReason) -> u64 {
+        let c = match reason {
+            DropReason::QueueFull => &self.counters.queue_full,
+            DropReason::GaveUp => &self.counters.gave_up,
+            DropReason::Rejected => &self.counters.rejected,
+            DropReason::Orphaned => &self.counters.orphaned,
+            DropReason::SinkError => &self.counters.sink_error,
+        };
+        c.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Count and log calls dropped whole to make room; their newCall waiters learn why.
+    fn calls_evicted(&self, evicted: Vec<(String, Vec<Pending>)>, for_call: &str) {
+        for (call, events) in evicted {
+            let n = self.counters.calls_dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            for mut p in events {
+                self.count_only(DropReason::QueueFull);
+                if let Some(w) = p.waiter.take() {
+                    let _ = w.send(NewCallOutcome::Dropped(
+                        "queue_full: the call was dropped whole to make room for newer calls"
+                            .into(),
+                    ));
+                }
+            }
+            if log_sample(n) {
+                warn!(call_id = %call, for_call, reason = "queue_full", count = n, "CTI queue full: the oldest call not yet sent was dropped whole (replay --post from a capture can backfill it)");
+            }
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// Queue an event. A `newCall` that finds the queue full drops the oldest unsent call
+    /// whole, or is dropped itself (and with it the call's later events); the `answer` and
+    /// `hangup` of an admitted call always have room. On a drop the waiter (if any) is
+    /// handed back with the reason.
     fn enqueue(
         &self,
         ev: Event,
         waiter: Option<oneshot::Sender<NewCallOutcome>>,
     ) -> Result<(), (Option<oneshot::Sender<NewCallOutcome>>, String)> {
         let (content_type, body) = ev.encode(self.cfg.format);
+        let cap = self.cfg.queue_capacity;
+        let call = ev.call_id.clone();
+        let kind = ev.event;
+        let mut evicted = Vec::new();
         let mut st = self.lock();
-        if st.queued >= self.cfg.queue_capacity {
-            drop(st);
-            let detail = format!("queue full ({} events)", self.cfg.queue_capacity);
-            self.count_drop(&ev, DropReason::QueueFull, &detail);
-            return Err((waiter, detail));
+        let mut dup_harmful = false;
+        if kind == EventKind::NewCall {
+            let full = |st: &State| {
+                st.queued >= cap
+                    || (st.open.len() >= self.cfg.max_open_calls && !st.open.contains_key(&call))
+            };
+            while full(&st) {
+                match st.evict_oldest(&call) {
+                    Some(x) => evicted.push(x),
+                    None => break,
+                }
+            }
+            if full(&st) {
+                st.dropped_calls.insert(&call);
+                st.open.remove(&call);
+                drop(st);
+                self.calls_evicted(evicted, &call);
+                let n = self.counters.calls_dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                let detail = format!(
+                    "queue full ({cap} events, {} open calls at most) and no older call could be dropped whole: this call is dropped whole",
+                    self.cfg.max_open_calls
+                );
+                self.count_drop(&ev, DropReason::QueueFull, &detail);
+                debug!(calls_dropped = n, "new call dropped whole");
+                return Err((waiter, detail));
+            }
+            st.open.insert(call.clone(), false);
+        } else {
+            if st.dropped_calls.contains(&call) {
+                drop(st);
+                let detail = "its call was dropped whole (queue full)".to_string();
+                self.count_drop(&ev, DropReason::QueueFull, &detail);
+                return Err((waiter, detail));
+            }
+            let reserved = if kind == EventKind::Hangup {
+                st.recovered.remove(&call);
+                let answered = st.open.remove(&call);
+                dup_harmful = second_hangup_flips(&ev, answered.unwrap_or(false));
+                answered.is_some()
+            } else {
+                match st.open.get_mut(&call) {
+                    Some(a) => {
+                        *a = true;
+                        true
+                    }
+                    None => false,
+                }
+            };
+            if !reserved && st.queued >= cap {
+                drop(st);
+                let detail = format!("queue full ({cap} events)");
+                self.count_drop(&ev, DropReason::QueueFull, &detail);
+                return Err((waiter, detail));
+            }
         }
-        st.queued += 1;
-        let call_id = ev.call_id.clone();
-        let is_new_call = ev.event == EventKind::NewCall;
-        let pending = Pending {
+        let id = st.next_id;
+        st.next_id += 1;
+        if let Some(w) = &self.outbox {
+            // pushed under the state lock: the outbox sees one call's changes in order
+            w.push(OutboxChange::Insert(OutboxRow {
+                id,
+                call_id: call.clone(),
+                kind: kind.as_str().to_string(),
+                event: ev.to_json(),
+                created_unix_ms: unix_now_ms(),
+                done: false,
+                attempted: false,
+                dup_harmful,
+            }));
+        }
+        if kind == EventKind::NewCall {
+            st.unsent_newcalls.insert(id, call.clone());
+        }
+        st.push(Pending {
+            id,
             ev,
             content_type,
             body,
             enqueued: Instant::now(),
             waiter,
-        };
-        match st.calls.get_mut(&call_id) {
-            Some(q) => q.push_back(pending),
-            None => {
-                st.calls.insert(call_id.clone(), VecDeque::from([pending]));
-                if is_new_call {
-                    st.urgent.push_back(call_id);
-                } else {
-                    st.ready.push_back(call_id);
-                }
-                drop(st);
-                self.wake.notify_one();
-            }
+            attempts: 0,
+            backoff: self.cfg.retry_initial.max(MIN_BACKOFF),
+            last_error: String::from("never attempted"),
+            maybe_sent: false,
+            dup_harmful,
+        });
+        drop(st);
+        self.wake.notify_one();
+        if !evicted.is_empty() {
+            self.calls_evicted(evicted, &call);
         }
         Ok(())
     }
@@ -359,6 +735,59 @@ impl Shared {
             }
         }
     }
+
+    /// An event left the queue (delivered or finally dropped): record it in the outbox
+    /// and put its call back in line.
+    fn finish(&self, p: Pending) {
+        let call = p.ev.call_id.clone();
+        {
+            let mut st = self.lock();
+            st.queued = st.queued.saturating_sub(1);
+            st.in_flight = st.in_flight.saturating_sub(1);
+            st.unsent_newcalls.remove(&p.id);
+            self.outbox_push(if p.ev.event == EventKind::Hangup {
+                OutboxChange::RemoveCall {
+                    call_id: call.clone(),
+                    up_to: p.id,
+                }
+            } else {
+                OutboxChange::Done(p.id)
+            });
+            st.schedule(&call);
+        }
+        self.wake.notify_one();
+        self.changed.notify_waiters();
+    }
+
+    /// A delivery succeeded: if retries are sleeping, Zammad is back; wake them (at most
+    /// once per [`RECOVERY_WAKE_EVERY`]).
+    fn delivered_once(&self) {
+        self.counters.delivered.fetch_add(1, Ordering::Relaxed);
+        if self.lock().sleeping == 0 {
+            return;
+        }
+        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let last = self.last_recovery_wake.load(Ordering::Relaxed);
+        let every = u64::try_from(RECOVERY_WAKE_EVERY.as_millis()).unwrap_or(1000);
+        // u64::MAX: never woken yet
+        if (last == u64::MAX || now.saturating_sub(last) >= every)
+            && self
+                .last_recovery_wake
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            debug!("Zammad answered again: waking the sleeping retries");
+            self.recovery.notify_waiters();
+        }
+    }
+}
+
+/// Whether a second `hangup` for this call would change Zammad's record: Zammad
+/// recomputes "missed" on every hangup, from the call's state, so a second hangup of an
+/// inbound call that was still ringing (not answered, not forwarded) turns a missed call
+/// into a not-missed one. For outbound calls and answered calls it changes nothing.
+fn second_hangup_flips(ev: &Event, answered: bool) -> bool {
+    ev.direction == Direction::In && ev.cause != Some(Cause::Forwarded) && !answered
 }
 
 /// Drops mark the client closed when the last [`CtiClient`] clone goes away.
@@ -374,12 +803,13 @@ impl Drop for Handle {
 }
 
 /// Client for Zammad's Generic CTI endpoint. Cheap to clone; all clones share one queue,
-/// one worker and one keep-alive HTTP connection pool.
+/// one worker, one keep-alive HTTP connection pool and one outbox.
 ///
 /// Events of one callId go out strictly in submission order, each only after the previous
 /// one was delivered or finally dropped; different calls proceed concurrently (up to
 /// `max_in_flight`). Failed attempts (connect errors, timeouts, 5xx, 408, 429) are retried
-/// with exponential backoff until `give_up_after`.
+/// with exponential backoff until `give_up_after`; a retry waiting for its backoff holds
+/// no delivery slot, and the first delivery after failures wakes the waiting retries.
 #[derive(Clone)]
 pub struct CtiClient {
     h: Arc<Handle>,
@@ -398,14 +828,126 @@ impl std::fmt::Debug for CtiClient {
     }
 }
 
+/// What the outbox held at start, turned into queued events and open calls.
+struct Loaded {
+    state: State,
+    /// Recovered open calls: when each gets its `hangup` unless hung up before.
+    deadlines: Vec<(Instant, String)>,
+    events: u64,
+    calls: usize,
+    unconfirmed: u64,
+    unreadable: usize,
+}
+
+/// What the outbox rows of one call say: its newCall (and when it was submitted, ms since
+/// the Unix epoch), whether it was answered, whether it was hung up.
+type Seen = (Option<(Event, u64)>, bool, bool);
+
+/// Rebuild the queue from the outbox rows (id order): events not done are queued again,
+/// in order per call; calls with a `newCall` and no `hangup` are open. An attempted
+/// `hangup` whose second copy would flip the missed flag is not queued again.
+fn load(rows: Vec<OutboxRow>, cfg: &ClientConfig, writer: &Writer) -> Loaded {
+    let next_id = rows.iter().map(|r| r.id).max().map_or(1, |m| m + 1);
+    let mut st = State::new(next_id);
+    let now = Instant::now();
+    let now_ms = unix_now_ms();
+    // callId -> what its rows say, in order of first row
+    let mut seen: HashMap<String, Seen> = HashMap::new();
+    let mut order: Vec<String> = Vec::new();
+    let (mut events, mut unconfirmed, mut unreadable) = (0u64, 0u64, 0usize);
+    for r in rows {
+        let ev: Event = match serde_json::from_str(&r.event) {
+            Ok(ev) => ev,
+            Err(e) => {
+                unreadable += 1;
+                warn!(call_id = %r.call_id, id = r.id, error = %e, "CTI outbox row does not parse: skipped");
+                continue;
+            }
+        };
+        let info = seen.entry(r.call_id.clone()).or_insert_with(|| {
+            order.push(r.call_id.clone());
+            (None, false, false)
+        });
+        match ev.event {
+            EventKind::NewCall => info.0 = Some((ev.clone(), r.created_unix_ms)),
+            EventKind::Answer => info.1 = true,
+            EventKind::Hangup => info.2 = true,
+        }
+        if r.done {
+            continue;
+        }
+        if ev.event == EventKind::Hangup && r.attempted && r.dup_harmful {
+            unconfirmed += 1;
+            warn!(call_id = %ev.call_id, "a hangup was being sent when sipcti stopped and may have reached Zammad: not sent again (a second hangup would flip the missed flag)");
+            writer.push(OutboxChange::RemoveCall {
+                call_id: r.call_id,
+                up_to: r.id,
+            });
+            continue;
+        }
+        let age = Duration::from_millis(now_ms.saturating_sub(r.created_unix_ms));
+        let (content_type, body) = ev.encode(cfg.format);
+        events += 1;
+        st.push(Pending {
+            id: r.id,
+            ev,
+            content_type,
+            body,
+            enqueued: now.checked_sub(age).unwrap_or(now),
+            waiter: None,
+            attempts: 0,
+            backoff: cfg.retry_initial.max(MIN_BACKOFF),
+            last_error: String::from("never attempted in this run"),
+            // a newCall answered "already exists" reached Zammad before the stop
+            maybe_sent: true,
+            dup_harmful: r.dup_harmful,
+        });
+    }
+    let calls = st.calls.len();
+    let mut deadlines = Vec::new();
+    for call in order {
+        let Some((Some((new_call, created)), answered, false)) = seen.remove(&call) else {
+            continue;
+        };
+        let left = Duration::from_millis(
+            created
+                .saturating_add(
+                    u64::try_from(cfg.open_call_timeout.as_millis()).unwrap_or(u64::MAX),
+                )
+                .saturating_sub(now_ms),
+        );
+        deadlines.push((now + left, call.clone()));
+        st.open.insert(call.clone(), answered);
+        let age = Duration::from_millis(now_ms.saturating_sub(created));
+        st.recovered.insert(
+            call,
+            Recovered {
+                new_call,
+                answered,
+                age,
+            },
+        );
+    }
+    deadlines.sort();
+    Loaded {
+        state: st,
+        deadlines,
+        events,
+        calls,
+        unconfirmed,
+        unreadable,
+    }
+}
+
 impl CtiClient {
-    /// Validate `cfg`, build the HTTP client and spawn the delivery worker on the current
-    /// tokio runtime.
+    /// Validate `cfg`, build the HTTP client, open the outbox (if configured) and queue
+    /// what it holds, and spawn the delivery worker on the current tokio runtime.
     ///
     /// Errors: [`ConfigError::InvalidUrl`] for a URL that does not parse or is not
-    /// http(s) with a host; [`ConfigError::Invalid`] for `queue_capacity` or `max_in_flight`
-    /// of 0; [`ConfigError::NoRuntime`] outside a tokio runtime; [`ConfigError::Http`] if the
-    /// TLS client cannot be built.
+    /// http(s) with a host; [`ConfigError::Invalid`] for `queue_capacity`, `max_in_flight`
+    /// or `max_open_calls` of 0; [`ConfigError::NoRuntime`] outside a tokio runtime;
+    /// [`ConfigError::Http`] if the TLS client cannot be built; [`ConfigError::Outbox`] if
+    /// the outbox file cannot be opened, created or read.
     pub fn start(cfg: ClientConfig) -> Result<CtiClient, ConfigError> {
         if cfg.queue_capacity == 0 {
             return Err(ConfigError::Invalid(
@@ -417,6 +959,11 @@ impl CtiClient {
                 "max_in_flight must be at least 1".into(),
             ));
         }
+        if cfg.max_open_calls == 0 {
+            return Err(ConfigError::Invalid(
+                "max_open_calls must be at least 1".into(),
+            ));
+        }
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| ConfigError::NoRuntime)?;
         let target = match &cfg.url {
             None => None,
@@ -426,17 +973,62 @@ impl CtiClient {
             Some(t) => info!(url = %t.redacted, format = ?cfg.format, "CTI client started"),
             None => info!("CTI client started in stdout sink mode"),
         }
+        let counters = Counters::default();
+        let (outbox, loaded) = match (&cfg.outbox, &target) {
+            (Some(path), Some(_)) => {
+                let limit = cfg.queue_capacity.saturating_mul(4).saturating_add(4096);
+                let (writer, rows, skipped) =
+                    Writer::open(path, cfg.outbox_sync, limit).map_err(ConfigError::Outbox)?;
+                let mut loaded = load(rows, &cfg, &writer);
+                loaded.unreadable += skipped;
+                info!(
+                    outbox = %path.display(),
+                    events = loaded.events,
+                    calls = loaded.calls,
+                    open_calls = loaded.deadlines.len(),
+                    hangups_not_resent = loaded.unconfirmed,
+                    unreadable_rows = loaded.unreadable,
+                    "CTI outbox opened: delivering what it holds"
+                );
+                counters
+                    .recovered_events
+                    .store(loaded.events, Ordering::Relaxed);
+                counters
+                    .recovered_open_calls
+                    .store(loaded.deadlines.len() as u64, Ordering::Relaxed);
+                counters
+                    .unconfirmed
+                    .store(loaded.unconfirmed, Ordering::Relaxed);
+                (Some(writer), Some(loaded))
+            }
+            (Some(path), None) => {
+                warn!(outbox = %path.display(), "no Zammad URL: events go to stdout, the outbox is not used");
+                (None, None)
+            }
+            _ => (None, None),
+        };
         let has_target = target.is_some();
+        let (state, deadlines) = match loaded {
+            Some(l) => (l.state, l.deadlines),
+            None => (State::new(1), Vec::new()),
+        };
         let shared = Arc::new(Shared {
             cfg,
             target,
-            state: Mutex::new(State::default()),
+            outbox,
+            state: Mutex::new(state),
             wake: Notify::new(),
             changed: Notify::new(),
-            counters: Counters::default(),
+            recovery: Notify::new(),
+            last_recovery_wake: AtomicU64::new(u64::MAX),
+            epoch: Instant::now(),
+            counters,
         });
         if has_target {
             runtime.spawn(worker(shared.clone()));
+            if !deadlines.is_empty() {
+                runtime.spawn(close_open_calls(Arc::downgrade(&shared), deadlines));
+            }
         }
         Ok(CtiClient {
             h: Arc::new(Handle { shared }),
@@ -490,7 +1082,8 @@ impl CtiClient {
 
     /// Queue an event whose answer nobody waits for (`answer`, `hangup`, or a replayed
     /// `newCall`). Never blocks. If the queue is full the event is dropped, counted
-    /// (`dropped.queue_full`) and logged with the reason. In stdout-sink mode the event is
+    /// (`dropped.queue_full`) and logged with the reason (an `answer`/`hangup` of a call
+    /// whose `newCall` was admitted always has room). In stdout-sink mode the event is
     /// printed at once.
     pub fn submit(&self, ev: Event) {
         let shared = self.shared();
@@ -498,8 +1091,38 @@ impl CtiClient {
             shared.sink(&ev);
             return;
         }
-        // A full queue is already counted and logged by `enqueue`.
+        // A drop is already counted and logged by `enqueue`.
         let _ = shared.enqueue(ev, None);
+    }
+
+    /// Take the answered calls that were open when sipcti last stopped
+    /// (found in the outbox: `newCall` and `answer` sent, no `hangup`):
+    /// the caller (the proxy's call tracker) now owns ending them, at
+    /// their BYE or after `open_call_timeout`, so this client no longer
+    /// closes them itself. Calls never answered stay with the client,
+    /// which closes them after `open_call_timeout`. Each call is given out
+    /// once; empty without an outbox.
+    pub fn take_open_answered_calls(&self) -> Vec<OpenCall> {
+        let mut st = self.h.shared.lock();
+        let calls: Vec<String> = st
+            .recovered
+            .iter()
+            .filter(|(_, r)| r.answered)
+            .map(|(c, _)| c.clone())
+            .collect();
+        let mut out = Vec::with_capacity(calls.len());
+        for c in calls {
+            if let Some(r) = st.recovered.remove(&c) {
+                out.push(OpenCall {
+                    call_id: c,
+                    direction: r.new_call.direction,
+                    from: r.new_call.from.unwrap_or_default(),
+                    to: r.new_call.to.unwrap_or_default(),
+                    age: r.age,
+                });
+            }
+        }
+        out
     }
 
     /// Snapshot of the counters and the current queue length.
@@ -507,6 +1130,15 @@ impl CtiClient {
         let shared = self.shared();
         let c = &shared.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let w = shared
+            .outbox
+            .as_ref()
+            .map(Writer::stats)
+            .unwrap_or_default();
+        let (queued, open_calls) = {
+            let st = shared.lock();
+            (st.queued, st.open.len())
+        };
         Stats {
             delivered: get(&c.delivered),
             retried: get(&c.retried),
@@ -517,9 +1149,18 @@ impl CtiClient {
                 orphaned: get(&c.orphaned),
                 sink_error: get(&c.sink_error),
             },
+            calls_dropped: get(&c.calls_dropped),
+            hangups_unconfirmed: get(&c.unconfirmed),
             fail_open: get(&c.fail_open),
             already_exists_as_delivered: get(&c.already_exists),
-            queued: shared.lock().queued,
+            queued,
+            open_calls,
+            recovered_events: get(&c.recovered_events),
+            recovered_open_calls: get(&c.recovered_open_calls),
+            open_calls_closed: get(&c.open_calls_closed),
+            outbox_lost: w.lost,
+            outbox_failed_commits: w.failed_commits,
+            outbox_commits: w.commits,
         }
     }
 
@@ -528,17 +1169,103 @@ impl CtiClient {
     pub async fn drain(&self, timeout: Duration) -> bool {
         let shared = self.shared();
         let deadline = tokio::time::Instant::now() + timeout;
+        shared.wait_until(deadline, |st| st.queued == 0).await
+    }
+
+    /// Stop delivering, for a shutdown: deliver for at most `drain_for`, then start no new
+    /// attempt, wait for the running ones (at most `request_timeout`), and commit the
+    /// outbox. What is left stays in the outbox for the next start (without an outbox it
+    /// is lost). The client delivers nothing afterwards.
+    pub async fn close(&self, drain_for: Duration) -> CloseReport {
+        let shared = self.shared();
+        self.drain(drain_for).await;
+        shared.lock().stopping = true;
+        let deadline = tokio::time::Instant::now() + shared.cfg.request_timeout;
+        if !shared.wait_until(deadline, |st| st.in_flight == 0).await {
+            warn!("CTI requests still running at shutdown: their events stay in the outbox");
+        }
+        let (events_left, calls_left) = {
+            let st = shared.lock();
+            (st.queued, st.calls.len())
+        };
+        let durable = match &shared.outbox {
+            None => events_left == 0,
+            Some(w) => {
+                let flushed = matches!(
+                    tokio::time::timeout(FLUSH_WAIT, w.flush()).await,
+                    Ok(Ok(true))
+                );
+                flushed && w.stats().lost == 0
+            }
+        };
+        CloseReport {
+            events_left,
+            calls_left,
+            durable,
+        }
+    }
+}
+
+impl Shared {
+    /// Wait until `cond` holds for the state (checked whenever the queue changes), at most
+    /// until `deadline`. Returns whether it holds.
+    async fn wait_until(
+        &self,
+        deadline: tokio::time::Instant,
+        cond: impl Fn(&State) -> bool,
+    ) -> bool {
         loop {
-            let notified = shared.changed.notified();
+            let notified = self.changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if shared.lock().queued == 0 {
+            if cond(&self.lock()) {
                 return true;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return shared.lock().queued == 0;
+                return cond(&self.lock());
             }
         }
+    }
+}
+
+/// Close the calls found open in the outbox at start that nobody hung up since: at each
+/// deadline (`newCall` time + `open_call_timeout`) submit their `hangup`.
+async fn close_open_calls(shared: Weak<Shared>, deadlines: Vec<(Instant, String)>) {
+    for (at, call) in deadlines {
+        tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let ev = {
+            let st = shared.lock();
+            if st.closed || st.stopping {
+                return;
+            }
+            let Some(r) = st.recovered.get(&call) else {
+                continue;
+            };
+            Event {
+                event: EventKind::Hangup,
+                direction: r.new_call.direction,
+                call_id: call.clone(),
+                from: r.new_call.from.clone(),
+                to: r.new_call.to.clone(),
+                user: None,
+                queue: None,
+                answering_number: None,
+                cause: Some(if r.answered {
+                    Cause::NormalClearing
+                } else {
+                    Cause::Cancel
+                }),
+            }
+        };
+        shared
+            .counters
+            .open_calls_closed
+            .fetch_add(1, Ordering::Relaxed);
+        info!(call_id = %call, "a call open at the last stop was never heard of again: sending its hangup");
+        let _ = shared.enqueue(ev, None);
     }
 }
 
@@ -600,16 +1327,25 @@ async fn worker(shared: Arc<Shared>) {
         let Ok(permit) = sem.clone().acquire_owned().await else {
             return;
         };
-        let call_id = loop {
+        let call_id = 'pick: loop {
             let notified = shared.wake.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             {
                 let mut st = shared.lock();
-                if let Some(id) = st.urgent.pop_front().or_else(|| st.ready.pop_front()) {
-                    break id;
+                if !st.stopping {
+                    while let Some(id) = st.urgent.pop_front().or_else(|| st.ready.pop_front()) {
+                        // ids of calls dropped, or already picked, are stale
+                        if let Some(q) = st.calls.get_mut(&id) {
+                            if q.sched == Sched::Ready {
+                                q.sched = Sched::InFlight;
+                                st.in_flight += 1;
+                                break 'pick id;
+                            }
+                        }
+                    }
                 }
-                if st.closed && st.queued == 0 {
+                if st.closed && (st.queued == 0 || st.stopping) {
                     debug!("CTI client worker stopped");
                     return;
                 }
@@ -620,48 +1356,94 @@ async fn worker(shared: Arc<Shared>) {
     }
 }
 
-/// Deliver (or finally drop) the head event of one call, then reschedule the call.
+/// What one attempt left to do.
+enum Step {
+    /// The event is delivered or finally dropped.
+    Done,
+    /// Try again after this delay.
+    Retry(Duration),
+}
+
+/// Attempt the head event of one call once; then finish it, or let it sleep through its
+/// backoff without holding the delivery slot.
 async fn deliver_head(shared: Arc<Shared>, call_id: String, permit: OwnedSemaphorePermit) {
     let head = shared
         .lock()
         .calls
         .get_mut(&call_id)
-        .and_then(|q| q.pop_front());
-    if let Some(p) = head {
-        deliver(&shared, p).await;
+        .and_then(|q| q.events.pop_front());
+    let Some(mut p) = head else {
+        let mut st = shared.lock();
+        st.in_flight = st.in_flight.saturating_sub(1);
+        st.schedule(&call_id);
+        return;
+    };
+    match attempt_step(&shared, &mut p).await {
+        Step::Done => {
+            shared.finish(p);
+            drop(permit);
+        }
+        Step::Retry(delay) => {
+            let gen = {
+                let mut st = shared.lock();
+                st.in_flight = st.in_flight.saturating_sub(1);
+                let Some(q) = st.calls.get_mut(&call_id) else {
+                    // cannot happen: a call in flight is never dropped
+                    return;
+                };
+                q.events.push_front(p);
+                q.sched = Sched::Sleeping;
+                let gen = q.gen;
+                st.sleeping += 1;
+                gen
+            };
+            drop(permit);
+            shared.changed.notify_waiters();
+            tokio::spawn(sleep_then_retry(shared.clone(), call_id, gen, delay));
+        }
+    }
+    shared.wake.notify_one();
+}
+
+/// A retry's backoff: wait `delay` (or until Zammad answers again), then get back in line.
+async fn sleep_then_retry(shared: Arc<Shared>, call_id: String, gen: u64, delay: Duration) {
+    let early = shared.recovery.notified();
+    tokio::pin!(early);
+    early.as_mut().enable();
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => {}
+        _ = early => {}
     }
     {
         let mut st = shared.lock();
-        st.queued = st.queued.saturating_sub(1);
-        let next = st
+        st.sleeping = st.sleeping.saturating_sub(1);
+        let mine = st
             .calls
             .get(&call_id)
-            .and_then(|q| q.front())
-            .map(|p| p.ev.event);
-        if let Some(kind) = next {
-            if kind == EventKind::NewCall {
-                st.urgent.push_back(call_id);
-            } else {
-                st.ready.push_back(call_id);
-            }
-        } else {
-            st.calls.remove(&call_id);
+            .is_some_and(|q| q.gen == gen && q.sched == Sched::Sleeping);
+        if mine {
+            st.schedule(&call_id);
         }
     }
-    drop(permit);
     shared.wake.notify_one();
-    shared.changed.notify_waiters();
 }
 
 /// Verdict on one HTTP attempt.
 enum Verdict {
     Delivered(String),
     AlreadyExists,
-    Retry(String),
+    /// Try again. `definite`: the request certainly did not reach Zammad's processing (no
+    /// connection, or Zammad answered an error); otherwise it may have been processed.
+    Retry {
+        detail: String,
+        definite: bool,
+    },
     Reject(String),
 }
 
-fn classify(status: u16, body: &str, kind: EventKind, attempt: u32) -> Verdict {
+/// `maybe_sent`: an earlier attempt of this event may have reached Zammad (then "already
+/// exists" on a newCall is its own earlier copy).
+fn classify(status: u16, body: &str, kind: EventKind, maybe_sent: bool) -> Verdict {
     let excerpt = || {
         let t: String = body.chars().take(BODY_EXCERPT_CHARS).collect();
         format!("HTTP {status}: {t}")
@@ -669,18 +1451,28 @@ fn classify(status: u16, body: &str, kind: EventKind, attempt: u32) -> Verdict {
     match status {
         200..=299 => Verdict::Delivered(body.to_string()),
         500 if kind == EventKind::NewCall && body.contains("already exists") => {
-            if attempt > 1 {
+            if maybe_sent {
                 Verdict::AlreadyExists
             } else {
                 Verdict::Reject(format!("duplicate callId: {}", excerpt()))
             }
         }
-        500..=599 | 408 | 429 => Verdict::Retry(excerpt()),
+        // a gateway time-out: Zammad behind it may have processed the request
+        504 => Verdict::Retry {
+            detail: excerpt(),
+            definite: false,
+        },
+        500..=599 | 408 | 429 => Verdict::Retry {
+            detail: excerpt(),
+            definite: true,
+        },
         _ => Verdict::Reject(excerpt()),
     }
 }
 
-async fn attempt(target: &Target, p: &Pending) -> Result<(u16, String), String> {
+/// One HTTP attempt: `(status, body)`, or the error text and whether the request
+/// certainly never reached Zammad (the connection could not be made).
+async fn attempt(target: &Target, p: &Pending) -> Result<(u16, String), (String, bool)> {
     let resp = target
         .http
         .post(target.url.clone())
@@ -689,23 +1481,27 @@ async fn attempt(target: &Target, p: &Pending) -> Result<(u16, String), String> 
         .body(p.body.clone())
         .send()
         .await
-        .map_err(error_text)?;
+        .map_err(|e| {
+            let definite = e.is_connect();
+            (error_text(e), definite)
+        })?;
     let status = resp.status().as_u16();
-    let body = resp.text().await.map_err(error_text)?;
+    // the status arrived: Zammad processed the request (or refused it) either way
+    let body = resp.text().await.unwrap_or_default();
     Ok((status, body))
 }
 
-/// Deliver one event with retries; resolves its newCall waiter, counts the outcome.
-async fn deliver(shared: &Shared, mut p: Pending) {
+/// Attempt one event once; resolves its newCall waiter and counts the outcome when it is
+/// final. A `hangup` whose second copy would flip the missed flag is marked in the outbox
+/// (durably) before it is sent, and is not sent again after an attempt that may have
+/// reached Zammad.
+async fn attempt_step(shared: &Shared, p: &mut Pending) -> Step {
     let Some(target) = shared.target.as_ref() else {
-        return;
+        return Step::Done;
     };
     let cfg = &shared.cfg;
     let kind = p.ev.event;
     let orphan = kind != EventKind::NewCall && shared.lock().lost_newcalls.contains(&p.ev.call_id);
-    let mut backoff = cfg.retry_initial.max(MIN_BACKOFF);
-    let mut last_error = String::from("never attempted");
-    let mut n: u32 = 0;
     let dropped = |p: &mut Pending, reason: DropReason, detail: String| {
         shared.count_drop(&p.ev, reason, &detail);
         if kind == EventKind::NewCall {
@@ -718,88 +1514,111 @@ async fn deliver(shared: &Shared, mut p: Pending) {
             )));
         }
     };
-    loop {
-        let age = p.enqueued.elapsed();
-        if age >= cfg.give_up_after {
-            let detail = format!(
-                "undelivered after {} ms (last error: {last_error})",
-                age.as_millis()
-            );
-            dropped(&mut p, DropReason::GaveUp, detail);
-            return;
+    let age = p.enqueued.elapsed();
+    if age >= cfg.give_up_after {
+        let detail = format!(
+            "undelivered after {} ms (last error: {})",
+            age.as_millis(),
+            p.last_error
+        );
+        dropped(p, DropReason::GaveUp, detail);
+        return Step::Done;
+    }
+    let marked = match (&shared.outbox, p.dup_harmful) {
+        (Some(w), true) => {
+            // durable before the request leaves: after a crash it is not sent blindly again
+            let _ = w.push_and_wait(OutboxChange::Attempted(p.id, true)).await;
+            true
         }
-        n += 1;
-        if n > 1 {
-            shared.counters.retried.fetch_add(1, Ordering::Relaxed);
-        }
-        let verdict = match attempt(target, &p).await {
-            Ok((status, body)) => classify(status, &body, kind, n),
-            Err(e) => Verdict::Retry(e),
-        };
-        match verdict {
-            Verdict::Delivered(body) => {
-                shared.counters.delivered.fetch_add(1, Ordering::Relaxed);
-                if n > 1 {
-                    info!(call_id = %p.ev.call_id, event = kind.as_str(), attempts = n, "CTI event delivered after retries");
-                }
-                if kind == EventKind::NewCall {
-                    let decision = parse_answer(&body);
-                    let late = match p.waiter.take() {
-                        Some(w) => w.send(NewCallOutcome::Answered(decision.clone())).is_err(),
-                        None => true,
-                    };
-                    if late {
-                        info!(call_id = %p.ev.call_id, ?decision, "newCall answered, nobody waiting (late or replay)");
-                    } else {
-                        debug!(call_id = %p.ev.call_id, ?decision, "newCall answered");
-                    }
-                }
-                return;
+        _ => false,
+    };
+    p.attempts += 1;
+    let n = p.attempts;
+    if n > 1 {
+        shared.counters.retried.fetch_add(1, Ordering::Relaxed);
+    }
+    let verdict = match attempt(target, p).await {
+        Ok((status, body)) => classify(status, &body, kind, n > 1 || p.maybe_sent),
+        Err((detail, definite)) => Verdict::Retry { detail, definite },
+    };
+    match verdict {
+        Verdict::Delivered(body) => {
+            shared.delivered_once();
+            if n > 1 {
+                info!(call_id = %p.ev.call_id, event = kind.as_str(), attempts = n, "CTI event delivered after retries");
             }
-            Verdict::AlreadyExists => {
-                shared.counters.delivered.fetch_add(1, Ordering::Relaxed);
+            if kind == EventKind::NewCall {
+                let decision = parse_answer(&body);
+                let late = match p.waiter.take() {
+                    Some(w) => w.send(NewCallOutcome::Answered(decision.clone())).is_err(),
+                    None => true,
+                };
+                if late {
+                    info!(call_id = %p.ev.call_id, ?decision, "newCall answered, nobody waiting (late or replay)");
+                } else {
+                    debug!(call_id = %p.ev.call_id, ?decision, "newCall answered");
+                }
+            }
+            Step::Done
+        }
+        Verdict::AlreadyExists => {
+            shared.delivered_once();
+            shared
+                .counters
+                .already_exists
+                .fetch_add(1, Ordering::Relaxed);
+            warn!(call_id = %p.ev.call_id, attempts = n, "newCall answered \"already exists\" after an earlier attempt: counted as delivered, Zammad's decision is lost");
+            if let Some(w) = p.waiter.take() {
+                let _ = w.send(NewCallOutcome::Failed(
+                    "a retry was answered \"already exists\": the first attempt reached Zammad, its answer was lost".into(),
+                ));
+            }
+            Step::Done
+        }
+        Verdict::Reject(detail) => {
+            dropped(p, DropReason::Rejected, detail);
+            Step::Done
+        }
+        Verdict::Retry { detail, definite } => {
+            if !definite && p.dup_harmful {
+                let count = shared.counters.unconfirmed.fetch_add(1, Ordering::Relaxed) + 1;
+                warn!(call_id = %p.ev.call_id, error = %detail, count, "a hangup may have reached Zammad but its answer was lost: not sent again (a second hangup would flip the missed flag)");
+                return Step::Done;
+            }
+            if marked {
+                shared.outbox_push(OutboxChange::Attempted(p.id, false));
+            }
+            if !definite {
+                p.maybe_sent = true;
+                if kind == EventKind::NewCall {
+                    shared.lock().unsent_newcalls.remove(&p.id);
+                }
+            }
+            if orphan {
+                dropped(
+                    p,
+                    DropReason::Orphaned,
+                    format!("the call's newCall was dropped earlier; {detail}"),
+                );
+                return Step::Done;
+            }
+            let first = (n == 1).then(|| {
                 shared
                     .counters
-                    .already_exists
-                    .fetch_add(1, Ordering::Relaxed);
-                warn!(call_id = %p.ev.call_id, attempts = n, "retried newCall answered \"already exists\": counted as delivered, Zammad's decision is lost");
-                if let Some(w) = p.waiter.take() {
-                    let _ = w.send(NewCallOutcome::Failed(
-                        "a retry was answered \"already exists\": the first attempt reached Zammad, its answer was lost".into(),
-                    ));
-                }
-                return;
+                    .first_failures
+                    .fetch_add(1, Ordering::Relaxed)
+                    + 1
+            });
+            if let Some(count) = first.filter(|c| log_sample(*c)) {
+                warn!(call_id = %p.ev.call_id, event = kind.as_str(), error = %detail, url = %target.redacted, count, "CTI delivery failed, retrying");
+            } else {
+                debug!(call_id = %p.ev.call_id, event = kind.as_str(), attempt = n, error = %detail, "CTI delivery failed again");
             }
-            Verdict::Reject(detail) => {
-                dropped(&mut p, DropReason::Rejected, detail);
-                return;
-            }
-            Verdict::Retry(detail) => {
-                if orphan {
-                    dropped(
-                        &mut p,
-                        DropReason::Orphaned,
-                        format!("the call's newCall was dropped earlier; {detail}"),
-                    );
-                    return;
-                }
-                let first = (n == 1).then(|| {
-                    shared
-                        .counters
-                        .first_failures
-                        .fetch_add(1, Ordering::Relaxed)
-                        + 1
-                });
-                if let Some(count) = first.filter(|c| log_sample(*c)) {
-                    warn!(call_id = %p.ev.call_id, event = kind.as_str(), error = %detail, url = %target.redacted, count, "CTI delivery failed, retrying");
-                } else {
-                    debug!(call_id = %p.ev.call_id, event = kind.as_str(), attempt = n, error = %detail, "CTI delivery failed again");
-                }
-                last_error = detail;
-                let remaining = cfg.give_up_after.saturating_sub(p.enqueued.elapsed());
-                tokio::time::sleep(backoff.min(remaining)).await;
-                backoff = (backoff * 2).min(cfg.retry_max.max(MIN_BACKOFF));
-            }
+            p.last_error = detail;
+            let remaining = cfg.give_up_after.saturating_sub(p.enqueued.elapsed());
+            let delay = p.backoff.min(remaining);
+            p.backoff = (p.backoff * 2).min(cfg.retry_max.max(MIN_BACKOFF));
+            Step::Retry(delay)
         }
     }
 }
@@ -811,41 +1630,41 @@ mod tests {
     #[test]
     fn classify_statuses() {
         assert!(matches!(
-            classify(200, "{}", EventKind::Hangup, 1),
+            classify(200, "{}", EventKind::Hangup, false),
             Verdict::Delivered(_)
         ));
         assert!(matches!(
-            classify(503, "", EventKind::Hangup, 1),
-            Verdict::Retry(_)
+            classify(503, "", EventKind::Hangup, false),
+            Verdict::Retry { definite: true, .. }
         ));
         assert!(matches!(
-            classify(429, "", EventKind::Answer, 1),
-            Verdict::Retry(_)
+            classify(429, "", EventKind::Answer, false),
+            Verdict::Retry { definite: true, .. }
         ));
         assert!(matches!(
-            classify(401, "{}", EventKind::NewCall, 1),
+            classify(401, "{}", EventKind::NewCall, false),
             Verdict::Reject(_)
         ));
         assert!(matches!(
-            classify(422, "{}", EventKind::NewCall, 3),
+            classify(422, "{}", EventKind::NewCall, true),
             Verdict::Reject(_)
         ));
         assert!(matches!(
-            classify(302, "", EventKind::NewCall, 1),
+            classify(302, "", EventKind::NewCall, false),
             Verdict::Reject(_)
         ));
         let exists = r#"{"error":"This object already exists."}"#;
         assert!(matches!(
-            classify(500, exists, EventKind::NewCall, 2),
+            classify(500, exists, EventKind::NewCall, true),
             Verdict::AlreadyExists
         ));
         assert!(matches!(
-            classify(500, exists, EventKind::NewCall, 1),
+            classify(500, exists, EventKind::NewCall, false),
             Verdict::Reject(_)
         ));
         assert!(matches!(
-            classify(500, exists, EventKind::Hangup, 2),
-            Verdict::Retry(_)
+            classify(500, exists, EventKind::Hangup, true),
+            Verdict::Retry { definite: true, .. }
         ));
     }
 

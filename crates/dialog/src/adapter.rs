@@ -55,6 +55,7 @@ pub(crate) fn view_of(msg: &SipMessage) -> Result<MsgView, &'static str> {
         cseq,
         cseq_method: cseq_method.to_string(),
         ruri_user,
+        target_user: None,
         from: party(&from),
         to: party(&to),
         pai: first_name_addr(msg, "P-Asserted-Identity"),

@@ -194,6 +194,29 @@ impl Default for TrackerConfig {
     }
 }
 
+/// An answered call that was open when sipcti last stopped (found in the
+/// CTI outbox: its `newCall` and `answer` were sent, its `hangup` not),
+/// given back to the tracker with [`CallTracker::restore`] so that its BYE,
+/// seen after the restart, produces the `hangup`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoredCall {
+    /// Zammad's `callId` of the call.
+    pub call_id: String,
+    /// The SIP Call-ID its BYE will carry.
+    pub sip_call_id: String,
+    /// `in` or `out`.
+    pub direction: Direction,
+    /// Zammad's `from`.
+    pub from: String,
+    /// Zammad's `to`.
+    pub to: String,
+    /// Zammad's `answeringNumber`, if the answer had one.
+    pub answering_number: Option<String>,
+    /// How long ago its `newCall` was made (its `max_call_duration` runs
+    /// from then).
+    pub age: std::time::Duration,
+}
+
 /// The state of one tracked call, as [`CallTracker::call_info`] gives it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CallInfo {
@@ -231,4 +254,6 @@ pub struct TrackerStats {
     pub lingering_evicted: u64,
     /// Events emitted.
     pub events_emitted: u64,
+    /// Answered calls given back after a restart ([`CallTracker::restore`]).
+    pub calls_restored: u64,
 }

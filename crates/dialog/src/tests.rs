@@ -1284,3 +1284,72 @@ fn number_patterns_and_first_match() {
 }
 
 mod transfer;
+
+// ----- calls given back after a restart -----
+
+fn restored(cid: &str, age_s: u64) -> RestoredCall {
+    RestoredCall {
+        call_id: cid.into(),
+        sip_call_id: cid.into(),
+        direction: Direction::In,
+        from: "491701234567".into(),
+        to: "4930123456".into(),
+        answering_number: Some("201".into()),
+        age: Duration::from_secs(age_s),
+    }
+}
+
+#[test]
+fn a_restored_call_ends_with_its_bye_from_either_side() {
+    for (from_phone, side) in [(true, Side::Inside), (false, Side::Trunk)] {
+        let mut h = H::new();
+        assert!(h.t.restore(restored("r1", 60), h.at(0)));
+        assert!(!h.t.restore(restored("r1", 60), h.at(0)), "tracked once");
+        assert_eq!(h.t.stats().active_calls, 1);
+        let inv = trunk_invite("r1");
+        let bye = if from_phone {
+            callee_req(&inv, "BYE", 7, "ph-tag")
+        } else {
+            caller_req(&inv, "BYE", 11, Some("ph-tag"))
+        };
+        let got = h.feed(&bye, side, 5);
+        let mut want = hangup(
+            &h,
+            5,
+            "r1",
+            Direction::In,
+            "491701234567",
+            "4930123456",
+            Cause::NormalClearing,
+        );
+        want.answering_number = Some("201".into());
+        assert_eq!(got, vec![want]);
+        h.quiet(&bye, side, 6);
+        assert_eq!(h.t.stats().active_calls, 0);
+    }
+}
+
+#[test]
+fn a_restored_call_never_heard_of_again_ends_at_max_call_duration_from_its_newcall() {
+    let mut h = H::with(TrackerConfig {
+        country_code: Some("49".into()),
+        max_call_duration: Duration::from_secs(100),
+        ..TrackerConfig::default()
+    });
+    assert!(h.t.restore(restored("r2", 60), h.at(0)));
+    assert!(h.t.handle_timeout(h.at(39)).is_empty());
+    let got = h.t.handle_timeout(h.at(41));
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        (got[0].cause, got[0].at),
+        (Some(Cause::NormalClearing), h.at(40))
+    );
+    // a BYE of another Call-ID ends nothing
+    let mut h = H::new();
+    assert!(h.t.restore(restored("r3", 0), h.at(0)));
+    h.quiet(
+        &caller_req(&trunk_invite("other"), "BYE", 2, Some("x")),
+        Side::Trunk,
+        1,
+    );
+}

@@ -52,6 +52,9 @@ struct Call {
     linger_key: Option<Instant>,
     /// What transfers did to the call (RFC 3515, RFC 3891).
     xfer: Xfer,
+    /// Given back after a restart: its From tag and dialog are unknown, so
+    /// a BYE with its Call-ID ends it.
+    restored: bool,
 }
 
 /// What a transfer did to one call (RFC 3515 REFER, RFC 3891 Replaces,
@@ -432,7 +435,9 @@ impl CallTracker {
             Direction::Out => None,
         };
         let queue = route.and_then(|r| r.queue.clone());
-        let target_user = route.and_then(|r| r.target_user.clone());
+        let target_user = route
+            .and_then(|r| r.target_user.clone())
+            .or_else(|| v.target_user.clone());
         // a ring group: every called person (phonebook name, else the
         // target's user), the same order as the route's targets
         let group: Vec<String> = route
@@ -492,6 +497,7 @@ impl CallTracker {
             deadline: None,
             linger_key: None,
             xfer: Xfer::default(),
+            restored: false,
         };
         tracing::debug!(
             sip_call_id = %call.sip_call_id,
@@ -705,12 +711,64 @@ impl CallTracker {
                 }
             }
         }
-        let (Some(to_tag), Some(from_tag)) = (v.to_tag.as_deref(), v.from_tag.as_deref()) else {
-            return None;
-        };
-        let id = self.find(&v.call_id, to_tag)?;
-        let c = self.calls.get(&id)?;
-        (c.answered_to_tag.as_deref() == Some(from_tag)).then_some(id)
+        if let (Some(to_tag), Some(from_tag)) = (v.to_tag.as_deref(), v.from_tag.as_deref()) {
+            if let Some(id) = self.find(&v.call_id, to_tag) {
+                let c = self.calls.get(&id)?;
+                if c.answered_to_tag.as_deref() == Some(from_tag) {
+                    return Some(id);
+                }
+            }
+        }
+        // a call given back after a restart: any BYE with its Call-ID
+        let id = self.find(&v.call_id, "")?;
+        self.calls.get(&id).filter(|c| c.restored).map(|_| id)
+    }
+
+    /// Take back an answered call that was open when sipcti last stopped
+    /// (found in the CTI outbox), so that its BYE, seen now, emits its
+    /// `hangup` (`normalClearing`, or `forwarded` never: a transfer's
+    /// traces died with the old process). Its `max_call_duration` runs from
+    /// its `newCall` (`r.age` ago): a call never heard of again is closed
+    /// then. Returns false (and tracks nothing) when the table is full or
+    /// the call is already tracked. Emits nothing.
+    pub fn restore(&mut self, r: crate::RestoredCall, now: Instant) -> bool {
+        if self.calls.len() >= self.cfg.max_calls || self.find(&r.sip_call_id, "").is_some() {
+            return false;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.by_cid
+            .entry(r.sip_call_id.clone())
+            .or_default()
+            .push((String::new(), id));
+        let started = now.checked_sub(r.age).unwrap_or(now);
+        self.calls.insert(
+            id,
+            Call {
+                sip_call_id: r.sip_call_id,
+                from_tag: String::new(),
+                zammad_id: r.call_id,
+                direction: r.direction,
+                from: r.from,
+                to: r.to,
+                invite_cseq: 0,
+                state: State::Answered,
+                cancel_seen: false,
+                started,
+                answered_to_tag: None,
+                answering_number: r.answering_number,
+                target_user: None,
+                deadline: None,
+                linger_key: None,
+                xfer: Xfer::default(),
+                restored: true,
+            },
+        );
+        self.active += 1;
+        self.stats.calls_restored += 1;
+        let left = self.cfg.max_call_duration.saturating_sub(r.age);
+        self.set_deadline(id, add(now, left));
+        true
     }
 
     fn on_response(&mut self, v: &MsgView, now: Instant, out: &mut Vec<CallEvent>) {

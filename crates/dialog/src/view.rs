@@ -66,6 +66,11 @@ pub struct MsgView {
     pub cseq_method: String,
     /// Request-URI user (requests only; `tel:` URI: the number).
     pub ruri_user: Option<String>,
+    /// The inside target the proxy chose for an initial request outside
+    /// the inbound routes (the user of a phone registered through sipcti):
+    /// the called person for `newCall`'s `user`, and who answered when the
+    /// answer names nobody. Never read from the message itself.
+    pub target_user: Option<String>,
     /// From party.
     pub from: Party,
     /// To party.

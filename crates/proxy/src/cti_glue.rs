@@ -28,7 +28,10 @@ pub fn to_cti_event(ev: &CallEvent) -> cti::Event {
     }
 }
 
-/// The CTI client configuration from the file configuration.
+/// The CTI client configuration from the file configuration: with
+/// `[zammad] outbox` the durable outbox (group commit `outbox_sync_ms`);
+/// calls found open in it at start are closed after
+/// `timers.max_call_duration_s`; at most `limits.max_calls` open calls.
 pub fn cti_config(cfg: &Config) -> cti::ClientConfig {
     cti::ClientConfig {
         url: cfg.zammad_url.clone(),
@@ -40,6 +43,10 @@ pub fn cti_config(cfg: &Config) -> cti::ClientConfig {
         queue_capacity: cfg.cti_queue,
         give_up_after: cfg.cti_give_up,
         max_in_flight: cfg.file.zammad.max_in_flight,
+        outbox: cfg.file.zammad.outbox.clone(),
+        outbox_sync: std::time::Duration::from_millis(cfg.file.zammad.outbox_sync_ms),
+        open_call_timeout: std::time::Duration::from_secs(cfg.timers.max_call_duration_s),
+        max_open_calls: cfg.limits.max_calls,
         ..cti::ClientConfig::default()
     }
 }

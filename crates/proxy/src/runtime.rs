@@ -130,6 +130,24 @@ pub async fn core_config(cfg: &Config, local_port: u16) -> anyhow::Result<CoreCo
             max_bindings: cfg.file.registration.max_bindings,
             ..Default::default()
         },
+        topology: sipcti_core::TopologyHiding {
+            enabled: cfg.file.trunk.hide_topology,
+            secret: cfg
+                .file
+                .trunk
+                .topology_secret
+                .as_deref()
+                .map(topology_seed)
+                .unwrap_or(sipcti_core::TopologyHiding::default().secret),
+        },
+    })
+}
+
+/// The 64-bit seed of the topology mask from `[trunk] topology_secret`
+/// (FNV-1a of its bytes).
+fn topology_seed(secret: &str) -> u64 {
+    secret.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
 }
 
@@ -176,7 +194,9 @@ pub struct Running {
 
 impl Running {
     /// Ask the proxy to stop: every open call gets its hangup, the CTI
-    /// queue is drained (at most 5 s), then the task ends.
+    /// queue is drained (at most 5 s), what is left stays in the outbox,
+    /// then the task ends. An error if CTI events were lost (left over
+    /// without a durable outbox).
     pub async fn stop(mut self) -> anyhow::Result<()> {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
@@ -211,6 +231,33 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     let (keeper, restored) = BindingKeeper::open(cfg.file.registration.store.as_deref(), now)?;
     for b in restored {
         core.restore_binding(now, b);
+    }
+    // answered calls open at the last stop (the CTI outbox): their BYE,
+    // seen from now on, gives their hangup
+    let open = client.take_open_answered_calls();
+    let (mut taken, mut refused) = (0usize, 0usize);
+    for c in open {
+        let r = sipcti_dialog::RestoredCall {
+            sip_call_id: c.call_id.clone(),
+            call_id: c.call_id,
+            direction: c.direction,
+            from: c.from,
+            to: c.to,
+            answering_number: None,
+            age: c.age,
+        };
+        if core.restore_call(now, r) {
+            taken += 1;
+        } else {
+            refused += 1;
+        }
+    }
+    if taken + refused > 0 {
+        tracing::info!(
+            calls = taken,
+            not_tracked = refused,
+            "answered calls open at the last stop taken back: their BYE ends them"
+        );
     }
     let (admin, admin_addr) = match cfg.admin {
         None => (None, None),
@@ -408,10 +455,35 @@ async fn run_loop(
         edge.as_ref(),
     )
     .await;
-    if !client.drain(Duration::from_secs(5)).await {
-        tracing::warn!(stats = ?client.stats(), "CTI queue not empty at shutdown");
+    shutdown_cti(&client).await
+}
+
+/// How long a stop delivers CTI events before it leaves the rest in the outbox.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
+
+/// Deliver for at most [`SHUTDOWN_DRAIN`], then leave what is left in the
+/// outbox (durable) and say how much. An error when events are lost: no
+/// outbox is configured, or it could not be written.
+async fn shutdown_cti(client: &cti::CtiClient) -> anyhow::Result<()> {
+    let r = client.close(SHUTDOWN_DRAIN).await;
+    if r.events_left == 0 {
+        tracing::info!("CTI queue empty at shutdown");
+        return Ok(());
     }
-    Ok(())
+    if r.durable {
+        tracing::warn!(
+            events = r.events_left,
+            calls = r.calls_left,
+            "CTI events left at shutdown stay in the outbox: delivered at the next start"
+        );
+        return Ok(());
+    }
+    tracing::error!(events = r.events_left, calls = r.calls_left, stats = ?client.stats(), "CTI events lost at shutdown (no [zammad] outbox, or it could not be written)");
+    anyhow::bail!(
+        "{} CTI events of {} calls were not delivered and are lost",
+        r.events_left,
+        r.calls_left
+    )
 }
 
 /// Hands one received message to the core.

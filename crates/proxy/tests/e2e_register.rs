@@ -195,6 +195,18 @@ fn contact_mode(tp: Tp, name: &str) {
         ruri == format!("INVITE sip:201@{phone_ip}:5060;transport={t} SIP/2.0"),
         "Request-URI toward the phone: {ruri}"
     );
+    // no topology leak: the provider sees sipcti's masked Contact in the
+    // phone's answer, neither the extension nor the phone's address
+    let ok = uac.find("<200")[0];
+    let c = ok.header("Contact").unwrap_or_default();
+    check!(
+        lab,
+        c.starts_with("<sip:tc")
+            && c.contains(&format!("@{proxy_ip}:5060"))
+            && !c.contains("201@")
+            && !c.contains(&phone_ip),
+        "the provider sees the phone's Contact: {c}"
+    );
     assert_events(&lab, 3, &call_id(&uac), &ANSWERED);
 }
 

@@ -2,8 +2,10 @@
 //!
 //! It holds the registration bindings sipcti keeps for the phones whose REGISTERs it
 //! relays to the trunk's registrar, so that a restart of sipcti between a REGISTER and
-//! an inbound call does not lose the call. Later tables (the durable CTI outbox of
-//! issue 9) join through the migration list ([`SCHEMA_VERSION`]).
+//! an inbound call does not lose the call, and the durable CTI outbox (issue 9,
+//! [`Store::outbox_apply`], [`Store::outbox_load`]): every CTI event before it is
+//! delivered, and the calls still open in Zammad. Tables join through the migration
+//! list ([`SCHEMA_VERSION`]).
 //!
 //! This is an edge crate: it does file I/O and is synchronous. The edge calls it from a
 //! dedicated thread or `spawn_blocking`; the sans-IO crates (`sipcti-wire`,
@@ -80,6 +82,18 @@ const MIGRATIONS: &[&str] = &[
      ) STRICT;
      CREATE INDEX bindings_by_user ON bindings(user);
      CREATE INDEX bindings_by_expiry ON bindings(expires_unix_ms);",
+    // 2: the durable CTI outbox (issue 9)
+    "CREATE TABLE outbox (
+         id INTEGER NOT NULL PRIMARY KEY,
+         call_id TEXT NOT NULL,
+         kind TEXT NOT NULL,
+         event TEXT NOT NULL,
+         created_unix_ms INTEGER NOT NULL,
+         done INTEGER NOT NULL DEFAULT 0,
+         attempted INTEGER NOT NULL DEFAULT 0,
+         dup_harmful INTEGER NOT NULL DEFAULT 0
+     ) STRICT;
+     CREATE INDEX outbox_by_call ON outbox(call_id);",
 ];
 
 /// How long a statement waits for a lock another connection holds (an operator's
@@ -128,6 +142,49 @@ pub struct Loaded {
     /// unknown transport, negative expiry, wrong type). They stay in the file until
     /// their expiry passes and are logged with `tracing::warn!`.
     pub skipped: usize,
+}
+
+/// One row of the CTI outbox: an event of a call, as the CTI client wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRow {
+    /// The event's sequence number, unique and increasing in submission order
+    /// (the primary key); at most `i64::MAX`.
+    pub id: u64,
+    /// Zammad's `callId` of the event's call (indexed).
+    pub call_id: String,
+    /// The event kind as Zammad spells it: `newCall`, `answer` or `hangup`.
+    pub kind: String,
+    /// The event itself, as the CTI client encodes it (its JSON form).
+    pub event: String,
+    /// When the event was submitted, in milliseconds since the Unix epoch.
+    pub created_unix_ms: u64,
+    /// Delivered (or finally dropped): kept only as a record that the call is open in
+    /// Zammad (its `newCall`, its `answer`) until the call's rows are removed.
+    pub done: bool,
+    /// A delivery attempt may have reached Zammad and its answer was not seen.
+    pub attempted: bool,
+    /// A second copy of this event would change Zammad's record (a `hangup` that would
+    /// flip the missed flag), so an attempted one is never sent again.
+    pub dup_harmful: bool,
+}
+
+/// One change of [`Store::outbox_apply`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutboxChange {
+    /// Insert a row (an existing row with the same id is replaced).
+    Insert(OutboxRow),
+    /// Set `done` on the row with this id; no error if there is none.
+    Done(u64),
+    /// Set `attempted` on the row with this id to the value; no error if there is none.
+    Attempted(u64, bool),
+    /// Remove the rows of the call `call_id` whose id is at most `up_to` (its hangup,
+    /// of id `up_to`, is finished; a later row of the call stays).
+    RemoveCall {
+        /// The call's `callId`.
+        call_id: String,
+        /// The hangup's id.
+        up_to: u64,
+    },
 }
 
 /// Why a store operation failed. Every variant names the store's path (`:memory:` for
@@ -358,6 +415,120 @@ impl Store {
         Ok(loaded)
     }
 
+    /// Applies outbox `changes` in order, in ONE transaction (a group commit). Either all
+    /// are applied or, on error, none.
+    ///
+    /// # Errors
+    /// [`StoreError::Sql`] if a write or the commit fails (also for an id or a time above
+    /// `i64::MAX`, which SQLite's INTEGER cannot hold); the transaction is rolled back.
+    pub fn outbox_apply(&mut self, changes: &[OutboxChange]) -> Result<(), StoreError> {
+        let path = &self.path;
+        let sql = |what| {
+            move |source| StoreError::Sql {
+                path: path.clone(),
+                what,
+                source,
+            }
+        };
+        // an id or time SQLite's INTEGER cannot hold fails the write
+        let int = |v: u64| {
+            i64::try_from(v).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(0, i64::MAX))
+        };
+        let tx = self.conn.transaction().map_err(sql("begin transaction"))?;
+        for c in changes {
+            match c {
+                OutboxChange::Insert(r) => {
+                    tx.prepare_cached(
+                        "INSERT OR REPLACE INTO outbox
+                         (id, call_id, kind, event, created_unix_ms, done, attempted, dup_harmful)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    )
+                    .and_then(|mut s| {
+                        s.execute(params![
+                            int(r.id)?,
+                            r.call_id,
+                            r.kind,
+                            r.event,
+                            int(r.created_unix_ms)?,
+                            r.done,
+                            r.attempted,
+                            r.dup_harmful
+                        ])
+                    })
+                    .map_err(sql("insert outbox row"))?;
+                }
+                OutboxChange::Done(id) => {
+                    tx.prepare_cached("UPDATE outbox SET done = 1 WHERE id = ?1")
+                        .and_then(|mut s| s.execute([int(*id)?]))
+                        .map_err(sql("mark outbox row done"))?;
+                }
+                OutboxChange::Attempted(id, on) => {
+                    tx.prepare_cached("UPDATE outbox SET attempted = ?2 WHERE id = ?1")
+                        .and_then(|mut s| s.execute(params![int(*id)?, on]))
+                        .map_err(sql("mark outbox row attempted"))?;
+                }
+                OutboxChange::RemoveCall { call_id, up_to } => {
+                    tx.prepare_cached("DELETE FROM outbox WHERE call_id = ?1 AND id <= ?2")
+                        .and_then(|mut s| s.execute(params![call_id, int(*up_to)?]))
+                        .map_err(sql("remove outbox call"))?;
+                }
+            }
+        }
+        tx.commit().map_err(sql("commit"))
+    }
+
+    /// Every outbox row, ordered by id (submission order). Rows that do not parse
+    /// (wrong types, negative numbers) are skipped and logged with `tracing::warn!`;
+    /// the second value counts them.
+    ///
+    /// # Errors
+    /// [`StoreError::Sql`] if the read fails.
+    pub fn outbox_load(&mut self) -> Result<(Vec<OutboxRow>, usize), StoreError> {
+        let path = &self.path;
+        let sql = |what| {
+            move |source| StoreError::Sql {
+                path: path.clone(),
+                what,
+                source,
+            }
+        };
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, call_id, kind, event, created_unix_ms, done, attempted, dup_harmful
+                 FROM outbox ORDER BY id",
+            )
+            .map_err(sql("read outbox"))?;
+        let mut rows = stmt.query([]).map_err(sql("read outbox"))?;
+        let (mut out, mut skipped) = (Vec::new(), 0);
+        while let Some(row) = rows.next().map_err(sql("read outbox"))? {
+            match parse_outbox_row(row) {
+                Ok(r) => out.push(r),
+                Err(why) => {
+                    skipped += 1;
+                    tracing::warn!(store = %path.display(), why, "skipping an outbox row that does not parse");
+                }
+            }
+        }
+        Ok((out, skipped))
+    }
+
+    /// Number of rows in the outbox (events not finished, and the records of calls still
+    /// open in Zammad).
+    ///
+    /// # Errors
+    /// [`StoreError::Sql`] if the read fails.
+    pub fn outbox_len(&mut self) -> Result<u64, StoreError> {
+        self.conn
+            .query_row("SELECT count(*) FROM outbox", [], |r| r.get::<_, i64>(0))
+            .map(|n| u64::try_from(n).unwrap_or(0))
+            .map_err(|source| StoreError::Sql {
+                path: self.path.clone(),
+                what: "count outbox rows",
+                source,
+            })
+    }
+
     fn init(mut conn: Connection, path: PathBuf, on_disk: bool) -> Result<Store, StoreError> {
         // the first read of the header: a file that is not SQLite fails here
         let app_id: i32 = match conn.query_row("PRAGMA application_id", [], |r| r.get(0)) {
@@ -554,6 +725,28 @@ fn parse_row(row: &Row<'_>) -> Result<StoredBinding, &'static str> {
     })
 }
 
+/// One row of `outbox`, or why it does not parse.
+fn parse_outbox_row(row: &Row<'_>) -> Result<OutboxRow, &'static str> {
+    let text = |i: usize, why: &'static str| match row.get_ref(i) {
+        Ok(ValueRef::Text(t)) => std::str::from_utf8(t).map(str::to_owned).map_err(|_| why),
+        _ => Err(why),
+    };
+    let uint = |i: usize, why: &'static str| match row.get_ref(i) {
+        Ok(ValueRef::Integer(n)) => u64::try_from(n).map_err(|_| why),
+        _ => Err(why),
+    };
+    Ok(OutboxRow {
+        id: uint(0, "id is not a non-negative integer")?,
+        call_id: text(1, "call_id is not text")?,
+        kind: text(2, "kind is not text")?,
+        event: text(3, "event is not text")?,
+        created_unix_ms: uint(4, "created_unix_ms is not a non-negative integer")?,
+        done: uint(5, "done is not an integer")? != 0,
+        attempted: uint(6, "attempted is not an integer")? != 0,
+        dup_harmful: uint(7, "dup_harmful is not an integer")? != 0,
+    })
+}
+
 fn is_not_a_db(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::NotADatabase)
 }
@@ -565,7 +758,7 @@ mod tests {
     #[test]
     fn application_id_spells_scti() {
         assert_eq!(APPLICATION_ID, 0x5343_5449);
-        assert_eq!(SCHEMA_VERSION, 1);
+        assert_eq!(SCHEMA_VERSION, 2);
     }
 
     #[test]

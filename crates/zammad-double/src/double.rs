@@ -175,6 +175,10 @@ pub enum Mode {
     Fail(u16),
     /// Read the request, then close the connection without answering or processing it.
     Reset,
+    /// Process the request like Zammad, then close the connection without answering: the
+    /// client cannot tell it from [`Mode::Reset`], but Zammad has the event (a `hangup`
+    /// sent again after this is Zammad's second hangup, which flips the missed flag).
+    ProcessThenReset,
 }
 
 /// State of a call in the double, named as Zammad's `cti_logs.state`.
@@ -250,7 +254,9 @@ pub struct LoggedRequest {
     pub seq: u64,
     /// Milliseconds since the double started, at receipt.
     pub at_ms: u64,
-    /// HTTP status answered; 0 when the connection was reset without an answer.
+    /// HTTP status answered; 0 when the connection was reset without processing
+    /// ([`Mode::Reset`]). Under [`Mode::ProcessThenReset`] the status the processing chose
+    /// (e.g. 200), though the client never received it.
     pub status: u16,
     /// `event` as sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -493,6 +499,7 @@ async fn set_mode_handler(State(inner): State<Arc<Inner>>, body: axum::body::Byt
     let mode = match v.get("mode").and_then(Value::as_str) {
         Some("normal") => Mode::Normal,
         Some("reset") => Mode::Reset,
+        Some("process_reset") => Mode::ProcessThenReset,
         Some("delay") => match v.get("ms").and_then(Value::as_u64) {
             Some(ms) => Mode::Delay(Duration::from_millis(ms)),
             None => return json_response(400, json!({"error": "delay needs \"ms\""})),
@@ -509,7 +516,7 @@ async fn set_mode_handler(State(inner): State<Arc<Inner>>, body: axum::body::Byt
         _ => {
             return json_response(
                 400,
-                json!({"error": "mode must be normal, delay, fail or reset"}),
+                json!({"error": "mode must be normal, delay, fail, reset or process_reset"}),
             )
         }
     };
@@ -630,6 +637,14 @@ async fn cti_handler(
                 Some(json!({"error": format!("simulated failure (HTTP {code})")})),
                 None,
             ),
+            Mode::ProcessThenReset => {
+                // processed, logged with the status Zammad chose, never answered
+                let (status, _) = match parsed {
+                    Ok(p) => process(&inner.cfg, &mut st, &token, &p),
+                    Err(e) => (400, json!({ "error": e })),
+                };
+                (status, None, None)
+            }
             Mode::Normal | Mode::Delay(_) => {
                 let (status, answer) = match parsed {
                     Ok(p) => process(&inner.cfg, &mut st, &token, &p),

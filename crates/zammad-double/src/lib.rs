@@ -5,7 +5,11 @@
 //! `answer`/`hangup` for an unknown call (500), `answer` after `hangup` ignored, block list
 //! (reject busy), caller-id rules where `*` is one or more characters (dial), per-call state
 //! with Zammad's "missed" rule, column cuts, HTML error bodies without `Accept: application/json`.
-//! It logs every request (`GET /api/v1/cti/log`) and can be switched to delay, fail or reset
+//! A second `hangup` for a call is processed as a new event, like Zammad does: it recomputes
+//! the missed flag from the call's state, so a missed inbound call stops being missed
+//! ([`CallRecord::hangups`] counts them).
+//! It logs every request (`GET /api/v1/cti/log`) and can be switched to delay, fail, reset or
+//! process-then-reset
 //! (`POST /api/v1/cti/_mode`, or [`ZammadDouble::set_mode`]).
 //!
 //! It is its own crate so that the production CTI client (`sipcti-cti`) does not link an

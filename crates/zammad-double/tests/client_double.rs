@@ -372,8 +372,11 @@ async fn already_exists_with_a_custom_server_that_loses_the_first_answer() {
     assert_eq!(seen.lock().unwrap().len(), 2);
 }
 
+/// A full queue drops whole calls, the oldest not yet sent first: the new call gets in,
+/// the dropped calls' later events are dropped too (no fragment reaches Zammad), and the
+/// hangup of every admitted call has room even when the queue is full.
 #[tokio::test]
-async fn full_queue_drops_and_counts() {
+async fn full_queue_drops_the_oldest_whole_calls_and_counts() {
     let d = double().await;
     let c = CtiClient::start(ClientConfig {
         queue_capacity: 2,
@@ -384,17 +387,65 @@ async fn full_queue_drops_and_counts() {
     for i in 0..5 {
         c.submit(new_call(Direction::In, &format!("q{i}"), "1", "2"));
     }
+    // q0..q2 were dropped whole to make room for q2..q4: their hangups are dropped too
+    for i in 0..5 {
+        c.submit(hangup(&format!("q{i}"), Cause::Cancel));
+    }
+    let s = c.stats();
+    assert_eq!((s.calls_dropped, s.dropped.queue_full), (3, 6), "{s:?}");
+    // the hangups of q3 and q4 had reserved room: 4 events queued with a capacity of 2
+    assert_eq!(s.queued, 4);
+    // q9 needs room below the capacity: q3 and q4 (2 events each) are dropped whole
     let r = c.new_call(new_call(Direction::In, "q9", "1", "2")).await;
+    assert_eq!(r, NewCallOutcome::Answered(Decision::Continue));
+    c.submit(hangup("q9", Cause::Cancel));
+    assert!(c.drain(Duration::from_secs(2)).await);
+    let log = d.log();
+    for i in 0..5 {
+        assert_eq!(accepted(&log, &format!("q{i}")), Vec::<String>::new());
+    }
+    assert_eq!(accepted(&log, "q9"), ["newCall", "hangup"]);
+    assert_eq!(log.len(), 2);
+    let s = c.stats();
+    assert_eq!((s.delivered, s.calls_dropped, s.fail_open), (2, 5, 0));
+    assert_eq!(s.dropped.total(), 10);
+    assert_eq!(s.dropped.queue_full, 10);
+}
+
+/// When no queued call can be dropped whole (every one of them may have reached Zammad),
+/// the new call is dropped whole instead: its newCall fails open with the reason and its
+/// hangup never reaches Zammad.
+#[tokio::test]
+async fn full_queue_with_nothing_to_drop_drops_the_new_call_whole() {
+    let d = double().await;
+    // Zammad processes but answers too late: every attempt may have reached it
+    d.set_mode(Mode::Delay(Duration::from_millis(300)));
+    let c = CtiClient::start(ClientConfig {
+        queue_capacity: 1,
+        request_timeout: Duration::from_millis(50),
+        ..cfg(d.url())
+    })
+    .unwrap();
+    c.submit(new_call(Direction::Out, "a", "1", "2"));
+    wait_for(|| c.stats().retried >= 1).await;
+    let r = c.new_call(new_call(Direction::Out, "b", "1", "2")).await;
     assert!(
         matches!(r, NewCallOutcome::Dropped(ref m) if m.contains("queue full")),
         "{r:?}"
     );
+    c.submit(hangup("b", Cause::Cancel));
+    d.set_mode(Mode::Normal);
+    c.submit(ev(EventKind::Hangup, Direction::Out, "a"));
+    assert!(c.drain(Duration::from_secs(3)).await);
+    let log = d.log();
+    assert!(
+        log.iter().all(|r| r.call_id.as_deref() == Some("a")),
+        "{log:?}"
+    );
+    assert_eq!(accepted(&log, "a"), ["newCall", "hangup"]);
     let s = c.stats();
-    assert_eq!(s.dropped.queue_full, 4);
-    assert_eq!(s.fail_open, 1);
-    assert!(c.drain(Duration::from_secs(2)).await);
-    assert_eq!(c.stats().delivered, 2);
-    assert_eq!(d.calls().len(), 2);
+    assert_eq!((s.calls_dropped, s.dropped.queue_full), (1, 2), "{s:?}");
+    assert_eq!(s.already_exists_as_delivered, 1);
 }
 
 #[tokio::test]

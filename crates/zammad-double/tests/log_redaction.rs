@@ -81,7 +81,7 @@ async fn logs_never_contain_the_token() {
     // wrong host / refused connection
     let refused = CtiClient::start(ClientConfig {
         url: Some("http://127.0.0.1:1/api/v1/cti/SECRETTOKEN".into()),
-        ..cfg
+        ..cfg.clone()
     })
     .unwrap();
     refused.submit(ev(EventKind::NewCall, "d"));

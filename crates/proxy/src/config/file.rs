@@ -137,6 +137,19 @@ pub struct TrunkSection {
     /// from the trunk. Default: the resolved address of `uri`.
     #[serde(default)]
     pub sources: Vec<String>,
+    /// Mask the inside's Contacts toward the trunk (`sip:tc…@sipcti`), so
+    /// the trunk sees neither extensions nor private addresses (default
+    /// true); false passes Contacts through unchanged.
+    #[serde(default = "default_true")]
+    pub hide_topology: bool,
+    /// Secret seeding the Contact mask; without it a fixed default is used
+    /// (the mask hides, it does not encrypt).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology_secret: Option<String>,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// `[inside]` section.
@@ -196,6 +209,16 @@ pub struct ZammadSection {
     /// events are always sent one after the other). Default 16.
     #[serde(default = "default_in_flight")]
     pub max_in_flight: usize,
+    /// The durable outbox, an SQLite file (e.g. `/var/lib/sipcti/outbox.db`;
+    /// its directory must exist and be writable): every CTI event is written
+    /// there before it is delivered and kept until delivered, across
+    /// restarts and crashes. Absent: events are kept in memory only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbox: Option<std::path::PathBuf>,
+    /// Group commit of the outbox, in ms: the most recent events a SIGKILL
+    /// or crash can lose (default 20; 0 commits as soon as the writer can).
+    #[serde(default = "default_outbox_sync")]
+    pub outbox_sync_ms: u64,
 }
 
 fn default_newcall_timeout() -> u64 {
@@ -210,6 +233,9 @@ fn default_give_up() -> u64 {
 fn default_in_flight() -> usize {
     16
 }
+fn default_outbox_sync() -> u64 {
+    20
+}
 
 impl std::fmt::Debug for ZammadSection {
     /// Like a derived `Debug`, with `url` in [`sipcti_cti::redact_url`]'s form.
@@ -221,6 +247,8 @@ impl std::fmt::Debug for ZammadSection {
             .field("queue_capacity", &self.queue_capacity)
             .field("give_up_after_s", &self.give_up_after_s)
             .field("max_in_flight", &self.max_in_flight)
+            .field("outbox", &self.outbox)
+            .field("outbox_sync_ms", &self.outbox_sync_ms)
             .finish()
     }
 }
@@ -234,6 +262,8 @@ impl Default for ZammadSection {
             queue_capacity: default_queue(),
             give_up_after_s: default_give_up(),
             max_in_flight: default_in_flight(),
+            outbox: None,
+            outbox_sync_ms: default_outbox_sync(),
         }
     }
 }

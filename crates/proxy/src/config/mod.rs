@@ -309,6 +309,9 @@ impl Config {
         if file.zammad.max_in_flight == 0 || file.zammad.max_in_flight > 1024 {
             return Err(invalid("zammad.max_in_flight", "must be 1..=1024"));
         }
+        if file.zammad.outbox_sync_ms > 10_000 {
+            return Err(invalid("zammad.outbox_sync_ms", "must be 0..=10000 ms"));
+        }
         if file.zammad.queue_capacity == 0 {
             return Err(invalid("zammad.queue_capacity", "must be at least 1"));
         }

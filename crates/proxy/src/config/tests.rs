@@ -271,3 +271,34 @@ fn admin_section_is_optional_and_loopback_only_unless_allowed() {
     let e = with("allow_remote = true").unwrap_err().to_string();
     assert!(e.contains("missing field `listen`"), "{e}");
 }
+
+#[test]
+fn zammad_outbox_keys_reach_the_cti_client() {
+    let c = Config::from_toml(GOOD, None).unwrap();
+    let cc = crate::cti_glue::cti_config(&c);
+    assert_eq!(
+        (cc.outbox, cc.outbox_sync),
+        (None, Duration::from_millis(20))
+    );
+    assert_eq!(cc.open_call_timeout, Duration::from_secs(4 * 3600));
+    assert_eq!(cc.max_open_calls, 100_000);
+    let text = format!(
+        "{GOOD}outbox = \"/var/lib/sipcti/outbox.db\"\noutbox_sync_ms = 5\n[timers]\nmax_call_duration_s = 600\n[limits]\nmax_calls = 50\n"
+    );
+    let c = Config::from_toml(&text, None).unwrap();
+    let cc = crate::cti_glue::cti_config(&c);
+    assert_eq!(
+        cc.outbox.as_deref(),
+        Some(std::path::Path::new("/var/lib/sipcti/outbox.db"))
+    );
+    assert_eq!(cc.outbox_sync, Duration::from_millis(5));
+    assert_eq!(cc.open_call_timeout, Duration::from_secs(600));
+    assert_eq!(cc.max_open_calls, 50);
+    assert!(c
+        .effective_toml()
+        .contains("outbox = \"/var/lib/sipcti/outbox.db\""));
+    let e = Config::from_toml(&format!("{GOOD}outbox_sync_ms = 10001\n"), None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("zammad.outbox_sync_ms"), "{e}");
+}

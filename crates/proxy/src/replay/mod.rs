@@ -297,7 +297,9 @@ fn print_summary(res: &ReplayResult) {
 /// Submit every event in order (waiting while the client's queue is full), then drain.
 /// Returns true if every event was delivered.
 async fn post(cfg: &Config, events: &[&ReplayEvent], timeout: Duration) -> anyhow::Result<bool> {
-    let ccfg = crate::cti_glue::cti_config(cfg);
+    let mut ccfg = crate::cti_glue::cti_config(cfg);
+    // never the live proxy's outbox: a replay is its own one-off delivery
+    ccfg.outbox = None;
     let capacity = ccfg.queue_capacity;
     let client =
         sipcti_cti::CtiClient::start(ccfg).map_err(|e| anyhow::anyhow!("zammad.url: {e}"))?;

@@ -374,7 +374,7 @@ newcall_timeout_ms = {nt}
     /// with extra arguments `args`;
     /// with `service` it calls the proxy, else it is a UAS and this
     /// returns once it has bound its port.
-    fn sipp_at(
+    pub fn sipp_at(
         &self,
         host: Host,
         scen: &str,
@@ -673,6 +673,7 @@ pub struct Sipp {
     what: String,
 }
 
+#[derive(Debug, Clone)]
 pub struct SippResult {
     pub ok: bool,
     pub what: String,
@@ -902,4 +903,46 @@ pub fn assert_replay_matches(lab: &mut Lab, live: &[LoggedRequest]) {
         replayed == live,
         "replay of the capture {replayed:#?}\nlive {live:#?}"
     );
+}
+
+impl Lab {
+    /// Kill sipcti with SIGKILL (a crash: nothing runs after it) and
+    /// return its log.
+    pub fn kill_proxy(&mut self) -> String {
+        if let Some(mut p) = self.proxy.take() {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+        self.proxy_log()
+    }
+
+    /// Stop sipcti with SIGTERM; its exit status (`None` if it had to be
+    /// killed after 20 s) and its log.
+    pub fn stop_status(&mut self) -> (Option<std::process::ExitStatus>, String) {
+        let mut status = None;
+        if let Some(mut p) = self.proxy.take() {
+            let _ = Command::new("kill").arg(p.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                if let Ok(Some(s)) = p.try_wait() {
+                    status = Some(s);
+                    break;
+                }
+                if Instant::now() > deadline {
+                    let _ = p.kill();
+                    let _ = p.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        (status, self.proxy_log())
+    }
+
+    /// Start sipcti again after [`Lab::kill_proxy`] or [`Lab::stop_status`],
+    /// same configuration, its log appended.
+    pub fn start_proxy_again(&mut self) {
+        let before = self.proxy_log().len();
+        self.start_proxy_after(before);
+    }
 }
