@@ -103,20 +103,22 @@ impl Snapshot {
     }
 }
 
-/// What the edge knows of Zammad's reachability: when a CTI request last
-/// succeeded and last failed (a newCall answered or not in time; events
-/// delivered, retried, given up or refused between two snapshots).
+/// What the edge last saw of a dependency (Zammad, the outbox): when it
+/// last worked and last failed. For Zammad: a newCall answered or not in
+/// time; events delivered, retried, given up or refused between two
+/// snapshots. For the outbox: commits made, or commits failed / changes
+/// lost between two snapshots.
 #[derive(Clone, Debug, Default)]
-pub struct ZammadSeen {
-    /// Last evidence Zammad answered.
+pub struct Seen {
+    /// Last evidence it worked.
     pub last_ok: Option<Instant>,
-    /// Last evidence Zammad did not answer (or refused).
+    /// Last evidence it failed.
     pub last_error: Option<Instant>,
-    /// What the last error was (a fixed phrase, never a URL).
+    /// What the last failure was (a fixed phrase, never a URL or a path).
     pub last_error_what: &'static str,
 }
 
-impl ZammadSeen {
+impl Seen {
     /// `Some(true)`: the last evidence was a success; `Some(false)`: a
     /// failure; `None`: no request yet.
     pub fn reachable(&self) -> Option<bool> {
@@ -138,22 +140,40 @@ pub struct EdgeMetrics {
     calls_active: Family<Labels1, Gauge>,
     cti_queued: Family<Labels1, Counter>,
     newcall_latency: Histogram,
-    zammad: Mutex<ZammadSeen>,
+    zammad: Mutex<Seen>,
+    outbox: Mutex<Seen>,
     /// Whether a Zammad URL is configured (else events go to stdout).
     zammad_configured: bool,
+    /// Whether `[zammad] outbox` is configured.
+    outbox_configured: bool,
+}
+
+/// Record `what` at `now` in `seen` (`what` `None`: it worked).
+fn note(seen: &Mutex<Seen>, now: Instant, what: Option<&'static str>) {
+    let mut s = seen.lock().unwrap_or_else(|e| e.into_inner());
+    match what {
+        None => s.last_ok = Some(now),
+        Some(w) => {
+            s.last_error = Some(now);
+            s.last_error_what = w;
+        }
+    }
 }
 
 impl EdgeMetrics {
-    /// Empty metrics; `zammad_configured` says whether `zammad.url` is set.
-    pub fn new(zammad_configured: bool) -> EdgeMetrics {
+    /// Empty metrics; `zammad_configured` says whether `zammad.url` is
+    /// set, `outbox_configured` whether `zammad.outbox` is.
+    pub fn new(zammad_configured: bool, outbox_configured: bool) -> EdgeMetrics {
         let m = EdgeMetrics {
             calls_started: Family::default(),
             calls_ended: Family::default(),
             calls_active: Family::default(),
             cti_queued: Family::default(),
             newcall_latency: Histogram::new(LATENCY_BUCKETS),
-            zammad: Mutex::new(ZammadSeen::default()),
+            zammad: Mutex::new(Seen::default()),
+            outbox: Mutex::new(Seen::default()),
             zammad_configured,
+            outbox_configured,
         };
         // the series a dashboard always needs, at 0 before the first call
         // (by cause: as the causes occur)
@@ -198,6 +218,14 @@ impl EdgeMetrics {
         }
     }
 
+    /// A call open at the last stop (from the outbox) was handed back to
+    /// the call tracker: it is active until its hangup.
+    pub fn call_restored(&self, direction: Direction) {
+        self.calls_active
+            .get_or_create(&[("direction", direction.as_str())])
+            .inc();
+    }
+
     /// A newCall was answered by Zammad `latency` after it was queued.
     pub fn newcall_answered(&self, now: Instant, latency: Duration) {
         self.newcall_latency.observe(latency.as_secs_f64());
@@ -206,23 +234,30 @@ impl EdgeMetrics {
 
     /// Evidence that Zammad answered at `now`.
     pub fn saw_ok(&self, now: Instant) {
-        let mut z = self.zammad.lock().unwrap_or_else(|e| e.into_inner());
-        z.last_ok = Some(now);
+        note(&self.zammad, now, None);
     }
 
     /// Evidence that Zammad did not answer (or refused) at `now`; `what`
     /// is a fixed phrase for `/ready`.
     pub fn saw_error(&self, now: Instant, what: &'static str) {
-        let mut z = self.zammad.lock().unwrap_or_else(|e| e.into_inner());
-        z.last_error = Some(now);
-        z.last_error_what = what;
+        note(&self.zammad, now, Some(what));
     }
 
     /// Compare two CTI client snapshots taken at `prev` and `now` and
     /// record what they show of Zammad: events delivered (success), and
-    /// retries, give-ups or refusals (failure). Stdout-sink mode shows
-    /// nothing.
+    /// retries, give-ups or refusals (failure); and of the outbox: commits
+    /// (success), failed commits or lost changes (failure). Stdout-sink
+    /// mode shows nothing.
     pub fn compare_cti(&self, now: Instant, prev: &sipcti_cti::Stats, cur: &sipcti_cti::Stats) {
+        if self.outbox_configured {
+            if cur.outbox_lost > prev.outbox_lost {
+                note(&self.outbox, now, Some("outbox changes not written"));
+            } else if cur.outbox_failed_commits > prev.outbox_failed_commits {
+                note(&self.outbox, now, Some("outbox commit failed"));
+            } else if cur.outbox_commits > prev.outbox_commits {
+                note(&self.outbox, now, None);
+            }
+        }
         if !self.zammad_configured {
             return;
         }
@@ -239,8 +274,16 @@ impl EdgeMetrics {
     }
 
     /// A copy of the Zammad evidence.
-    pub fn zammad(&self) -> ZammadSeen {
+    pub fn zammad(&self) -> Seen {
         self.zammad
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// A copy of the outbox evidence.
+    pub fn outbox(&self) -> Seen {
+        self.outbox
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
@@ -253,6 +296,8 @@ impl EdgeMetrics {
 #[derive(Debug)]
 pub struct SnapshotCollector {
     rx: watch::Receiver<Snapshot>,
+    /// Whether `[zammad] outbox` is configured.
+    outbox_configured: bool,
 }
 
 /// Write one metric without labels.
@@ -410,19 +455,73 @@ impl Collector for SnapshotCollector {
                 ("sink_error", d.sink_error),
             ],
         )?;
-        // TODO(outbox): the durable outbox (issue 9) fills these two; until
-        // it exists there is no outbox and both stay 0.
         one(
             e,
-            "outbox_events",
-            "CTI events held in the durable outbox (0: no outbox configured).",
-            g(0),
+            "cti_calls_dropped",
+            "Calls dropped whole because the CTI queue was full.",
+            k(s.cti.calls_dropped),
         )?;
         one(
             e,
-            "outbox_oldest_age_seconds",
-            "Age of the oldest event in the outbox (0: empty or no outbox configured).",
-            ConstGauge::new(0.0f64),
+            "cti_hangups_unconfirmed",
+            "hangups that may have reached Zammad unconfirmed, not sent again (a second \
+             hangup would flip Zammad's missed flag).",
+            k(s.cti.hangups_unconfirmed),
+        )?;
+        one(
+            e,
+            "cti_open_calls",
+            "Calls whose newCall was admitted and whose hangup was not submitted yet.",
+            g(s.cti.open_calls),
+        )?;
+        one(
+            e,
+            "cti_recovered_events",
+            "Events loaded from the outbox at start, to deliver.",
+            k(s.cti.recovered_events),
+        )?;
+        one(
+            e,
+            "cti_recovered_open_calls",
+            "Calls found open in the outbox at start.",
+            k(s.cti.recovered_open_calls),
+        )?;
+        one(
+            e,
+            "cti_open_calls_closed",
+            "Recovered open calls closed with a hangup after their timeout.",
+            k(s.cti.open_calls_closed),
+        )?;
+        // TODO(outbox): the age of the oldest undelivered event
+        // (sipcti_outbox_oldest_age_seconds) needs the CTI client to expose it.
+        one(
+            e,
+            "outbox_events",
+            "CTI events not yet delivered, each held in the durable outbox (0: no outbox \
+             configured).",
+            g(if self.outbox_configured {
+                s.cti.queued
+            } else {
+                0
+            }),
+        )?;
+        one(
+            e,
+            "outbox_commits",
+            "Outbox group commits made.",
+            k(s.cti.outbox_commits),
+        )?;
+        one(
+            e,
+            "outbox_failed_commits",
+            "Outbox commits that failed (each retried).",
+            k(s.cti.outbox_failed_commits),
+        )?;
+        one(
+            e,
+            "outbox_lost",
+            "Outbox changes never written (events delivered, but not durable).",
+            k(s.cti.outbox_lost),
         )?;
         Ok(())
     }
@@ -469,6 +568,7 @@ impl AdminState {
         );
         r.register_collector(Box::new(SnapshotCollector {
             rx: snapshot.clone(),
+            outbox_configured: edge.outbox_configured,
         }));
         AdminState {
             registry: Arc::new(r),
@@ -500,8 +600,11 @@ impl AdminState {
 ///
 /// `zammad.reachable` is `true`/`false` by the last evidence (a newCall
 /// answered or not in time, events delivered or retried/refused), `null`
-/// before any request or without `zammad.url` (`"mode": "stdout"`). Not
-/// ready: the run loop is not alive, or Zammad is known unreachable.
+/// before any request or without `zammad.url` (`"mode": "stdout"`).
+/// `outbox` is `"not configured"`, or says whether it is `writable` by the
+/// last evidence (commits made, or commits failed / changes lost; `null`
+/// before the first commit). Not ready: the run loop is not alive, Zammad
+/// is known unreachable, or the outbox known not writable.
 pub fn ready_body(state: &AdminState, now: Instant) -> (bool, serde_json::Value) {
     let healthy = state.healthy(now);
     let queued = state.snapshot.borrow().cti.queued;
@@ -512,7 +615,19 @@ pub fn ready_body(state: &AdminState, now: Instant) -> (bool, serde_json::Value)
     } else {
         None
     };
-    let ready = healthy && reachable != Some(false);
+    let (outbox, writable) = if state.edge.outbox_configured {
+        let o = state.edge.outbox();
+        let writable = o.reachable();
+        let body = serde_json::json!({
+            "writable": writable,
+            "last_error": o.last_error.map(|_| o.last_error_what),
+            "last_error_s_ago": ago(o.last_error),
+        });
+        (body, writable)
+    } else {
+        (serde_json::json!("not configured"), None)
+    };
+    let ready = healthy && reachable != Some(false) && writable != Some(false);
     let body = serde_json::json!({
         "ready": ready,
         "sip": if healthy { "up" } else { "down" },
@@ -524,8 +639,7 @@ pub fn ready_body(state: &AdminState, now: Instant) -> (bool, serde_json::Value)
             "last_error": z.last_error.map(|_| z.last_error_what),
             "queued": queued,
         },
-        // TODO(outbox): "writable" / "not writable" once the durable outbox exists
-        "outbox": "not configured",
+        "outbox": outbox,
     });
     (ready, body)
 }
@@ -608,7 +722,7 @@ mod tests {
 
     #[test]
     fn calls_are_counted_by_direction_and_cause_and_snapshot_values_encoded() {
-        let edge = Arc::new(EdgeMetrics::new(true));
+        let edge = Arc::new(EdgeMetrics::new(true, false));
         let (tx, rx) = watch::channel(Snapshot::default());
         let state = AdminState::new(edge.clone(), rx);
         edge.on_event(&ev(EventKind::NewCall, Direction::Out, None));
@@ -643,6 +757,7 @@ mod tests {
             "sipcti_cti_events_dropped_total{reason=\"queue_full\"} 2",
             "sipcti_refused_total{reason=\"rate\"} 3",
             "sipcti_outbox_events 0",
+            "sipcti_outbox_lost_total 0",
             "# TYPE sipcti_calls_total counter",
         ] {
             assert!(t.lines().any(|l| l == line), "missing {line:?} in\n{t}");
@@ -655,7 +770,7 @@ mod tests {
 
     #[test]
     fn health_needs_a_fresh_snapshot_and_ready_a_reachable_zammad() {
-        let edge = Arc::new(EdgeMetrics::new(true));
+        let edge = Arc::new(EdgeMetrics::new(true, false));
         let (tx, rx) = watch::channel(Snapshot::default());
         let state = AdminState::new(edge.clone(), rx);
         let now = Instant::now();
@@ -696,5 +811,46 @@ mod tests {
             },
         );
         assert!(ready_body(&state, now + Duration::from_millis(2)).0);
+    }
+
+    #[test]
+    fn ready_needs_a_writable_outbox_when_one_is_configured() {
+        let edge = Arc::new(EdgeMetrics::new(true, true));
+        let now = Instant::now();
+        let (tx, rx) = watch::channel(Snapshot {
+            taken: Some(now),
+            ..Snapshot::default()
+        });
+        let state = AdminState::new(edge.clone(), rx);
+        let (ok, body) = ready_body(&state, now);
+        assert!(ok && body["outbox"]["writable"].is_null(), "{body}");
+        let s0 = sipcti_cti::Stats::default();
+        let s1 = sipcti_cti::Stats {
+            outbox_commits: 2,
+            queued: 4,
+            ..Default::default()
+        };
+        edge.compare_cti(now, &s0, &s1);
+        tx.send_replace(Snapshot {
+            taken: Some(now),
+            cti: s1.clone(),
+            ..Snapshot::default()
+        });
+        let (ok, body) = ready_body(&state, now);
+        assert!(ok && body["outbox"]["writable"] == true, "{body}");
+        assert!(state
+            .metrics_text()
+            .lines()
+            .any(|l| l == "sipcti_outbox_events 4"));
+        let s2 = sipcti_cti::Stats {
+            outbox_failed_commits: 1,
+            ..s1.clone()
+        };
+        let later = now + Duration::from_millis(1);
+        edge.compare_cti(later, &s1, &s2);
+        let (ok, body) = ready_body(&state, later);
+        assert!(!ok, "{body}");
+        assert_eq!(body["outbox"]["writable"], false);
+        assert_eq!(body["outbox"]["last_error"], "outbox commit failed");
     }
 }

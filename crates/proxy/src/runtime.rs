@@ -236,7 +236,9 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     // seen from now on, gives their hangup
     let open = client.take_open_answered_calls();
     let (mut taken, mut refused) = (0usize, 0usize);
+    let mut restored_directions = Vec::new();
     for c in open {
+        let direction = c.direction;
         let r = sipcti_dialog::RestoredCall {
             sip_call_id: c.call_id.clone(),
             call_id: c.call_id,
@@ -248,6 +250,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         };
         if core.restore_call(now, r) {
             taken += 1;
+            restored_directions.push(direction);
         } else {
             refused += 1;
         }
@@ -262,7 +265,14 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     let (admin, admin_addr) = match cfg.admin {
         None => (None, None),
         Some(listen) => {
-            let edge = Arc::new(EdgeMetrics::new(cfg.zammad_url.is_some()));
+            let edge = Arc::new(EdgeMetrics::new(
+                cfg.zammad_url.is_some(),
+                cfg.file.zammad.outbox.is_some(),
+            ));
+            // calls open at the last stop end here: count them as active
+            for d in restored_directions {
+                edge.call_restored(d);
+            }
             let first = Snapshot::take(Instant::now(), &core, transport.stats(), client.stats());
             let (tx, rx) = tokio::sync::watch::channel(first.clone());
             let addr = crate::admin::serve(listen, AdminState::new(edge.clone(), rx))

@@ -72,10 +72,18 @@ fn assert_samples(lab: &Lab, text: &str, expect: &[(&str, f64)]) {
 #[test]
 fn metrics_health_and_ready_after_a_call_and_while_zammad_fails() {
     require_sipp();
+    // with a durable outbox (the extra TOML continues the [zammad] section)
+    let outbox = std::env::temp_dir().join(format!("sipcti-e2e-admin-{}.db", std::process::id()));
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", outbox.display()));
+    }
     let mut lab = Lab::start(
         "admin",
         Opts {
-            extra_toml: format!("\n[admin]\nlisten = \"{{proxy}}:{ADMIN_PORT}\"\n"),
+            extra_toml: format!(
+                "outbox = \"{}\"\n\n[admin]\nlisten = \"{{proxy}}:{ADMIN_PORT}\"\n",
+                outbox.display()
+            ),
             ..Opts::default()
         },
     );
@@ -92,7 +100,7 @@ fn metrics_health_and_ready_after_a_call_and_while_zammad_fails() {
     let (status, ready) = ready_until(&lab, 200, Duration::ZERO);
     assert_eq!(status, 200, "{ready}");
     assert_eq!(ready["zammad"]["reachable"], serde_json::Value::Null);
-    assert_eq!(ready["outbox"], "not configured");
+    assert_eq!(ready["outbox"]["writable"], serde_json::Value::Null);
 
     // one answered outbound call, its three events accepted
     answered_call_out(&lab);
@@ -127,6 +135,9 @@ fn metrics_health_and_ready_after_a_call_and_while_zammad_fails() {
             ("sipcti_tcp_connections", 0.0),
             ("sipcti_registration_bindings", 0.0),
             ("sipcti_outbox_events", 0.0),
+            ("sipcti_outbox_lost_total", 0.0),
+            ("sipcti_outbox_failed_commits_total", 0.0),
+            ("sipcti_cti_calls_dropped_total", 0.0),
             ("sipcti_udp_dropped_total{reason=\"queue_full\"}", 0.0),
         ],
     );
@@ -157,6 +168,12 @@ fn metrics_health_and_ready_after_a_call_and_while_zammad_fails() {
     assert_eq!(ready["zammad"]["mode"], "http", "{ready}");
     assert_eq!(ready["zammad"]["reachable"], true, "{ready}");
     assert_eq!(ready["zammad"]["last_error"], serde_json::Value::Null);
+    assert_eq!(ready["outbox"]["writable"], true, "{ready}");
+    check!(
+        lab,
+        sample(&text, "sipcti_outbox_commits_total").is_some_and(|n| n >= 1.0),
+        "outbox commits counted:\n{text}"
+    );
 
     // Zammad answers 503: the second call fails open, /ready says why
     lab.set_mode(Mode::Fail(503));
@@ -208,4 +225,7 @@ fn metrics_health_and_ready_after_a_call_and_while_zammad_fails() {
 
     let log = lab.stop();
     assert!(!log.contains(TOKEN), "token in the log");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", outbox.display()));
+    }
 }
