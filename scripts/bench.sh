@@ -52,7 +52,9 @@
 #                (without [zammad]: JSON lines on sipcti's stdout)
 #   cti_drain_s  time from the end of SIPp until all were in the log
 #   fail_open    "newCall not answered in time" lines in sipcti's log
-#   rss_mb       VmHWM (peak RSS) of sipcti
+#   idle_rss_mb  VmRSS of sipcti 1 s after it started, before any call
+#   load_rss_mb  the highest VmRSS of sipcti sampled (every 0.25 s) while SIPp ran
+#   rss_mb       VmHWM (peak RSS) of sipcti, including the CTI drain after SIPp
 #   udp_in_err   host-wide UDP receive errors during the run
 #   sock_drops   kernel drops on each UDP socket (receive buffer full):
 #                sipcti / trunk / phone ("?" = no such UDP socket, e.g. TCP)
@@ -81,6 +83,10 @@
 #   UDP 4,000 calls/s for 45 s without [zammad]: 180,000/180,000, RSS 259 MB
 #   INVITE latency at 6,800 calls/s: proxy only p50 1.2 ms / p99 4.3 ms;
 #   with Zammad's answer awaited p50 5.1 ms / p99 24 ms
+# Memory (2026-11-29, UDP 2,000 calls/s with CTI, 16,000 calls, 2 runs; a
+# shared machine, load 3-6): idle RSS 24.6 MB, RSS under load 113-116 MB
+# (peak VmHWM 116-119 MB); with the transaction tables presized for
+# max_transactions it was 33 MB idle and 256-259 MB under the same load.
 #
 # Examples:
 #   scripts/bench.sh --find-max --rate 2000 --factor 1.25 --refine 2 --repeat 3
@@ -264,6 +270,12 @@ write_config() { # file with_zammad
     } >"$1"
 }
 
+rss_kb() { # pid -> VmRSS in kB (0 if gone)
+    local v
+    v=$(awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null)
+    echo "${v:-0}"
+}
+
 cpu_of() { # pid -> utime+stime in clock ticks (0 if gone)
     awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0
 }
@@ -325,6 +337,7 @@ run_one() {
     write_config "$cfg" "$zam"
     R_OK=0 R_CREATED=0 R_SIP_OK=0 R_FAILED=0 R_RETRANS=0 R_CPS=0 R_CTI=0
     R_CTI_EXP=$((calls * 3)) R_CTI_S=nan R_FAILOPEN=0 R_HWM=0 R_LAT="" R_WARN=0 R_CPU=0
+    R_IDLE_RSS=0 R_LOAD_RSS=0
 
     if [ "$zam" = 1 ]; then
         $(pin 1) "$BIN" zammad-double --listen "$PROXY_IP:$DOUBLE_PORT" --token "$TOKEN" \
@@ -350,6 +363,9 @@ run_one() {
     track $pid
     wait_for 60 grep -qs "sipcti listening" "$d/sipcti.log" ||
         { echo "bench: sipcti did not start" >&2; cat "$d/sipcti.log" >&2; stop_pid $pid; [ -n "$dpid" ] && stop_pid $dpid; return 1; }
+    # idle memory: sipcti up, no call yet
+    sleep 1
+    R_IDLE_RSS=$(rss_kb $pid)
 
     if [ "$cap" = 1 ]; then
         local filter="net 127.$NET.0/24 and port 5060"
@@ -398,6 +414,7 @@ run_one() {
     while kill -0 $uac 2>/dev/null; do
         c=$(cpu_of $uac); [ "$c" -gt 0 ] && uac_cpu=$c
         c=$(cpu_of $uas); [ "$c" -gt 0 ] && uas_cpu=$c
+        c=$(rss_kb $pid); [ "$c" -gt "$R_LOAD_RSS" ] && R_LOAD_RSS=$c
         dr=$(sock_drops)
         # keep the last value seen for each socket
         drops=$(python3 -c "
@@ -490,11 +507,13 @@ print(' '.join('%s=%s' % (k, a.get(k, '?')) for k in ('sipcti', 'uas', 'uac')))
         [ $((R_CPS * 100)) -ge $((rate * 95)) ]; then
         R_OK=1
     fi
-    local hwm_mb
+    local hwm_mb idle_mb load_mb
     hwm_mb=$(python3 -c "print('%.1f' % ($R_HWM / 1024))")
-    printf '%s\t%s\trate=%s\tcalls=%s\tzammad=%s\tpass=%s\tsipp_rc=%s\tcreated=%s\tok=%s\tfailed=%s\tretrans=%s\tcps=%s\tcti=%s/%s\tcti_drain_s=%s\tfail_open=%s\twarn=%s\trss_mb=%s\tudp_%s\tsock_drops:%s\tcpu_s:%s\t%s\n' \
+    idle_mb=$(python3 -c "print('%.1f' % ($R_IDLE_RSS / 1024))")
+    load_mb=$(python3 -c "print('%.1f' % ($R_LOAD_RSS / 1024))")
+    printf '%s\t%s\trate=%s\tcalls=%s\tzammad=%s\tpass=%s\tsipp_rc=%s\tcreated=%s\tok=%s\tfailed=%s\tretrans=%s\tcps=%s\tcti=%s/%s\tcti_drain_s=%s\tfail_open=%s\twarn=%s\tidle_rss_mb=%s\tload_rss_mb=%s\trss_mb=%s\tudp_%s\tsock_drops:%s\tcpu_s:%s\t%s\n' \
         "$(date +%T)" "$name" "$rate" "$calls" "$zam" "$R_OK" "$uac_rc" "$R_CREATED" "$R_SIP_OK" "$R_FAILED" \
-        "$R_RETRANS" "$R_CPS" "$R_CTI" "$R_CTI_EXP" "$R_CTI_S" "$R_FAILOPEN" "$R_WARN" "$hwm_mb" "$R_UDPERR" "$R_SOCKDROP" "$R_CPUS" "$R_LAT" |
+        "$R_RETRANS" "$R_CPS" "$R_CTI" "$R_CTI_EXP" "$R_CTI_S" "$R_FAILOPEN" "$R_WARN" "$idle_mb" "$load_mb" "$hwm_mb" "$R_UDPERR" "$R_SOCKDROP" "$R_CPUS" "$R_LAT" |
         tee -a "$OUT/runs.tsv"
     return 0
 }
@@ -582,6 +601,21 @@ if [ "$LATENCY" = 1 ] && [ "$MEASURE_RATE" -gt 0 ]; then
     say "latency INVITE phone->proxy to proxy->trunk at $lr cps, proxy only (no [zammad], stdout sink):   $LP"
 fi
 
+# memory: idle (before the first call) and under load, over all runs
+python3 - "$OUT/runs.tsv" <<'EOF2' | tee -a "$SUMMARY"
+import sys
+idle, load, peak = [], [], []
+for line in open(sys.argv[1]):
+    f = dict(x.split("=", 1) for x in line.rstrip("\n").split("\t") if "=" in x)
+    for k, acc in (("idle_rss_mb", idle), ("load_rss_mb", load), ("rss_mb", peak)):
+        try:
+            acc.append(float(f[k]))
+        except (KeyError, ValueError):
+            pass
+if idle:
+    print("memory: idle RSS %.1f-%.1f MB; RSS under load up to %.1f MB (peak VmHWM %.1f MB)"
+          % (min(idle), max(idle), max(load or [0]), max(peak or [0])))
+EOF2
 say "runs:"
 cat "$OUT/runs.tsv" >>"$SUMMARY"
 column -t -s $'\t' "$OUT/runs.tsv" | cut -c1-400

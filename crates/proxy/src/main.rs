@@ -56,27 +56,18 @@ enum Cmd {
     },
 }
 
-/// Log to stderr, filtered by `SIPCTI_LOG` (default `default`), with ANSI colours only when
-/// stderr is a terminal: a pipe, a file or journald gets plain text.
-fn init_logs(default: &str) {
-    use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SIPCTI_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // the demo prints its own timeline; keep the proxy's info logs out of it
-    init_logs(if matches!(cli.cmd, Cmd::Demo) {
+    let default_level = if matches!(cli.cmd, Cmd::Demo) {
         "warn"
     } else {
         "info"
-    });
+    };
+    if let Err(e) = sipcti_proxy::logs::init(default_level) {
+        eprintln!("sipcti: {e}");
+        return ExitCode::FAILURE;
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -9,6 +9,7 @@
 //! `answer`/`hangup` are queued in the CTI client.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -17,6 +18,7 @@ use sipcti_transport::net::{NetConfig, Transport};
 use sipcti_wire::TransportKind;
 use tokio::sync::mpsc;
 
+use crate::admin::{AdminState, EdgeMetrics, Snapshot};
 use crate::bindings::BindingKeeper;
 use crate::config::{Config, HopConfig, RegistrationModeName};
 use crate::cti_glue::{cti_config, to_cti_event};
@@ -183,6 +185,8 @@ enum Back {
 pub struct Running {
     /// The bound address (UDP and TCP).
     pub local: SocketAddr,
+    /// The `[admin]` HTTP server's bound address, if configured.
+    pub admin: Option<SocketAddr>,
     /// Resolves when the proxy stopped.
     pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -217,12 +221,9 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     core_cfg.local.set_port(local.port());
     let client =
         cti::CtiClient::start(cti_config(&cfg)).map_err(|e| anyhow::anyhow!("zammad.url: {e}"))?;
-    tracing::info!(
-        listen = %local,
-        trunk = %core_cfg.trunk.target,
-        inside_target = %core_cfg.inside_target.target,
-        zammad = %cfg.zammad_url.as_deref().map(cti::redact_url).unwrap_or_else(|| "stdout".into()),
-        "sipcti listening (UDP and TCP)"
+    let (trunk, inside_target) = (
+        core_cfg.trunk.target.to_string(),
+        core_cfg.inside_target.target.to_string(),
     );
     let mut core = ProxyCore::new(core_cfg);
     // bindings kept across restarts ([registration] store)
@@ -235,7 +236,9 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     // seen from now on, gives their hangup
     let open = client.take_open_answered_calls();
     let (mut taken, mut refused) = (0usize, 0usize);
+    let mut restored_directions = Vec::new();
     for c in open {
+        let direction = c.direction;
         let r = sipcti_dialog::RestoredCall {
             sip_call_id: c.call_id.clone(),
             call_id: c.call_id,
@@ -247,6 +250,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         };
         if core.restore_call(now, r) {
             taken += 1;
+            restored_directions.push(direction);
         } else {
             refused += 1;
         }
@@ -258,23 +262,98 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
             "answered calls open at the last stop taken back: their BYE ends them"
         );
     }
+    let (admin, admin_addr) = match cfg.admin {
+        None => (None, None),
+        Some(listen) => {
+            let edge = Arc::new(EdgeMetrics::new(
+                cfg.zammad_url.is_some(),
+                cfg.file.zammad.outbox.is_some(),
+            ));
+            // calls open at the last stop end here: count them as active
+            for d in restored_directions {
+                edge.call_restored(d);
+            }
+            let first = Snapshot::take(Instant::now(), &core, transport.stats(), client.stats());
+            let (tx, rx) = tokio::sync::watch::channel(first.clone());
+            let addr = crate::admin::serve(listen, AdminState::new(edge.clone(), rx))
+                .await
+                .with_context(|| format!("admin.listen: cannot bind {listen}"))?;
+            tracing::info!(listen = %addr, "admin HTTP listening (/metrics, /health, /ready)");
+            let admin = Admin {
+                edge,
+                tx,
+                last_cti: first.cti,
+                last: Instant::now(),
+            };
+            (Some(admin), Some(addr))
+        }
+    };
+    // last: "sipcti listening" means everything is up (the e2e lab waits for it)
+    tracing::info!(
+        listen = %local,
+        trunk = %trunk,
+        inside_target = %inside_target,
+        zammad = %cfg.zammad_url.as_deref().map(cti::redact_url).unwrap_or_else(|| "stdout".into()),
+        "sipcti listening (UDP and TCP)"
+    );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
-    let task = tokio::spawn(run_loop(core, transport, inbound, client, keeper, stop_rx));
+    let task = tokio::spawn(run_loop(
+        core, transport, inbound, client, keeper, admin, stop_rx,
+    ));
     Ok(Running {
         local,
+        admin: admin_addr,
         task,
         stop: Some(stop_tx),
     })
 }
 
+/// The run loop's side of the `[admin]` server: the edge's own metrics
+/// and the channel the counters' [`Snapshot`] is published on.
+struct Admin {
+    edge: Arc<EdgeMetrics>,
+    tx: tokio::sync::watch::Sender<Snapshot>,
+    /// The CTI client's counters at the last snapshot (to see Zammad's
+    /// successes and failures between two).
+    last_cti: cti::Stats,
+    /// When the last snapshot was published.
+    last: Instant,
+}
+
+impl Admin {
+    /// Publish a snapshot when [`crate::admin::SNAPSHOT_EVERY`] has passed
+    /// since the last: copies of counters, then a non-blocking
+    /// `send_replace` (a scrape only ever reads the latest copy).
+    fn publish_if_due(&mut self, core: &ProxyCore, transport: &Transport, client: &cti::CtiClient) {
+        let now = Instant::now();
+        if now.duration_since(self.last) < crate::admin::SNAPSHOT_EVERY {
+            return;
+        }
+        self.last = now;
+        let snap = Snapshot::take(now, core, transport.stats(), client.stats());
+        self.edge.compare_cti(now, &self.last_cti, &snap.cti);
+        self.last_cti = snap.cti.clone();
+        self.tx.send_replace(snap);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn run_loop(
     mut core: ProxyCore,
     transport: Transport,
     mut inbound: mpsc::Receiver<sipcti_transport::net::Inbound>,
     client: cti::CtiClient,
     mut keeper: BindingKeeper,
+    mut admin: Option<Admin>,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) -> anyhow::Result<()> {
+    let edge = admin.as_ref().map(|a| a.edge.clone());
+    // wakes the loop to publish the admin snapshot when nothing else does
+    let mut tick = admin.as_ref().map(|_| {
+        let mut t = tokio::time::interval(crate::admin::SNAPSHOT_EVERY);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    });
     let (back_tx, mut back_rx) = mpsc::channel::<Back>(4096);
     // ordered sender for TCP and host names
     let (slow_tx, mut slow_rx) = mpsc::channel::<Transmit>(8192);
@@ -348,6 +427,12 @@ async fn run_loop(
                 }
             }
             _ = sleep => core.handle_timeout(Instant::now()),
+            _ = async {
+                match &mut tick {
+                    Some(t) => t.tick().await,
+                    None => std::future::pending().await,
+                }
+            } => {}
         }
         drain_outputs(
             &mut core,
@@ -356,8 +441,12 @@ async fn run_loop(
             &back_tx,
             &client,
             &mut keeper,
+            edge.as_ref(),
         )
         .await;
+        if let Some(a) = &mut admin {
+            a.publish_if_due(&core, &transport, &client);
+        }
         if last_stats.elapsed() > Duration::from_secs(300) {
             last_stats = Instant::now();
             let (s, c) = core.transactions();
@@ -373,6 +462,7 @@ async fn run_loop(
         &back_tx,
         &client,
         &mut keeper,
+        edge.as_ref(),
     )
     .await;
     shutdown_cti(&client).await
@@ -421,6 +511,7 @@ async fn drain_outputs(
     back_tx: &mpsc::Sender<Back>,
     client: &cti::CtiClient,
     bindings: &mut BindingKeeper,
+    edge: Option<&Arc<EdgeMetrics>>,
 ) {
     while let Some(out) = core.poll_output() {
         match out {
@@ -447,10 +538,29 @@ async fn drain_outputs(
                 }
             },
             Output::NewCall { token, event } => {
+                if let Some(e) = edge {
+                    e.on_event(&event);
+                }
+                let queued = Instant::now();
                 let fut = client.new_call(to_cti_event(&event));
                 let back = back_tx.clone();
+                let edge = edge.cloned();
                 tokio::spawn(async move {
-                    let answer = match fut.await {
+                    let outcome = fut.await;
+                    if let Some(e) = &edge {
+                        let now = Instant::now();
+                        match &outcome {
+                            cti::NewCallOutcome::Answered(_) => {
+                                e.newcall_answered(now, now.duration_since(queued))
+                            }
+                            cti::NewCallOutcome::TimedOut => {
+                                e.saw_error(now, "newCall not answered in time")
+                            }
+                            cti::NewCallOutcome::Failed(_) => e.saw_error(now, "newCall failed"),
+                            cti::NewCallOutcome::Dropped(_) => e.saw_error(now, "newCall dropped"),
+                        }
+                    }
+                    let answer = match outcome {
                         cti::NewCallOutcome::Answered(cti::Decision::Reject { .. }) => {
                             CtiAnswer::Reject
                         }
@@ -470,7 +580,12 @@ async fn drain_outputs(
                     let _ = back.send(Back::Cti(token, answer)).await;
                 });
             }
-            Output::Event(ev) => client.submit(to_cti_event(&ev)),
+            Output::Event(ev) => {
+                if let Some(e) = edge {
+                    e.on_event(&ev);
+                }
+                client.submit(to_cti_event(&ev))
+            }
             Output::Binding(update) => bindings.update(update),
         }
     }

@@ -34,6 +34,25 @@ pub struct FileConfig {
     /// `[registration]`: phones registering with the trunk through sipcti.
     #[serde(default)]
     pub registration: RegistrationSection,
+    /// `[admin]`: the operator's HTTP endpoint (`/metrics`, `/health`,
+    /// `/ready`); absent: no admin server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<AdminSection>,
+}
+
+/// `[admin]` section: where `sipcti run` serves `/metrics` (Prometheus text
+/// format), `/health` and `/ready` over plain HTTP, without authentication.
+/// Nothing served holds a secret (never the Zammad URL or token).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// HTTP listen address `IP:PORT`, e.g. `127.0.0.1:9060`. Must be a
+    /// loopback address unless `allow_remote`.
+    pub listen: String,
+    /// Allow a non-loopback `listen` address (default false): the
+    /// endpoints have no authentication, so put a firewall in front.
+    #[serde(default)]
+    pub allow_remote: bool,
 }
 
 /// How a REGISTER relayed to the trunk makes the registrar's binding point

@@ -117,6 +117,9 @@ pub struct Config {
     pub limits: LimitsSection,
     /// Timers.
     pub timers: TimersSection,
+    /// The `[admin]` HTTP listen address (validated: loopback unless
+    /// `admin.allow_remote`); `None`: no admin server.
+    pub admin: Option<SocketAddr>,
     /// The file as read (for printing).
     pub file: FileConfig,
 }
@@ -147,6 +150,7 @@ impl std::fmt::Debug for Config {
             .field("cti_give_up", &self.cti_give_up)
             .field("limits", &self.limits)
             .field("timers", &self.timers)
+            .field("admin", &self.admin)
             .field("file", &self.file)
             .finish()
     }
@@ -191,6 +195,24 @@ fn parse_hop_named(key: &str, uri: &str) -> Result<HopConfig, ConfigError> {
         port: u.port.unwrap_or(5060),
         transport,
     })
+}
+
+/// `[admin]`: the listen address, refused when it is not a loopback
+/// address and `allow_remote` is not set (the endpoints have no
+/// authentication).
+fn parse_admin(a: &AdminSection) -> Result<SocketAddr, ConfigError> {
+    let addr: SocketAddr = a
+        .listen
+        .parse()
+        .map_err(|_| invalid("admin.listen", "must be IP:PORT, e.g. 127.0.0.1:9060"))?;
+    if !addr.ip().is_loopback() && !a.allow_remote {
+        return Err(invalid(
+            "admin.listen",
+            "not a loopback address: /metrics, /health and /ready have no authentication; \
+             set admin.allow_remote = true to serve them on this address anyway",
+        ));
+    }
+    Ok(addr)
 }
 
 fn parse_nets(key: &'static str, list: &[String]) -> Result<Vec<IpNet>, ConfigError> {
@@ -349,6 +371,7 @@ impl Config {
                 "must be at least 60 s",
             ));
         }
+        let admin = file.admin.as_ref().map(parse_admin).transpose()?;
         let max_internal_len = file.numbers.max_internal_len.unwrap_or(6);
         let cc = file.numbers.country_code.as_deref();
         let routes = parse_routes(&file.routes, &inside_networks, cc, max_internal_len)?;
@@ -373,6 +396,7 @@ impl Config {
             cti_give_up: Duration::from_secs(file.zammad.give_up_after_s),
             limits: file.limits.clone(),
             timers: file.timers.clone(),
+            admin,
             file,
         })
     }

@@ -240,6 +240,39 @@ fn scrubbing_helpers() {
 }
 
 #[test]
+fn admin_section_is_optional_and_loopback_only_unless_allowed() {
+    // absent: no admin server
+    assert_eq!(Config::from_toml(GOOD, None).unwrap().admin, None);
+    let with = |extra: &str| Config::from_toml(&format!("{GOOD}\n[admin]\n{extra}"), None);
+    let c = with("listen = \"127.0.0.1:9060\"").unwrap();
+    assert_eq!(c.admin, Some("127.0.0.1:9060".parse().unwrap()));
+    assert!(c
+        .effective_toml()
+        .contains("[admin]\nlisten = \"127.0.0.1:9060\""));
+    assert_eq!(
+        with("listen = \"[::1]:9060\"").unwrap().admin,
+        Some("[::1]:9060".parse().unwrap())
+    );
+    // a non-loopback address is refused unless allow_remote
+    let e = with("listen = \"0.0.0.0:9060\"").unwrap_err().to_string();
+    assert!(
+        e.starts_with("admin.listen: not a loopback address") && e.contains("allow_remote"),
+        "{e}"
+    );
+    let c = with("listen = \"0.0.0.0:9060\"\nallow_remote = true").unwrap();
+    assert_eq!(c.admin, Some("0.0.0.0:9060".parse().unwrap()));
+    let e = with("listen = \"localhost:9060\"").unwrap_err().to_string();
+    assert!(e.starts_with("admin.listen: must be IP:PORT"), "{e}");
+    // unknown keys and a missing listen are refused with the key
+    let e = with("listen = \"127.0.0.1:9060\"\nport = 1")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("unknown field `port`"), "{e}");
+    let e = with("allow_remote = true").unwrap_err().to_string();
+    assert!(e.contains("missing field `listen`"), "{e}");
+}
+
+#[test]
 fn zammad_outbox_keys_reach_the_cti_client() {
     let c = Config::from_toml(GOOD, None).unwrap();
     let cc = crate::cti_glue::cti_config(&c);

@@ -58,8 +58,9 @@ pub struct Opts {
     pub capture: bool,
     /// Extra TOML appended to the generated config, e.g. a `[limits]`
     /// section (the generated file has no `[limits]` or `[timers]`).
-    /// `{phone}` and `{trunk}` in it become the lab's phone and trunk
-    /// addresses (known only once the lab's network is picked).
+    /// `{phone}`, `{trunk}` and `{proxy}` in it become the lab's phone,
+    /// trunk and proxy addresses (known only once the lab's network is
+    /// picked).
     pub extra_toml: String,
 }
 
@@ -228,7 +229,8 @@ newcall_timeout_ms = {nt}
             extra = opts
                 .extra_toml
                 .replace("{phone}", &lab.host_ip(Host::Phone))
-                .replace("{trunk}", &lab.host_ip(Host::Trunk)),
+                .replace("{trunk}", &lab.host_ip(Host::Trunk))
+                .replace("{proxy}", &lab.proxy_ip()),
         );
         lab.config_path = lab.dir.join("sipcti.toml");
         fs::write(&lab.config_path, config).expect("config");
