@@ -109,13 +109,25 @@ async fn run(config: PathBuf) -> anyhow::Result<()> {
     let cfg = Config::load(&config)?;
     let mut running = sipcti_proxy::runtime::start(cfg).await?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-        // the proxy task ending by itself is a failure: exit non-zero so a
-        // supervisor (systemd, docker) restarts sipcti
-        r = &mut running.task => {
-            anyhow::bail!("the proxy stopped unexpectedly: {r:?}");
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            // SIGHUP: read the file again; a bad one is refused, the old
+            // configuration stays in force
+            _ = hup.recv() => match Config::load(&config) {
+                Err(e) => tracing::error!(error = %e, "reload refused: the configuration file is not valid; the running configuration stays"),
+                Ok(cfg) => match running.reload(&cfg).await {
+                    Ok(()) => tracing::info!(config = %config.display(), "configuration reloaded"),
+                    Err(e) => tracing::error!(error = %e, "reload refused; the running configuration stays"),
+                },
+            },
+            // the proxy task ending by itself is a failure: exit non-zero so a
+            // supervisor (systemd, docker) restarts sipcti
+            r = &mut running.task => {
+                anyhow::bail!("the proxy stopped unexpectedly: {r:?}");
+            }
         }
     }
     tracing::info!("stopping: closing open calls and draining the CTI queue");

@@ -190,9 +190,47 @@ pub struct Running {
     /// Resolves when the proxy stopped.
     pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    reload: mpsc::Sender<Reload>,
+    /// The bound port (a reloaded configuration keeps it).
+    port: u16,
+}
+
+/// A reloaded core configuration and where the run loop answers whether
+/// it was applied.
+type Reload = (
+    CoreConfig,
+    tokio::sync::oneshot::Sender<Result<(), &'static str>>,
+);
+
+/// What the run loop is told from outside: stop, or apply a reload.
+struct Control {
+    stop: tokio::sync::oneshot::Receiver<()>,
+    reload: mpsc::Receiver<Reload>,
 }
 
 impl Running {
+    /// Apply the reloaded configuration `cfg` (SIGHUP) without dropping a
+    /// call or an event: `[numbers]`, `[[routes]]`, `[phonebook]`, message
+    /// limits, per-source limits and timers take effect for what starts
+    /// from now on ([`ProxyCore::reconfigure`]).
+    ///
+    /// Errors (the running configuration stays): a host cannot be resolved,
+    /// or the change needs a restart (addresses, trunk, inside, registration
+    /// mode, topology hiding), with the reason.
+    pub async fn reload(&self, cfg: &Config) -> anyhow::Result<()> {
+        let core_cfg = core_config(cfg, self.port).await?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.reload
+            .send((core_cfg, tx))
+            .await
+            .map_err(|_| anyhow::anyhow!("the proxy is stopping"))?;
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(why)) => Err(anyhow::anyhow!("{why}")),
+            Err(_) => Err(anyhow::anyhow!("the proxy is stopping")),
+        }
+    }
+
     /// Ask the proxy to stop: every open call gets its hangup, the CTI
     /// queue is drained (at most 5 s), what is left stays in the outbox,
     /// then the task ends. An error if CTI events were lost (left over
@@ -297,14 +335,21 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         "sipcti listening (UDP and TCP)"
     );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+    let (reload_tx, reload_rx) = mpsc::channel(1);
+    let control = Control {
+        stop: stop_rx,
+        reload: reload_rx,
+    };
     let task = tokio::spawn(run_loop(
-        core, transport, inbound, client, keeper, admin, stop_rx,
+        core, transport, inbound, client, keeper, admin, control,
     ));
     Ok(Running {
         local,
         admin: admin_addr,
         task,
         stop: Some(stop_tx),
+        reload: reload_tx,
+        port: local.port(),
     })
 }
 
@@ -345,7 +390,7 @@ async fn run_loop(
     client: cti::CtiClient,
     mut keeper: BindingKeeper,
     mut admin: Option<Admin>,
-    mut stop: tokio::sync::oneshot::Receiver<()>,
+    mut control: Control,
 ) -> anyhow::Result<()> {
     let edge = admin.as_ref().map(|a| a.edge.clone());
     // wakes the loop to publish the admin snapshot when nothing else does
@@ -405,7 +450,10 @@ async fn run_loop(
         };
         tokio::select! {
             biased;
-            _ = &mut stop => break,
+            _ = &mut control.stop => break,
+            Some((cfg, answer)) = control.reload.recv() => {
+                let _ = answer.send(core.reconfigure(cfg));
+            }
             Some(b) = back_rx.recv() => {
                 let now = Instant::now();
                 match b {

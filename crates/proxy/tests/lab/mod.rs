@@ -946,3 +946,29 @@ impl Lab {
         self.start_proxy_after(before);
     }
 }
+
+impl Lab {
+    /// Send signal `sig` (e.g. `"HUP"`) to the running sipcti.
+    pub fn signal_proxy(&self, sig: &str) {
+        if let Some(p) = &self.proxy {
+            let _ = Command::new("kill")
+                .arg(format!("-{sig}"))
+                .arg(p.id().to_string())
+                .status();
+        }
+    }
+
+    /// Wait (at most `timeout`) until sipcti's log holds `needle` `n` times.
+    pub fn wait_log(&self, needle: &str, n: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.proxy_log().matches(needle).count() >= n {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
