@@ -233,6 +233,9 @@ pub struct Stats {
     pub outbox_failed_commits: u64,
     /// Outbox commits made (group commits: each holds many changes under load).
     pub outbox_commits: u64,
+    /// How long the oldest event not yet delivered has waited (zero when
+    /// nothing waits): with an outbox, the age of the outbox's backlog.
+    pub oldest_queued_age: Duration,
 }
 
 /// What [`CtiClient::close`] left behind.
@@ -549,6 +552,8 @@ struct Shared {
     recovery: Notify,
     /// When sleeping retries were last woken early (ms since `epoch`; `u64::MAX`: never).
     last_recovery_wake: AtomicU64,
+    /// The newCall deadline in ms (`cfg.newcall_timeout`, changed by a reload).
+    newcall_timeout_ms: AtomicU64,
     epoch: Instant,
     counters: Counters,
 }
@@ -1012,6 +1017,7 @@ impl CtiClient {
             Some(l) => (l.state, l.deadlines),
             None => (State::new(1), Vec::new()),
         };
+        let newcall_ms = u64::try_from(cfg.newcall_timeout.as_millis()).unwrap_or(u64::MAX);
         let shared = Arc::new(Shared {
             cfg,
             target,
@@ -1021,6 +1027,7 @@ impl CtiClient {
             changed: Notify::new(),
             recovery: Notify::new(),
             last_recovery_wake: AtomicU64::new(u64::MAX),
+            newcall_timeout_ms: AtomicU64::new(newcall_ms),
             epoch: Instant::now(),
             counters,
         });
@@ -1049,7 +1056,7 @@ impl CtiClient {
     /// printed and `Answered(Continue)` returned at once.
     pub fn new_call(&self, ev: Event) -> impl Future<Output = NewCallOutcome> + Send + 'static {
         let shared = self.shared().clone();
-        let timeout = shared.cfg.newcall_timeout;
+        let timeout = Duration::from_millis(shared.newcall_timeout_ms.load(Ordering::Relaxed));
         let immediate: Result<oneshot::Receiver<NewCallOutcome>, NewCallOutcome> =
             if shared.target.is_none() {
                 if shared.sink(&ev) {
@@ -1095,6 +1102,15 @@ impl CtiClient {
         let _ = shared.enqueue(ev, None);
     }
 
+    /// Change the newCall deadline (a reload of `[zammad] newcall_timeout_ms`):
+    /// applies to `newCall`s queued from now on.
+    pub fn set_newcall_timeout(&self, timeout: Duration) {
+        let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        self.shared()
+            .newcall_timeout_ms
+            .store(ms, Ordering::Relaxed);
+    }
+
     /// Take the answered calls that were open when sipcti last stopped
     /// (found in the outbox: `newCall` and `answer` sent, no `hangup`):
     /// the caller (the proxy's call tracker) now owns ending them, at
@@ -1135,9 +1151,15 @@ impl CtiClient {
             .as_ref()
             .map(Writer::stats)
             .unwrap_or_default();
-        let (queued, open_calls) = {
+        let (queued, open_calls, oldest) = {
             let st = shared.lock();
-            (st.queued, st.open.len())
+            // the queue is bounded (queue_capacity), so is this scan
+            let oldest = st
+                .calls
+                .values()
+                .filter_map(|q| q.events.front().map(|p| p.enqueued))
+                .min();
+            (st.queued, st.open.len(), oldest)
         };
         Stats {
             delivered: get(&c.delivered),
@@ -1161,6 +1183,7 @@ impl CtiClient {
             outbox_lost: w.lost,
             outbox_failed_commits: w.failed_commits,
             outbox_commits: w.commits,
+            oldest_queued_age: oldest.map(|t| t.elapsed()).unwrap_or_default(),
         }
     }
 

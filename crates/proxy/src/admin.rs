@@ -492,8 +492,12 @@ impl Collector for SnapshotCollector {
             "Recovered open calls closed with a hangup after their timeout.",
             k(s.cti.open_calls_closed),
         )?;
-        // TODO(outbox): the age of the oldest undelivered event
-        // (sipcti_outbox_oldest_age_seconds) needs the CTI client to expose it.
+        one(
+            e,
+            "outbox_oldest_age_seconds",
+            "How long the oldest CTI event not yet delivered has waited (0: none waits).",
+            ConstGauge::new(s.cti.oldest_queued_age.as_secs_f64()),
+        )?;
         one(
             e,
             "outbox_events",

@@ -199,6 +199,7 @@ pub struct Running {
 /// it was applied.
 type Reload = (
     CoreConfig,
+    Duration,
     tokio::sync::oneshot::Sender<Result<(), &'static str>>,
 );
 
@@ -211,8 +212,9 @@ struct Control {
 impl Running {
     /// Apply the reloaded configuration `cfg` (SIGHUP) without dropping a
     /// call or an event: `[numbers]`, `[[routes]]`, `[phonebook]`, message
-    /// limits, per-source limits and timers take effect for what starts
-    /// from now on ([`ProxyCore::reconfigure`]).
+    /// limits, per-source limits, timers and `zammad.newcall_timeout_ms`
+    /// take effect for what starts from now on ([`ProxyCore::reconfigure`],
+    /// [`cti::CtiClient::set_newcall_timeout`]).
     ///
     /// Errors (the running configuration stays): a host cannot be resolved,
     /// or the change needs a restart (addresses, trunk, inside, registration
@@ -221,7 +223,7 @@ impl Running {
         let core_cfg = core_config(cfg, self.port).await?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.reload
-            .send((core_cfg, tx))
+            .send((core_cfg, cfg.newcall_timeout, tx))
             .await
             .map_err(|_| anyhow::anyhow!("the proxy is stopping"))?;
         match rx.await {
@@ -451,8 +453,12 @@ async fn run_loop(
         tokio::select! {
             biased;
             _ = &mut control.stop => break,
-            Some((cfg, answer)) = control.reload.recv() => {
-                let _ = answer.send(core.reconfigure(cfg));
+            Some((cfg, newcall_timeout, answer)) = control.reload.recv() => {
+                let r = core.reconfigure(cfg);
+                if r.is_ok() {
+                    client.set_newcall_timeout(newcall_timeout);
+                }
+                let _ = answer.send(r);
             }
             Some(b) = back_rx.recv() => {
                 let now = Instant::now();

@@ -135,6 +135,7 @@ fn metrics_health_and_ready_after_a_call_and_while_zammad_fails() {
             ("sipcti_tcp_connections", 0.0),
             ("sipcti_registration_bindings", 0.0),
             ("sipcti_outbox_events", 0.0),
+            ("sipcti_outbox_oldest_age_seconds", 0.0),
             ("sipcti_outbox_lost_total", 0.0),
             ("sipcti_outbox_failed_commits_total", 0.0),
             ("sipcti_cti_calls_dropped_total", 0.0),
@@ -204,6 +205,13 @@ fn metrics_health_and_ready_after_a_call_and_while_zammad_fails() {
         lab,
         sample(&text, "sipcti_cti_retries_total").is_some_and(|n| n >= 1.0),
         "retries counted:\n{text}"
+    );
+    // the backlog waits: its age shows
+    let text = scrape_until(&lab, "sipcti_cti_retries_total", 1.0);
+    check!(
+        lab,
+        sample(&text, "sipcti_outbox_oldest_age_seconds").is_some_and(|a| a > 0.0),
+        "the waiting events' age:\n{text}"
     );
 
     // Zammad back: the retried events are delivered, ready again
