@@ -38,7 +38,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use sipcti_dialog::Side;
-use sipcti_wire::{NameAddr, SipMessage, TransportKind, Uri};
+use sipcti_wire::{with_uri, NameAddr, SipMessage, TransportKind, Uri};
 
 use crate::fork::ForkTarget;
 use crate::ids::ServerTxId;
@@ -239,17 +239,6 @@ impl Bindings {
 fn contact_uri(value: &str) -> Option<String> {
     let na = NameAddr::parse(value).ok()?;
     Some(na.uri.to_string())
-}
-
-/// `value` with its URI replaced by `uri`, in angle brackets (so URI
-/// parameters cannot be read as header parameters), display name and
-/// header parameters kept.
-fn with_uri(value: &str, uri: &str) -> Option<String> {
-    let na = NameAddr::parse(value).ok()?;
-    let r = na.uri_range();
-    let before = value.get(..r.start)?.trim_end_matches('<');
-    let after = value.get(r.end..)?.trim_start_matches('>');
-    Some(format!("{before}<{uri}>{after}"))
 }
 
 /// The `expires` of Contact value `value`, else of the Expires header.

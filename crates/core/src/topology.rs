@@ -24,7 +24,7 @@
 
 use std::net::IpAddr;
 
-use sipcti_wire::{NameAddr, SipMessage, TransportKind, Uri};
+use sipcti_wire::{with_uri, NameAddr, SipMessage, TransportKind, Uri};
 
 use crate::config::CoreConfig;
 
@@ -93,16 +93,6 @@ pub fn unmask(secret: u64, user: &str) -> Option<String> {
     // only a SIP URI comes out of a real mask
     Uri::parse(&s).ok().filter(|u| u.is_sip())?;
     Some(s)
-}
-
-/// `value` with its URI replaced by `uri` in angle brackets; display name
-/// and header parameters kept.
-fn with_uri(value: &str, uri: &str) -> Option<String> {
-    let na = NameAddr::parse(value).ok()?;
-    let r = na.uri_range();
-    let before = value.get(..r.start)?.trim_end_matches('<');
-    let after = value.get(r.end..)?.trim_start_matches('>');
-    Some(format!("{before}<{uri}>{after}"))
 }
 
 impl CoreConfig {

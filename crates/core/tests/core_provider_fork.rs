@@ -30,22 +30,7 @@ Content-Length: 0
 
 /// The PBX's response `status` (with To tag `tag`) to forwarded INVITE `fwd`.
 fn answer_to(fwd: &[u8], status: &str, tag: &str) -> Vec<u8> {
-    let m = parse(fwd);
-    let vias: Vec<String> = m
-        .header_values("Via")
-        .iter()
-        .map(|v| v.to_string())
-        .collect();
-    let vias: Vec<&str> = vias.iter().map(String::as_str).collect();
-    response_text(
-        status,
-        &vias,
-        "<sip:+4930999888@203.0.113.5>;tag=tr9",
-        &format!("<sip:4930123456@provider.example>;tag={tag}"),
-        "forked-1@prov",
-        "10 INVITE",
-        &["Contact: <sip:201@10.0.0.2:5060>"],
-    )
+    reply(fwd, status, tag, &["Contact: <sip:201@10.0.0.2:5060>"])
 }
 
 fn invites(outs: &[Output]) -> Vec<Vec<u8>> {

@@ -70,22 +70,7 @@ fn key_of(fwd: &[u8]) -> String {
 /// The registrar's response to the forwarded REGISTER `fwd` (both Vias),
 /// with `extra` header lines.
 fn reg_response(fwd: &[u8], status: &str, extra: &[&str]) -> Vec<u8> {
-    let m = parse(fwd);
-    let vias: Vec<String> = m
-        .header_values("Via")
-        .iter()
-        .map(|v| v.to_string())
-        .collect();
-    let vias: Vec<&str> = vias.iter().map(String::as_str).collect();
-    response_text(
-        status,
-        &vias,
-        "<sip:201@provider.example>;tag=ph1",
-        "<sip:201@provider.example>;tag=reg77",
-        "reg-201@10.0.0.21",
-        m.header("CSeq").unwrap(),
-        extra,
-    )
+    reply(fwd, status, "reg77", extra)
 }
 
 /// The provider's INVITE to `ruri` (with `route` lines), dialled number in To.
@@ -242,19 +227,10 @@ Content-Length: 0
     );
     // the phone answers with a Contact user that is no number (baresip's
     // `201-0x…`): Zammad's answeringNumber is the binding's user
-    let vias: Vec<String> = m
-        .header_values("Via")
-        .iter()
-        .map(|v| v.to_string())
-        .collect();
-    let vias: Vec<&str> = vias.iter().map(String::as_str).collect();
-    let ok = response_text(
+    let ok = reply(
+        &t.data,
         "SIP/2.0 200 OK",
-        &vias,
-        "<sip:+4930999888@203.0.113.5>;tag=tr9",
-        "<sip:4930123456@provider.example>;tag=ph9",
-        "in1@prov",
-        "10 INVITE",
+        "ph9",
         &["Contact: <sip:201-0x5628@10.0.0.21:5062>"],
     );
     let o = h.udp(2_000, ok, REG_PHONE);

@@ -67,20 +67,10 @@ fn outbound_contact_is_masked_and_with_dial_nothing_shows_the_extension() {
         );
     }
     // the trunk answers; the phone gets the trunk's Contact unchanged
-    let m = parse(&t.data);
-    let vias: Vec<String> = m
-        .header_values("Via")
-        .iter()
-        .map(|v| v.to_string())
-        .collect();
-    let vias: Vec<&str> = vias.iter().map(String::as_str).collect();
-    let ok = response_text(
+    let ok = reply(
+        &t.data,
         "SIP/2.0 200 OK",
-        &vias,
-        m.header("From").unwrap(),
-        "<sip:0301234567@192.0.2.10>;tag=tr1",
-        "out1@sipcti-test",
-        "1 INVITE",
+        "tr1",
         &[
             "Record-Route: <sip:192.0.2.10:5060;lr>",
             "Contact: <sip:0301234567@203.0.113.5:5060>",
@@ -138,20 +128,10 @@ Content-Length: 0
         hv(&fwd, "Contact").unwrap(),
         "<sip:+4930999888@203.0.113.5:5060>"
     );
-    let m = parse(&fwd);
-    let vias: Vec<String> = m
-        .header_values("Via")
-        .iter()
-        .map(|v| v.to_string())
-        .collect();
-    let vias: Vec<&str> = vias.iter().map(String::as_str).collect();
-    let ok = response_text(
+    let ok = reply(
+        &fwd,
         "SIP/2.0 200 OK",
-        &vias,
-        "<sip:+4930999888@203.0.113.5>;tag=tr9",
-        "<sip:4930123456@192.0.2.10>;tag=pb1",
-        "in1@203.0.113.5",
-        "10 INVITE",
+        "pb1",
         &[
             "Record-Route: <sip:192.0.2.10:5060;lr>",
             "Contact: <sip:201@10.0.0.20:5062>",

@@ -10,40 +10,14 @@ mod lab;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lab::{require_sipp, scenario, summary, Host, Lab, Opts};
+use lab::{require_sipp, summary, Host, Lab, Opts};
 use sipcti_zammad_double::{CallState, LoggedRequest, Mode};
 
-/// A SIPp process started by [`sipp`]; killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Proc {
-    /// Wait for SIPp to end (at most 40 s); whether it succeeded.
-    fn wait(mut self) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(40);
-        loop {
-            if let Ok(Some(s)) = self.0.try_wait() {
-                return s.success();
-            }
-            if Instant::now() > deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-/// SIPp as `host` (its user `user`) with scenario `scen`, `calls` calls at `calls` per second;
-/// with `service` it calls that number through the proxy, else it is a UAS
+/// SIPp as `host` (its user `user`) with scenario `scen`, `calls` calls at
+/// `calls` per second (the lab's launcher, `-m`/`-r`/`-l` raised); with
+/// `service` it calls that number through the proxy, else it is a UAS
 /// (returned once it has bound its port).
 fn sipp(
     lab: &Lab,
@@ -52,40 +26,13 @@ fn sipp(
     service: Option<&str>,
     calls: u32,
     tag: &str,
-) -> Proc {
-    let ip = lab.host_ip(host);
-    let out = fs::File::create(lab.dir.join(format!("{tag}.out"))).expect("out");
+) -> lab::Sipp {
     let n = calls.to_string();
-    let mut cmd = Command::new("sipp");
-    cmd.arg("-sf")
-        .arg(scenario(scen))
-        .args(["-t", "u1", "-i", &ip, "-p", "5060"])
-        .args(["-m", &n, "-r", &n, "-l", &n])
-        .args(["-timeout", "30s", "-timeout_error", "-nostdin"])
-        .args(["-key", "answer_user", "201", "-key", "user", user])
-        .args(["-key", "display", "Alice"])
-        .arg("-trace_err")
-        .arg("-error_file")
-        .arg(lab.dir.join(format!("{tag}.err")));
-    if let Some(s) = service {
-        cmd.arg(format!("{}:5060", lab.proxy_ip())).args(["-s", s]);
-    }
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().expect("out"))
-        .stderr(out)
-        .spawn()
-        .expect("start sipp (apt-get install sip-tester)");
-    let p = Proc(child);
-    if service.is_none() {
-        // wait until the UAS has bound its port
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::UdpSocket::bind(format!("{ip}:5060")).is_ok() {
-            assert!(Instant::now() < deadline, "SIPp did not bind {ip}:5060");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-    p
+    let args: Vec<String> = ["-m", &n, "-r", &n, "-l", &n]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    lab.sipp_args(host, scen, service, &[("user", user)], tag, &args)
 }
 
 /// A fresh directory for a lab's outbox (outside the lab dir, which the
@@ -128,8 +75,12 @@ fn outbound_calls(lab: &Lab, n: u32, tag: &str) {
         n,
         &format!("{tag}-uac"),
     );
-    check!(lab, uac.wait(), "SIPp UAC {tag} failed (see {tag}-uac.out)");
-    check!(lab, uas.wait(), "SIPp UAS {tag} failed");
+    check!(
+        lab,
+        uac.wait().ok,
+        "SIPp UAC {tag} failed (see {tag}-uac.out)"
+    );
+    check!(lab, uas.wait().ok, "SIPp UAS {tag} failed");
 }
 
 /// `n` inbound calls from the trunk (+491701234567 dials 4930111222) that
@@ -151,8 +102,12 @@ fn inbound_busy_calls(lab: &Lab, n: u32, tag: &str) {
         n,
         &format!("{tag}-uac"),
     );
-    check!(lab, uac.wait(), "SIPp UAC {tag} failed (see {tag}-uac.out)");
-    check!(lab, uas.wait(), "SIPp UAS {tag} failed");
+    check!(
+        lab,
+        uac.wait().ok,
+        "SIPp UAC {tag} failed (see {tag}-uac.out)"
+    );
+    check!(lab, uas.wait().ok, "SIPp UAS {tag} failed");
 }
 
 /// The accepted (200) requests grouped by callId, each call's summaries in

@@ -12,14 +12,11 @@
 
 mod lab;
 
-use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use lab::{
-    assert_replay_matches, assert_sipp, call_id, parse_trace, require_sipp, summary, Host, Lab,
-    Opts, SippResult, Tp,
+    assert_replay_matches, assert_sipp, call_id, require_sipp, summary, Host, Lab, Opts, Tp,
 };
 use sipcti_zammad_double::LoggedRequest;
 
@@ -56,37 +53,6 @@ targets = ["sip:202@{phone}:5062"]
     )
 }
 
-/// A SIPp process this file started itself (see [`sipp_on_port`]).
-struct Proc {
-    child: Child,
-    msg: PathBuf,
-    err: PathBuf,
-    what: String,
-}
-
-impl Proc {
-    fn wait(mut self) -> SippResult {
-        let deadline = Instant::now() + Duration::from_secs(40);
-        let status = loop {
-            if let Ok(Some(s)) = self.child.try_wait() {
-                break Some(s);
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        SippResult {
-            ok: status.is_some_and(|s| s.success()),
-            what: self.what,
-            messages: parse_trace(&fs::read_to_string(&self.msg).unwrap_or_default()),
-            errors: fs::read_to_string(&self.err).unwrap_or_default(),
-        }
-    }
-}
-
 /// A SIPp UAC as `host` bound to `port` (not 5060), calling `service`
 /// through the proxy over UDP, with the lab's default keys. The lab's
 /// `sipp` binds 5060, which the first leg of a transfer already holds.
@@ -97,50 +63,9 @@ fn sipp_on_port(
     port: u16,
     service: &str,
     keys: &[(&str, &str)],
-) -> Proc {
+) -> lab::Sipp {
     let tag = format!("{host:?}-{port}-{scen}").to_lowercase();
-    let msg = lab.dir.join(format!("{tag}.msg"));
-    let err = lab.dir.join(format!("{tag}.err"));
-    let out = fs::File::create(lab.dir.join(format!("{tag}.out"))).expect("out");
-    let mut cmd = Command::new("sipp");
-    cmd.arg("-sf")
-        .arg(lab::scenario(scen))
-        .args(["-t", "u1", "-i", &lab.host_ip(host)])
-        .args(["-p", &port.to_string(), "-m", "1"])
-        .args(["-timeout", "30s", "-timeout_error", "-nostdin"])
-        .arg("-trace_msg")
-        .arg("-message_file")
-        .arg(&msg)
-        .arg("-trace_err")
-        .arg("-error_file")
-        .arg(&err);
-    let mut all: Vec<(&str, &str)> = keys.to_vec();
-    for d in [
-        ("answer_user", "201"),
-        ("user", "201"),
-        ("display", "Alice"),
-    ] {
-        if !keys.iter().any(|(k, _)| *k == d.0) {
-            all.push(d);
-        }
-    }
-    for (k, v) in all {
-        cmd.args(["-key", k, v]);
-    }
-    cmd.arg(format!("{}:5060", lab.proxy_ip()))
-        .args(["-s", service]);
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().expect("out"))
-        .stderr(out)
-        .spawn()
-        .expect("start sipp (apt-get install sip-tester)");
-    Proc {
-        child,
-        msg,
-        err,
-        what: tag,
-    }
+    lab.sipp_at(host, scen, port, Some(service), keys, (tag, &[]))
 }
 
 /// Waits (at most `T`) until Zammad accepted `expect.len()` requests, then

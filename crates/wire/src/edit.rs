@@ -423,3 +423,18 @@ pub fn response_for(
     out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
     out
 }
+
+/// A name-addr header value (`Contact`, `Route`...) with its URI replaced by
+/// `uri`, always in angle brackets (so URI parameters cannot be read as
+/// header parameters, RFC 3261 20.10); display name and header parameters
+/// kept. `None` when `value` is not a name-addr or addr-spec.
+///
+/// `"A" <sip:201@10.0.0.5;ob>;expires=60` with `sip:x@y` gives
+/// `"A" <sip:x@y>;expires=60`; `sip:201@h;expires=60` gives `<sip:x@y>;expires=60`.
+pub fn with_uri(value: &str, uri: &str) -> Option<String> {
+    let na = crate::NameAddr::parse(value).ok()?;
+    let r = na.uri_range();
+    let before = value.get(..r.start)?.trim_end_matches('<');
+    let after = value.get(r.end..)?.trim_start_matches('>');
+    Some(format!("{before}<{uri}>{after}"))
+}

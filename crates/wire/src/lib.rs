@@ -23,7 +23,7 @@ mod message;
 mod parse;
 mod start_line;
 
-pub use edit::{response_for, to_with_tag, Edit, FALLBACK_TO_URI};
+pub use edit::{response_for, to_with_tag, with_uri, Edit, FALLBACK_TO_URI};
 pub use error::ParseError;
 pub use framer::{Frame, FrameError, StreamFramer};
 pub use headers::{canonical_name, Header};

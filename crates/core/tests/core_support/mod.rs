@@ -335,3 +335,26 @@ pub fn to_tag(b: &[u8]) -> Option<String> {
     let m = parse(b);
     m.to().and_then(|t| t.tag().map(str::to_string))
 }
+
+/// The response `status` (e.g. `"SIP/2.0 200 OK"`) a UAS sends to request
+/// `req` as it received it: every Via, From, To with `;tag=to_tag` added
+/// (unless it has one), Call-ID and CSeq copied, then `extra` header lines.
+pub fn reply(req: &[u8], status: &str, to_tag: &str, extra: &[&str]) -> Vec<u8> {
+    let m = parse(req);
+    let vias: Vec<&str> = m.header_values("Via");
+    let to = m.header("To").expect("To");
+    let to = if m.to().and_then(|t| t.tag()).is_some() {
+        to.to_string()
+    } else {
+        format!("{to};tag={to_tag}")
+    };
+    response_text(
+        status,
+        &vias,
+        m.header("From").expect("From"),
+        &to,
+        m.call_id().expect("Call-ID"),
+        m.header("CSeq").expect("CSeq"),
+        extra,
+    )
+}
