@@ -44,6 +44,9 @@
 #                      65535, which overflows on any burst sipcti sends)
 #                      [4194304; 0 = SIPp's default]
 #   --pin              pin sipcti to CPU 0, SIPp and the double to CPU 1
+#   --no-thp           start sipcti with transparent huge pages disabled
+#                      (prctl PR_SET_THP_DISABLE, through python3): shows
+#                      what first-touch huge-page faults cost at cold start
 #   --peer P           none | kamailio: also run the same load through
 #                      Kamailio (fixtures/bench/kamailio.cfg: tm + rr + dialog,
 #                      TLSF allocators, -m 4096 -M 16, 2 children) at the same
@@ -154,6 +157,7 @@ PROFILE=""
 NET=""
 PIN=0
 PEER=none
+NO_THP=0
 SIPP_BUFF=4194304
 OUT=""
 BUILD=1
@@ -181,6 +185,7 @@ while [ $# -gt 0 ]; do
         --net) NET=$2; shift 2 ;;
         --pin) PIN=1; shift ;;
         --peer) PEER=$2; shift 2 ;;
+        --no-thp) NO_THP=1; shift ;;
         --sipp-buff) SIPP_BUFF=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
         --no-build) BUILD=0; shift ;;
@@ -434,6 +439,11 @@ run_one() {
     local runner=()
     if [ "$prof" = callgrind ]; then
         runner=(valgrind --tool=callgrind --callgrind-out-file="$d/callgrind.out")
+    elif [ "$NO_THP" = 1 ]; then
+        # PR_SET_THP_DISABLE = 41, kept across execve
+        runner=(python3 -c 'import ctypes, os, sys
+if ctypes.CDLL(None, use_errno=True).prctl(41, 1, 0, 0, 0) != 0: sys.exit("prctl failed")
+os.execv(sys.argv[1], sys.argv[1:])')
     fi
     if [ "$kind" = kamailio ]; then
         pid=$(start_kamailio "$d")
