@@ -5,9 +5,9 @@ Reads OUT/runs.tsv (one line per run, tab-separated `key=value` fields, some
 holding several space-separated `key=value`) and OUT/findmax.tsv (proxy, best
 rate, first failing rate), prints one table:
 
-  CPU per call and RSS: the runs at the measured rate that passed (the
-      --repeat runs, named *-measure-*; without them the --find-max runs at
-      that rate), median [min-max, n];
+  CPU per call and RSS: the runs at the measured rate (the --repeat runs,
+      named *-measure-*, passed or not: how many passed is shown; without
+      them the --find-max runs at that rate that passed), median [min-max, n];
   INVITE delay: the capture passes (sipcti with Zammad, or proxy only with
       --no-zammad; the peer's pass);
   max calls/s: --find-max.
@@ -64,7 +64,7 @@ def main():
     procs = ["sipcti", peer]
 
     def measured(proxy):
-        rs = [r for r in runs if r.get("proxy") == proxy and "-measure-" in r["name"] and r.get("pass") == "1"]
+        rs = [r for r in runs if r.get("proxy") == proxy and "-measure-" in r["name"]]
         if not rs:
             rs = [r for r in runs if r.get("proxy") == proxy and r.get("rate") == rate
                   and r.get("pass") == "1" and "-latency-" not in r["name"]]
@@ -80,6 +80,8 @@ def main():
         ("  ratio sipcti / %s (medians)" % peer, ["", ""]),
         ("  load average at the runs' start", [spread([num(r.get("load")) for r in m[p]], "%.1f") for p in procs]),
         ("  calls/s reached (SIPp CallRate)", [spread([num(r.get("cps")) for r in m[p]]) for p in procs]),
+        ("  runs that passed / runs", ["%d/%d" % (sum(r.get("pass") == "1" for r in m[p]), len(m[p])) for p in procs]),
+        ("  failed calls per run", [",".join(r.get("failed", "?") for r in m[p]) or "-" for p in procs]),
     ]
     a = [num(r.get("cpu_us_call")) for r in m["sipcti"]]
     b = [num(r.get("cpu_us_call")) for r in m[peer]]
