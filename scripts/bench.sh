@@ -28,8 +28,9 @@
 #   --cti-wait S       wait at most S seconds for the CTI events to arrive  [60]
 #   --profile P        perf | callgrind: profile sipcti during one run at --rate
 #                      (perf: perf record -e cpu-clock -F 999 --call-graph
-#                      dwarf attached to sipcti, reports perf.flat.txt and
-#                      perf.children.txt; callgrind: sipcti runs under
+#                      dwarf attached to sipcti, reports perf.flat.txt,
+#                      perf.children.txt and perf.split.txt, the samples by
+#                      kind of work: scripts/bench_perfsplit.py); callgrind: sipcti runs under
 #                      valgrind, use a low rate)
 #                      syscalls: perf stat of every syscall tracepoint,
 #                      context switches and task-clock attached to sipcti;
@@ -671,7 +672,8 @@ if [ -n "$PROFILE" ]; then
             --sort symbol >"$d/perf.flat.txt" 2>/dev/null
         perf report -i "$d/perf.data" --children --percent-limit 2 --stdio -g none \
             --sort symbol >"$d/perf.children.txt" 2>/dev/null
-        say "profile: $d/perf.flat.txt (self), $d/perf.children.txt (inclusive)"
+        python3 "$ROOT/scripts/bench_perfsplit.py" "$d/perf.data" >"$d/perf.split.txt" 2>/dev/null
+        say "profile: $d/perf.flat.txt (self), $d/perf.children.txt (inclusive), $d/perf.split.txt (by kind of work)"
     elif [ "$PROFILE" = callgrind ] && [ -s "$d/callgrind.out" ]; then
         callgrind_annotate "$d/callgrind.out" >"$d/callgrind.txt" 2>/dev/null
         callgrind_annotate --inclusive=yes "$d/callgrind.out" >"$d/callgrind.incl.txt" 2>/dev/null
