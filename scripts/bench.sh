@@ -26,7 +26,9 @@
 #                      "delay" mode), to see a slow Zammad in front of the
 #                      client's 8 parallel requests and the 1500 ms newCall wait
 #   --cti-wait S       wait at most S seconds for the CTI events to arrive  [60]
-#   --profile P        perf | callgrind: profile sipcti during one run at --rate
+#   --profile P        perf | callgrind | syscalls | allocs: profile sipcti
+#                      during one run at --rate (with --peer kamailio, perf
+#                      and syscalls then profile Kamailio's processes too)
 #                      (perf: perf record -e cpu-clock -F 999 --call-graph
 #                      dwarf attached to sipcti, reports perf.flat.txt,
 #                      perf.children.txt and perf.split.txt, the samples by
@@ -416,7 +418,8 @@ run_one() {
     local d="$OUT/$name" cfg pid dpid="" cpid="" ppid="" uas uac t0 t1 i load
     load=$(cut -d' ' -f1 /proc/loadavg)
     mkdir -p "$d"
-    [ "$kind" = kamailio ] && zam=0 prof=""
+    [ "$kind" = kamailio ] && zam=0
+    [ "$kind" = kamailio ] && [ "$prof" != perf ] && [ "$prof" != syscalls ] && prof=""
     cfg="$d/sipcti.toml"
     write_config "$cfg" "$zam"
     R_OK=0 R_CREATED=0 R_SIP_OK=0 R_FAILED=0 R_RETRANS=0 R_CPS=0 R_CTI=0
@@ -481,7 +484,7 @@ os.execv(sys.argv[1], sys.argv[1:])')
     wait_for 10 sh -c "(ss -Hlnu; ss -Hlnt) | grep -qF ' $TRUNK_IP:5060 '" || echo "bench: UAS not bound?" >&2
 
     if [ "$prof" = perf ]; then
-        perf record -e cpu-clock -F 999 --call-graph dwarf,16384 -p "$pid" -o "$d/perf.data" \
+        perf record -e cpu-clock -F 999 --call-graph dwarf,16384 -p "$(tree_of "$pid" | paste -sd,)" -o "$d/perf.data" \
             >"$d/perf.log" 2>&1 &
         ppid=$!
         track $ppid
@@ -493,7 +496,7 @@ os.execv(sys.argv[1], sys.argv[1:])')
         else
             evs+=(-e 'probe_sipcti:*')
         fi
-        perf stat -x ';' "${evs[@]}" -p "$pid" -o "$d/perf.stat" >"$d/perf.log" 2>&1 &
+        perf stat -x ';' "${evs[@]}" -p "$(tree_of "$pid" | paste -sd,)" -o "$d/perf.stat" >"$d/perf.log" 2>&1 &
         ppid=$!
         track $ppid
         sleep 1
@@ -646,6 +649,11 @@ say "bench: $TP, net 127.$NET.0/24 (proxy $PROXY_IP, trunk $TRUNK_IP, phone $PHO
 say "bench: $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), $(sipp -v 2>&1 | grep -o 'SIPp v[^ ]*' | head -1)"
 RUN=0
 BEST=""
+PROXIES=(sipcti)
+[ "$PEER" = kamailio ] && PROXIES+=(kamailio)
+sfx() { # proxy -> run name suffix
+    [ "$1" = sipcti ] || echo "-$1"
+}
 
 if [ -n "$PROFILE" ]; then
     if [ "$PROFILE" = allocs ]; then
@@ -658,35 +666,34 @@ if [ -n "$PROFILE" ]; then
         [ "$n" -gt 0 ] || die "perf probe: no mimalloc entry point found in $BIN"
         trap 'perf probe -q -d "probe_sipcti:*" 2>/dev/null; cleanup' EXIT
     fi
-    RUN=$((RUN + 1))
-    run_one "$(printf '%02d' $RUN)-profile-$PROFILE-r$RATE" "$RATE" "$(calls_for "$RATE")" 1 0 "$PROFILE"
-    d="$OUT/$(printf '%02d' $RUN)-profile-$PROFILE-r$RATE"
-    if [ "$PROFILE" = syscalls ] || [ "$PROFILE" = allocs ]; then
-        python3 "$ROOT/scripts/bench_perfstat.py" "$d/perf.stat" "$R_SIP_OK" >"$d/perf.stat.txt"
-        say "profile: $d/perf.stat.txt"
-        head -40 "$d/perf.stat.txt"
-        [ "$PROFILE" = allocs ] && perf probe -q -d 'probe_sipcti:*' 2>/dev/null
-    fi
-    if [ "$PROFILE" = perf ] && [ -s "$d/perf.data" ]; then
-        perf report -i "$d/perf.data" --no-children --percent-limit 0.5 --stdio -g none \
-            --sort symbol >"$d/perf.flat.txt" 2>/dev/null
-        perf report -i "$d/perf.data" --children --percent-limit 2 --stdio -g none \
-            --sort symbol >"$d/perf.children.txt" 2>/dev/null
-        python3 "$ROOT/scripts/bench_perfsplit.py" "$d/perf.data" >"$d/perf.split.txt" 2>/dev/null
-        say "profile: $d/perf.flat.txt (self), $d/perf.children.txt (inclusive), $d/perf.split.txt (by kind of work)"
-    elif [ "$PROFILE" = callgrind ] && [ -s "$d/callgrind.out" ]; then
-        callgrind_annotate "$d/callgrind.out" >"$d/callgrind.txt" 2>/dev/null
-        callgrind_annotate --inclusive=yes "$d/callgrind.out" >"$d/callgrind.incl.txt" 2>/dev/null
-        say "profile: $d/callgrind.txt (self), $d/callgrind.incl.txt (inclusive)"
-    fi
+    kinds=(sipcti)
+    [ "$PEER" = kamailio ] && { [ "$PROFILE" = perf ] || [ "$PROFILE" = syscalls ]; } && kinds+=(kamailio)
+    for kind in "${kinds[@]}"; do
+        RUN=$((RUN + 1))
+        run_one "$(printf '%02d' $RUN)-profile-$PROFILE-r$RATE$(sfx "$kind")" "$RATE" "$(calls_for "$RATE")" 1 0 "$PROFILE" "$kind"
+        d="$OUT/$(printf '%02d' $RUN)-profile-$PROFILE-r$RATE$(sfx "$kind")"
+        if [ "$PROFILE" = syscalls ] || [ "$PROFILE" = allocs ]; then
+            python3 "$ROOT/scripts/bench_perfstat.py" "$d/perf.stat" "$R_SIP_OK" >"$d/perf.stat.txt"
+            say "profile: $d/perf.stat.txt"
+            head -40 "$d/perf.stat.txt"
+            [ "$PROFILE" = allocs ] && perf probe -q -d 'probe_sipcti:*' 2>/dev/null
+        fi
+        if [ "$PROFILE" = perf ] && [ -s "$d/perf.data" ]; then
+            perf report -i "$d/perf.data" --no-children --percent-limit 0.5 --stdio -g none \
+                --sort symbol >"$d/perf.flat.txt" 2>/dev/null
+            perf report -i "$d/perf.data" --children --percent-limit 2 --stdio -g none \
+                --sort symbol >"$d/perf.children.txt" 2>/dev/null
+            python3 "$ROOT/scripts/bench_perfsplit.py" "$d/perf.data" >"$d/perf.split.txt" 2>/dev/null
+            say "profile: $d/perf.flat.txt (self), $d/perf.children.txt (inclusive), $d/perf.split.txt (by kind of work)"
+        elif [ "$PROFILE" = callgrind ] && [ -s "$d/callgrind.out" ]; then
+            callgrind_annotate "$d/callgrind.out" >"$d/callgrind.txt" 2>/dev/null
+            callgrind_annotate --inclusive=yes "$d/callgrind.out" >"$d/callgrind.incl.txt" 2>/dev/null
+            say "profile: $d/callgrind.txt (self), $d/callgrind.incl.txt (inclusive)"
+        fi
+    done
     exit 0
 fi
 
-PROXIES=(sipcti)
-[ "$PEER" = kamailio ] && PROXIES+=(kamailio)
-sfx() { # proxy -> run name suffix
-    [ "$1" = sipcti ] || echo "-$1"
-}
 
 # find_max PROXY: step up from --rate, then bisect; sets FM_GOOD, FM_BAD
 find_max() {
