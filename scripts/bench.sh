@@ -670,7 +670,7 @@ if [ -n "$PROFILE" ]; then
     [ "$PEER" = kamailio ] && { [ "$PROFILE" = perf ] || [ "$PROFILE" = syscalls ]; } && kinds+=(kamailio)
     for kind in "${kinds[@]}"; do
         RUN=$((RUN + 1))
-        run_one "$(printf '%02d' $RUN)-profile-$PROFILE-r$RATE$(sfx "$kind")" "$RATE" "$(calls_for "$RATE")" 1 0 "$PROFILE" "$kind"
+        run_one "$(printf '%02d' $RUN)-profile-$PROFILE-r$RATE$(sfx "$kind")" "$RATE" "$(calls_for "$RATE")" "$ZAMMAD" 0 "$PROFILE" "$kind"
         d="$OUT/$(printf '%02d' $RUN)-profile-$PROFILE-r$RATE$(sfx "$kind")"
         if [ "$PROFILE" = syscalls ] || [ "$PROFILE" = allocs ]; then
             python3 "$ROOT/scripts/bench_perfstat.py" "$d/perf.stat" "$R_SIP_OK" >"$d/perf.stat.txt"
