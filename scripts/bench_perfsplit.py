@@ -10,7 +10,9 @@ so an allocation made while parsing counts as "allocator" and a page fault
 inside a table insert as "page faults". Also prints the share of samples
 below a few entry points (inclusive).
 
-Usage: bench_perfsplit.py perf.data
+Usage: bench_perfsplit.py perf.data [TIME]
+TIME is passed to `perf script --time` (e.g. `0%-25%`: the first quarter of
+the recording, to look at the cold start alone).
 """
 import collections
 import re
@@ -57,7 +59,8 @@ ENTRIES = [
 
 
 def main():
-    p = subprocess.run(["perf", "script", "-i", sys.argv[1], "-F", "comm,tid,ip,sym"],
+    extra = ["--time", sys.argv[2]] if len(sys.argv) > 2 else []
+    p = subprocess.run(["perf", "script", "-i", sys.argv[1], "-F", "comm,tid,ip,sym"] + extra,
                        capture_output=True, text=True, check=True)
     cats = [(n, re.compile(r)) for n, r in CATEGORIES]
     ents = [(n, re.compile(r)) for n, r in ENTRIES]
