@@ -118,7 +118,17 @@
 # are in latency.csv in the run's directory (seconds since the first INVITE,
 # delay in ms).
 #
-# Last measured (2 cores shared with both SIPps and the double, 2026-11-21):
+# Last measured (2 cores shared with both SIPps, the double and other
+# engineers' builds, load 1-6, 2026-11-29; details in docs/SPEED.md):
+#   --peer kamailio --find-max --rate 1500 --factor 1.3 --refine 2 --repeat 3:
+#     max calls/s with zero failed calls sipcti 2,388 with CTI (its 3 repeats
+#     at that rate failed), Kamailio 4,283; CPU per call 365 vs 143 us
+#   the same with --no-zammad --no-latency: sipcti 3,493, Kamailio 4,858
+#   --peer kamailio --rate 2000 --repeat 3 (load 1-2): CPU per call sipcti 387
+#     (Zammad) / 239 (stdout), Kamailio 209 us; INVITE delay p99 498 / 5.9 /
+#     1.5 ms, first second 531 / 17 / 2.1 ms
+#
+# Previously (2 cores shared with both SIPps and the double, 2026-11-21):
 #   UDP 6,800 offered with CTI, 3 runs: 6,721-6,733 calls/s, 0 failed, 99000/99000 events
 #   TCP 6,800 offered with CTI, 3 runs: 6,726-6,747 calls/s, 0 failed
 #   UDP find-max without [zammad] (events on stdout): 9,684-9,687 calls/s, 0 failed
