@@ -414,7 +414,7 @@ start_kamailio() {
         -A "TRUNK_HOST=\"$TRUNK_IP\"" -A "TRUNK_PORT=5060"
         -A "PHONE_IP=\"$PHONE_IP\"" -A "INSIDE_URI=\"sip:$PHONE_IP:5060;transport=$TP\""
         -A "INSIDE_HOST=\"$PHONE_IP\"" -A "INSIDE_PORT=5060")
-    [ "$TP" = tcp ] && defs+=(-A WITH_TCP)
+    [ "$TP" = tcp ] && defs+=(-A WITH_TCP -A "LISTEN_IP=$PROXY_IP")
     $(pin 0) "$KAMAILIO" -f "$KAMAILIO_CFG" -DD -E -Y "$krun" -P "$krun/kamailio.pid" \
         -x tlsf -X tlsf -m 4096 -M 16 "${defs[@]}" >"$d/kamailio.log" 2>&1 &
     echo $!
@@ -602,7 +602,8 @@ print(' '.join('%s=%s' % (k, a.get(k, '?')) for k in ('sipcti', 'uas', 'uac')))
     stop_pid $pid TERM 15
     if [ "$kind" = kamailio ]; then
         R_CTI=0 R_CTI_S=0 R_FAILOPEN=0
-        R_WARN=$(grep -cE "(WARNING|ERROR|CRITICAL|ALERT):" "$d/kamailio.log")
+        # up to the shutdown (its TCP workers log EOF on their fd then)
+        R_WARN=$(sed '/Thank you for flying/,$d' "$d/kamailio.log" | grep -cE "(WARNING|ERROR|CRITICAL|ALERT):")
     else
         if [ "$zam" = 0 ]; then
             R_CTI=$(grep -c '"event"' "$d/sipcti.stdout")
