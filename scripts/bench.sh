@@ -40,8 +40,11 @@
 #                      allocs: uprobes on mimalloc's entry points in the
 #                      binary (mi_malloc, mi_zalloc, mi_calloc, mi_realloc,
 #                      their _aligned forms, mi_free), counted with perf stat
-#                      and printed per call (the probes cost ~2 us per hit:
-#                      use a moderate rate; they are removed afterwards)
+#                      and printed per call, and every allocation recorded
+#                      with its stack (allocsites.txt: call sites,
+#                      scripts/bench_allocsites.py; ~3 MB of perf.allocs.data
+#                      per call); the probes cost ~10 us per hit: use ~50
+#                      calls/s and a few hundred calls; removed afterwards
 #   --net A.B          use 127.A.B.0/24                   [127.240.x, x free]
 #   --sipp-buff BYTES  SIPp socket buffers (-buff_size; SIPp's own default is
 #                      65535, which overflows on any burst sipcti sends)
@@ -142,7 +145,7 @@
 #   scripts/bench.sh --no-zammad --rate 900 --secs 50 --no-latency   # steady state
 #   scripts/bench.sh --rate 200 --calls 1600 --zammad-delay 20       # slow Zammad
 #   scripts/bench.sh --profile perf --rate 2000 --calls 12000
-#   scripts/bench.sh --peer kamailio --find-max --rate 2000 --factor 1.25 --refine 2 --repeat 3 --pin
+#   scripts/bench.sh --peer kamailio --find-max --rate 1500 --factor 1.3 --refine 2 --repeat 3
 set -u -o pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -509,6 +512,14 @@ os.execv(sys.argv[1], sys.argv[1:])')
         perf stat -x ';' "${evs[@]}" -p "$(tree_of "$pid" | paste -sd,)" -o "$d/perf.stat" >"$d/perf.log" 2>&1 &
         ppid=$!
         track $ppid
+        if [ "$prof" = allocs ]; then
+            # call sites: every allocation with its stack (~8 KB a sample:
+            # 400 calls make ~1.3 GB)
+            perf record -e probe_sipcti:mi_malloc_aligned --call-graph dwarf,8192 -p "$pid" \
+                -o "$d/perf.allocs.data" >"$d/perf.allocs.log" 2>&1 &
+            APID=$!
+            track $APID
+        fi
         sleep 1
     fi
 
@@ -597,6 +608,7 @@ print(' '.join('%s=%s' % (k, a.get(k, '?')) for k in ('sipcti', 'uas', 'uac')))
     fi
     # perf stat counts until the CTI requests of the last calls are done too
     [ -n "$ppid" ] && [ "$prof" != perf ] && stop_pid $ppid INT 30
+    [ "$prof" = allocs ] && stop_pid "$APID" INT 60
     R_HWM=$(hwm_tree $pid)
     R_PSS=$(pss_tree $pid)
     stop_pid $pid TERM 15
@@ -687,6 +699,10 @@ if [ -n "$PROFILE" ]; then
             python3 "$ROOT/scripts/bench_perfstat.py" "$d/perf.stat" "$R_SIP_OK" >"$d/perf.stat.txt"
             say "profile: $d/perf.stat.txt"
             head -40 "$d/perf.stat.txt"
+            if [ "$PROFILE" = allocs ] && [ -s "$d/perf.allocs.data" ]; then
+                python3 "$ROOT/scripts/bench_allocsites.py" "$d/perf.allocs.data" 60 >"$d/allocsites.txt" 2>/dev/null
+                say "profile: $d/allocsites.txt (allocation call sites)"
+            fi
             [ "$PROFILE" = allocs ] && perf probe -q -d 'probe_sipcti:*' 2>/dev/null
         fi
         if [ "$PROFILE" = perf ] && [ -s "$d/perf.data" ]; then
