@@ -26,18 +26,50 @@
 #                      "delay" mode), to see a slow Zammad in front of the
 #                      client's 8 parallel requests and the 1500 ms newCall wait
 #   --cti-wait S       wait at most S seconds for the CTI events to arrive  [60]
-#   --profile P        perf | callgrind: profile sipcti during one run at --rate
+#   --profile P        perf | callgrind | syscalls | allocs: profile sipcti
+#                      during one run at --rate (with --peer kamailio, perf
+#                      and syscalls then profile Kamailio's processes too)
 #                      (perf: perf record -e cpu-clock -F 999 --call-graph
-#                      dwarf attached to sipcti, reports perf.flat.txt and
-#                      perf.children.txt; callgrind: sipcti runs under
+#                      dwarf attached to sipcti, reports perf.flat.txt,
+#                      perf.children.txt and perf.split.txt, the samples by
+#                      kind of work: scripts/bench_perfsplit.py); callgrind: sipcti runs under
 #                      valgrind, use a low rate)
+#                      syscalls: perf stat of every syscall tracepoint,
+#                      context switches and task-clock attached to sipcti;
+#                      prints them per successful call (perf.stat.txt)
+#                      allocs: uprobes on mimalloc's entry points in the
+#                      binary (mi_malloc, mi_zalloc, mi_calloc, mi_realloc,
+#                      their _aligned forms, mi_free), counted with perf stat
+#                      and printed per call, and every allocation recorded
+#                      with its stack (allocsites.txt: call sites,
+#                      scripts/bench_allocsites.py; ~3 MB of perf.allocs.data
+#                      per call); the probes cost ~10 us per hit: use ~50
+#                      calls/s and a few hundred calls; removed afterwards
 #   --net A.B          use 127.A.B.0/24                   [127.240.x, x free]
 #   --sipp-buff BYTES  SIPp socket buffers (-buff_size; SIPp's own default is
 #                      65535, which overflows on any burst sipcti sends)
 #                      [4194304; 0 = SIPp's default]
 #   --pin              pin sipcti to CPU 0, SIPp and the double to CPU 1
+#   --no-thp           start sipcti with transparent huge pages disabled
+#                      (prctl PR_SET_THP_DISABLE, through python3): shows
+#                      what first-touch huge-page faults cost at cold start
+#   --peer P           none | kamailio: also run the same load through
+#                      Kamailio (fixtures/bench/kamailio.cfg: tm + rr + dialog,
+#                      TLSF allocators, -m 4096 -M 16, 2 children) at the same
+#                      address and port as sipcti, one proxy at a time: each
+#                      --find-max step search, each --repeat run and a capture
+#                      latency pass; then print both side by side (CPU per
+#                      call, INVITE delay p50/p99/max, max calls/s with zero
+#                      failed calls, peak RSS). Kamailio runs without CTI, so
+#                      its runs pass on SIPp's figures alone.       [none]
 #   --out DIR          results                  [target/bench/YYYYmmdd-HHMMSS]
 #   --no-build         do not run cargo build
+#
+# Needs: sip-tester (sipp), jq, curl, python3, ss; tcpdump for the latency
+# passes (tshark too with --transport tcp); kamailio (Debian's package) for
+# --peer kamailio; perf (linux-perf) or valgrind for --profile. Runs without
+# root if tcpdump may capture on lo (CAP_NET_RAW) and perf may attach to the
+# user's processes (kernel.perf_event_paranoid <= 1).
 #
 # A run PASSES when SIPp reports every call successful (no failed call, no
 # timeout), SIPp reached at least 95% of the offered rate (CallRate(C)), the
@@ -59,6 +91,15 @@
 #   sock_drops   kernel drops on each UDP socket (receive buffer full):
 #                sipcti / trunk / phone ("?" = no such UDP socket, e.g. TCP)
 #   cpu_s        CPU seconds of each process during the run (wall = its length)
+#   cpu_us_call  the proxy's CPU (utime+stime of all its processes and
+#                threads, from /proc/PID/stat, over the SIPp run) per
+#                successful call, in microseconds
+#   load         1-minute load average when the run started (the machine is
+#                shared: a high load means noisy figures)
+#
+# With --peer kamailio, runs named *-kamailio are Kamailio's (proxy=kamailio):
+# its rss_mb is the sum of VmHWM over its processes (shared memory counted in
+# each, so an upper bound), pss_mb the sum of their Pss at the end of the run.
 #
 # Note: the double keeps its last 100,000 requests, so runs with Zammad have at
 # most 33,000 calls (shorter than --secs at high rates).
@@ -75,8 +116,24 @@
 #                     to the double (the INVITE waits for Zammad's answer).
 #   "proxy only"    : the [zammad] section removed (stdout sink, newCall is
 #                     answered at once): sipcti's own forwarding time.
+#   "kamailio"      : with --peer kamailio, the same pass through Kamailio.
+# Each pass prints the whole run's figures and splits them: first1s_* for
+# calls whose INVITE reached the proxy in the first second of load, after1s_*
+# for the rest, over10ms = calls delayed more than 10 ms; the per-call delays
+# are in latency.csv in the run's directory (seconds since the first INVITE,
+# delay in ms).
 #
-# Last measured (2 cores shared with both SIPps and the double, 2026-11-21):
+# Last measured (2 cores shared with both SIPps, the double and other
+# engineers' builds, load 1-6, 2026-11-29; details in docs/SPEED.md):
+#   --peer kamailio --find-max --rate 1500 --factor 1.3 --refine 2 --repeat 3:
+#     max calls/s with zero failed calls sipcti 2,388 with CTI (its 3 repeats
+#     at that rate failed), Kamailio 4,283; CPU per call 365 vs 143 us
+#   the same with --no-zammad --no-latency: sipcti 3,493, Kamailio 4,858
+#   --peer kamailio --rate 2000 --repeat 3 (load 1-2): CPU per call sipcti 387
+#     (Zammad) / 239 (stdout), Kamailio 209 us; INVITE delay p99 498 / 5.9 /
+#     1.5 ms, first second 531 / 17 / 2.1 ms
+#
+# Previously (2 cores shared with both SIPps and the double, 2026-11-21):
 #   UDP 6,800 offered with CTI, 3 runs: 6,721-6,733 calls/s, 0 failed, 99000/99000 events
 #   TCP 6,800 offered with CTI, 3 runs: 6,726-6,747 calls/s, 0 failed
 #   UDP find-max without [zammad] (events on stdout): 9,684-9,687 calls/s, 0 failed
@@ -94,6 +151,7 @@
 #   scripts/bench.sh --no-zammad --rate 900 --secs 50 --no-latency   # steady state
 #   scripts/bench.sh --rate 200 --calls 1600 --zammad-delay 20       # slow Zammad
 #   scripts/bench.sh --profile perf --rate 2000 --calls 12000
+#   scripts/bench.sh --peer kamailio --find-max --rate 1500 --factor 1.3 --refine 2 --repeat 3
 set -u -o pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -120,6 +178,8 @@ ZDELAY=0
 PROFILE=""
 NET=""
 PIN=0
+PEER=none
+NO_THP=0
 SIPP_BUFF=4194304
 OUT=""
 BUILD=1
@@ -146,6 +206,8 @@ while [ $# -gt 0 ]; do
         --profile) PROFILE=$2; shift 2 ;;
         --net) NET=$2; shift 2 ;;
         --pin) PIN=1; shift ;;
+        --peer) PEER=$2; shift 2 ;;
+        --no-thp) NO_THP=1; shift ;;
         --sipp-buff) SIPP_BUFF=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
         --no-build) BUILD=0; shift ;;
@@ -157,7 +219,14 @@ done
 SIPP_EXTRA=()
 [ "$SIPP_BUFF" != 0 ] && SIPP_EXTRA=(-buff_size "$SIPP_BUFF")
 case "$TP" in udp) SIPP_T=u1 ;; tcp) SIPP_T=t1 ;; *) die "--transport udp|tcp" ;; esac
-case "$PROFILE" in ""|perf|callgrind) ;; *) die "--profile perf|callgrind" ;; esac
+case "$PROFILE" in ""|perf|callgrind|syscalls|allocs) ;; *) die "--profile perf|callgrind|syscalls|allocs" ;; esac
+case "$PEER" in none|kamailio) ;; *) die "--peer none|kamailio" ;; esac
+KAMAILIO_CFG="$FIX/kamailio.cfg"
+if [ "$PEER" = kamailio ]; then
+    command -v kamailio >/dev/null || [ -x /usr/sbin/kamailio ] || die "kamailio not installed (apt-get install kamailio)"
+    KAMAILIO=$(command -v kamailio || echo /usr/sbin/kamailio)
+    [ -r "$KAMAILIO_CFG" ] || die "$KAMAILIO_CFG missing"
+fi
 for n in "$RATE" "$SECS" "$HOLD" "$ZDELAY" "$MAX_RATE" "$REFINE" "$REPEAT" "$CTI_WAIT"; do
     [[ "$n" =~ ^[0-9]+$ ]] || die "not a number: $n"
 done
@@ -280,6 +349,29 @@ cpu_of() { # pid -> utime+stime in clock ticks (0 if gone)
     awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0
 }
 
+tree_of() { # pid -> the pid and its children (Kamailio's workers), one a line
+    echo "$1"
+    pgrep -P "$1" 2>/dev/null || true
+}
+
+cpu_tree() { # pid -> utime+stime of the pid and its children, clock ticks
+    local p t=0
+    for p in $(tree_of "$1"); do t=$((t + $(cpu_of "$p"))); done
+    echo "$t"
+}
+
+hwm_tree() { # pid -> sum of VmHWM (kB) over the pid and its children
+    local p
+    for p in $(tree_of "$1"); do cat "/proc/$p/status" 2>/dev/null; done |
+        awk '/^VmHWM/ {s += $2} END {print s + 0}'
+}
+
+pss_tree() { # pid -> sum of Pss (kB) over the pid and its children
+    local p
+    for p in $(tree_of "$1"); do cat "/proc/$p/smaps_rollup" 2>/dev/null; done |
+        awk '/^Pss:/ {s += $2} END {print s + 0}'
+}
+
 udp_errors() { # "InErrors RcvbufErrors" of the host (all of UDP)
     awk '/^Udp:/ { if (!h) { for (i = 1; i <= NF; i++) col[$i] = i; h = 1 } else print $col["InErrors"], $col["RcvbufErrors"] }' /proc/net/snmp
 }
@@ -327,17 +419,38 @@ print("created=%d ok=%d failed=%d retrans=%d elapsed=%.3f callrate=%.1f" % (
 EOF
 }
 
-# run_one NAME RATE CALLS WITH_ZAMMAD CAPTURE PROFILE
+# start_kamailio DIR: Kamailio as the proxy (PROXY_IP:5060), in the
+# foreground with its own runtime dir; prints its main PID
+start_kamailio() {
+    local d=$1 krun="$1/kamailio-run"
+    mkdir -p "$krun"
+    local defs=(-A "LISTEN=$TP:$PROXY_IP:5060"
+        -A "TRUNK_IP=\"$TRUNK_IP\"" -A "TRUNK_URI=\"sip:$TRUNK_IP:5060;transport=$TP\""
+        -A "TRUNK_HOST=\"$TRUNK_IP\"" -A "TRUNK_PORT=5060"
+        -A "PHONE_IP=\"$PHONE_IP\"" -A "INSIDE_URI=\"sip:$PHONE_IP:5060;transport=$TP\""
+        -A "INSIDE_HOST=\"$PHONE_IP\"" -A "INSIDE_PORT=5060")
+    [ "$TP" = tcp ] && defs+=(-A WITH_TCP -A "LISTEN_IP=$PROXY_IP")
+    $(pin 0) "$KAMAILIO" -f "$KAMAILIO_CFG" -DD -E -Y "$krun" -P "$krun/kamailio.pid" \
+        -x tlsf -X tlsf -m 4096 -M 16 "${defs[@]}" >"$d/kamailio.log" 2>&1 &
+    echo $!
+}
+
+# run_one NAME RATE CALLS WITH_ZAMMAD CAPTURE PROFILE [PROXY]
+# PROXY: sipcti (default) or kamailio (no CTI: WITH_ZAMMAD is ignored).
 # Sets R_* variables and appends a line to $OUT/runs.tsv.
 run_one() {
-    local name=$1 rate=$2 calls=$3 zam=$4 cap=$5 prof=$6
-    local d="$OUT/$name" cfg pid dpid="" cpid="" ppid="" uas uac t0 t1 i
+    local name=$1 rate=$2 calls=$3 zam=$4 cap=$5 prof=$6 kind=${7:-sipcti}
+    local d="$OUT/$name" cfg pid dpid="" cpid="" ppid="" uas uac t0 t1 i load
+    load=$(cut -d' ' -f1 /proc/loadavg)
     mkdir -p "$d"
+    [ "$kind" = kamailio ] && zam=0
+    [ "$kind" = kamailio ] && [ "$prof" != perf ] && [ "$prof" != syscalls ] && prof=""
     cfg="$d/sipcti.toml"
     write_config "$cfg" "$zam"
     R_OK=0 R_CREATED=0 R_SIP_OK=0 R_FAILED=0 R_RETRANS=0 R_CPS=0 R_CTI=0
-    R_CTI_EXP=$((calls * 3)) R_CTI_S=nan R_FAILOPEN=0 R_HWM=0 R_LAT="" R_WARN=0 R_CPU=0
+    R_CTI_EXP=$((calls * 3)) R_CTI_S=nan R_FAILOPEN=0 R_HWM=0 R_PSS=0 R_LAT="" R_WARN=0 R_CPU=0 R_USCALL=nan
     R_IDLE_RSS=0 R_LOAD_RSS=0
+    [ "$kind" = kamailio ] && R_CTI_EXP=0
 
     if [ "$zam" = 1 ]; then
         $(pin 1) "$BIN" zammad-double --listen "$PROXY_IP:$DOUBLE_PORT" --token "$TOKEN" \
@@ -356,14 +469,28 @@ run_one() {
     local runner=()
     if [ "$prof" = callgrind ]; then
         runner=(valgrind --tool=callgrind --callgrind-out-file="$d/callgrind.out")
+    elif [ "$NO_THP" = 1 ]; then
+        # PR_SET_THP_DISABLE = 41, kept across execve
+        runner=(python3 -c 'import ctypes, os, sys
+if ctypes.CDLL(None, use_errno=True).prctl(41, 1, 0, 0, 0) != 0: sys.exit("prctl failed")
+os.execv(sys.argv[1], sys.argv[1:])')
     fi
-    SIPCTI_LOG="warn,sipcti_proxy::runtime=info" $(pin 0) "${runner[@]}" "$BIN" run --config "$cfg" \
-        >"$d/sipcti.stdout" 2>"$d/sipcti.log" &
-    pid=$!
-    track $pid
-    wait_for 60 grep -qs "sipcti listening" "$d/sipcti.log" ||
-        { echo "bench: sipcti did not start" >&2; cat "$d/sipcti.log" >&2; stop_pid $pid; [ -n "$dpid" ] && stop_pid $dpid; return 1; }
-    # idle memory: sipcti up, no call yet
+    if [ "$kind" = kamailio ]; then
+        pid=$(start_kamailio "$d")
+        track $pid
+        # bound, and its workers forked
+        wait_for 30 sh -c "(ss -Hlnu; ss -Hlnt) | grep -qF ' $PROXY_IP:5060 ' && [ \$(pgrep -P $pid | wc -l) -ge 4 ]" ||
+            { echo "bench: kamailio did not start" >&2; cat "$d/kamailio.log" >&2; stop_pid $pid; return 1; }
+        sleep 0.2
+    else
+        SIPCTI_LOG="warn,sipcti_proxy::runtime=info" $(pin 0) "${runner[@]}" "$BIN" run --config "$cfg" \
+            >"$d/sipcti.stdout" 2>"$d/sipcti.log" &
+        pid=$!
+        track $pid
+        wait_for 60 grep -qs "sipcti listening" "$d/sipcti.log" ||
+            { echo "bench: sipcti did not start" >&2; cat "$d/sipcti.log" >&2; stop_pid $pid; [ -n "$dpid" ] && stop_pid $dpid; return 1; }
+    fi
+    # idle memory: the proxy up, no call yet
     sleep 1
     R_IDLE_RSS=$(rss_kb $pid)
 
@@ -386,15 +513,34 @@ run_one() {
     wait_for 10 sh -c "(ss -Hlnu; ss -Hlnt) | grep -qF ' $TRUNK_IP:5060 '" || echo "bench: UAS not bound?" >&2
 
     if [ "$prof" = perf ]; then
-        perf record -e cpu-clock -F 999 --call-graph dwarf,16384 -p "$pid" -o "$d/perf.data" \
+        perf record -e cpu-clock -F 999 --call-graph dwarf,16384 -p "$(tree_of "$pid" | paste -sd,)" -o "$d/perf.data" \
             >"$d/perf.log" 2>&1 &
         ppid=$!
         track $ppid
         sleep 1
+    elif [ "$prof" = syscalls ] || [ "$prof" = allocs ]; then
+        local evs=(-e task-clock -e context-switches -e cpu-migrations)
+        if [ "$prof" = syscalls ]; then
+            evs+=(-e 'raw_syscalls:sys_enter' -e 'syscalls:sys_enter_*')
+        else
+            evs+=(-e 'probe_sipcti:*')
+        fi
+        perf stat -x ';' "${evs[@]}" -p "$(tree_of "$pid" | paste -sd,)" -o "$d/perf.stat" >"$d/perf.log" 2>&1 &
+        ppid=$!
+        track $ppid
+        if [ "$prof" = allocs ]; then
+            # call sites: every allocation with its stack (~8 KB a sample:
+            # 400 calls make ~1.3 GB)
+            perf record -e probe_sipcti:mi_malloc_aligned --call-graph dwarf,8192 -p "$pid" \
+                -o "$d/perf.allocs.data" >"$d/perf.allocs.log" 2>&1 &
+            APID=$!
+            track $APID
+        fi
+        sleep 1
     fi
 
     local cpu0 udp0
-    cpu0=$(cpu_of $pid)
+    cpu0=$(cpu_tree $pid)
     local dcpu0=0
     [ -n "$dpid" ] && dcpu0=$(cpu_of $dpid)
     udp0=$(udp_errors)
@@ -427,7 +573,7 @@ print(' '.join('%s=%s' % kv for kv in a.items()))")
     local uac_rc=$?
     t1=$(date +%s.%N)
     local cpu1 dcpu1=0 udp1
-    cpu1=$(cpu_of $pid)
+    cpu1=$(cpu_tree $pid)
     [ -n "$dpid" ] && dcpu1=$(cpu_of $dpid)
     udp1=$(udp_errors)
     # per-socket UDP drops (skmem d): last sample taken while the UAC ran,
@@ -441,7 +587,7 @@ print(' '.join('%s=%s' % (k, a.get(k, '?')) for k in ('sipcti', 'uas', 'uac')))
 ")
     stop_pid $uas TERM 5 # it ends by itself after -m calls; this bounds it
 
-    [ -n "$ppid" ] && stop_pid $ppid INT 30
+    [ -n "$ppid" ] && [ "$prof" = perf ] && stop_pid $ppid INT 30
     # tcpdump hands packets over in blocks: give it time to write the last ones
     [ -n "$cpid" ] && sleep 2 && stop_pid $cpid INT 10
 
@@ -455,7 +601,7 @@ print(' '.join('%s=%s' % (k, a.get(k, '?')) for k in ('sipcti', 'uas', 'uac')))
     local hz
     hz=$(getconf CLK_TCK)
     R_CPU=$(python3 -c "print('%.2f' % (($cpu1 - $cpu0) / $hz))")
-    R_CPUS="sipcti=$R_CPU double=$(python3 -c "print('%.2f' % (($dcpu1 - $dcpu0) / $hz))") sipp_uac=$(python3 -c "print('%.2f' % ($uac_cpu / $hz))") sipp_uas=$(python3 -c "print('%.2f' % ($uas_cpu / $hz))") wall=$(python3 -c "print('%.2f' % ($t1 - $t0))")"
+    R_CPUS="$kind=$R_CPU double=$(python3 -c "print('%.2f' % (($dcpu1 - $dcpu0) / $hz))") sipp_uac=$(python3 -c "print('%.2f' % ($uac_cpu / $hz))") sipp_uas=$(python3 -c "print('%.2f' % ($uas_cpu / $hz))") wall=$(python3 -c "print('%.2f' % ($t1 - $t0))")"
     R_UDPERR=$(python3 -c "a='$udp0'.split(); b='$udp1'.split(); print('in_err=%d rcvbuf=%d' % (int(b[0])-int(a[0]), int(b[1])-int(a[1])))")
 
     # CTI events
@@ -477,25 +623,37 @@ print(' '.join('%s=%s' % (k, a.get(k, '?')) for k in ('sipcti', 'uas', 'uac')))
         done
         R_CTI_S=$(python3 -c "print('%.1f' % ($(date +%s.%N) - $t1))")
     fi
-    R_HWM=$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status" 2>/dev/null)
-    R_HWM=${R_HWM:-0}
+    # perf stat counts until the CTI requests of the last calls are done too
+    [ -n "$ppid" ] && [ "$prof" != perf ] && stop_pid $ppid INT 30
+    [ "$prof" = allocs ] && stop_pid "$APID" INT 60
+    R_HWM=$(hwm_tree $pid)
+    R_PSS=$(pss_tree $pid)
     stop_pid $pid TERM 15
-    if [ "$zam" = 0 ]; then
-        R_CTI=$(grep -c '"event"' "$d/sipcti.stdout")
-        R_CTI_S=0
+    if [ "$kind" = kamailio ]; then
+        R_CTI=0 R_CTI_S=0 R_FAILOPEN=0
+        # up to the shutdown (its TCP workers log EOF on their fd then)
+        R_WARN=$(sed '/Thank you for flying/,$d' "$d/kamailio.log" | grep -cE "(WARNING|ERROR|CRITICAL|ALERT):")
+    else
+        if [ "$zam" = 0 ]; then
+            R_CTI=$(grep -c '"event"' "$d/sipcti.stdout")
+            R_CTI_S=0
+        fi
+        R_FAILOPEN=$(grep -c "not answered in time" "$d/sipcti.log")
+        R_WARN=$(sed "s/\x1b\[[0-9;]*m//g" "$d/sipcti.log" | grep -c " WARN ")
     fi
     [ -n "$dpid" ] && stop_pid $dpid TERM 5
-    R_FAILOPEN=$(grep -c "not answered in time" "$d/sipcti.log")
-    R_WARN=$(sed "s/\x1b\[[0-9;]*m//g" "$d/sipcti.log" | grep -c " WARN ")
+    if [ "$R_SIP_OK" -gt 0 ]; then
+        R_USCALL=$(python3 -c "print('%.1f' % (($cpu1 - $cpu0) / $hz / $R_SIP_OK * 1e6))")
+    fi
 
     if [ "$cap" = 1 ] && [ -s "$d/capture.pcap" ]; then
         if [ "$TP" = udp ]; then
-            R_LAT=$(python3 "$ROOT/scripts/bench_latency.py" "$PHONE_IP" "$PROXY_IP" "$TRUNK_IP" --pcap "$d/capture.pcap")
+            R_LAT=$(python3 "$ROOT/scripts/bench_latency.py" "$PHONE_IP" "$PROXY_IP" "$TRUNK_IP" --csv "$d/latency.csv" --pcap "$d/capture.pcap")
         else
             tshark -r "$d/capture.pcap" -n -Y 'sip.Method == "INVITE"' -T fields -E separator='|' \
                 -e frame.time_epoch -e ip.src -e ip.dst -e sip.Method -e sip.Call-ID \
                 >"$d/invites.txt" 2>"$d/tshark.err"
-            R_LAT=$(python3 "$ROOT/scripts/bench_latency.py" "$PHONE_IP" "$PROXY_IP" "$TRUNK_IP" <"$d/invites.txt")
+            R_LAT=$(python3 "$ROOT/scripts/bench_latency.py" "$PHONE_IP" "$PROXY_IP" "$TRUNK_IP" --csv "$d/latency.csv" <"$d/invites.txt")
         fi
         local drops
         drops=$(grep -o '[0-9]* packets dropped by kernel' "$d/tcpdump.err" | awk '{print $1}')
@@ -507,13 +665,14 @@ print(' '.join('%s=%s' % (k, a.get(k, '?')) for k in ('sipcti', 'uas', 'uac')))
         [ $((R_CPS * 100)) -ge $((rate * 95)) ]; then
         R_OK=1
     fi
-    local hwm_mb idle_mb load_mb
+    local hwm_mb pss_mb idle_mb load_mb
     hwm_mb=$(python3 -c "print('%.1f' % ($R_HWM / 1024))")
+    pss_mb=$(python3 -c "print('%.1f' % ($R_PSS / 1024))")
     idle_mb=$(python3 -c "print('%.1f' % ($R_IDLE_RSS / 1024))")
     load_mb=$(python3 -c "print('%.1f' % ($R_LOAD_RSS / 1024))")
-    printf '%s\t%s\trate=%s\tcalls=%s\tzammad=%s\tpass=%s\tsipp_rc=%s\tcreated=%s\tok=%s\tfailed=%s\tretrans=%s\tcps=%s\tcti=%s/%s\tcti_drain_s=%s\tfail_open=%s\twarn=%s\tidle_rss_mb=%s\tload_rss_mb=%s\trss_mb=%s\tudp_%s\tsock_drops:%s\tcpu_s:%s\t%s\n' \
-        "$(date +%T)" "$name" "$rate" "$calls" "$zam" "$R_OK" "$uac_rc" "$R_CREATED" "$R_SIP_OK" "$R_FAILED" \
-        "$R_RETRANS" "$R_CPS" "$R_CTI" "$R_CTI_EXP" "$R_CTI_S" "$R_FAILOPEN" "$R_WARN" "$idle_mb" "$load_mb" "$hwm_mb" "$R_UDPERR" "$R_SOCKDROP" "$R_CPUS" "$R_LAT" |
+    printf '%s\t%s\tproxy=%s\tload=%s\trate=%s\tcalls=%s\tzammad=%s\tpass=%s\tsipp_rc=%s\tcreated=%s\tok=%s\tfailed=%s\tretrans=%s\tcps=%s\tcti=%s/%s\tcti_drain_s=%s\tfail_open=%s\twarn=%s\tidle_rss_mb=%s\tload_rss_mb=%s\trss_mb=%s\tpss_mb=%s\tudp_%s\tsock_drops:%s\tcpu_s:%s\tcpu_us_call=%s\t%s\n' \
+        "$(date +%T)" "$name" "$kind" "$load" "$rate" "$calls" "$zam" "$R_OK" "$uac_rc" "$R_CREATED" "$R_SIP_OK" "$R_FAILED" \
+        "$R_RETRANS" "$R_CPS" "$R_CTI" "$R_CTI_EXP" "$R_CTI_S" "$R_FAILOPEN" "$R_WARN" "$idle_mb" "$load_mb" "$hwm_mb" "$pss_mb" "$R_UDPERR" "$R_SOCKDROP" "$R_CPUS" "$R_USCALL" "$R_LAT" |
         tee -a "$OUT/runs.tsv"
     return 0
 }
@@ -532,61 +691,104 @@ say "bench: $TP, net 127.$NET.0/24 (proxy $PROXY_IP, trunk $TRUNK_IP, phone $PHO
 say "bench: $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), $(sipp -v 2>&1 | grep -o 'SIPp v[^ ]*' | head -1)"
 RUN=0
 BEST=""
+PROXIES=(sipcti)
+[ "$PEER" = kamailio ] && PROXIES+=(kamailio)
+sfx() { # proxy -> run name suffix
+    [ "$1" = sipcti ] || echo "-$1"
+}
 
 if [ -n "$PROFILE" ]; then
-    RUN=$((RUN + 1))
-    run_one "$(printf '%02d' $RUN)-profile-$PROFILE-r$RATE" "$RATE" "$(calls_for "$RATE")" 1 0 "$PROFILE"
-    d="$OUT/$(printf '%02d' $RUN)-profile-$PROFILE-r$RATE"
-    if [ "$PROFILE" = perf ] && [ -s "$d/perf.data" ]; then
-        perf report -i "$d/perf.data" --no-children --percent-limit 0.5 --stdio -g none \
-            --sort symbol >"$d/perf.flat.txt" 2>/dev/null
-        perf report -i "$d/perf.data" --children --percent-limit 2 --stdio -g none \
-            --sort symbol >"$d/perf.children.txt" 2>/dev/null
-        say "profile: $d/perf.flat.txt (self), $d/perf.children.txt (inclusive)"
-    elif [ "$PROFILE" = callgrind ] && [ -s "$d/callgrind.out" ]; then
-        callgrind_annotate "$d/callgrind.out" >"$d/callgrind.txt" 2>/dev/null
-        callgrind_annotate --inclusive=yes "$d/callgrind.out" >"$d/callgrind.incl.txt" 2>/dev/null
-        say "profile: $d/callgrind.txt (self), $d/callgrind.incl.txt (inclusive)"
+    if [ "$PROFILE" = allocs ]; then
+        perf probe -q -d 'probe_sipcti:*' 2>/dev/null
+        n=0
+        for f in mi_malloc mi_zalloc mi_calloc mi_realloc mi_malloc_aligned mi_zalloc_aligned \
+            mi_realloc_aligned mi_free; do
+            perf probe -q -x "$BIN" -a "$f" 2>/dev/null && n=$((n + 1))
+        done
+        [ "$n" -gt 0 ] || die "perf probe: no mimalloc entry point found in $BIN"
+        trap 'perf probe -q -d "probe_sipcti:*" 2>/dev/null; cleanup' EXIT
     fi
+    kinds=(sipcti)
+    [ "$PEER" = kamailio ] && { [ "$PROFILE" = perf ] || [ "$PROFILE" = syscalls ]; } && kinds+=(kamailio)
+    for kind in "${kinds[@]}"; do
+        RUN=$((RUN + 1))
+        run_one "$(printf '%02d' $RUN)-profile-$PROFILE-r$RATE$(sfx "$kind")" "$RATE" "$(calls_for "$RATE")" "$ZAMMAD" 0 "$PROFILE" "$kind"
+        d="$OUT/$(printf '%02d' $RUN)-profile-$PROFILE-r$RATE$(sfx "$kind")"
+        if [ "$PROFILE" = syscalls ] || [ "$PROFILE" = allocs ]; then
+            python3 "$ROOT/scripts/bench_perfstat.py" "$d/perf.stat" "$R_SIP_OK" >"$d/perf.stat.txt"
+            say "profile: $d/perf.stat.txt"
+            head -40 "$d/perf.stat.txt"
+            if [ "$PROFILE" = allocs ] && [ -s "$d/perf.allocs.data" ]; then
+                python3 "$ROOT/scripts/bench_allocsites.py" "$d/perf.allocs.data" 60 >"$d/allocsites.txt" 2>/dev/null
+                say "profile: $d/allocsites.txt (allocation call sites)"
+            fi
+            [ "$PROFILE" = allocs ] && perf probe -q -d 'probe_sipcti:*' 2>/dev/null
+        fi
+        if [ "$PROFILE" = perf ] && [ -s "$d/perf.data" ]; then
+            perf report -i "$d/perf.data" --no-children --percent-limit 0.5 --stdio -g none \
+                --sort symbol >"$d/perf.flat.txt" 2>/dev/null
+            perf report -i "$d/perf.data" --children --percent-limit 2 --stdio -g none \
+                --sort symbol >"$d/perf.children.txt" 2>/dev/null
+            python3 "$ROOT/scripts/bench_perfsplit.py" "$d/perf.data" >"$d/perf.split.txt" 2>/dev/null
+            say "profile: $d/perf.flat.txt (self), $d/perf.children.txt (inclusive), $d/perf.split.txt (by kind of work)"
+        elif [ "$PROFILE" = callgrind ] && [ -s "$d/callgrind.out" ]; then
+            callgrind_annotate "$d/callgrind.out" >"$d/callgrind.txt" 2>/dev/null
+            callgrind_annotate --inclusive=yes "$d/callgrind.out" >"$d/callgrind.incl.txt" 2>/dev/null
+            say "profile: $d/callgrind.txt (self), $d/callgrind.incl.txt (inclusive)"
+        fi
+    done
     exit 0
 fi
 
-if [ "$FIND_MAX" = 1 ]; then
-    good=0 bad=0 r=$RATE
+
+# find_max PROXY: step up from --rate, then bisect; sets FM_GOOD, FM_BAD
+find_max() {
+    local kind=$1 good=0 bad=0 r=$RATE i=0
     # step up
     while [ "$r" -le "$MAX_RATE" ]; do
         RUN=$((RUN + 1))
-        run_one "$(printf '%02d' $RUN)-step-r$r" "$r" "$(calls_for "$r")" $ZAMMAD 0 "" || break
+        run_one "$(printf '%02d' $RUN)-step-r$r$(sfx "$kind")" "$r" "$(calls_for "$r")" $ZAMMAD 0 "" "$kind" || break
         if [ "$R_OK" = 1 ]; then good=$r; else bad=$r; break; fi
         r=$(python3 -c "print(int($r * $FACTOR))")
     done
     # bisect between the last good and the first bad rate
-    i=0
     while [ "$bad" -gt 0 ] && [ "$i" -lt "$REFINE" ] && [ $((bad - good)) -gt $((good / 20 + 1)) ]; do
         i=$((i + 1))
         r=$(((good + bad) / 2))
         RUN=$((RUN + 1))
-        run_one "$(printf '%02d' $RUN)-bisect-r$r" "$r" "$(calls_for "$r")" $ZAMMAD 0 "" || break
+        run_one "$(printf '%02d' $RUN)-bisect-r$r$(sfx "$kind")" "$r" "$(calls_for "$r")" $ZAMMAD 0 "" "$kind" || break
         if [ "$R_OK" = 1 ]; then good=$r; else bad=$r; fi
     done
-    BEST=$good
-    say "find-max: highest passing rate $good cps (first failing rate: ${bad/#0/none up to $MAX_RATE})"
-    MEASURE_RATE=$good
+    FM_GOOD=$good FM_BAD=$bad
+    say "find-max $kind: highest passing rate $good cps (first failing rate: ${bad/#0/none up to $MAX_RATE})"
+    printf '%s\t%s\t%s\n' "$kind" "$good" "$bad" >>"$OUT/findmax.tsv"
+}
+
+if [ "$FIND_MAX" = 1 ]; then
+    for kind in "${PROXIES[@]}"; do
+        find_max "$kind"
+        [ "$kind" = sipcti ] && BEST=$FM_GOOD
+    done
+    MEASURE_RATE=$BEST
 else
     MEASURE_RATE=$RATE
 fi
 
-# repeat the measured configuration (spread)
+# repeat the measured configuration (spread); with a peer, sipcti and the
+# peer take turns, so a burst of load from elsewhere hits both alike
 if [ "$FIND_MAX" = 0 ] || [ "$REPEAT" -gt 1 ]; then
     if [ "$MEASURE_RATE" -gt 0 ]; then
         for ((k = 1; k <= REPEAT; k++)); do
-            RUN=$((RUN + 1))
-            run_one "$(printf '%02d' $RUN)-measure-r$MEASURE_RATE-$k" "$MEASURE_RATE" "$(calls_for "$MEASURE_RATE")" $ZAMMAD 0 ""
+            for kind in "${PROXIES[@]}"; do
+                RUN=$((RUN + 1))
+                run_one "$(printf '%02d' $RUN)-measure-r$MEASURE_RATE-$k$(sfx "$kind")" "$MEASURE_RATE" \
+                    "$(calls_for "$MEASURE_RATE")" $ZAMMAD 0 "" "$kind"
+            done
         done
     fi
 fi
 
-# latency: with Zammad, then proxy only
+# latency: with Zammad, then proxy only (then the peer)
 if [ "$LATENCY" = 1 ] && [ "$MEASURE_RATE" -gt 0 ]; then
     lr=${LAT_RATE:-$MEASURE_RATE}
     lc=$(calls_for "$lr")
@@ -599,6 +801,11 @@ if [ "$LATENCY" = 1 ] && [ "$MEASURE_RATE" -gt 0 ]; then
     LP="$R_LAT (pass=$R_OK, events on stdout $R_CTI/$R_CTI_EXP)"
     say "latency INVITE phone->proxy to proxy->trunk at $lr cps, with Zammad (newCall round trip included): $LZ"
     say "latency INVITE phone->proxy to proxy->trunk at $lr cps, proxy only (no [zammad], stdout sink):   $LP"
+    if [ "$PEER" = kamailio ]; then
+        RUN=$((RUN + 1))
+        run_one "$(printf '%02d' $RUN)-latency-kamailio-r$lr" "$lr" "$lc" 0 1 "" kamailio
+        say "latency INVITE phone->proxy to proxy->trunk at $lr cps, kamailio:                                 $R_LAT (pass=$R_OK)"
+    fi
 fi
 
 # memory: idle (before the first call) and under load, over all runs
@@ -619,4 +826,9 @@ EOF2
 say "runs:"
 cat "$OUT/runs.tsv" >>"$SUMMARY"
 column -t -s $'\t' "$OUT/runs.tsv" | cut -c1-400
+
+# side by side: sipcti and the peer, from runs.tsv and findmax.tsv
+if [ "$PEER" != none ]; then
+    python3 "$ROOT/scripts/bench_compare.py" "$OUT" "$MEASURE_RATE" "$ZAMMAD" "$PEER" | tee -a "$SUMMARY"
+fi
 echo "bench: results in $OUT"

@@ -7,10 +7,15 @@ joins the values with ',').
 
 For every Call-ID: first INVITE to the trunk minus first INVITE phone->proxy.
 Prints one line: `n=.. missing=.. p50_ms=.. p90_ms=.. p99_ms=.. max_ms=..`
-(`missing`: calls seen phone->proxy with no forwarded INVITE in the capture).
+(`missing`: calls seen phone->proxy with no forwarded INVITE in the capture),
+then the same split at one second after the first INVITE (the cold start):
+`first1s_n first1s_p50_ms first1s_p99_ms first1s_max_ms after1s_p99_ms
+after1s_max_ms`, and `over10ms` (calls delayed more than 10 ms).
+With `--csv FILE`: one line per call, `t_s,delay_ms` (t_s: seconds from the
+first INVITE phone->proxy to this call's), sorted by t_s.
 
-Usage: tshark ... | bench_latency.py PHONE_IP PROXY_IP TRUNK_IP
-       bench_latency.py PHONE_IP PROXY_IP TRUNK_IP --pcap FILE
+Usage: tshark ... | bench_latency.py PHONE_IP PROXY_IP TRUNK_IP [--csv FILE]
+       bench_latency.py PHONE_IP PROXY_IP TRUNK_IP [--csv FILE] --pcap FILE
 The second form reads a classic pcap of UDP/IPv4 on an Ethernet-framed
 loopback directly (much faster than tshark; TCP needs tshark).
 """
@@ -74,10 +79,16 @@ def pct(sorted_vals, p):
 
 def main():
     phone, proxy, trunk = sys.argv[1:4]
-    if len(sys.argv) >= 6 and sys.argv[4] == "--pcap":
-        source = pcap_lines(sys.argv[5])
-    else:
-        source = sys.stdin
+    rest = sys.argv[4:]
+    csv_path = pcap_path = None
+    while rest:
+        if rest[0] == "--csv" and len(rest) > 1:
+            csv_path, rest = rest[1], rest[2:]
+        elif rest[0] == "--pcap" and len(rest) > 1:
+            pcap_path, rest = rest[1], rest[2:]
+        else:
+            raise SystemExit("unknown argument %s" % rest[0])
+    source = pcap_lines(pcap_path) if pcap_path else sys.stdin
     t_in, t_out = {}, {}
     for line in source:
         parts = line.rstrip("\n").split("|")
@@ -100,12 +111,26 @@ def main():
                 # may leave from another loopback address (not bound to
                 # sip.listen), so the source is not checked
                 t_out.setdefault(c, t)
-    lat = sorted((t_out[c] - t_in[c]) * 1000.0 for c in t_in if c in t_out)
+    per_call = sorted((t_in[c], (t_out[c] - t_in[c]) * 1000.0) for c in t_in if c in t_out)
+    lat = sorted(v for _, v in per_call)
     missing = sum(1 for c in t_in if c not in t_out)
+    t0 = min(t_in.values()) if t_in else 0.0
+    first = sorted(v for t, v in per_call if t - t0 < 1.0)
+    after = sorted(v for t, v in per_call if t - t0 >= 1.0)
+    nan = float("nan")
     print(
-        "n=%d missing=%d p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f max_ms=%.3f"
-        % (len(lat), missing, pct(lat, 50), pct(lat, 90), pct(lat, 99), lat[-1] if lat else float("nan"))
+        "n=%d missing=%d p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f max_ms=%.3f "
+        "first1s_n=%d first1s_p50_ms=%.3f first1s_p99_ms=%.3f first1s_max_ms=%.3f "
+        "after1s_p99_ms=%.3f after1s_max_ms=%.3f over10ms=%d"
+        % (len(lat), missing, pct(lat, 50), pct(lat, 90), pct(lat, 99), lat[-1] if lat else nan,
+           len(first), pct(first, 50), pct(first, 99), first[-1] if first else nan,
+           pct(after, 99), after[-1] if after else nan, sum(1 for v in lat if v > 10.0))
     )
+    if csv_path:
+        with open(csv_path, "w") as f:
+            f.write("t_s,delay_ms\n")
+            for t, v in per_call:
+                f.write("%.6f,%.3f\n" % (t - t0, v))
 
 
 if __name__ == "__main__":
