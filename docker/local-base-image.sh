@@ -47,7 +47,8 @@ detect_mirror() {
     awk '$1=="deb" && $0 ~ / bookworm / && $0 ~ / main/ { for (i=2;i<=NF;i++) if ($i ~ /^https?:/) { print $i; exit } }' "$f"
   done
 }
-MIRROR="${MIRROR:-$(detect_mirror | grep -v -- '-security' | head -n1)}"
+# (awk, not head: a reader that quits early would SIGPIPE the pipe)
+MIRROR="${MIRROR:-$(detect_mirror | awk '!/-security/ && !m { m = $0 } END { print m }')}"
 MIRROR="${MIRROR:-http://deb.debian.org/debian}"
 
 if ! command -v debootstrap >/dev/null 2>&1; then

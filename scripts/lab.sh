@@ -72,8 +72,15 @@ fi
 docker/local-base-image.sh
 lap "base image"
 
-# 2. sipcti on the host (the image takes target/release/sipcti).
+# 2. sipcti on the host; the image takes a copy without debug info
+#    (target/docker/sipcti: 88 MB -> 11 MB), the build keeps its own.
 cargo build --release -p sipcti-proxy
+mkdir -p target/docker
+if command -v strip >/dev/null 2>&1; then
+  strip -o target/docker/sipcti target/release/sipcti
+else
+  cp target/release/sipcti target/docker/sipcti
+fi
 lap "cargo build --release"
 
 # 3. The lab's images.

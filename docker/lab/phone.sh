@@ -18,7 +18,7 @@ OUTBOUND="${OUTBOUND:-172.28.10.2}"
 ANSWER_MODE="${ANSWER_MODE:-auto}"
 
 # 1. This container's address on the phones network.
-ip="$(ip -4 -o addr show scope global | awk '{ sub(/\/.*/, "", $4); print $4; exit }')"
+ip="$(ip -4 -o addr show scope global | awk '!ip { ip = $4; sub(/\/.*/, "", ip) } END { print ip }')"
 
 # 2. baresip's config and account.
 cfg=/tmp/baresip

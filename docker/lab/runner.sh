@@ -105,16 +105,19 @@ sipp_done() {
   cp "/ctl/pstn/$1.msg" "$RESULTS/pstn-$1.msg" 2>/dev/null || true
 }
 # first_request NAME: the first SIP message in the PSTN's trace of call NAME
-# (the INVITE it sent or received), header lines only, CRs removed
+# (the INVITE it sent or received), header lines only, CRs removed. (Every
+# reader in a pipe here reads to the end: with pipefail, a reader that quits
+# early would fail the pipe with the writer's SIGPIPE.)
 first_request() {
   tr -d '\r' <"/ctl/pstn/$1.msg" | awk '
     /^(UDP|TCP) message (sent|received)/ { n++; next }
-    n == 1 && !started && /^$/ { next }   # the blank line after the trace header
-    n == 1 && /^$/ { exit }               # the end of the header lines
-    n == 1 { started = 1; print }'
+    n != 1 || ended { next }
+    !started && /^$/ { next }   # the blank line after the trace header
+    /^$/ { ended = 1; next }    # the end of the header lines
+    { started = 1; print }'
 }
 # call_id NAME: the Call-ID of the PSTN's call NAME
-call_id() { first_request "$1" | sed -n 's/^Call-ID: *//Ip' | head -n1; }
+call_id() { first_request "$1" | awk 'tolower($1) == "call-id:" && !id { id = $2 } END { print id }'; }
 # invites PHONE: how many INVITEs the phone has received so far
 invites() {
   on "$1" "/lab/phone-received INVITE | wc -l" 5 && echo "$OUT" || echo "?"
@@ -218,6 +221,12 @@ from="$(printf '%s\n' "$invite" | grep -i '^From:' || true)"
 [[ "$from" == *"sip:4930111222@"* ]] \
   && ok "out_answered: the PSTN's From carries Zammad's caller id: $from" \
   || fail "out_answered: the PSTN's From is not the caller id 4930111222: $from"
+# sipcti's double Record-Route (RFC 5658): its trunk address, then its
+# inside address (advertise_trunk, advertise_inside)
+rr="$(printf '%s\n' "$invite" | grep -i '^Record-Route:' | grep -oE '172\.28\.(10|20)\.2:5060' | tr '\n' ' ')"
+[ "$rr" = "172.28.20.2:5060 172.28.10.2:5060 " ] \
+  && ok "out_answered: sipcti's double Record-Route: trunk side, then inside" \
+  || fail "out_answered: sipcti's Record-Route entries at the PSTN: $rr"
 # topology hiding: no header but Via shows the extension or a phone's
 # address (sipcti's own inside address is in the second Record-Route of the
 # double Record-Route, RFC 5658, as it should be)
