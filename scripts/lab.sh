@@ -54,14 +54,16 @@ lap() { # lap NAME: record how long the step since the last lap took
 t_lap=$t0
 
 # Tear down on every exit: the project's containers, networks and volume;
-# then (unless --keep-images) every image labelled sipcti-lab=1: the tagged
-# ones, the base, and the untagged build stages derived from the base.
+# the untagged images labelled sipcti-lab=1 (build stages derived from the
+# base, images a rebuild replaced); unless --keep-images, also the tagged
+# ones and the base.
 teardown() {
   compose down --volumes --remove-orphans >/dev/null 2>&1 || true
   if [ "$keep_images" = 0 ]; then
     docker image rm sipcti-lab/sipcti:latest sipcti-lab/tools:latest "$LAB_BASE" >/dev/null 2>&1 || true
-    docker image prune -f --filter label=sipcti-lab=1 >/dev/null 2>&1 || true
   fi
+  # untagged lab images (build stages, images a rebuild replaced)
+  docker image prune -f --filter label=sipcti-lab=1 >/dev/null 2>&1 || true
 }
 trap teardown EXIT
 
