@@ -159,6 +159,7 @@ BIN="$ROOT/target/release/sipcti"
 FIX="$ROOT/fixtures/bench"
 TOKEN="bench-token"
 DOUBLE_PORT=18080
+ADMIN_PORT=18081 # sipcti's [admin]: /metrics is scraped after each run and checked against SIPp and the double
 
 RATE=200
 CALLS=""
@@ -331,6 +332,8 @@ write_config() { # file with_zammad
         echo "trunk_rate_per_s = 1000000"
         echo "trunk_burst = 1000000"
         echo "source_share_percent = 100"
+        echo "[admin]"
+        echo "listen = \"$PROXY_IP:$ADMIN_PORT\""
         if [ "$2" = 1 ]; then
             echo "[zammad]"
             echo "url = \"http://$PROXY_IP:$DOUBLE_PORT/api/v1/cti/$TOKEN\""
@@ -449,7 +452,7 @@ run_one() {
     write_config "$cfg" "$zam"
     R_OK=0 R_CREATED=0 R_SIP_OK=0 R_FAILED=0 R_RETRANS=0 R_CPS=0 R_CTI=0
     R_CTI_EXP=$((calls * 3)) R_CTI_S=nan R_FAILOPEN=0 R_HWM=0 R_PSS=0 R_LAT="" R_WARN=0 R_CPU=0 R_USCALL=nan
-    R_IDLE_RSS=0 R_LOAD_RSS=0
+    R_IDLE_RSS=0 R_LOAD_RSS=0 R_METRICS=-
     [ "$kind" = kamailio ] && R_CTI_EXP=0
 
     if [ "$zam" = 1 ]; then
@@ -628,6 +631,29 @@ print(' '.join('%s=%s' % (k, a.get(k, '?')) for k in ('sipcti', 'uas', 'uac')))
     [ "$prof" = allocs ] && stop_pid "$APID" INT 60
     R_HWM=$(hwm_tree $pid)
     R_PSS=$(pss_tree $pid)
+    # /metrics (issue 9): the calls sipcti counts must be SIPp's successful
+    # calls, the CTI events it counts delivered the double's (the snapshot
+    # is at most 1 s old)
+    R_METRICS=-
+    if [ "$kind" = sipcti ]; then
+        sleep 1.2
+        R_METRICS=$(curl -s --max-time 5 "http://$PROXY_IP:$ADMIN_PORT/metrics" | python3 -c '
+import sys
+calls = delivered = 0.0
+for line in sys.stdin:
+    if line.startswith("sipcti_calls_total{"):
+        calls += float(line.split()[-1])
+    elif line.startswith("sipcti_cti_events_delivered_total "):
+        delivered = float(line.split()[-1])
+ok, cti, zam = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
+bad = []
+if int(calls) != ok:
+    bad.append("calls_total=%d sipp_ok=%d" % (calls, ok))
+if zam and int(delivered) != cti:
+    bad.append("delivered=%d double=%d" % (delivered, cti))
+print("agree(calls=%d,delivered=%d)" % (calls, delivered) if not bad else "DISAGREE(" + ",".join(bad) + ")")
+' "$R_SIP_OK" "$R_CTI" "$zam")
+    fi
     stop_pid $pid TERM 15
     if [ "$kind" = kamailio ]; then
         R_CTI=0 R_CTI_S=0 R_FAILOPEN=0
@@ -670,9 +696,9 @@ print(' '.join('%s=%s' % (k, a.get(k, '?')) for k in ('sipcti', 'uas', 'uac')))
     pss_mb=$(python3 -c "print('%.1f' % ($R_PSS / 1024))")
     idle_mb=$(python3 -c "print('%.1f' % ($R_IDLE_RSS / 1024))")
     load_mb=$(python3 -c "print('%.1f' % ($R_LOAD_RSS / 1024))")
-    printf '%s\t%s\tproxy=%s\tload=%s\trate=%s\tcalls=%s\tzammad=%s\tpass=%s\tsipp_rc=%s\tcreated=%s\tok=%s\tfailed=%s\tretrans=%s\tcps=%s\tcti=%s/%s\tcti_drain_s=%s\tfail_open=%s\twarn=%s\tidle_rss_mb=%s\tload_rss_mb=%s\trss_mb=%s\tpss_mb=%s\tudp_%s\tsock_drops:%s\tcpu_s:%s\tcpu_us_call=%s\t%s\n' \
+    printf '%s\t%s\tproxy=%s\tload=%s\trate=%s\tcalls=%s\tzammad=%s\tpass=%s\tsipp_rc=%s\tcreated=%s\tok=%s\tfailed=%s\tretrans=%s\tcps=%s\tcti=%s/%s\tcti_drain_s=%s\tfail_open=%s\twarn=%s\tidle_rss_mb=%s\tload_rss_mb=%s\trss_mb=%s\tpss_mb=%s\tudp_%s\tsock_drops:%s\tcpu_s:%s\tcpu_us_call=%s\tmetrics=%s\t%s\n' \
         "$(date +%T)" "$name" "$kind" "$load" "$rate" "$calls" "$zam" "$R_OK" "$uac_rc" "$R_CREATED" "$R_SIP_OK" "$R_FAILED" \
-        "$R_RETRANS" "$R_CPS" "$R_CTI" "$R_CTI_EXP" "$R_CTI_S" "$R_FAILOPEN" "$R_WARN" "$idle_mb" "$load_mb" "$hwm_mb" "$pss_mb" "$R_UDPERR" "$R_SOCKDROP" "$R_CPUS" "$R_USCALL" "$R_LAT" |
+        "$R_RETRANS" "$R_CPS" "$R_CTI" "$R_CTI_EXP" "$R_CTI_S" "$R_FAILOPEN" "$R_WARN" "$idle_mb" "$load_mb" "$hwm_mb" "$pss_mb" "$R_UDPERR" "$R_SOCKDROP" "$R_CPUS" "$R_USCALL" "$R_METRICS" "$R_LAT" |
         tee -a "$OUT/runs.tsv"
     return 0
 }

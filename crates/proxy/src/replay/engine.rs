@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use sipcti_capture::{CaptureReader, Datagram, Transport};
-use sipcti_dialog::{CallEvent, CallTracker, Side, TrackerConfig};
+use sipcti_core::BindingKey;
+use sipcti_dialog::{CallEvent, CallTracker, MsgView, Side, TrackerConfig};
 use sipcti_event::{Cause, Direction, EventKind};
-use sipcti_wire::{Frame, Limits, SipMessage, StreamFramer};
+use sipcti_wire::{Frame, Limits, NameAddr, SipMessage, StreamFramer};
 
 use crate::config::Config;
 
@@ -444,6 +445,12 @@ struct Engine<'o> {
     framers: HashMap<(SocketAddr, SocketAddr), StreamFramer>,
     last: (usize, u64),
     res: ReplayResult,
+    /// The registration bindings the capture shows: each binding key
+    /// (`rb…`) that sipcti put into the Contact (Contact mode) or Path (Path
+    /// mode) of a REGISTER it relayed, with the AOR user (the To user,
+    /// `201`): whom a call to that key is for, as the live proxy's bindings
+    /// say.
+    bindings: HashMap<BindingKey, String>,
 }
 
 impl<'o> Engine<'o> {
@@ -457,7 +464,48 @@ impl<'o> Engine<'o> {
             framers: HashMap::new(),
             last: (0, 0),
             res: ReplayResult::default(),
+            bindings: HashMap::new(),
         }
+    }
+
+    /// Learn the binding keys of a REGISTER that sipcti relayed (see
+    /// `bindings`).
+    fn learn_bindings(&mut self, msg: &SipMessage) {
+        let Some(user) = msg
+            .to()
+            .and_then(|na| na.parsed_uri().ok())
+            .and_then(|u| u.user_unescaped())
+        else {
+            return;
+        };
+        let mut values = msg.header_values("Contact");
+        values.extend(msg.header_values("Path"));
+        for v in values {
+            if let Some(key) = uri_binding_key(v) {
+                self.bindings.insert(key, user.clone());
+            }
+        }
+    }
+
+    /// An INVITE from the trunk to a phone registered through sipcti names
+    /// the phone's binding key in its Request-URI (Contact mode) or first
+    /// Route (Path mode). Then, as in the live proxy (`ProxyCore::track`),
+    /// Zammad's `to` is the To header's number (the number dialled) and the
+    /// called person is the binding's user: `Some(that user)`, `Some(None)`
+    /// when the capture does not show the REGISTER. `None`: not such a call.
+    fn binding_call(&self, msg: &SipMessage, side: Side) -> Option<Option<String>> {
+        if side != Side::Trunk || msg.method() != Some("INVITE") {
+            return None;
+        }
+        let from_route = msg
+            .header_values("Route")
+            .first()
+            .and_then(|r| uri_binding_key(r));
+        let key = from_route.or_else(|| {
+            let u = sipcti_wire::Uri::parse(msg.request_uri()?).ok()?;
+            u.user.and_then(BindingKey::parse)
+        })?;
+        Some(self.bindings.get(&key).cloned())
     }
 
     fn error(&mut self, path: &Path, err: &sipcti_capture::CaptureError) {
@@ -629,6 +677,9 @@ impl<'o> Engine<'o> {
             self.res.stats.unparseable += 1;
             return;
         }
+        if valid && msg.method() == Some("REGISTER") {
+            self.learn_bindings(&msg);
+        }
         let Some(side) = side else {
             self.res.stats.unclassified += 1;
             return;
@@ -636,7 +687,16 @@ impl<'o> Engine<'o> {
         if !relevant {
             return;
         }
-        let evs = self.tracker.on_message(&msg, side, now);
+        let view = self.binding_call(&msg, side).and_then(|target_user| {
+            let mut v = MsgView::from_message(&msg).ok()?;
+            v.ruri_user = None;
+            v.target_user = target_user;
+            Some(v)
+        });
+        let evs = match view {
+            Some(v) => self.tracker.on_view(&v, side, now),
+            None => self.tracker.on_message(&msg, side, now),
+        };
         if !evs.is_empty() {
             self.push_events(evs, meta.capture, meta.packet, false);
         }
@@ -738,6 +798,14 @@ pub fn summarise(events: &[ReplayEvent]) -> Vec<CallSummary> {
         }
     }
     calls
+}
+
+/// The binding key in the user part of a URI or name-addr value
+/// (`<sip:rb0123456789abcdef@192.0.2.1;lr>`), if it has one.
+fn uri_binding_key(value: &str) -> Option<BindingKey> {
+    let na = NameAddr::parse(value).ok()?;
+    let u = na.parsed_uri().ok()?;
+    u.user.and_then(BindingKey::parse)
 }
 
 #[cfg(test)]
