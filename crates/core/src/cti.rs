@@ -50,24 +50,21 @@ impl ProxyCore {
     ) {
         let Some(ev) = new_call else {
             // a branch of a call the provider forked (crate::siblings)
-            match self.sibling_hold(sid) {
-                SiblingHold::Forward => {
-                    self.forward_request(now, sid, pending.hop, pending.initial)
-                }
-                SiblingHold::Hold => {
-                    if let Some(stx) = self.servers.get_mut(&sid) {
-                        stx.state = SrvState::AwaitingCti { pending };
-                        stx.direction = Some(Direction::In);
-                    }
+            let hold = self.sibling_hold(sid);
+            if matches!(hold, SiblingHold::Forward) {
+                self.forward_request(now, sid, pending.hop, pending.initial);
+                return;
+            }
+            // held like the call's first branch (an inbound call)
+            if let Some(stx) = self.servers.get_mut(&sid) {
+                stx.state = SrvState::AwaitingCti { pending };
+                stx.direction = Some(Direction::In);
+            }
+            match hold {
+                SiblingHold::Apply(a) => self.release(now, sid, a),
+                _ => {
                     let at = now + self.cfg.newcall_wait;
                     self.arm_server(sid, at, Timer::CtiWait(sid));
-                }
-                SiblingHold::Apply(a) => {
-                    if let Some(stx) = self.servers.get_mut(&sid) {
-                        stx.state = SrvState::AwaitingCti { pending };
-                        stx.direction = Some(Direction::In);
-                    }
-                    self.release(now, sid, a);
                 }
             }
             return;

@@ -57,7 +57,7 @@ pub mod validation;
 pub use config::{CoreConfig, SourceLimits};
 pub use cti::CtiAnswer;
 pub use ids::{CallId, ClientKey, ClientTxId, Method, ServerKey, ServerTxId};
-pub use output::{CoreStats, Output, Transmit};
+pub use output::{log_sample, CoreStats, Output, Transmit};
 pub use proxy::ProxyCore;
 pub use registration::{
     Binding, BindingKey, BindingUpdate, Flow, RegistrationConfig, RegistrationMode,

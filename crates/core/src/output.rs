@@ -128,6 +128,6 @@ pub struct CoreStats {
 /// Whether the `n`-th occurrence of a noisy condition is logged: the
 /// first 10, then at powers of two. Every occurrence is still counted in
 /// [`CoreStats`], so a flood (an attack, an overload) cannot flood the log.
-pub(crate) fn log_sample(n: u64) -> bool {
+pub fn log_sample(n: u64) -> bool {
     n <= 10 || n.is_power_of_two()
 }

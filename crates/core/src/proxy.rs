@@ -306,16 +306,15 @@ impl ProxyCore {
         if !sipcti_dialog::affects_calls(msg) {
             return Vec::new();
         }
-        if side == Side::Trunk
-            && msg.method() == Some("INVITE")
-            && self.binding_hop(msg, true).is_some()
-        {
-            if let Ok(mut v) = sipcti_dialog::MsgView::from_message(msg) {
-                v.ruri_user = None;
-                // the called person, and who answers when the answer names
-                // nobody (a Contact user like baresip's `201-0x5628…`)
-                v.target_user = self.binding_user(msg);
-                return self.tracker.on_view(&v, side, now);
+        if side == Side::Trunk && msg.method() == Some("INVITE") {
+            if let Some(target_user) = self.binding_target(msg) {
+                if let Ok(mut v) = sipcti_dialog::MsgView::from_message(msg) {
+                    v.ruri_user = None;
+                    // the called person, and who answers when the answer
+                    // names nobody (a Contact user like baresip's `201-0x…`)
+                    v.target_user = target_user;
+                    return self.tracker.on_view(&v, side, now);
+                }
             }
         }
         self.tracker.on_message(msg, side, now)

@@ -250,13 +250,6 @@ fn expires_of(value: &str, msg: &SipMessage) -> Option<u64> {
         .or_else(|| msg.header("Expires").and_then(|e| e.trim().parse().ok()))
 }
 
-/// Each Contact line's index and its values.
-fn contact_lines(msg: &SipMessage) -> Vec<(usize, Vec<&str>)> {
-    msg.header_lines("Contact")
-        .map(|h| (h.index, sipcti_wire::split_header_values(h.value)))
-        .collect()
-}
-
 impl ProxyCore {
     /// Bindings held now.
     pub fn bindings_len(&self) -> usize {
@@ -353,33 +346,21 @@ impl ProxyCore {
         let Some(p) = self.bindings.pending.get(&sid) else {
             return;
         };
-        let host = match face {
-            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
-            v4 => v4.to_string(),
-        };
-        let port = self.cfg.local.port();
-        let tp = match transport {
-            TransportKind::Udp => "",
-            TransportKind::Tcp => ";transport=tcp",
-        };
+        let us = self.cfg.our_hostport(face, transport);
         match p.mode {
             RegistrationMode::Path => {
                 if let Some((key, _)) = p.contacts.first() {
-                    edit.insert_first("Path", &format!("<sip:{key}@{host}:{port}{tp};lr>"));
+                    edit.insert_first("Path", &format!("<sip:{key}@{us};lr>"));
                 }
             }
             RegistrationMode::Contact => {
-                for (index, values) in contact_lines(req) {
-                    let mut out = Vec::with_capacity(values.len());
-                    for v in values {
-                        let ours = contact_uri(v)
-                            .and_then(|uri| p.contacts.iter().find(|(_, u)| *u == uri))
-                            .and_then(|(key, _)| {
-                                with_uri(v, &format!("sip:{key}@{host}:{port}{tp}"))
-                            });
-                        out.push(ours.unwrap_or_else(|| v.to_string()));
-                    }
-                    edit.replace_value(index, &out.join(", "));
+                let ours = req.map_header_values("Contact", |v| {
+                    let uri = contact_uri(v)?;
+                    let (key, _) = p.contacts.iter().find(|(_, u)| *u == uri)?;
+                    with_uri(v, &format!("sip:{key}@{us}"))
+                });
+                for (index, value) in ours {
+                    edit.replace_value(index, &value);
                 }
             }
         }
@@ -406,43 +387,24 @@ impl ProxyCore {
         }
         // (key -> granted expiry in s) of our contacts the 2xx lists
         let mut granted: HashMap<BindingKey, u64> = HashMap::new();
-        let mut edit = msg.edit();
-        let mut edited = false;
-        for (index, values) in contact_lines(msg) {
-            let mut out = Vec::with_capacity(values.len());
-            let mut line_edited = false;
-            for v in values {
-                let Some(uri) = contact_uri(v) else {
-                    out.push(v.to_string());
-                    continue;
-                };
-                let found = match p.mode {
-                    RegistrationMode::Contact => Uri::parse(&uri)
-                        .ok()
-                        .filter(|u| self.cfg.is_us(u.host, u.port))
-                        .and_then(|u| u.user.and_then(BindingKey::parse))
-                        .and_then(|k| p.contacts.iter().find(|(key, _)| *key == k)),
-                    RegistrationMode::Path => p.contacts.iter().find(|(_, u)| *u == uri),
-                };
-                let Some((key, phone_uri)) = found else {
-                    out.push(v.to_string());
-                    continue;
-                };
-                let secs =
-                    expires_of(v, msg).unwrap_or(self.cfg.registration.default_expires.as_secs());
-                granted.insert(*key, secs);
-                if p.mode == RegistrationMode::Contact {
-                    out.push(with_uri(v, phone_uri).unwrap_or_else(|| v.to_string()));
-                    line_edited = true;
-                } else {
-                    out.push(v.to_string());
-                }
-            }
-            if line_edited {
-                edit.replace_value(index, &out.join(", "));
-                edited = true;
-            }
-        }
+        let cfg = &self.cfg;
+        let restored = msg.map_header_values("Contact", |v| {
+            let uri = contact_uri(v)?;
+            let (key, phone_uri) = match p.mode {
+                RegistrationMode::Contact => Uri::parse(&uri)
+                    .ok()
+                    .filter(|u| cfg.is_us(u.host, u.port))
+                    .and_then(|u| u.user.and_then(BindingKey::parse))
+                    .and_then(|k| p.contacts.iter().find(|(key, _)| *key == k)),
+                RegistrationMode::Path => p.contacts.iter().find(|(_, u)| *u == uri),
+            }?;
+            let secs = expires_of(v, msg).unwrap_or(cfg.registration.default_expires.as_secs());
+            granted.insert(*key, secs);
+            // Contact mode: the phone gets its own Contact back
+            (p.mode == RegistrationMode::Contact)
+                .then(|| with_uri(v, phone_uri))
+                .flatten()
+        });
         if p.mode == RegistrationMode::Path && !granted.is_empty() && msg.header("Path").is_none() {
             self.stats.path_not_echoed += 1;
             if log_sample(self.stats.path_not_echoed) {
@@ -493,8 +455,12 @@ impl ProxyCore {
                 _ => self.drop_binding(*key, "the registrar no longer lists it"),
             }
         }
-        if !edited {
+        if restored.is_empty() {
             return None;
+        }
+        let mut edit = msg.edit();
+        for (index, value) in restored {
+            edit.replace_value(index, &value);
         }
         SipMessage::parse(edit.finish(), &self.cfg.limits).ok()
     }
@@ -556,11 +522,12 @@ impl ProxyCore {
         u.user.and_then(BindingKey::parse).map(|k| (k, true))
     }
 
-    /// The AOR user (`201`) of the binding `msg` is addressed to, if it
-    /// names one that exists: who answers a call to it.
-    pub(crate) fn binding_user(&self, msg: &SipMessage) -> Option<String> {
+    /// Whether `msg` is addressed to a binding key (`Some`), and then the
+    /// AOR user (`201`) of its binding if it still exists: who answers a
+    /// call to it. `None`: `msg` names no binding.
+    pub(crate) fn binding_target(&self, msg: &SipMessage) -> Option<Option<String>> {
         let (key, _) = self.binding_key(msg)?;
-        self.bindings.get(key).map(|b| b.user.clone())
+        Some(self.bindings.get(key).map(|b| b.user.clone()))
     }
 
     /// The hop of a request that names a binding that no longer exists:

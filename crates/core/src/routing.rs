@@ -97,6 +97,15 @@ pub(crate) fn transport_of(s: &str) -> Option<TransportKind> {
     }
 }
 
+/// `ip` as the host of a URI or Via (RFC 3261 25.1: an IPv6 reference in
+/// brackets).
+pub(crate) fn uri_host(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V6(v6) => format!("[{v6}]"),
+        v4 => v4.to_string(),
+    }
+}
+
 /// A host without the brackets of an IPv6 reference.
 pub(crate) fn host_of(host: &str) -> &str {
     host.trim_start_matches('[').trim_end_matches(']')
@@ -396,29 +405,28 @@ impl CoreConfig {
 
     /// RFC 3261 16.6 step 8: the Via value the proxy inserts.
     pub(crate) fn via_value(&self, ip: IpAddr, transport: TransportKind, branch: &str) -> String {
-        let host = match ip {
-            IpAddr::V6(v6) => format!("[{v6}]"),
-            v4 => v4.to_string(),
-        };
         format!(
-            "SIP/2.0/{transport} {host}:{};branch={branch}",
+            "SIP/2.0/{transport} {}:{};branch={branch}",
+            uri_host(ip),
             self.local.port()
         )
+    }
+
+    /// `host:port` of this proxy at `ip` (an IPv6 address in brackets),
+    /// with `;transport=tcp` over TCP: the part after `user@` of every URI
+    /// naming us (Record-Route, Path, a binding key, a masked Contact).
+    pub(crate) fn our_hostport(&self, ip: IpAddr, transport: TransportKind) -> String {
+        let tp = match transport {
+            TransportKind::Udp => "",
+            TransportKind::Tcp => ";transport=tcp",
+        };
+        format!("{}:{}{tp}", uri_host(ip), self.local.port())
     }
 
     /// RFC 3261 16.6 step 4 (RFC 5658 for the double form): our
     /// Record-Route value at `ip` over `transport`.
     pub(crate) fn rr_value(&self, ip: IpAddr, transport: TransportKind) -> String {
-        let host = match ip {
-            IpAddr::V6(v6) => format!("[{v6}]"),
-            v4 => v4.to_string(),
-        };
-        match transport {
-            TransportKind::Udp => format!("<sip:{host}:{};lr>", self.local.port()),
-            TransportKind::Tcp => {
-                format!("<sip:{host}:{};transport=tcp;lr>", self.local.port())
-            }
-        }
+        format!("<sip:{};lr>", self.our_hostport(ip, transport))
     }
 }
 

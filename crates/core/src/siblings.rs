@@ -50,8 +50,9 @@ struct BranchSet {
     answer: Option<CtiAnswer>,
 }
 
-/// Every branch set with two or more... or one branch (the first), by key,
-/// and the key of each member transaction.
+/// The branch set of every initial INVITE from the trunk in progress (most
+/// hold one branch; a provider fork adds more), by key, and the key of each
+/// member transaction.
 #[derive(Debug, Default)]
 pub(crate) struct Siblings {
     sets: HashMap<SiblingKey, BranchSet>,

@@ -22,8 +22,6 @@
 //! caller id Zammad chose ([`crate::identity`]); Via is removed from
 //! responses hop by hop anyway.
 
-use std::net::IpAddr;
-
 use sipcti_wire::{with_uri, NameAddr, SipMessage, TransportKind, Uri};
 
 use crate::config::CoreConfig;
@@ -48,6 +46,17 @@ impl Default for TopologyHiding {
         TopologyHiding {
             enabled: true,
             secret: 0x5ec7_1c7a_70b0_0001,
+        }
+    }
+}
+
+impl TopologyHiding {
+    /// On, with the keystream seeded from `secret` (`[trunk]
+    /// topology_secret`, any text; FNV-1a of its bytes).
+    pub fn with_secret(secret: &str) -> TopologyHiding {
+        TopologyHiding {
+            enabled: true,
+            secret: crate::messages::fnv1a(&[secret]),
         }
     }
 }
@@ -112,45 +121,16 @@ impl CoreConfig {
         if !self.topology.enabled {
             return Vec::new();
         }
-        let host = match self.trunk_ip {
-            IpAddr::V6(v6) => format!("[{v6}]"),
-            v4 => v4.to_string(),
-        };
-        let tp = match transport {
-            TransportKind::Udp => "",
-            TransportKind::Tcp => ";transport=tcp",
-        };
-        let port = self.local.port();
-        let mut out = Vec::new();
-        for h in msg.header_lines("Contact") {
-            let values = sipcti_wire::split_header_values(h.value);
-            let mut changed = false;
-            let mut new = Vec::with_capacity(values.len());
-            for v in values {
-                let masked = NameAddr::parse(v)
-                    .ok()
-                    .filter(|na| na.uri.len() <= MAX_URI)
-                    .filter(|na| {
-                        na.parsed_uri()
-                            .is_ok_and(|u| u.is_sip() && !self.is_us(u.host, u.port))
-                    })
-                    .and_then(|na| {
-                        let m = mask(self.topology.secret, na.uri);
-                        with_uri(v, &format!("sip:{m}@{host}:{port}{tp}"))
-                    });
-                match masked {
-                    Some(m) => {
-                        changed = true;
-                        new.push(m);
-                    }
-                    None => new.push(v.to_string()),
-                }
+        let us = self.our_hostport(self.trunk_ip, transport);
+        msg.map_header_values("Contact", |v| {
+            let na = NameAddr::parse(v).ok()?;
+            let u = na.parsed_uri().ok()?;
+            if na.uri.len() > MAX_URI || !u.is_sip() || self.is_us(u.host, u.port) {
+                return None;
             }
-            if changed {
-                out.push((h.index, new.join(", ")));
-            }
-        }
-        out
+            let m = mask(self.topology.secret, na.uri);
+            with_uri(v, &format!("sip:{m}@{us}"))
+        })
     }
 
     /// The Contact masked in `uri` when it is `sip:tc…@sipcti` and topology

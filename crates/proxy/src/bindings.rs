@@ -131,7 +131,7 @@ impl BindingKeeper {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.dropped += 1;
-                if crate::runtime::sampled(self.dropped) {
+                if sipcti_core::log_sample(self.dropped) {
                     tracing::warn!(
                         count = self.dropped,
                         "binding update not stored (writer queue full or stopped): the phone's next REGISTER stores it"
@@ -165,7 +165,7 @@ fn writer(mut store: Store, rx: Receiver<BindingUpdate>, path: PathBuf) {
             .collect();
         if let Err(e) = store.apply(&changes) {
             failed += 1;
-            if crate::runtime::sampled(failed) {
+            if sipcti_core::log_sample(failed) {
                 tracing::error!(store = %path.display(), error = %e, count = failed, lost = changes.len(), "binding updates not stored");
             }
         }

@@ -26,12 +26,6 @@ use sipcti_core::{
     CallId, ClientTxId, CoreConfig, CtiAnswer, Hop, Output, ProxyCore, Target, Transmit,
 };
 
-/// Whether the `n`th occurrence of a per-message warning is logged: the
-/// first 10, then those at powers of two.
-pub(crate) fn sampled(n: u64) -> bool {
-    n <= 10 || n.is_power_of_two()
-}
-
 /// One kind of per-message warning at the edge: every occurrence is
 /// counted, and only the first 10 and then those at powers of two are
 /// logged (with the count), so a flood cannot flood the log.
@@ -45,7 +39,7 @@ impl Sampled {
     /// Count one occurrence; `Some(count)` when this one is to be logged.
     fn hit(&self) -> Option<u64> {
         let n = self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        (n <= 10 || n.is_power_of_two()).then_some(n)
+        sipcti_core::log_sample(n).then_some(n)
     }
 }
 
@@ -132,22 +126,14 @@ pub async fn core_config(cfg: &Config, local_port: u16) -> anyhow::Result<CoreCo
         },
         topology: sipcti_core::TopologyHiding {
             enabled: cfg.file.trunk.hide_topology,
-            secret: cfg
+            ..cfg
                 .file
                 .trunk
                 .topology_secret
                 .as_deref()
-                .map(topology_seed)
-                .unwrap_or(sipcti_core::TopologyHiding::default().secret),
+                .map(sipcti_core::TopologyHiding::with_secret)
+                .unwrap_or_default()
         },
-    })
-}
-
-/// The 64-bit seed of the topology mask from `[trunk] topology_secret`
-/// (FNV-1a of its bytes).
-fn topology_seed(secret: &str) -> u64 {
-    secret.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
 }
 

@@ -587,6 +587,37 @@ impl SipMessage {
         out
     }
 
+    /// Value edits for every line of header `name` (a comma list, see
+    /// [`SipMessage::header_values`]): `f` gets each value in order and returns
+    /// its replacement, or `None` to keep it. Returns `(header index, new line
+    /// value)` for each line where `f` replaced at least one value, the values
+    /// joined with `", "`, for [`crate::Edit::replace_value`]; lines with no
+    /// replacement are left out (they stay byte for byte as received).
+    pub fn map_header_values(
+        &self,
+        name: &str,
+        mut f: impl FnMut(&str) -> Option<String>,
+    ) -> Vec<(usize, String)> {
+        let mut edits = Vec::new();
+        for h in self.header_lines(name) {
+            let mut changed = false;
+            let values: Vec<String> = split_values(h.value, false)
+                .into_iter()
+                .map(|v| match f(v) {
+                    Some(new) => {
+                        changed = true;
+                        new
+                    }
+                    None => v.to_string(),
+                })
+                .collect();
+            if changed {
+                edits.push((h.index, values.join(", ")));
+            }
+        }
+        edits
+    }
+
     /// The body bytes (opaque, possibly binary), cut to Content-Length when present.
     pub fn body(&self) -> &[u8] {
         self.buf.get(self.body.clone()).unwrap_or_default()
