@@ -25,6 +25,8 @@
 #   --zammad-delay MS  the double answers every CTI request MS ms late (its
 #                      "delay" mode), to see a slow Zammad in front of the
 #                      client's 8 parallel requests and the 1500 ms newCall wait
+#   --in-flight N      sipcti's zammad.max_in_flight (HTTP requests to Zammad
+#                      at once)                    [sipcti's default]
 #   --cti-wait S       wait at most S seconds for the CTI events to arrive  [60]
 #   --profile P        perf | callgrind | syscalls | allocs: profile sipcti
 #                      during one run at --rate (with --peer kamailio, perf
@@ -64,6 +66,8 @@
 #                      its runs pass on SIPp's figures alone.       [none]
 #   --out DIR          results                  [target/bench/YYYYmmdd-HHMMSS]
 #   --no-build         do not run cargo build
+#   (environment) SIPCTI_BIN=PATH bench that sipcti binary instead of
+#                      target/release/sipcti (e.g. a saved copy of main's build)
 #
 # Needs: sip-tester (sipp), jq, curl, python3, ss; tcpdump for the latency
 # passes (tshark too with --transport tcp); kamailio (Debian's package) for
@@ -155,7 +159,7 @@
 set -u -o pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BIN="$ROOT/target/release/sipcti"
+BIN="${SIPCTI_BIN:-$ROOT/target/release/sipcti}" # SIPCTI_BIN: bench another build (e.g. a copy of the last release)
 FIX="$ROOT/fixtures/bench"
 TOKEN="bench-token"
 DOUBLE_PORT=18080
@@ -176,6 +180,7 @@ LAT_RATE=""
 CTI_WAIT=60
 ZAMMAD=1
 ZDELAY=0
+IN_FLIGHT=""
 PROFILE=""
 NET=""
 PIN=0
@@ -204,6 +209,7 @@ while [ $# -gt 0 ]; do
         --cti-wait) CTI_WAIT=$2; shift 2 ;;
         --no-zammad) ZAMMAD=0; shift ;;
         --zammad-delay) ZDELAY=$2; shift 2 ;;
+        --in-flight) IN_FLIGHT=$2; shift 2 ;;
         --profile) PROFILE=$2; shift 2 ;;
         --net) NET=$2; shift 2 ;;
         --pin) PIN=1; shift ;;
@@ -338,6 +344,7 @@ write_config() { # file with_zammad
             echo "[zammad]"
             echo "url = \"http://$PROXY_IP:$DOUBLE_PORT/api/v1/cti/$TOKEN\""
             echo "newcall_timeout_ms = 1500"
+            if [ -n "$IN_FLIGHT" ]; then echo "max_in_flight = $IN_FLIGHT"; fi
         fi
     } >"$1"
 }

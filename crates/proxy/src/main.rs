@@ -68,10 +68,7 @@ fn main() -> ExitCode {
         eprintln!("sipcti: {e}");
         return ExitCode::FAILURE;
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match runtime_for(&cli.cmd).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("sipcti: cannot start the runtime: {e}");
@@ -102,6 +99,26 @@ fn main() -> ExitCode {
             eprintln!("sipcti: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The tokio runtime a command runs on: `sipcti run` on `[sip] threads`
+/// (1: a current-thread runtime, everything on one thread; n: a pool of n;
+/// 0: one per core), everything else on a pool of one thread per core. A
+/// configuration that cannot be read here is reported by the command itself.
+fn runtime_for(cmd: &Cmd) -> tokio::runtime::Builder {
+    let threads = match cmd {
+        Cmd::Run { config } => Config::load(config).map(|c| c.file.sip.threads).ok(),
+        _ => None,
+    };
+    match threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) if n > 1 => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+        _ => tokio::runtime::Builder::new_multi_thread(),
     }
 }
 

@@ -1,11 +1,13 @@
 //! The I/O edge of `sipcti run`: sockets, the clock, name resolution and
 //! the Zammad client around the sans-IO [`ProxyCore`].
 //!
-//! One task owns the core. It waits for a received message, a newCall
-//! answer, a send failure or the core's next timer, feeds it in, then
-//! carries out every [`Output`]: UDP datagrams to addresses are sent
-//! inline; TCP messages and host names go through one ordered sender task;
-//! `newCall` is awaited in a spawned task (the core goes on serving);
+//! One task owns the core and the UDP socket. It waits for a datagram (read
+//! by itself, no queue in between), a TCP message, a newCall answer, a send
+//! failure or the core's next timer, feeds it in (with every datagram
+//! already waiting, up to [`BATCH`]), then carries out every [`Output`]:
+//! UDP datagrams to addresses are sent inline; TCP messages and host names
+//! go through one ordered sender task; `newCall` answers are awaited in the
+//! same task (a `FuturesUnordered`, the core goes on serving meanwhile);
 //! `answer`/`hangup` are queued in the CTI client.
 
 use std::net::{IpAddr, SocketAddr};
@@ -13,8 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use futures_util::stream::{FuturesUnordered, StreamExt as _};
 use sipcti_cti as cti;
-use sipcti_transport::net::{NetConfig, Transport};
+use sipcti_transport::net::{NetConfig, Transport, UdpReceiver};
 use sipcti_wire::TransportKind;
 use tokio::sync::mpsc;
 
@@ -162,10 +165,19 @@ pub fn net_config(cfg: &Config, core: &CoreConfig) -> NetConfig {
     }
 }
 
+/// What the TCP/host-name sender task reports back to the run loop.
 enum Back {
-    Cti(CallId, CtiAnswer),
     SendFailed(ClientTxId),
 }
+
+/// Most received messages fed to the core before its outputs are carried out.
+const BATCH: usize = 256;
+
+/// A newCall the run loop waits for: resolves to the core's token, when it
+/// was queued, and the CTI client's outcome.
+type NewCallWait = std::pin::Pin<
+    Box<dyn std::future::Future<Output = (CallId, Instant, cti::NewCallOutcome)> + Send>,
+>;
 
 /// A running proxy (handle for tests and the demo).
 pub struct Running {
@@ -240,7 +252,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     // same source lists the core uses. The port is fixed up after binding
     // (`sip.listen` may say port 0).
     let mut core_cfg = core_config(&cfg, cfg.listen.port()).await?;
-    let (transport, inbound) = Transport::bind(net_config(&cfg, &core_cfg))
+    let (transport, inbound, udp) = Transport::bind_split(net_config(&cfg, &core_cfg))
         .await
         .with_context(|| format!("sip.listen: cannot bind {}", cfg.listen))?;
     let local = transport.local_addr();
@@ -329,7 +341,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         reload: reload_rx,
     };
     let task = tokio::spawn(run_loop(
-        core, transport, inbound, client, keeper, admin, control,
+        core, transport, udp, inbound, client, keeper, admin, control,
     ));
     Ok(Running {
         local,
@@ -374,6 +386,7 @@ impl Admin {
 async fn run_loop(
     mut core: ProxyCore,
     transport: Transport,
+    mut udp: UdpReceiver,
     mut inbound: mpsc::Receiver<sipcti_transport::net::Inbound>,
     client: cti::CtiClient,
     mut keeper: BindingKeeper,
@@ -392,7 +405,7 @@ async fn run_loop(
     let (slow_tx, mut slow_rx) = mpsc::channel::<Transmit>(8192);
     {
         let transport = transport.clone();
-        let back = back_tx.clone();
+        let back = back_tx;
         tokio::spawn(async move {
             while let Some(t) = slow_rx.recv().await {
                 let dest = match &t.dest {
@@ -427,6 +440,7 @@ async fn run_loop(
             }
         });
     }
+    let mut waits: FuturesUnordered<NewCallWait> = FuturesUnordered::new();
     let mut last_stats = Instant::now();
     loop {
         let deadline = core.poll_timeout();
@@ -449,16 +463,33 @@ async fn run_loop(
             Some(b) = back_rx.recv() => {
                 let now = Instant::now();
                 match b {
-                    Back::Cti(token, answer) => core.handle_cti_answer(now, token, answer),
                     Back::SendFailed(c) => core.handle_transport_error(now, c),
+                }
+            }
+            Some((token, queued, outcome)) = waits.next(), if !waits.is_empty() => {
+                newcall_answered(&mut core, edge.as_ref(), token, queued, outcome);
+                // and every other answer already there
+                while let Some(Some((token, queued, outcome))) = futures_util::FutureExt::now_or_never(waits.next()) {
+                    newcall_answered(&mut core, edge.as_ref(), token, queued, outcome);
+                }
+            }
+            m = udp.recv() => {
+                deliver(&mut core, m);
+                // take whatever else is already waiting without waiting
+                let mut n = 1;
+                while n < BATCH {
+                    match udp.try_recv() {
+                        Some(m) => deliver(&mut core, m),
+                        None => break,
+                    }
+                    n += 1;
                 }
             }
             m = inbound.recv() => {
                 let Some(m) = m else { break };
                 deliver(&mut core, m);
-                // take whatever else is already queued without waiting
-                let mut n = 0;
-                while n < 256 {
+                let mut n = 1;
+                while n < BATCH {
                     match inbound.try_recv() {
                         Ok(m) => deliver(&mut core, m),
                         Err(_) => break,
@@ -466,7 +497,7 @@ async fn run_loop(
                     n += 1;
                 }
             }
-            _ = sleep => core.handle_timeout(Instant::now()),
+            _ = sleep => {}
             _ = async {
                 match &mut tick {
                     Some(t) => t.tick().await,
@@ -474,11 +505,16 @@ async fn run_loop(
                 }
             } => {}
         }
+        // timers run even while datagrams keep every other branch busy
+        let now = Instant::now();
+        if core.poll_timeout().is_some_and(|d| d <= now) {
+            core.handle_timeout(now);
+        }
         drain_outputs(
             &mut core,
             &transport,
             &slow_tx,
-            &back_tx,
+            &mut waits,
             &client,
             &mut keeper,
             edge.as_ref(),
@@ -499,7 +535,7 @@ async fn run_loop(
         &mut core,
         &transport,
         &slow_tx,
-        &back_tx,
+        &mut waits,
         &client,
         &mut keeper,
         edge.as_ref(),
@@ -536,6 +572,40 @@ async fn shutdown_cti(client: &cti::CtiClient) -> anyhow::Result<()> {
     )
 }
 
+/// Feeds a newCall's outcome to the core (Zammad's decision, or fail-open when
+/// it was not answered in time) and counts it for `[admin]`.
+fn newcall_answered(
+    core: &mut ProxyCore,
+    edge: Option<&Arc<EdgeMetrics>>,
+    token: CallId,
+    queued: Instant,
+    outcome: cti::NewCallOutcome,
+) {
+    let now = Instant::now();
+    if let Some(e) = edge {
+        match &outcome {
+            cti::NewCallOutcome::Answered(_) => e.newcall_answered(now, now.duration_since(queued)),
+            cti::NewCallOutcome::TimedOut => e.saw_error(now, "newCall not answered in time"),
+            cti::NewCallOutcome::Failed(_) => e.saw_error(now, "newCall failed"),
+            cti::NewCallOutcome::Dropped(_) => e.saw_error(now, "newCall dropped"),
+        }
+    }
+    let answer = match outcome {
+        cti::NewCallOutcome::Answered(cti::Decision::Reject { .. }) => CtiAnswer::Reject,
+        cti::NewCallOutcome::Answered(cti::Decision::Dial { caller_id }) => {
+            CtiAnswer::Dial(caller_id)
+        }
+        cti::NewCallOutcome::Answered(cti::Decision::Continue) => CtiAnswer::Continue,
+        other => {
+            if let Some(count) = NEWCALL_LATE.hit() {
+                tracing::warn!(outcome = ?other, count, "newCall not answered in time: call goes on unchanged");
+            }
+            CtiAnswer::FailOpen
+        }
+    };
+    core.handle_cti_answer(now, token, answer);
+}
+
 /// Hands one received message to the core.
 fn deliver(core: &mut ProxyCore, m: sipcti_transport::net::Inbound) {
     // No copy: `m.data` is a view of the socket's receive allocation. A
@@ -548,7 +618,7 @@ async fn drain_outputs(
     core: &mut ProxyCore,
     transport: &Transport,
     slow_tx: &mpsc::Sender<Transmit>,
-    back_tx: &mpsc::Sender<Back>,
+    waits: &mut FuturesUnordered<NewCallWait>,
     client: &cti::CtiClient,
     bindings: &mut BindingKeeper,
     edge: Option<&Arc<EdgeMetrics>>,
@@ -583,42 +653,7 @@ async fn drain_outputs(
                 }
                 let queued = Instant::now();
                 let fut = client.new_call(to_cti_event(&event));
-                let back = back_tx.clone();
-                let edge = edge.cloned();
-                tokio::spawn(async move {
-                    let outcome = fut.await;
-                    if let Some(e) = &edge {
-                        let now = Instant::now();
-                        match &outcome {
-                            cti::NewCallOutcome::Answered(_) => {
-                                e.newcall_answered(now, now.duration_since(queued))
-                            }
-                            cti::NewCallOutcome::TimedOut => {
-                                e.saw_error(now, "newCall not answered in time")
-                            }
-                            cti::NewCallOutcome::Failed(_) => e.saw_error(now, "newCall failed"),
-                            cti::NewCallOutcome::Dropped(_) => e.saw_error(now, "newCall dropped"),
-                        }
-                    }
-                    let answer = match outcome {
-                        cti::NewCallOutcome::Answered(cti::Decision::Reject { .. }) => {
-                            CtiAnswer::Reject
-                        }
-                        cti::NewCallOutcome::Answered(cti::Decision::Dial { caller_id }) => {
-                            CtiAnswer::Dial(caller_id)
-                        }
-                        cti::NewCallOutcome::Answered(cti::Decision::Continue) => {
-                            CtiAnswer::Continue
-                        }
-                        other => {
-                            if let Some(count) = NEWCALL_LATE.hit() {
-                                tracing::warn!(outcome = ?other, count, "newCall not answered in time: call goes on unchanged");
-                            }
-                            CtiAnswer::FailOpen
-                        }
-                    };
-                    let _ = back.send(Back::Cti(token, answer)).await;
-                });
+                waits.push(Box::pin(async move { (token, queued, fut.await) }));
             }
             Output::Event(ev) => {
                 if let Some(e) = edge {

@@ -112,7 +112,8 @@ impl Default for NetConfig {
 /// Counters of the socket edge (monotonic except `tcp_open`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct NetStats {
-    /// UDP datagrams received and queued.
+    /// UDP datagrams received and handed on (queued by [`Transport::bind`]'s task, or
+    /// returned by a [`UdpReceiver`]).
     pub udp_in: u64,
     /// TCP messages framed and queued.
     pub tcp_in: u64,
@@ -292,6 +293,21 @@ impl Transport {
     /// holding an incomplete message for `tcp_message_timeout` are closed (counted).
     /// Errors: any bind error.
     pub async fn bind(cfg: NetConfig) -> std::io::Result<(Transport, mpsc::Receiver<Inbound>)> {
+        let (transport, rx, udp) = Transport::bind_split(cfg).await?;
+        tokio::spawn(udp_loop(udp));
+        Ok((transport, rx))
+    }
+
+    /// Like [`Transport::bind`], but the caller receives UDP itself: no receive task and
+    /// no queue between the socket and the caller, the kernel's socket buffer
+    /// (`udp_buffer_bytes`) is the only queue. Returns the handle, the receiver of TCP
+    /// messages only (capacity `cfg.inbound_queue`), and the [`UdpReceiver`] to poll.
+    /// Background TCP tasks stop when the TCP receiver is dropped.
+    ///
+    /// Errors: any bind error.
+    pub async fn bind_split(
+        cfg: NetConfig,
+    ) -> std::io::Result<(Transport, mpsc::Receiver<Inbound>, UdpReceiver)> {
         let (udp, tcp) = bind_pair(cfg.listen, cfg.udp_buffer_bytes).await?;
         let local = udp.local_addr()?;
         let (tx, rx) = mpsc::channel(cfg.inbound_queue.max(1));
@@ -307,9 +323,9 @@ impl Transport {
             next_id: AtomicU64::new(1),
             stats: Counters::default(),
         });
-        tokio::spawn(udp_loop(inner.clone()));
         tokio::spawn(accept_loop(inner.clone(), tcp));
-        Ok((Transport { inner }, rx))
+        let udp = UdpReceiver::new(inner.clone());
+        Ok((Transport { inner }, rx, udp))
     }
 
     /// The bound local address (same port for UDP and TCP).
@@ -340,7 +356,15 @@ impl Transport {
         let data: Bytes = data.into();
         match transport {
             TransportKind::Udp => {
-                self.inner.udp.send_to(&data, dest).await?;
+                // nearly always room in the socket buffer: no readiness round trip
+                match self.inner.udp.try_send_to(&data, dest) {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        self.inner.udp.send_to(&data, dest).await?;
+                    }
+                    r => {
+                        r?;
+                    }
+                }
                 inc(&self.inner.stats.udp_out);
                 Ok(())
             }
@@ -540,44 +564,119 @@ async fn connect(inner: &Arc<Inner>, dest: SocketAddr) -> std::io::Result<ConnHa
     Ok(inner.start_conn(stream, dest, slot))
 }
 
-async fn udp_loop(inner: Arc<Inner>) {
-    let max = inner.cfg.limits.max_message_bytes;
-    // One byte more than allowed so oversized datagrams are detected.
-    let room = max.saturating_add(1).min(65_536);
-    let alloc = room.saturating_mul(UDP_DATAGRAMS_PER_ALLOC);
-    // Datagrams are received straight into `buf` and split off it (no copy); `buf` keeps
-    // the rest of the allocation for the next ones.
-    let mut buf = BytesMut::with_capacity(alloc);
-    loop {
-        if buf.capacity() < room && !buf.try_reclaim(room) {
-            // the allocation is used up and datagrams in it are still alive
-            buf = BytesMut::with_capacity(alloc);
+/// The receiving side of the UDP socket (from [`Transport::bind_split`]): datagrams are
+/// read straight into a shared allocation (`UDP_DATAGRAMS_PER_ALLOC` datagrams of
+/// `max_message_bytes` + 1 bytes) and split off it without a copy. Datagrams over
+/// `max_message_bytes` are dropped and counted (`dropped_too_large`); every datagram
+/// handed out is counted in `udp_in`.
+pub struct UdpReceiver {
+    inner: Arc<Inner>,
+    buf: BytesMut,
+    /// Bytes asked per datagram: one more than allowed, so oversized ones are seen.
+    room: usize,
+    /// Bytes of a fresh receive allocation.
+    alloc: usize,
+}
+
+impl fmt::Debug for UdpReceiver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UdpReceiver")
+            .field("local", &self.inner.local)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UdpReceiver {
+    fn new(inner: Arc<Inner>) -> UdpReceiver {
+        let max = inner.cfg.limits.max_message_bytes;
+        let room = max.saturating_add(1).min(65_536);
+        let alloc = room.saturating_mul(UDP_DATAGRAMS_PER_ALLOC);
+        UdpReceiver {
+            inner,
+            buf: BytesMut::with_capacity(alloc),
+            room,
+            alloc,
         }
-        // at most `room` bytes: a longer datagram is cut to `room` (> max) and dropped
-        let mut spare = (&mut buf).limit(room);
-        let res = tokio::select! {
-            r = inner.udp.recv_buf_from(&mut spare) => r,
-            _ = inner.inbound.closed() => return,
-        };
-        let (n, source) = match res {
-            Ok(x) => x,
-            Err(e) => {
-                // e.g. ICMP port unreachable reported on some platforms: keep going.
-                tracing::debug!(error = %e, "udp recv error");
+    }
+
+    /// Waits for the next datagram within the size limit and returns it. Cancel safe
+    /// (no datagram is lost when the future is dropped before it resolves), so it can
+    /// sit in a `select!`. Receive errors (e.g. an ICMP port unreachable reported on
+    /// the socket) are logged at debug level and skipped.
+    pub async fn recv(&mut self) -> Inbound {
+        loop {
+            if let Some(m) = self.try_recv() {
+                return m;
+            }
+            if let Err(e) = self.inner.udp.readable().await {
+                tracing::debug!(error = %e, "udp readiness error");
+            }
+        }
+    }
+
+    /// The next datagram already in the socket buffer, without waiting; `None` when
+    /// there is none (oversized datagrams and receive errors met on the way are
+    /// dropped and counted, not returned).
+    pub fn try_recv(&mut self) -> Option<Inbound> {
+        let m = self.try_recv_uncounted()?;
+        inc(&self.inner.stats.udp_in);
+        Some(m)
+    }
+
+    /// [`UdpReceiver::recv`] without counting in `udp_in` (the queueing receive task
+    /// counts only what it could queue).
+    async fn recv_uncounted(&mut self) -> Inbound {
+        loop {
+            if let Some(m) = self.try_recv_uncounted() {
+                return m;
+            }
+            if let Err(e) = self.inner.udp.readable().await {
+                tracing::debug!(error = %e, "udp readiness error");
+            }
+        }
+    }
+
+    fn try_recv_uncounted(&mut self) -> Option<Inbound> {
+        loop {
+            if self.buf.capacity() < self.room && !self.buf.try_reclaim(self.room) {
+                // the allocation is used up and datagrams in it are still alive
+                self.buf = BytesMut::with_capacity(self.alloc);
+            }
+            // at most `room` bytes: a longer datagram is cut to `room` (> max) and dropped
+            let mut spare = (&mut self.buf).limit(self.room);
+            let (n, source) = match self.inner.udp.try_recv_buf_from(&mut spare) {
+                Ok(x) => x,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return None,
+                Err(e) => {
+                    // e.g. ICMP port unreachable reported on some platforms: keep going.
+                    tracing::debug!(error = %e, "udp recv error");
+                    continue;
+                }
+            };
+            if n > self.inner.cfg.limits.max_message_bytes {
+                self.buf.clear();
+                inc(&self.inner.stats.dropped_too_large);
+                tracing::debug!(%source, bytes = n, "udp datagram too large, dropped");
                 continue;
             }
-        };
-        if n > max {
-            buf.clear();
-            inc(&inner.stats.dropped_too_large);
-            tracing::debug!(%source, bytes = n, "udp datagram too large, dropped");
-            continue;
+            return Some(Inbound {
+                data: self.buf.split().freeze(),
+                source,
+                local: self.inner.local,
+                transport: TransportKind::Udp,
+            });
         }
-        let msg = Inbound {
-            data: buf.split().freeze(),
-            source,
-            local: inner.local,
-            transport: TransportKind::Udp,
+    }
+}
+
+/// [`Transport::bind`]'s receive task: datagrams into the inbound queue (dropped and
+/// counted in `dropped_queue_full` when it is full); stops when the queue is closed.
+async fn udp_loop(mut udp: UdpReceiver) {
+    let inner = udp.inner.clone();
+    loop {
+        let msg = tokio::select! {
+            m = udp.recv_uncounted() => m,
+            _ = inner.inbound.closed() => return,
         };
         match inner.inbound.try_send(msg) {
             Ok(()) => inc(&inner.stats.udp_in),

@@ -306,6 +306,9 @@ impl Config {
         if file.zammad.newcall_timeout_ms == 0 || file.zammad.newcall_timeout_ms > 30_000 {
             return Err(invalid("zammad.newcall_timeout_ms", "must be 1..=30000 ms"));
         }
+        if file.sip.threads > 64 {
+            return Err(invalid("sip.threads", "must be 0..=64 (0: one per core)"));
+        }
         if file.zammad.max_in_flight == 0 || file.zammad.max_in_flight > 1024 {
             return Err(invalid("zammad.max_in_flight", "must be 1..=1024"));
         }

@@ -302,3 +302,23 @@ fn zammad_outbox_keys_reach_the_cti_client() {
         .to_string();
     assert!(e.contains("zammad.outbox_sync_ms"), "{e}");
 }
+
+#[test]
+fn threads_default_one_and_bounded() {
+    let c = Config::from_toml(GOOD, None).expect("valid");
+    assert_eq!(c.file.sip.threads, 1);
+    let more = GOOD.replace("[trunk]", "threads = 4\n[trunk]");
+    assert_eq!(
+        Config::from_toml(&more, None)
+            .expect("valid")
+            .file
+            .sip
+            .threads,
+        4
+    );
+    let bad = GOOD.replace("[trunk]", "threads = 65\n[trunk]");
+    let e = Config::from_toml(&bad, None)
+        .expect_err("65 threads refused")
+        .to_string();
+    assert!(e.starts_with("sip.threads:"), "{e}");
+}
