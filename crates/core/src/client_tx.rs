@@ -19,7 +19,9 @@
 //!   retransmissions are relayed through a small record instead.
 
 use bytes::Bytes;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use crate::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 

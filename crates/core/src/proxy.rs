@@ -31,7 +31,9 @@
 //! instead ([`crate::fork`], 16.7 with several branches).
 
 use bytes::Bytes;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use crate::HashMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -121,13 +123,13 @@ impl ProxyCore {
         ProxyCore {
             cfg,
             tracker,
-            servers: HashMap::with_capacity(cap),
-            server_keys: HashMap::with_capacity(cap),
-            clients: HashMap::with_capacity(cap),
-            client_keys: HashMap::with_capacity(cap),
+            servers: HashMap::with_capacity_and_hasher(cap, Default::default()),
+            server_keys: HashMap::with_capacity_and_hasher(cap, Default::default()),
+            clients: HashMap::with_capacity_and_hasher(cap, Default::default()),
+            client_keys: HashMap::with_capacity_and_hasher(cap, Default::default()),
             timers: TimerWheel::default(),
-            rewrites: HashMap::new(),
-            call_rewrite: HashMap::new(),
+            rewrites: HashMap::default(),
+            call_rewrite: HashMap::default(),
             accepted: AcceptedInvites::default(),
             outputs: Default::default(),
             next_id: 1,

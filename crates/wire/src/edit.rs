@@ -33,10 +33,30 @@ pub struct Edit<'m> {
     splices: Vec<Splice>,
 }
 
+/// The order splices are applied in: by start, an insertion (empty range)
+/// before a replacement starting at the same byte.
+fn splice_key(r: &Range<usize>) -> (usize, bool) {
+    (r.start, !r.is_empty())
+}
+
 /// Replaces CR and LF with spaces so a caller's value cannot inject header lines.
 fn clean(s: &str) -> impl Iterator<Item = u8> + '_ {
     s.bytes()
         .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b })
+}
+
+/// `n` in decimal, written into `buf` (no allocation); returns the digits.
+fn decimal(mut n: u32, buf: &mut [u8; 10]) -> &str {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[i..]).unwrap_or("0")
 }
 
 fn header_line(name: &str, value: &str) -> Vec<u8> {
@@ -52,12 +72,19 @@ impl<'m> Edit<'m> {
     pub(crate) fn new(msg: &'m SipMessage) -> Self {
         Edit {
             msg,
-            splices: Vec::new(),
+            splices: Vec::with_capacity(8),
         }
     }
 
+    /// Adds a splice, keeping `splices` in the order [`Edit::finish`] applies
+    /// them: by start position, insertions before replacements there, and
+    /// call order among equals (a stable insertion, so no sort is needed).
     fn splice(&mut self, range: Range<usize>, data: Vec<u8>) {
-        self.splices.push(Splice { range, data });
+        let key = splice_key(&range);
+        let at = self
+            .splices
+            .partition_point(|s| splice_key(&s.range) <= key);
+        self.splices.insert(at, Splice { range, data });
     }
 
     fn first_entry(&self, name: &str) -> Option<&'m HeaderEntry> {
@@ -66,13 +93,11 @@ impl<'m> Edit<'m> {
     }
 
     /// Buffer ranges of the comma-separated values of a header line (trimmed).
-    fn line_values(&self, e: &HeaderEntry) -> Vec<Range<usize>> {
-        let raw = self.msg.raw_value(e);
+    fn line_values(&self, e: &HeaderEntry) -> impl Iterator<Item = Range<usize>> + 'm {
+        let msg: &'m SipMessage = self.msg;
+        let raw = msg.raw_value(e);
         let base = e.raw_value.start;
-        value_ranges(raw)
-            .into_iter()
-            .map(|r| base + r.start..base + r.end)
-            .collect()
+        value_ranges(raw).map(move |r| base + r.start..base + r.end)
     }
 
     /// Inserts a new line `name: value\r\n` that becomes the first value of that header:
@@ -93,8 +118,8 @@ impl<'m> Edit<'m> {
         let Some(e) = self.first_entry(name) else {
             return self;
         };
-        let values = self.line_values(e);
-        match (values.first(), values.get(1)) {
+        let mut values = self.line_values(e);
+        match (values.next(), values.next()) {
             (Some(a), Some(b)) => {
                 let r = a.start..b.start;
                 self.splice(r, Vec::new());
@@ -148,10 +173,11 @@ impl<'m> Edit<'m> {
     /// Sets Max-Forwards to `n` (RFC 3261 16.6 step 3): replaces the first line's value,
     /// or appends `Max-Forwards: n` after the last header line if absent.
     pub fn set_max_forwards(&mut self, n: u32) -> &mut Self {
-        let value = n.to_string();
+        let mut digits = [0u8; 10];
+        let value = decimal(n, &mut digits);
         match self.msg.first_named("Max-Forwards") {
-            Some((i, _)) => self.replace_value(i, &value),
-            None => self.append_header("Max-Forwards", &value),
+            Some((i, _)) => self.replace_value(i, value),
+            None => self.append_header("Max-Forwards", value),
         }
     }
 
@@ -168,7 +194,7 @@ impl<'m> Edit<'m> {
         let Some(e) = self.first_entry("Via") else {
             return self;
         };
-        let Some(vr) = self.line_values(e).into_iter().next() else {
+        let Some(vr) = self.line_values(e).next() else {
             return self;
         };
         let Some(value) = self
@@ -186,30 +212,34 @@ impl<'m> Edit<'m> {
             return self;
         };
         let params_base = vr.start + pr.start;
-        let params: Vec<_> = param_positions(via.params).collect();
         let find = |name: &str| {
-            params.iter().find(|p| {
+            param_positions(via.params).find(|p| {
                 via.params
                     .get(p.name.clone())
                     .is_some_and(|n| n.eq_ignore_ascii_case(name))
             })
         };
         if let Some(ip) = received {
-            let text = format!("received={ip}");
             match find("received") {
                 Some(p) => {
                     let r = params_base + p.whole.start..params_base + p.whole.end;
-                    self.splice(r, text.into_bytes());
+                    let mut data = Vec::with_capacity(48);
+                    let _ = write!(data, "received={ip}");
+                    self.splice(r, data);
                 }
                 None => {
                     let end = vr.end;
-                    self.splice(end..end, format!(";{text}").into_bytes());
+                    let mut data = Vec::with_capacity(48);
+                    let _ = write!(data, ";received={ip}");
+                    self.splice(end..end, data);
                 }
             }
         }
         if let (Some(port), Some(p)) = (rport, find("rport")) {
             let r = params_base + p.whole.start..params_base + p.whole.end;
-            self.splice(r, format!("rport={port}").into_bytes());
+            let mut data = Vec::with_capacity(11);
+            let _ = write!(data, "rport={port}");
+            self.splice(r, data);
         }
         self
     }
@@ -229,17 +259,12 @@ impl<'m> Edit<'m> {
     pub fn finish(&self) -> Vec<u8> {
         let buf = &self.msg.buf;
         let (start, end) = (self.msg.msg_start, self.msg.body.end.min(buf.len()));
-        let mut order: Vec<usize> = (0..self.splices.len()).collect();
-        // Stable: same start keeps call order; insertions before replacements there.
-        order.sort_by_key(|&i| {
-            let s = &self.splices[i];
-            (s.range.start, !s.range.is_empty())
-        });
+        // `splices` is kept sorted by `splice_key` (stable: same start keeps
+        // call order; insertions before replacements there).
         let extra: usize = self.splices.iter().map(|s| s.data.len()).sum();
         let mut out = Vec::with_capacity(end.saturating_sub(start) + extra);
         let mut cursor = start;
-        for i in order {
-            let s = &self.splices[i];
+        for s in &self.splices {
             if s.range.start < start || s.range.end > end || s.range.start > s.range.end {
                 continue;
             }
