@@ -464,7 +464,7 @@ impl ProxyCore {
         for (index, value) in restored {
             edit.replace_value(index, &value);
         }
-        SipMessage::parse(edit.finish(), &self.cfg.limits).ok()
+        edit.finish_message(&self.cfg.limits).ok()
     }
 
     fn drop_binding(&mut self, key: BindingKey, why: &str) {

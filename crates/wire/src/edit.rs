@@ -4,16 +4,23 @@ use std::io::Write as _;
 use std::net::IpAddr;
 use std::ops::Range;
 
+use bytes::Bytes;
+
+use super::error::ParseError;
 use super::headers::HeaderEntry;
+use super::limits::Limits;
 use super::message::SipMessage;
 use super::parse::{param_positions, subslice_range, value_ranges, NameAddr, Via};
 use super::start_line::StartLine;
 
 /// One replacement of `buf[range]` by `data` (an insertion when the range is empty).
 #[derive(Debug, Clone)]
-struct Splice {
-    range: Range<usize>,
-    data: Vec<u8>,
+pub(crate) struct Splice {
+    pub(crate) range: Range<usize>,
+    pub(crate) data: Vec<u8>,
+    /// `data` is a whole new header line (`name: value\r\n`) inserted at a
+    /// line boundary ([`Edit::insert_first`], [`Edit::append_header`]).
+    pub(crate) line: bool,
 }
 
 /// Byte-preserving editor: collects splices, [`Edit::finish`] applies them in one pass.
@@ -29,13 +36,14 @@ struct Splice {
 /// to keep the framing intact).
 #[derive(Debug, Clone)]
 pub struct Edit<'m> {
-    msg: &'m SipMessage,
-    splices: Vec<Splice>,
+    pub(crate) msg: &'m SipMessage,
+    /// Kept sorted by [`splice_key`].
+    pub(crate) splices: Vec<Splice>,
 }
 
 /// The order splices are applied in: by start, an insertion (empty range)
 /// before a replacement starting at the same byte.
-fn splice_key(r: &Range<usize>) -> (usize, bool) {
+pub(crate) fn splice_key(r: &Range<usize>) -> (usize, bool) {
     (r.start, !r.is_empty())
 }
 
@@ -80,11 +88,20 @@ impl<'m> Edit<'m> {
     /// them: by start position, insertions before replacements there, and
     /// call order among equals (a stable insertion, so no sort is needed).
     fn splice(&mut self, range: Range<usize>, data: Vec<u8>) {
+        self.splice_kind(range, data, false);
+    }
+
+    /// [`Edit::splice`] of a whole new header line at a line boundary.
+    fn splice_line(&mut self, pos: usize, data: Vec<u8>) {
+        self.splice_kind(pos..pos, data, true);
+    }
+
+    fn splice_kind(&mut self, range: Range<usize>, data: Vec<u8>, line: bool) {
         let key = splice_key(&range);
         let at = self
             .splices
             .partition_point(|s| splice_key(&s.range) <= key);
-        self.splices.insert(at, Splice { range, data });
+        self.splices.insert(at, Splice { range, data, line });
     }
 
     fn first_entry(&self, name: &str) -> Option<&'m HeaderEntry> {
@@ -107,7 +124,7 @@ impl<'m> Edit<'m> {
         let pos = self
             .first_entry(name)
             .map_or(self.msg.headers_start, |e| e.line.start);
-        self.splice(pos..pos, header_line(name, value));
+        self.splice_line(pos, header_line(name, value));
         self
     }
 
@@ -247,7 +264,7 @@ impl<'m> Edit<'m> {
     /// Appends `name: value\r\n` after the last header line.
     pub fn append_header(&mut self, name: &str, value: &str) -> &mut Self {
         let pos = self.msg.headers_end;
-        self.splice(pos..pos, header_line(name, value));
+        self.splice_line(pos, header_line(name, value));
         self
     }
 
@@ -258,26 +275,74 @@ impl<'m> Edit<'m> {
     /// `bytes::Bytes::from` it to store or queue it without another copy.
     pub fn finish(&self) -> Vec<u8> {
         let buf = &self.msg.buf;
-        let (start, end) = (self.msg.msg_start, self.msg.body.end.min(buf.len()));
-        // `splices` is kept sorted by `splice_key` (stable: same start keeps
-        // call order; insertions before replacements there).
+        let (start, end) = self.bounds();
         let extra: usize = self.splices.iter().map(|s| s.data.len()).sum();
         let mut out = Vec::with_capacity(end.saturating_sub(start) + extra);
         let mut cursor = start;
-        for s in &self.splices {
-            if s.range.start < start || s.range.end > end || s.range.start > s.range.end {
-                continue;
-            }
-            if s.range.start < cursor {
-                // Overlaps an earlier replacement: dropped (see type docs).
-                continue;
-            }
+        for s in self.applied() {
             out.extend_from_slice(buf.get(cursor..s.range.start).unwrap_or_default());
             out.extend_from_slice(&s.data);
             cursor = s.range.end;
         }
         out.extend_from_slice(buf.get(cursor..end).unwrap_or_default());
         out
+    }
+
+    /// [`Edit::finish`] as a parsed message, within `limits`: the same bytes, and
+    /// the same message [`SipMessage::parse`] would make of them.
+    ///
+    /// The usual edits of a proxy (values replaced inside one header line, whole
+    /// lines inserted or removed, the Request-URI replaced) are re-indexed from
+    /// the original's index, shifted by the known lengths, without parsing the
+    /// header section again; anything else (e.g. an edit of a folded header or
+    /// of Content-Length) is parsed as [`SipMessage::parse`] does.
+    ///
+    /// Errors: those of [`SipMessage::parse`] on the edited bytes (e.g.
+    /// [`crate::ParseError::TooLarge`] when the edit grew past
+    /// `limits.max_message_bytes`).
+    pub fn finish_message(&self, limits: &Limits) -> Result<SipMessage, ParseError> {
+        let bytes = Bytes::from(self.finish());
+        match super::reindex::reindex(self, &bytes, limits) {
+            Some(m) => {
+                #[cfg(debug_assertions)]
+                super::reindex::assert_same_as_parse(&m, limits);
+                Ok(m)
+            }
+            None => SipMessage::parse(bytes, limits),
+        }
+    }
+
+    /// The length in bytes of what [`Edit::finish`] returns, without building it.
+    pub fn finished_len(&self) -> usize {
+        let (start, end) = self.bounds();
+        self.applied().fold(end.saturating_sub(start), |n, s| {
+            (n + s.data.len()).saturating_sub(s.range.len())
+        })
+    }
+
+    /// The part of the original message the output covers: start line to the
+    /// end of the body.
+    pub(crate) fn bounds(&self) -> (usize, usize) {
+        let m = self.msg;
+        (m.msg_start, m.body.end.min(m.buf.len()))
+    }
+
+    /// The splices [`Edit::finish`] applies, in order: those inside
+    /// [`Edit::bounds`] and not overlapping an earlier one (see the type docs).
+    pub(crate) fn applied(&self) -> impl Iterator<Item = &Splice> + '_ {
+        let (start, end) = self.bounds();
+        let mut cursor = start;
+        self.splices.iter().filter(move |s| {
+            if s.range.start < start || s.range.end > end || s.range.start > s.range.end {
+                return false;
+            }
+            if s.range.start < cursor {
+                // Overlaps an earlier replacement: dropped (see type docs).
+                return false;
+            }
+            cursor = s.range.end;
+            true
+        })
     }
 }
 

@@ -45,7 +45,7 @@ pub struct SipMessage {
     /// First byte of the blank line ending the header section.
     pub(crate) headers_end: usize,
     pub(crate) header_entries: Vec<HeaderEntry>,
-    folded: Vec<String>,
+    pub(crate) folded: Vec<String>,
     pub(crate) body: Range<usize>,
 }
 
@@ -89,7 +89,7 @@ fn is_ws(b: u8) -> bool {
 }
 
 /// Trims SP / HT / CR / LF from both ends of `buf[r]`, returning the trimmed range.
-fn trim_range(buf: &[u8], mut r: Range<usize>) -> Range<usize> {
+pub(crate) fn trim_range(buf: &[u8], mut r: Range<usize>) -> Range<usize> {
     while r.start < r.end && buf.get(r.start).is_some_and(|b| b.is_ascii_whitespace()) {
         r.start += 1;
     }
@@ -661,10 +661,16 @@ impl SipMessage {
 
     /// All Via values that parse, top first (values that do not parse are skipped).
     pub fn vias(&self) -> Vec<Via<'_>> {
+        self.via_iter().collect()
+    }
+
+    /// The Via values that parse, top first, as [`SipMessage::vias`] gives them but
+    /// lazily: nothing is allocated, and parsing stops where the caller stops (e.g.
+    /// `via_iter().nth(1).is_some()`: at least two Vias).
+    pub fn via_iter(&self) -> impl Iterator<Item = Via<'_>> + '_ {
         self.entries_named("Via")
             .flat_map(|(_, e)| split_values(self.entry_value(e), false))
             .filter_map(|v| Via::parse(v).ok())
-            .collect()
     }
 
     /// Max-Forwards (RFC 3261 20.22); `None` if absent or not a number of at most 10
