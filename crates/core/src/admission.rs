@@ -17,7 +17,7 @@
 //! [`AdmissionConfig::max_sources`] source entries and at most
 //! [`AdmissionConfig::max_calls`] call entries.
 
-use std::collections::HashMap;
+use crate::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -300,8 +300,8 @@ impl Admission {
     pub fn new(cfg: AdmissionConfig) -> Admission {
         Admission {
             cfg,
-            sources: HashMap::new(),
-            calls: HashMap::new(),
+            sources: HashMap::default(),
+            calls: HashMap::default(),
             last_sweep: None,
             stats: AdmissionStats::default(),
         }

@@ -19,7 +19,9 @@
 //!   retransmissions are relayed through a small record instead.
 
 use bytes::Bytes;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use crate::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -546,7 +548,7 @@ impl ProxyCore {
     /// Send a 2xx to an INVITE upstream to `up` without a server
     /// transaction (RFC 3261 16.7 step 10, RFC 6026).
     pub(crate) fn relay_2xx_to(&mut self, msg: &SipMessage, up: &Upstream) {
-        if msg.vias().len() < 2 {
+        if msg.via_iter().nth(1).is_none() {
             return;
         }
         let bytes = self.response_upstream_bytes(msg, toward(up.side), up.transport);

@@ -22,6 +22,29 @@ pub(crate) fn fnv1a(parts: &[&str]) -> u64 {
     h
 }
 
+/// [`fnv1a`] of one part written by its `Display` (`fnv1a(&[&x.to_string()])`),
+/// hashed as it is formatted: no `String` is built.
+pub(crate) fn fnv1a_display(x: &impl std::fmt::Display) -> u64 {
+    struct Fnv(u64);
+    impl Fnv {
+        fn byte(&mut self, b: u8) {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    impl std::fmt::Write for Fnv {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            s.bytes().for_each(|b| self.byte(b));
+            Ok(())
+        }
+    }
+    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    let _ = std::fmt::Write::write_fmt(&mut h, format_args!("{x}"));
+    // the separator fnv1a puts after each part
+    h.byte(0xff);
+    h.0
+}
+
 /// RFC 3261 16.3 step 4 / 16.6 step 8: the hash of the fields that
 /// identify a request for loop detection (Request-URI, From tag, To tag,
 /// Call-ID, CSeq number), 16 hex digits. It is the first part of the
@@ -206,4 +229,14 @@ pub fn build_ack(invite: &SipMessage, resp: &SipMessage) -> Vec<u8> {
         "CSeq: {n} ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
     ));
     out.into_bytes()
+}
+
+#[cfg(test)]
+mod fnv_tests {
+    #[test]
+    fn fnv1a_display_is_fnv1a_of_the_string() {
+        for s in ["", "a", "z9hG4bK-1 INVITE 10.0.0.1:5060", "é"] {
+            assert_eq!(super::fnv1a_display(&s), super::fnv1a(&[s]));
+        }
+    }
 }

@@ -31,7 +31,9 @@
 //! instead ([`crate::fork`], 16.7 with several branches).
 
 use bytes::Bytes;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use crate::HashMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -44,7 +46,7 @@ use crate::client_tx::{AcceptedInvites, ClientTx, Upstream};
 use crate::config::{admission_config, CoreConfig};
 use crate::identity::Rewrite;
 use crate::ids::{ClientKey, ClientTxId, Method, ServerKey, ServerTxId};
-use crate::messages::{fnv1a, loop_hash, salvage_error_response};
+use crate::messages::{fnv1a, fnv1a_display, loop_hash, salvage_error_response};
 use crate::output::{log_sample, CoreStats, Output, Transmit};
 use crate::registration::Bindings;
 use crate::routing::{other_side, pop_routes, reply_target, NextHop, Target};
@@ -121,13 +123,13 @@ impl ProxyCore {
         ProxyCore {
             cfg,
             tracker,
-            servers: HashMap::with_capacity(cap),
-            server_keys: HashMap::with_capacity(cap),
-            clients: HashMap::with_capacity(cap),
-            client_keys: HashMap::with_capacity(cap),
+            servers: HashMap::with_capacity_and_hasher(cap, Default::default()),
+            server_keys: HashMap::with_capacity_and_hasher(cap, Default::default()),
+            clients: HashMap::with_capacity_and_hasher(cap, Default::default()),
+            client_keys: HashMap::with_capacity_and_hasher(cap, Default::default()),
             timers: TimerWheel::default(),
-            rewrites: HashMap::new(),
-            call_rewrite: HashMap::new(),
+            rewrites: HashMap::default(),
+            call_rewrite: HashMap::default(),
             accepted: AcceptedInvites::default(),
             outputs: Default::default(),
             next_id: 1,
@@ -580,7 +582,7 @@ impl ProxyCore {
                 .unwrap_or("")
                 .to_string(),
         };
-        let tx_hash = fnv1a(&[&stx.key.to_string()]);
+        let tx_hash = fnv1a_display(&stx.key);
         let branch = format!("z9hG4bKsc{}.{tx_hash:016x}", stx.loop_hash);
         let method = stx.method.clone();
         let side = stx.side;
@@ -655,13 +657,13 @@ impl ProxyCore {
             }
         }
         self.register_edits(sid, req, &mut edit, out_face, hop.transport);
-        let bytes = edit.finish();
-        if bytes.len() > self.cfg.limits.max_message_bytes {
+        let len = edit.finished_len();
+        if len > self.cfg.limits.max_message_bytes {
             // RFC 3261 21.5.14 / 18.1.1: our additions made it too large
             self.stats.too_large += 1;
             if log_sample(self.stats.too_large) {
                 tracing::warn!(
-                    len = bytes.len(),
+                    len,
                     count = self.stats.too_large,
                     "forwarded request would exceed the size limit: 513"
                 );
@@ -669,7 +671,8 @@ impl ProxyCore {
             self.final_from_proxy(now, sid, 513, "Message Too Large");
             return None;
         }
-        match SipMessage::parse(bytes, &self.cfg.limits) {
+        // re-indexed from the request's index, not parsed again
+        match edit.finish_message(&self.cfg.limits) {
             Ok(m) => Some(m),
             Err(e) => {
                 self.stats.internal_errors += 1;
@@ -937,7 +940,10 @@ impl ProxyCore {
         status: u16,
         source: SocketAddr,
     ) -> Step {
-        if !(200..300).contains(&status) || !self.client_has_server(cid) || msg.vias().len() >= 2 {
+        if !(200..300).contains(&status)
+            || !self.client_has_server(cid)
+            || msg.via_iter().nth(1).is_some()
+        {
             return Ok(());
         }
         self.stats.only_our_via += 1;

@@ -33,7 +33,9 @@
 //!   REGISTER that would add bindings to a full table gets `503` before it
 //!   is forwarded.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use crate::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -386,7 +388,7 @@ impl ProxyCore {
             return None;
         }
         // (key -> granted expiry in s) of our contacts the 2xx lists
-        let mut granted: HashMap<BindingKey, u64> = HashMap::new();
+        let mut granted: HashMap<BindingKey, u64> = HashMap::default();
         let cfg = &self.cfg;
         let restored = msg.map_header_values("Contact", |v| {
             let uri = contact_uri(v)?;
@@ -462,7 +464,7 @@ impl ProxyCore {
         for (index, value) in restored {
             edit.replace_value(index, &value);
         }
-        SipMessage::parse(edit.finish(), &self.cfg.limits).ok()
+        edit.finish_message(&self.cfg.limits).ok()
     }
 
     fn drop_binding(&mut self, key: BindingKey, why: &str) {

@@ -163,10 +163,6 @@ impl CoreConfig {
         if !host_differs && rport.is_none() {
             return msg;
         }
-        let bytes = msg
-            .edit()
-            .set_top_via_received(Some(source.ip()), rport)
-            .finish();
         // the parameters we add may push a message that was just within
         // the size limit past it; the limit is for what was received (a
         // forwarded request that grew too large gets 513 later)
@@ -174,7 +170,12 @@ impl CoreConfig {
             max_message_bytes: self.limits.max_message_bytes + 128,
             ..self.limits
         };
-        SipMessage::parse(bytes, &limits).unwrap_or(msg)
+        // re-indexed from the received message's index, not parsed again
+        let edited = msg
+            .edit()
+            .set_top_via_received(Some(source.ip()), rport)
+            .finish_message(&limits);
+        edited.unwrap_or(msg)
     }
 
     /// RFC 3261 16.5 / 16.6 steps 2-6 for a request outside a dialog: the

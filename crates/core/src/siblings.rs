@@ -15,7 +15,7 @@
 //! A branch set lives as long as one of its server transactions, so the
 //! table is bounded by the transaction table.
 
-use std::collections::HashMap;
+use crate::HashMap;
 
 use sipcti_wire::SipMessage;
 

@@ -79,7 +79,7 @@ impl ProxyCore {
     pub(crate) fn detect_loop(&mut self, msg: &SipMessage, rx: Rx) -> Step<String> {
         let lh = loop_hash(msg);
         let ours = format!("z9hG4bKsc{lh}");
-        let looped = msg.vias().iter().any(|v| {
+        let looped = msg.via_iter().any(|v| {
             self.cfg.is_us(v.host, v.port) && v.branch().is_some_and(|b| b.starts_with(&ours))
         });
         if !looped {

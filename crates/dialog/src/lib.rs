@@ -20,6 +20,12 @@ mod routes;
 mod tracker;
 mod view;
 
+/// The hash map of the internal tables: foldhash, randomly seeded per
+/// process and per map (keys such as Call-IDs and branches come from the
+/// network, so the seed must not be guessable), several times faster than
+/// the standard library's SipHash on short keys.
+pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
 #[cfg(test)]
 mod tests;
 

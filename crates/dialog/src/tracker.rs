@@ -1,6 +1,8 @@
 //! The call state machine.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::HashMap;
 use std::time::{Duration, Instant};
 
 use sipcti_event::{Cause, Direction, EventKind};
@@ -154,10 +156,10 @@ impl CallTracker {
             cfg,
             next_id: 0,
             calls: BTreeMap::new(),
-            by_cid: HashMap::new(),
+            by_cid: HashMap::default(),
             timers: BTreeSet::new(),
             lingering: BTreeSet::new(),
-            cid_uses: HashMap::new(),
+            cid_uses: HashMap::default(),
             cid_expiry: BTreeSet::new(),
             active: 0,
             stats: TrackerStats::default(),

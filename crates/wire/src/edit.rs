@@ -4,16 +4,23 @@ use std::io::Write as _;
 use std::net::IpAddr;
 use std::ops::Range;
 
+use bytes::Bytes;
+
+use super::error::ParseError;
 use super::headers::HeaderEntry;
+use super::limits::Limits;
 use super::message::SipMessage;
 use super::parse::{param_positions, subslice_range, value_ranges, NameAddr, Via};
 use super::start_line::StartLine;
 
 /// One replacement of `buf[range]` by `data` (an insertion when the range is empty).
 #[derive(Debug, Clone)]
-struct Splice {
-    range: Range<usize>,
-    data: Vec<u8>,
+pub(crate) struct Splice {
+    pub(crate) range: Range<usize>,
+    pub(crate) data: Vec<u8>,
+    /// `data` is a whole new header line (`name: value\r\n`) inserted at a
+    /// line boundary ([`Edit::insert_first`], [`Edit::append_header`]).
+    pub(crate) line: bool,
 }
 
 /// Byte-preserving editor: collects splices, [`Edit::finish`] applies them in one pass.
@@ -29,14 +36,35 @@ struct Splice {
 /// to keep the framing intact).
 #[derive(Debug, Clone)]
 pub struct Edit<'m> {
-    msg: &'m SipMessage,
-    splices: Vec<Splice>,
+    pub(crate) msg: &'m SipMessage,
+    /// Kept sorted by [`splice_key`].
+    pub(crate) splices: Vec<Splice>,
+}
+
+/// The order splices are applied in: by start, an insertion (empty range)
+/// before a replacement starting at the same byte.
+pub(crate) fn splice_key(r: &Range<usize>) -> (usize, bool) {
+    (r.start, !r.is_empty())
 }
 
 /// Replaces CR and LF with spaces so a caller's value cannot inject header lines.
 fn clean(s: &str) -> impl Iterator<Item = u8> + '_ {
     s.bytes()
         .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b })
+}
+
+/// `n` in decimal, written into `buf` (no allocation); returns the digits.
+fn decimal(mut n: u32, buf: &mut [u8; 10]) -> &str {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[i..]).unwrap_or("0")
 }
 
 fn header_line(name: &str, value: &str) -> Vec<u8> {
@@ -52,12 +80,28 @@ impl<'m> Edit<'m> {
     pub(crate) fn new(msg: &'m SipMessage) -> Self {
         Edit {
             msg,
-            splices: Vec::new(),
+            splices: Vec::with_capacity(8),
         }
     }
 
+    /// Adds a splice, keeping `splices` in the order [`Edit::finish`] applies
+    /// them: by start position, insertions before replacements there, and
+    /// call order among equals (a stable insertion, so no sort is needed).
     fn splice(&mut self, range: Range<usize>, data: Vec<u8>) {
-        self.splices.push(Splice { range, data });
+        self.splice_kind(range, data, false);
+    }
+
+    /// [`Edit::splice`] of a whole new header line at a line boundary.
+    fn splice_line(&mut self, pos: usize, data: Vec<u8>) {
+        self.splice_kind(pos..pos, data, true);
+    }
+
+    fn splice_kind(&mut self, range: Range<usize>, data: Vec<u8>, line: bool) {
+        let key = splice_key(&range);
+        let at = self
+            .splices
+            .partition_point(|s| splice_key(&s.range) <= key);
+        self.splices.insert(at, Splice { range, data, line });
     }
 
     fn first_entry(&self, name: &str) -> Option<&'m HeaderEntry> {
@@ -66,13 +110,11 @@ impl<'m> Edit<'m> {
     }
 
     /// Buffer ranges of the comma-separated values of a header line (trimmed).
-    fn line_values(&self, e: &HeaderEntry) -> Vec<Range<usize>> {
-        let raw = self.msg.raw_value(e);
+    fn line_values(&self, e: &HeaderEntry) -> impl Iterator<Item = Range<usize>> + 'm {
+        let msg: &'m SipMessage = self.msg;
+        let raw = msg.raw_value(e);
         let base = e.raw_value.start;
-        value_ranges(raw)
-            .into_iter()
-            .map(|r| base + r.start..base + r.end)
-            .collect()
+        value_ranges(raw).map(move |r| base + r.start..base + r.end)
     }
 
     /// Inserts a new line `name: value\r\n` that becomes the first value of that header:
@@ -82,7 +124,7 @@ impl<'m> Edit<'m> {
         let pos = self
             .first_entry(name)
             .map_or(self.msg.headers_start, |e| e.line.start);
-        self.splice(pos..pos, header_line(name, value));
+        self.splice_line(pos, header_line(name, value));
         self
     }
 
@@ -93,8 +135,8 @@ impl<'m> Edit<'m> {
         let Some(e) = self.first_entry(name) else {
             return self;
         };
-        let values = self.line_values(e);
-        match (values.first(), values.get(1)) {
+        let mut values = self.line_values(e);
+        match (values.next(), values.next()) {
             (Some(a), Some(b)) => {
                 let r = a.start..b.start;
                 self.splice(r, Vec::new());
@@ -148,10 +190,11 @@ impl<'m> Edit<'m> {
     /// Sets Max-Forwards to `n` (RFC 3261 16.6 step 3): replaces the first line's value,
     /// or appends `Max-Forwards: n` after the last header line if absent.
     pub fn set_max_forwards(&mut self, n: u32) -> &mut Self {
-        let value = n.to_string();
+        let mut digits = [0u8; 10];
+        let value = decimal(n, &mut digits);
         match self.msg.first_named("Max-Forwards") {
-            Some((i, _)) => self.replace_value(i, &value),
-            None => self.append_header("Max-Forwards", &value),
+            Some((i, _)) => self.replace_value(i, value),
+            None => self.append_header("Max-Forwards", value),
         }
     }
 
@@ -168,7 +211,7 @@ impl<'m> Edit<'m> {
         let Some(e) = self.first_entry("Via") else {
             return self;
         };
-        let Some(vr) = self.line_values(e).into_iter().next() else {
+        let Some(vr) = self.line_values(e).next() else {
             return self;
         };
         let Some(value) = self
@@ -186,30 +229,34 @@ impl<'m> Edit<'m> {
             return self;
         };
         let params_base = vr.start + pr.start;
-        let params: Vec<_> = param_positions(via.params).collect();
         let find = |name: &str| {
-            params.iter().find(|p| {
+            param_positions(via.params).find(|p| {
                 via.params
                     .get(p.name.clone())
                     .is_some_and(|n| n.eq_ignore_ascii_case(name))
             })
         };
         if let Some(ip) = received {
-            let text = format!("received={ip}");
             match find("received") {
                 Some(p) => {
                     let r = params_base + p.whole.start..params_base + p.whole.end;
-                    self.splice(r, text.into_bytes());
+                    let mut data = Vec::with_capacity(48);
+                    let _ = write!(data, "received={ip}");
+                    self.splice(r, data);
                 }
                 None => {
                     let end = vr.end;
-                    self.splice(end..end, format!(";{text}").into_bytes());
+                    let mut data = Vec::with_capacity(48);
+                    let _ = write!(data, ";received={ip}");
+                    self.splice(end..end, data);
                 }
             }
         }
         if let (Some(port), Some(p)) = (rport, find("rport")) {
             let r = params_base + p.whole.start..params_base + p.whole.end;
-            self.splice(r, format!("rport={port}").into_bytes());
+            let mut data = Vec::with_capacity(11);
+            let _ = write!(data, "rport={port}");
+            self.splice(r, data);
         }
         self
     }
@@ -217,7 +264,7 @@ impl<'m> Edit<'m> {
     /// Appends `name: value\r\n` after the last header line.
     pub fn append_header(&mut self, name: &str, value: &str) -> &mut Self {
         let pos = self.msg.headers_end;
-        self.splice(pos..pos, header_line(name, value));
+        self.splice_line(pos, header_line(name, value));
         self
     }
 
@@ -228,31 +275,74 @@ impl<'m> Edit<'m> {
     /// `bytes::Bytes::from` it to store or queue it without another copy.
     pub fn finish(&self) -> Vec<u8> {
         let buf = &self.msg.buf;
-        let (start, end) = (self.msg.msg_start, self.msg.body.end.min(buf.len()));
-        let mut order: Vec<usize> = (0..self.splices.len()).collect();
-        // Stable: same start keeps call order; insertions before replacements there.
-        order.sort_by_key(|&i| {
-            let s = &self.splices[i];
-            (s.range.start, !s.range.is_empty())
-        });
+        let (start, end) = self.bounds();
         let extra: usize = self.splices.iter().map(|s| s.data.len()).sum();
         let mut out = Vec::with_capacity(end.saturating_sub(start) + extra);
         let mut cursor = start;
-        for i in order {
-            let s = &self.splices[i];
-            if s.range.start < start || s.range.end > end || s.range.start > s.range.end {
-                continue;
-            }
-            if s.range.start < cursor {
-                // Overlaps an earlier replacement: dropped (see type docs).
-                continue;
-            }
+        for s in self.applied() {
             out.extend_from_slice(buf.get(cursor..s.range.start).unwrap_or_default());
             out.extend_from_slice(&s.data);
             cursor = s.range.end;
         }
         out.extend_from_slice(buf.get(cursor..end).unwrap_or_default());
         out
+    }
+
+    /// [`Edit::finish`] as a parsed message, within `limits`: the same bytes, and
+    /// the same message [`SipMessage::parse`] would make of them.
+    ///
+    /// The usual edits of a proxy (values replaced inside one header line, whole
+    /// lines inserted or removed, the Request-URI replaced) are re-indexed from
+    /// the original's index, shifted by the known lengths, without parsing the
+    /// header section again; anything else (e.g. an edit of a folded header or
+    /// of Content-Length) is parsed as [`SipMessage::parse`] does.
+    ///
+    /// Errors: those of [`SipMessage::parse`] on the edited bytes (e.g.
+    /// [`crate::ParseError::TooLarge`] when the edit grew past
+    /// `limits.max_message_bytes`).
+    pub fn finish_message(&self, limits: &Limits) -> Result<SipMessage, ParseError> {
+        let bytes = Bytes::from(self.finish());
+        match super::reindex::reindex(self, &bytes, limits) {
+            Some(m) => {
+                #[cfg(debug_assertions)]
+                super::reindex::assert_same_as_parse(&m, limits);
+                Ok(m)
+            }
+            None => SipMessage::parse(bytes, limits),
+        }
+    }
+
+    /// The length in bytes of what [`Edit::finish`] returns, without building it.
+    pub fn finished_len(&self) -> usize {
+        let (start, end) = self.bounds();
+        self.applied().fold(end.saturating_sub(start), |n, s| {
+            (n + s.data.len()).saturating_sub(s.range.len())
+        })
+    }
+
+    /// The part of the original message the output covers: start line to the
+    /// end of the body.
+    pub(crate) fn bounds(&self) -> (usize, usize) {
+        let m = self.msg;
+        (m.msg_start, m.body.end.min(m.buf.len()))
+    }
+
+    /// The splices [`Edit::finish`] applies, in order: those inside
+    /// [`Edit::bounds`] and not overlapping an earlier one (see the type docs).
+    pub(crate) fn applied(&self) -> impl Iterator<Item = &Splice> + '_ {
+        let (start, end) = self.bounds();
+        let mut cursor = start;
+        self.splices.iter().filter(move |s| {
+            if s.range.start < start || s.range.end > end || s.range.start > s.range.end {
+                return false;
+            }
+            if s.range.start < cursor {
+                // Overlaps an earlier replacement: dropped (see type docs).
+                return false;
+            }
+            cursor = s.range.end;
+            true
+        })
     }
 }
 

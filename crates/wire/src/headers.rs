@@ -25,14 +25,14 @@ pub struct Header<'a> {
 
 /// Where a header value lives: a range of the message buffer, or (folded lines only) an
 /// owned unfolded copy.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ValueLoc {
     Raw(Range<usize>),
     Folded(usize),
 }
 
 /// One indexed header line.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct HeaderEntry {
     /// Whole line, continuation lines and line terminator included.
     pub(crate) line: Range<usize>,

@@ -21,6 +21,7 @@ mod headers;
 mod limits;
 mod message;
 mod parse;
+mod reindex;
 mod start_line;
 
 pub use edit::{response_for, to_with_tag, with_uri, Edit, FALLBACK_TO_URI};

@@ -14,6 +14,10 @@ use super::limits::Limits;
 use super::parse::{check_params, split_values, NameAddr, Uri, Via};
 use super::start_line::{parse_start_line, StartLine};
 
+/// Header index entries reserved up front: a typical request or response has
+/// 8 to 14 header lines, so one allocation covers it.
+const ENTRIES_CAPACITY: usize = 16;
+
 /// What [`SipMessage::index_head`] finds before the buffer is moved into the message.
 struct Head {
     msg_start: usize,
@@ -41,7 +45,7 @@ pub struct SipMessage {
     /// First byte of the blank line ending the header section.
     pub(crate) headers_end: usize,
     pub(crate) header_entries: Vec<HeaderEntry>,
-    folded: Vec<String>,
+    pub(crate) folded: Vec<String>,
     pub(crate) body: Range<usize>,
 }
 
@@ -85,7 +89,7 @@ fn is_ws(b: u8) -> bool {
 }
 
 /// Trims SP / HT / CR / LF from both ends of `buf[r]`, returning the trimmed range.
-fn trim_range(buf: &[u8], mut r: Range<usize>) -> Range<usize> {
+pub(crate) fn trim_range(buf: &[u8], mut r: Range<usize>) -> Range<usize> {
     while r.start < r.end && buf.get(r.start).is_some_and(|b| b.is_ascii_whitespace()) {
         r.start += 1;
     }
@@ -220,10 +224,9 @@ impl SipMessage {
         let (sl_end, headers_start) = next_line(buf, pos).ok_or(ParseError::Incomplete)?;
         let start_line = parse_start_line(buf, msg_start..sl_end)?;
 
-        let mut entries: Vec<HeaderEntry> = Vec::new();
+        // One allocation for the usual message (a dozen header lines).
+        let mut entries: Vec<HeaderEntry> = Vec::with_capacity(ENTRIES_CAPACITY);
         let mut folded: Vec<String> = Vec::new();
-        // Per entry: does it have continuation lines?
-        let mut has_fold: Vec<bool> = Vec::new();
         let mut pos = headers_start;
         let headers_end;
         loop {
@@ -235,13 +238,15 @@ impl SipMessage {
             let first = buf.get(pos).copied().unwrap_or(b'\n');
             if is_ws(first) {
                 // Continuation of the previous header line (RFC 3261 7.3.1).
-                match (entries.last_mut(), has_fold.last_mut()) {
-                    (Some(e), Some(f)) => {
+                // (`ValueLoc::Folded` marks an entry with continuation
+                // lines until the values are finished below.)
+                match entries.last_mut() {
+                    Some(e) => {
                         e.line.end = next;
                         e.content_end = content_end;
-                        *f = true;
+                        e.value = ValueLoc::Folded(0);
                     }
-                    _ => return Err(ParseError::HeaderWithoutColon(0)),
+                    None => return Err(ParseError::HeaderWithoutColon(0)),
                 }
             } else {
                 if entries.len() >= limits.max_headers {
@@ -275,7 +280,6 @@ impl SipMessage {
                     value: ValueLoc::Raw(0..0),
                     id,
                 });
-                has_fold.push(false);
             }
             pos = next;
         }
@@ -285,7 +289,8 @@ impl SipMessage {
         }
 
         // Finish values: trim, unfold where needed.
-        for (e, &f) in entries.iter_mut().zip(has_fold.iter()) {
+        for e in entries.iter_mut() {
+            let f = matches!(e.value, ValueLoc::Folded(_));
             let colon_end = e.raw_value.start;
             e.raw_value = trim_range(buf, colon_end..e.content_end);
             if e.raw_value.is_empty() {
@@ -406,10 +411,7 @@ impl SipMessage {
         // header parameters ambiguous (RFC 3261 20.10, RFC 4475 regbadct).
         for name in ["Contact", "To", "From"] {
             for h in self.header_lines(name) {
-                if split_values(h.value, false)
-                    .iter()
-                    .any(|v| addr_spec_with_headers(v))
-                {
+                if split_values(h.value, false).any(addr_spec_with_headers) {
                     return Err(ParseError::UriHeaders(name));
                 }
             }
@@ -602,7 +604,6 @@ impl SipMessage {
         for h in self.header_lines(name) {
             let mut changed = false;
             let values: Vec<String> = split_values(h.value, false)
-                .into_iter()
                 .map(|v| match f(v) {
                     Some(new) => {
                         changed = true;
@@ -654,16 +655,22 @@ impl SipMessage {
     /// The first Via value (RFC 3261 20.42); `None` if absent or malformed.
     pub fn top_via(&self) -> Option<Via<'_>> {
         let first = self.header("Via")?;
-        let v = split_values(first, false).into_iter().next()?;
+        let v = split_values(first, false).next()?;
         Via::parse(v).ok()
     }
 
     /// All Via values that parse, top first (values that do not parse are skipped).
     pub fn vias(&self) -> Vec<Via<'_>> {
-        self.header_values("Via")
-            .into_iter()
+        self.via_iter().collect()
+    }
+
+    /// The Via values that parse, top first, as [`SipMessage::vias`] gives them but
+    /// lazily: nothing is allocated, and parsing stops where the caller stops (e.g.
+    /// `via_iter().nth(1).is_some()`: at least two Vias).
+    pub fn via_iter(&self) -> impl Iterator<Item = Via<'_>> + '_ {
+        self.entries_named("Via")
+            .flat_map(|(_, e)| split_values(self.entry_value(e), false))
             .filter_map(|v| Via::parse(v).ok())
-            .collect()
     }
 
     /// Max-Forwards (RFC 3261 20.22); `None` if absent or not a number of at most 10

@@ -252,18 +252,17 @@ pub(crate) fn trim_in(s: &str, r: Range<usize>) -> Range<usize> {
 }
 
 /// Trimmed ranges of the comma-separated values of a header value (RFC 3261 7.3.1),
-/// split outside quotes and `<...>`; empty values included.
-pub(crate) fn value_ranges(s: &str) -> Vec<Range<usize>> {
-    split_ranges(s, b',', true).map(|r| trim_in(s, r)).collect()
+/// split outside quotes and `<...>`; empty values included. Lazy: nothing is allocated.
+pub(crate) fn value_ranges(s: &str) -> impl Iterator<Item = Range<usize>> + '_ {
+    split_ranges(s, b',', true).map(move |r| trim_in(s, r))
 }
 
 /// Comma-separated values of a header value, trimmed; empty ones only if `keep_empty`.
-pub(crate) fn split_values(s: &str, keep_empty: bool) -> Vec<&str> {
+/// Lazy: nothing is allocated.
+pub(crate) fn split_values(s: &str, keep_empty: bool) -> impl Iterator<Item = &str> + '_ {
     value_ranges(s)
-        .into_iter()
-        .filter(|r| keep_empty || !r.is_empty())
-        .filter_map(|r| s.get(r))
-        .collect()
+        .filter(move |r| keep_empty || !r.is_empty())
+        .filter_map(move |r| s.get(r))
 }
 
 /// One `;name[=value]` parameter with ranges relative to the params string.
@@ -614,5 +613,5 @@ fn parse_via(s: &str) -> Option<Via<'_>> {
 /// trimmed, commas inside quotes and `<...>` not splitting; empty values
 /// dropped. E.g. `<sip:a@b>;q=1, "X, Y" <sip:c@d>` gives two values.
 pub fn split_header_values(value: &str) -> Vec<&str> {
-    split_values(value, false)
+    split_values(value, false).collect()
 }

@@ -7,7 +7,7 @@ use std::ops::Range;
 use super::error::ParseError;
 use super::message::is_token_byte;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum StartLine {
     Request {
         method: Range<usize>,
