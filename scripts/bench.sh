@@ -25,6 +25,16 @@
 #   --zammad-delay MS  the double answers every CTI request MS ms late (its
 #                      "delay" mode), to see a slow Zammad in front of the
 #                      client's 8 parallel requests and the 1500 ms newCall wait
+#   --held N           also a memory pass per proxy: N calls at --rate, each
+#                      held N/rate + 40 s (SIPp -d), so all N dialogs are up
+#                      at once from the end of the ramp; prints the proxy's
+#                      PSS growth over idle (all its processes, shared
+#                      memory counted once) divided by N: at the end of the
+#                      ramp (per_call_with_tx_b: dialogs and their
+#                      transactions) and just before the first BYE
+#                      (per_held_dialog_b: the transactions are gone);
+#                      SIPp's call rate over the run is not checked here
+#                                                              [0 = no pass]
 #   --in-flight N      sipcti's zammad.max_in_flight (HTTP requests to Zammad
 #                      at once)                    [sipcti's default]
 #   --cti-wait S       wait at most S seconds for the CTI events to arrive  [60]
@@ -181,6 +191,8 @@ CTI_WAIT=60
 ZAMMAD=1
 ZDELAY=0
 IN_FLIGHT=""
+HELD=0
+HELD_PASS=0
 PROFILE=""
 NET=""
 PIN=0
@@ -210,6 +222,7 @@ while [ $# -gt 0 ]; do
         --no-zammad) ZAMMAD=0; shift ;;
         --zammad-delay) ZDELAY=$2; shift 2 ;;
         --in-flight) IN_FLIGHT=$2; shift 2 ;;
+        --held) HELD=$2; shift 2 ;;
         --profile) PROFILE=$2; shift 2 ;;
         --net) NET=$2; shift 2 ;;
         --pin) PIN=1; shift ;;
@@ -234,7 +247,7 @@ if [ "$PEER" = kamailio ]; then
     KAMAILIO=$(command -v kamailio || echo /usr/sbin/kamailio)
     [ -r "$KAMAILIO_CFG" ] || die "$KAMAILIO_CFG missing"
 fi
-for n in "$RATE" "$SECS" "$HOLD" "$ZDELAY" "$MAX_RATE" "$REFINE" "$REPEAT" "$CTI_WAIT"; do
+for n in "$RATE" "$SECS" "$HOLD" "$ZDELAY" "$MAX_RATE" "$REFINE" "$REPEAT" "$CTI_WAIT" "$HELD"; do
     [[ "$n" =~ ^[0-9]+$ ]] || die "not a number: $n"
 done
 [ -z "$CALLS" ] || [[ "$CALLS" =~ ^[0-9]+$ ]] || die "--calls: not a number"
@@ -459,7 +472,7 @@ run_one() {
     write_config "$cfg" "$zam"
     R_OK=0 R_CREATED=0 R_SIP_OK=0 R_FAILED=0 R_RETRANS=0 R_CPS=0 R_CTI=0
     R_CTI_EXP=$((calls * 3)) R_CTI_S=nan R_FAILOPEN=0 R_HWM=0 R_PSS=0 R_LAT="" R_WARN=0 R_CPU=0 R_USCALL=nan
-    R_IDLE_RSS=0 R_LOAD_RSS=0 R_METRICS=-
+    R_IDLE_RSS=0 R_LOAD_RSS=0 R_METRICS=- R_IDLE_PSS=0 R_PEAK_PSS=0 R_PER_DIALOG=""
     [ "$kind" = kamailio ] && R_CTI_EXP=0
 
     if [ "$zam" = 1 ]; then
@@ -503,6 +516,7 @@ os.execv(sys.argv[1], sys.argv[1:])')
     # idle memory: the proxy up, no call yet
     sleep 1
     R_IDLE_RSS=$(rss_kb $pid)
+    [ "$HELD_PASS" = 1 ] && R_IDLE_PSS=$(pss_tree $pid)
 
     if [ "$cap" = 1 ]; then
         local filter="net 127.$NET.0/24 and port 5060"
@@ -557,7 +571,7 @@ os.execv(sys.argv[1], sys.argv[1:])')
     t0=$(date +%s.%N)
     $(pin 1) sipp -sf "$FIX/uac_hangup.xml" -t $SIPP_T -i "$PHONE_IP" -p 5060 "$PROXY_IP:5060" \
         -s 0301234567 -key user 201 -key display Alice -key answer_user 201 \
-        -r "$rate" -m "$calls" -l $((rate * 4 > 2000 ? rate * 4 : 2000)) -d "$HOLD" \
+        -r "$rate" -m "$calls" -l $(((rate * 4 > 2000 ? rate * 4 : 2000) + rate * HOLD / 1000)) -d "$HOLD" \
         -recv_timeout 10000 -timeout "${gto}s" -timeout_error -nostdin \
         -trace_err -error_file "$d/uac.err" -trace_stat -stf "$d/uac.csv" -fd 1 \
         -trace_screen -screen_file "$d/uac.screen" \
@@ -571,6 +585,10 @@ os.execv(sys.argv[1], sys.argv[1:])')
         c=$(cpu_of $uac); [ "$c" -gt 0 ] && uac_cpu=$c
         c=$(cpu_of $uas); [ "$c" -gt 0 ] && uas_cpu=$c
         c=$(rss_kb $pid); [ "$c" -gt "$R_LOAD_RSS" ] && R_LOAD_RSS=$c
+        if [ "$HELD_PASS" = 1 ]; then
+            c=$(pss_tree $pid); [ "$c" -gt "$R_PEAK_PSS" ] && R_PEAK_PSS=$c
+            echo "$(python3 -c "print('%.2f' % ($(date +%s.%N) - $t0))") $c" >>"$d/pss.txt"
+        fi
         dr=$(sock_drops)
         # keep the last value seen for each socket
         drops=$(python3 -c "
@@ -695,8 +713,26 @@ print("agree(calls=%d,delivered=%d)" % (calls, delivered) if not bad else "DISAG
 
     if [ "$uac_rc" = 0 ] && [ "$R_FAILED" = 0 ] && [ "$R_SIP_OK" = "$calls" ] &&
         [ "$R_CTI" -ge "$R_CTI_EXP" ] && [ "$R_FAILOPEN" = 0 ] &&
-        [ $((R_CPS * 100)) -ge $((rate * 95)) ]; then
+        { [ "$HELD_PASS" = 1 ] || [ $((R_CPS * 100)) -ge $((rate * 95)) ]; }; then
         R_OK=1
+    fi
+    if [ "$HELD_PASS" = 1 ] && [ -s "$d/pss.txt" ]; then
+        # ramp: every call up (its dialog and its transactions); held: the
+        # last sample before the first BYE, once the transactions are gone
+        R_PER_DIALOG=$(python3 - "$d/pss.txt" "$R_IDLE_PSS" "$calls" "$rate" "$HOLD" <<'EOF3'
+import sys
+rows = [tuple(map(float, l.split())) for l in open(sys.argv[1]) if l.strip()]
+idle, n, rate, hold = float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]) / 1000
+ramp_end = n / rate
+ramp = max((k for t, k in rows if t <= ramp_end + 1), default=0)
+before_bye = [k for t, k in rows if ramp_end + 1 < t < hold - 0.5]
+held = before_bye[-1] if before_bye else 0
+out = "held=%d pss_idle_kb=%d pss_ramp_kb=%d per_call_with_tx_b=%d" % (n, idle, ramp, (ramp - idle) * 1024 / n)
+if held:
+    out += " pss_held_kb=%d per_held_dialog_b=%d" % (held, (held - idle) * 1024 / n)
+print(out)
+EOF3
+)
     fi
     local hwm_mb pss_mb idle_mb load_mb
     hwm_mb=$(python3 -c "print('%.1f' % ($R_HWM / 1024))")
@@ -705,7 +741,7 @@ print("agree(calls=%d,delivered=%d)" % (calls, delivered) if not bad else "DISAG
     load_mb=$(python3 -c "print('%.1f' % ($R_LOAD_RSS / 1024))")
     printf '%s\t%s\tproxy=%s\tload=%s\trate=%s\tcalls=%s\tzammad=%s\tpass=%s\tsipp_rc=%s\tcreated=%s\tok=%s\tfailed=%s\tretrans=%s\tcps=%s\tcti=%s/%s\tcti_drain_s=%s\tfail_open=%s\twarn=%s\tidle_rss_mb=%s\tload_rss_mb=%s\trss_mb=%s\tpss_mb=%s\tudp_%s\tsock_drops:%s\tcpu_s:%s\tcpu_us_call=%s\tmetrics=%s\t%s\n' \
         "$(date +%T)" "$name" "$kind" "$load" "$rate" "$calls" "$zam" "$R_OK" "$uac_rc" "$R_CREATED" "$R_SIP_OK" "$R_FAILED" \
-        "$R_RETRANS" "$R_CPS" "$R_CTI" "$R_CTI_EXP" "$R_CTI_S" "$R_FAILOPEN" "$R_WARN" "$idle_mb" "$load_mb" "$hwm_mb" "$pss_mb" "$R_UDPERR" "$R_SOCKDROP" "$R_CPUS" "$R_USCALL" "$R_METRICS" "$R_LAT" |
+        "$R_RETRANS" "$R_CPS" "$R_CTI" "$R_CTI_EXP" "$R_CTI_S" "$R_FAILOPEN" "$R_WARN" "$idle_mb" "$load_mb" "$hwm_mb" "$pss_mb" "$R_UDPERR" "$R_SOCKDROP" "$R_CPUS" "$R_USCALL" "$R_METRICS" "$R_LAT$R_PER_DIALOG" |
         tee -a "$OUT/runs.tsv"
     return 0
 }
@@ -839,6 +875,22 @@ if [ "$LATENCY" = 1 ] && [ "$MEASURE_RATE" -gt 0 ]; then
         run_one "$(printf '%02d' $RUN)-latency-kamailio-r$lr" "$lr" "$lc" 0 1 "" kamailio
         say "latency INVITE phone->proxy to proxy->trunk at $lr cps, kamailio:                                 $R_LAT (pass=$R_OK)"
     fi
+fi
+
+# memory per held dialog: every call held until all are up
+if [ "$HELD" -gt 0 ]; then
+    HELD_PASS=1
+    saved_hold=$HOLD
+    # the ramp, then 40 s more: the transactions (RFC 6026 Timer L/M, 32 s)
+    # are gone before the first BYE
+    HOLD=$((HELD * 1000 / RATE + 40000))
+    for kind in "${PROXIES[@]}"; do
+        RUN=$((RUN + 1))
+        run_one "$(printf '%02d' $RUN)-held-$HELD$(sfx "$kind")" "$RATE" "$HELD" "$ZAMMAD" 0 "" "$kind"
+        say "memory per held dialog, $kind ($HELD dialogs up at once, ${HOLD} ms each, $RATE cps): $R_PER_DIALOG (pass=$R_OK)"
+    done
+    HOLD=$saved_hold
+    HELD_PASS=0
 fi
 
 # memory: idle (before the first call) and under load, over all runs

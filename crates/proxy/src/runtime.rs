@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use crate::admin::{AdminState, EdgeMetrics, Snapshot};
 use crate::bindings::BindingKeeper;
 use crate::config::{Config, HopConfig, RegistrationModeName};
-use crate::cti_glue::{cti_config, to_cti_event};
+use crate::cti_glue::{cti_config, into_cti_event};
 use sipcti_core::{
     CallId, ClientTxId, CoreConfig, CtiAnswer, Hop, Output, ProxyCore, Target, Transmit,
 };
@@ -652,14 +652,14 @@ async fn drain_outputs(
                     e.on_event(&event);
                 }
                 let queued = Instant::now();
-                let fut = client.new_call(to_cti_event(&event));
+                let fut = client.new_call(into_cti_event(event));
                 waits.push(Box::pin(async move { (token, queued, fut.await) }));
             }
             Output::Event(ev) => {
                 if let Some(e) = edge {
                     e.on_event(&ev);
                 }
-                client.submit(to_cti_event(&ev))
+                client.submit(into_cti_event(ev))
             }
             Output::Binding(update) => bindings.update(update),
         }
