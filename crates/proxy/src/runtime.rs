@@ -171,7 +171,7 @@ enum Back {
 }
 
 /// Most received messages fed to the core before its outputs are carried out.
-const BATCH: usize = 256;
+const BATCH: usize = 64;
 
 /// A newCall the run loop waits for: resolves to the core's token, when it
 /// was queued, and the CTI client's outcome.
@@ -257,8 +257,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         .with_context(|| format!("sip.listen: cannot bind {}", cfg.listen))?;
     let local = transport.local_addr();
     core_cfg.local.set_port(local.port());
-    let client =
-        cti::CtiClient::start(cti_config(&cfg)).map_err(|e| anyhow::anyhow!("zammad.url: {e}"))?;
+    let (client, cti_thread) = start_cti_thread(cti_config(&cfg))?;
     let (trunk, inside_target) = (
         core_cfg.trunk.target.to_string(),
         core_cfg.inside_target.target.to_string(),
@@ -340,9 +339,12 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         stop: stop_rx,
         reload: reload_rx,
     };
-    let task = tokio::spawn(run_loop(
-        core, transport, udp, inbound, client, keeper, admin, control,
-    ));
+    let task = tokio::spawn(async move {
+        let r = run_loop(core, transport, udp, inbound, client, keeper, admin, control).await;
+        // the client is closed (drained or left in the outbox): its thread ends
+        drop(cti_thread);
+        r
+    });
     Ok(Running {
         local,
         admin: admin_addr,
@@ -351,6 +353,41 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         reload: reload_tx,
         port: local.port(),
     })
+}
+
+/// The Zammad client's own thread: its delivery tasks and HTTP connections
+/// run on a current-thread runtime there, beside the core's thread, so the
+/// HTTP work (about a quarter of sipcti's CPU with CTI) neither delays
+/// forwarding nor waits for a turn between batches of datagrams. Dropping
+/// this ends the thread (and drops whatever its runtime still holds).
+struct CtiThread {
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Start the CTI client with its own thread (`sipcti-cti`) and runtime.
+///
+/// Errors: the runtime or the thread cannot be started; the client
+/// configuration is refused (`zammad.url: …`, see [`cti::CtiClient::start`]).
+fn start_cti_thread(cfg: cti::ClientConfig) -> anyhow::Result<(cti::CtiClient, CtiThread)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .thread_name("sipcti-cti")
+        .build()
+        .context("cannot start the Zammad client's runtime")?;
+    let client = {
+        let _in = rt.enter();
+        cti::CtiClient::start(cfg).map_err(|e| anyhow::anyhow!("zammad.url: {e}"))?
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name("sipcti-cti".into())
+        .spawn(move || {
+            rt.block_on(async {
+                let _ = stopped.await;
+            })
+        })
+        .context("cannot start the Zammad client's thread")?;
+    Ok((client, CtiThread { _stop: stop }))
 }
 
 /// The run loop's side of the `[admin]` server: the edge's own metrics
@@ -441,15 +478,21 @@ async fn run_loop(
         });
     }
     let mut waits: FuturesUnordered<NewCallWait> = FuturesUnordered::new();
+    let sleep = tokio::time::sleep(Duration::from_secs(3600));
+    tokio::pin!(sleep);
+    let mut armed: Option<Instant> = None;
     let mut last_stats = Instant::now();
     loop {
+        // one timer entry for the whole run, moved only when the core's
+        // next deadline changes (not registered anew every turn)
         let deadline = core.poll_timeout();
-        let sleep = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
-                None => std::future::pending::<()>().await,
+        let mut handled = 0usize;
+        if deadline != armed {
+            armed = deadline;
+            if let Some(d) = deadline {
+                sleep.as_mut().reset(tokio::time::Instant::from_std(d));
             }
-        };
+        }
         tokio::select! {
             biased;
             _ = &mut control.stop => break,
@@ -476,28 +519,31 @@ async fn run_loop(
             m = udp.recv() => {
                 deliver(&mut core, m);
                 // take whatever else is already waiting without waiting
-                let mut n = 1;
-                while n < BATCH {
+                handled = 1;
+                while handled < BATCH {
                     match udp.try_recv() {
                         Some(m) => deliver(&mut core, m),
                         None => break,
                     }
-                    n += 1;
+                    handled += 1;
                 }
             }
             m = inbound.recv() => {
                 let Some(m) = m else { break };
                 deliver(&mut core, m);
-                let mut n = 1;
-                while n < BATCH {
+                handled = 1;
+                while handled < BATCH {
                     match inbound.try_recv() {
                         Ok(m) => deliver(&mut core, m),
                         Err(_) => break,
                     }
-                    n += 1;
+                    handled += 1;
                 }
             }
-            _ = sleep => {}
+            _ = sleep.as_mut(), if armed.is_some() => {
+                // fired: re-armed from the core's next deadline next turn
+                armed = None;
+            }
             _ = async {
                 match &mut tick {
                     Some(t) => t.tick().await,
@@ -522,6 +568,14 @@ async fn run_loop(
         .await;
         if let Some(a) = &mut admin {
             a.publish_if_due(&core, &transport, &client);
+        }
+        // A datagram read with try_recv costs the task no coop budget: count
+        // each here, so that under a steady stream the loop still yields
+        // (every 128) and the Zammad client's tasks on this thread get their
+        // turn (without it, newCall requests starve while datagrams keep
+        // coming, and calls wait for answers that cannot be sent).
+        for _ in 0..handled {
+            tokio::task::coop::consume_budget().await;
         }
         if last_stats.elapsed() > Duration::from_secs(300) {
             last_stats = Instant::now();
