@@ -340,7 +340,10 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         reload: reload_rx,
     };
     let task = tokio::spawn(async move {
-        let r = run_loop(core, transport, udp, inbound, client, keeper, admin, control).await;
+        let r = run_loop(
+            core, transport, udp, inbound, client, keeper, admin, control,
+        )
+        .await;
         // the client is closed (drained or left in the outbox): its thread ends
         drop(cti_thread);
         r
