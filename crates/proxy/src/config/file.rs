@@ -125,13 +125,12 @@ pub struct SipSection {
     /// The address the trunk reaches sipcti at. Default: `advertise`.
     #[serde(default)]
     pub advertise_trunk: Option<String>,
-    /// Threads the proxy runs on (read at start only). 1 (the default): one
-    /// thread does everything (sockets, the core, the Zammad client, the
-    /// admin server; the stores' writers have their own), with no hand-over
-    /// between threads: the least CPU per call, and room for ~2,000 calls/s
-    /// with CTI on a 2-core machine. More: a tokio work-stealing pool of that
-    /// many threads (more calls/s on more cores, more CPU per call); 0: one
-    /// per core. At most 64.
+    /// Threads the proxy's core runs on (read at start only). 1 (the
+    /// default): one thread reads the sockets, runs the core and sends, with
+    /// no hand-over between threads inside the call path (the Zammad client
+    /// always has a thread of its own, the stores' writers too). More: a
+    /// tokio work-stealing pool of that many threads (more CPU per call,
+    /// TCP connections spread over them); 0: one per core. At most 64.
     #[serde(default = "default_threads")]
     pub threads: usize,
 }
