@@ -183,6 +183,10 @@ pub(crate) fn subslice_range(outer: &str, inner: &str) -> Option<Range<usize>> {
 /// `angle`, outside `<...>`. Yields untrimmed piece ranges (at least one), lazily:
 /// parameter lookups on every message allocate nothing.
 pub(crate) fn split_ranges(s: &str, sep: u8, angle: bool) -> SplitRanges<'_> {
+    debug_assert!(
+        SPLIT_SPECIAL[usize::from(sep)],
+        "separator not in SPLIT_SPECIAL"
+    );
     SplitRanges {
         b: s.as_bytes(),
         sep,
@@ -192,6 +196,20 @@ pub(crate) fn split_ranges(s: &str, sep: u8, angle: bool) -> SplitRanges<'_> {
         done: false,
     }
 }
+
+/// `SPLIT_SPECIAL[b]`: whether byte `b` can change the state of [`SplitRanges`]
+/// (`"`, `\\`, `<`, `>`, or one of the separators `,` and `;`); any other byte is
+/// skipped at once.
+const SPLIT_SPECIAL: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t[b'<' as usize] = true;
+    t[b'>' as usize] = true;
+    t[b',' as usize] = true;
+    t[b';' as usize] = true;
+    t
+};
 
 /// Iterator of [`split_ranges`].
 pub(crate) struct SplitRanges<'a> {
@@ -213,6 +231,11 @@ impl Iterator for SplitRanges<'_> {
         let mut in_quote = false;
         let mut in_angle = false;
         while let Some(&c) = self.b.get(self.i) {
+            if !SPLIT_SPECIAL[usize::from(c)] {
+                // neither a quote, an escape, an angle bracket nor a separator
+                self.i += 1;
+                continue;
+            }
             if in_quote {
                 if c == b'\\' {
                     self.i += 1;

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use super::edit::{Edit, Splice};
 use super::headers::{known_id_bytes, HeaderEntry, ValueLoc, CONTENT_LENGTH};
 use super::limits::Limits;
-use super::message::{is_token_byte, trim_range, SipMessage};
+use super::message::{is_token_byte, trim_range, SipMessage, Utf8Prefix};
 use super::start_line::parse_start_line;
 
 /// `p + d`, when it is a position (not negative).
@@ -176,9 +176,10 @@ pub(crate) fn reindex(edit: &Edit<'_>, buf: &Bytes, limits: &Limits) -> Option<S
     }
     let headers_end = at(old.headers_end, delta)?;
     let body = shift(&old.body, delta)?;
-    if body.end != buf.len() || std::str::from_utf8(buf.get(..headers_end)?).is_err() {
+    if body.end != buf.len() {
         return None;
     }
+    let text = Utf8Prefix::check(buf, headers_end)?;
     let mut msg = SipMessage {
         buf: buf.clone(),
         msg_start: 0,
@@ -189,6 +190,7 @@ pub(crate) fn reindex(edit: &Edit<'_>, buf: &Bytes, limits: &Limits) -> Option<S
         folded: Vec::new(),
         body,
         top_via: None,
+        text,
     };
     msg.top_via = msg.find_top_via();
     Some(msg)
@@ -211,7 +213,8 @@ pub(crate) fn assert_same_as_parse(m: &SipMessage, limits: &Limits) {
             &p.header_entries,
             &p.folded,
             &p.body,
-            &p.top_via
+            &p.top_via,
+            &p.text
         ),
         (
             m.msg_start,
@@ -221,7 +224,8 @@ pub(crate) fn assert_same_as_parse(m: &SipMessage, limits: &Limits) {
             &m.header_entries,
             &m.folded,
             &m.body,
-            &m.top_via
+            &m.top_via,
+            &m.text
         ),
         "re-indexed message differs from its parse:\n{}",
         String::from_utf8_lossy(&m.buf)
