@@ -739,6 +739,14 @@ impl SipMessage {
         out
     }
 
+    /// The values [`SipMessage::header_values`] gives, lazily: nothing is
+    /// allocated, and splitting stops where the caller stops (e.g. `.next()`
+    /// for the first value, `.any(..)` for a test).
+    pub fn header_values_iter<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.entries_named(name)
+            .flat_map(move |(_, e)| split_values(self.entry_value(e), false))
+    }
+
     /// Value edits for every line of header `name` (a comma list, see
     /// [`SipMessage::header_values`]): `f` gets each value in order and returns
     /// its replacement, or `None` to keep it. Returns `(header index, new line
