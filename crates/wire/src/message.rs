@@ -79,15 +79,31 @@ impl Utf8Prefix {
 /// Where the parts of the top Via value (RFC 3261 20.42) are: the index entry
 /// of the first Via line and ranges into that entry's value (the unfolded
 /// value for a folded line). Found by [`SipMessage::find_top_via`].
+/// Kept as `u32` pairs (a message is far smaller than 4 GiB: see [`Limits`]) so
+/// the message stays small.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct TopVia {
-    entry: usize,
-    raw: Range<usize>,
-    protocol: Range<usize>,
-    transport: Range<usize>,
-    host: Range<usize>,
+    entry: u32,
+    raw: Span,
+    protocol: Span,
+    transport: Span,
+    host: Span,
+    params: Span,
     port: Option<u16>,
-    params: Range<usize>,
+}
+
+/// A byte range as `(start, end)` in `u32`.
+type Span = (u32, u32);
+
+/// The [`Span`] of `inner`, a slice of `outer`.
+fn span(outer: &str, inner: &str) -> Option<Span> {
+    let r = subslice_range(outer, inner)?;
+    Some((u32::try_from(r.start).ok()?, u32::try_from(r.end).ok()?))
+}
+
+/// `s[span]`.
+fn at_span(s: &str, (a, b): Span) -> Option<&str> {
+    s.get(usize::try_from(a).ok()?..usize::try_from(b).ok()?)
 }
 
 /// Splits `buf[from..]` into the next line: returns (content_end, next_line_start), or
@@ -651,13 +667,13 @@ impl SipMessage {
         let value = self.entry_value(self.header_entries.get(entry)?);
         let via = Via::parse(split_values(value, false).next()?).ok()?;
         Some(TopVia {
-            entry,
-            raw: subslice_range(value, via.raw)?,
-            protocol: subslice_range(value, via.protocol)?,
-            transport: subslice_range(value, via.transport)?,
-            host: subslice_range(value, via.host)?,
+            entry: u32::try_from(entry).ok()?,
+            raw: span(value, via.raw)?,
+            protocol: span(value, via.protocol)?,
+            transport: span(value, via.transport)?,
+            host: span(value, via.host)?,
+            params: span(value, via.params)?,
             port: via.port,
-            params: subslice_range(value, via.params)?,
         })
     }
 
@@ -807,14 +823,14 @@ impl SipMessage {
     /// Parsed once when the message was built: each call only slices.
     pub fn top_via(&self) -> Option<Via<'_>> {
         let t = self.top_via.as_ref()?;
-        let v = self.entry_value(self.header_entries.get(t.entry)?);
+        let v = self.entry_value(self.header_entries.get(usize::try_from(t.entry).ok()?)?);
         Some(Via {
-            raw: v.get(t.raw.clone())?,
-            protocol: v.get(t.protocol.clone())?,
-            transport: v.get(t.transport.clone())?,
-            host: v.get(t.host.clone())?,
+            raw: at_span(v, t.raw)?,
+            protocol: at_span(v, t.protocol)?,
+            transport: at_span(v, t.transport)?,
+            host: at_span(v, t.host)?,
             port: t.port,
-            params: v.get(t.params.clone())?,
+            params: at_span(v, t.params)?,
         })
     }
 
