@@ -10,8 +10,7 @@ fn party(na: &NameAddr<'_>) -> Party {
 
 /// First value of a multi-valued name-addr header that parses.
 fn first_name_addr(msg: &SipMessage, name: &str) -> Option<Party> {
-    msg.header_values(name)
-        .into_iter()
+    msg.header_values_iter(name)
         .find_map(|v| NameAddr::parse(v).ok().map(|na| party(&na)))
 }
 
@@ -28,7 +27,7 @@ pub(crate) fn view_of(msg: &SipMessage) -> Result<MsgView, &'static str> {
     let (cseq, cseq_method) = msg.cseq().ok_or("no CSeq")?;
     let from = msg.from().ok_or("no From")?;
     let to = msg.to().ok_or("no To")?;
-    let privacy_id = msg.header_values("Privacy").into_iter().any(privacy_has_id);
+    let privacy_id = msg.header_values_iter("Privacy").any(privacy_has_id);
     let is = |m: &str| method.as_deref().is_some_and(|x| x.eq_ignore_ascii_case(m));
     // RFC 3891 6.1: only an INVITE's Replaces names a dialog to replace
     let replaces = if is("INVITE") {

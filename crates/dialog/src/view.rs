@@ -214,15 +214,21 @@ pub(crate) fn clean_display(d: &str) -> Option<String> {
                 out.push(c);
             }
         }
-        out
+        // (copied again only when the unquoted text has spaces to trim)
+        let trimmed = out.trim();
+        if trimmed.len() == out.len() {
+            out
+        } else {
+            trimmed.to_string()
+        }
     } else {
+        // `t` is trimmed already: one copy
         t.to_string()
     };
-    let t = t.trim();
     if t.is_empty() {
         None
     } else {
-        Some(t.to_string())
+        Some(t)
     }
 }
 
@@ -257,10 +263,11 @@ pub(crate) fn uri_user_host(uri: &str) -> (Option<String>, Option<String>) {
     };
     let hostport = hostpart.split(';').next().unwrap_or("");
     let host = if let Some(v6) = hostport.strip_prefix('[') {
-        v6.split(']').next().unwrap_or("").to_string()
+        v6.split(']').next().unwrap_or("")
     } else {
-        hostport.split(':').next().unwrap_or("").to_string()
+        hostport.split(':').next().unwrap_or("")
     };
+    // one allocation: the lowercase copy of the trimmed slice
     let host = host.trim().to_ascii_lowercase();
     (
         user.filter(|u| !u.is_empty()),

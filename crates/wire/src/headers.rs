@@ -67,13 +67,70 @@ const KNOWN: [&str; 14] = [
     "P-Preferred-Identity",
 ];
 
+/// [`known_id`] of Via.
+pub(crate) const VIA: u8 = 1;
+/// [`known_id`] of From.
+pub(crate) const FROM: u8 = 2;
+/// [`known_id`] of To.
+pub(crate) const TO: u8 = 3;
+/// [`known_id`] of Call-ID.
+pub(crate) const CALL_ID: u8 = 4;
+/// [`known_id`] of CSeq.
+pub(crate) const CSEQ: u8 = 5;
+/// [`known_id`] of Max-Forwards.
+pub(crate) const MAX_FORWARDS: u8 = 6;
+/// [`known_id`] of Content-Length.
+pub(crate) const CONTENT_LENGTH: u8 = 7;
+/// [`known_id`] of Contact.
+pub(crate) const CONTACT: u8 = 10;
+/// Number of ids [`known_id`] gives, 0 (another header) included.
+pub(crate) const ID_COUNT: usize = KNOWN.len() + 1;
+
 /// The id (1-based index in `KNOWN`) of a header name as written, or 0.
+///
+/// Called for every header line parsed and every lookup by name, so it
+/// dispatches on the length first: at most three case-insensitive
+/// comparisons instead of a scan of the whole table.
 pub(crate) fn known_id(name: &str) -> u8 {
-    let full = compact_full(name).unwrap_or(name);
-    KNOWN
-        .iter()
-        .position(|k| k.len() == full.len() && k.eq_ignore_ascii_case(full))
-        .map_or(0, |i| i as u8 + 1)
+    known_id_bytes(name.as_bytes())
+}
+
+/// [`known_id`] of a name given as bytes (as the parser has it).
+pub(crate) fn known_id_bytes(b: &[u8]) -> u8 {
+    // the compact forms of the known headers (RFC 3261 7.3.3)
+    if let [c] = b {
+        return match c.to_ascii_lowercase() {
+            b'v' => VIA,
+            b'f' => FROM,
+            b't' => TO,
+            b'i' => CALL_ID,
+            b'm' => CONTACT,
+            b'l' => CONTENT_LENGTH,
+            _ => 0,
+        };
+    }
+    let candidates: &[u8] = match b.len() {
+        2 => &[TO],
+        3 => &[VIA],
+        4 => &[FROM, CSEQ],
+        5 => &[8],
+        7 => &[CALL_ID, CONTACT, 13],
+        12 => &[MAX_FORWARDS, 9],
+        13 => &[11],
+        14 => &[CONTENT_LENGTH],
+        19 => &[12],
+        20 => &[14],
+        _ => &[],
+    };
+    for &id in candidates {
+        if KNOWN
+            .get(usize::from(id) - 1)
+            .is_some_and(|k| k.as_bytes().eq_ignore_ascii_case(b))
+        {
+            return id;
+        }
+    }
+    0
 }
 
 /// How a queried name is matched against the index.
@@ -140,4 +197,68 @@ pub(crate) fn compact_full(name: &str) -> Option<&'static str> {
         b'n' => "Identity-Info",
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The length dispatch of `known_id` gives what a scan of the table
+    /// gives, for every name, its compact form and other cases.
+    #[test]
+    fn known_id_matches_the_table() {
+        let scan = |name: &str| {
+            let full = compact_full(name).unwrap_or(name);
+            KNOWN
+                .iter()
+                .position(|k| k.eq_ignore_ascii_case(full))
+                .map_or(0, |i| i as u8 + 1)
+        };
+        let mut names: Vec<String> = KNOWN.iter().map(|k| k.to_string()).collect();
+        names.extend(KNOWN.iter().map(|k| k.to_ascii_uppercase()));
+        names.extend(KNOWN.iter().map(|k| k.to_ascii_lowercase()));
+        for c in b'a'..=b'z' {
+            names.push(char::from(c).to_string());
+            names.push(char::from(c.to_ascii_uppercase()).to_string());
+        }
+        names.extend(
+            [
+                "",
+                "Vias",
+                "Tx",
+                "Contacts",
+                "Call-IE",
+                "Supported",
+                "Froms",
+                "C",
+            ]
+            .map(String::from),
+        );
+        for n in &names {
+            assert_eq!(known_id(n), scan(n), "{n}");
+        }
+        assert_eq!(
+            [
+                VIA,
+                FROM,
+                TO,
+                CALL_ID,
+                CSEQ,
+                MAX_FORWARDS,
+                CONTENT_LENGTH,
+                CONTACT
+            ],
+            [
+                "Via",
+                "From",
+                "To",
+                "Call-ID",
+                "CSeq",
+                "Max-Forwards",
+                "Content-Length",
+                "Contact"
+            ]
+            .map(scan)
+        );
+    }
 }

@@ -9,9 +9,14 @@ use bytes::Bytes;
 
 use super::edit::Edit;
 use super::error::ParseError;
-use super::headers::{known_id, names_eq, Header, HeaderEntry, NameMatch, ValueLoc};
+use super::headers::{
+    known_id_bytes, names_eq, Header, HeaderEntry, NameMatch, ValueLoc, CALL_ID, CONTACT,
+    CONTENT_LENGTH, CSEQ, FROM, ID_COUNT, MAX_FORWARDS, TO, VIA,
+};
 use super::limits::Limits;
-use super::parse::{check_params, split_values, NameAddr, Uri, Via};
+use super::parse::{
+    check_params, name_addr_parts, split_values, subslice_range, NameAddr, Uri, Via,
+};
 use super::start_line::{parse_start_line, StartLine};
 
 /// Header index entries reserved up front: a typical request or response has
@@ -27,6 +32,7 @@ struct Head {
     entries: Vec<HeaderEntry>,
     folded: Vec<String>,
     body_start: usize,
+    text: Utf8Prefix,
 }
 
 /// A parsed SIP request or response that holds its bytes and indexes ranges into them.
@@ -47,6 +53,57 @@ pub struct SipMessage {
     pub(crate) header_entries: Vec<HeaderEntry>,
     pub(crate) folded: Vec<String>,
     pub(crate) body: Range<usize>,
+    /// The top Via value, parsed once when the message is built (see
+    /// [`SipMessage::top_via`]); `None` if it is absent or does not parse.
+    pub(crate) top_via: Option<TopVia>,
+    /// How much of `buf` was checked to be UTF-8 when the message was built
+    /// (start line and headers): accessors slice it without checking again.
+    pub(crate) text: Utf8Prefix,
+}
+
+/// A prefix `buf[..n]` of a message's buffer that was checked to be UTF-8.
+/// Only [`Utf8Prefix::check`] makes one (besides the empty default), and a
+/// message keeps it next to the immutable [`Bytes`] it checked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Utf8Prefix(usize);
+
+impl Utf8Prefix {
+    /// `buf[..end]` checked to be UTF-8; `None` if it is not (or `end` is past
+    /// the buffer).
+    pub(crate) fn check(buf: &[u8], end: usize) -> Option<Utf8Prefix> {
+        std::str::from_utf8(buf.get(..end)?).ok()?;
+        Some(Utf8Prefix(end))
+    }
+}
+
+/// Where the parts of the top Via value (RFC 3261 20.42) are: the index entry
+/// of the first Via line and ranges into that entry's value (the unfolded
+/// value for a folded line). Found by [`SipMessage::find_top_via`].
+/// Kept as `u32` pairs (a message is far smaller than 4 GiB: see [`Limits`]) so
+/// the message stays small.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TopVia {
+    entry: u32,
+    raw: Span,
+    protocol: Span,
+    transport: Span,
+    host: Span,
+    params: Span,
+    port: Option<u16>,
+}
+
+/// A byte range as `(start, end)` in `u32`.
+type Span = (u32, u32);
+
+/// The [`Span`] of `inner`, a slice of `outer`.
+fn span(outer: &str, inner: &str) -> Option<Span> {
+    let r = subslice_range(outer, inner)?;
+    Some((u32::try_from(r.start).ok()?, u32::try_from(r.end).ok()?))
+}
+
+/// `s[span]`.
+fn at_span(s: &str, (a, b): Span) -> Option<&str> {
+    s.get(usize::try_from(a).ok()?..usize::try_from(b).ok()?)
 }
 
 /// Splits `buf[from..]` into the next line: returns (content_end, next_line_start), or
@@ -62,8 +119,26 @@ fn next_line(buf: &[u8], from: usize) -> Option<(usize, usize)> {
     Some((content_end, lf + 1))
 }
 
+/// `TOKEN[b]`: whether byte `b` may appear in a token (RFC 3261 25.1).
+const TOKEN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            );
+        b += 1;
+    }
+    t
+};
+
+/// Whether `b` is a token character (RFC 3261 25.1: alphanumerics and
+/// `-.!%*_+`'~`).
 pub(crate) fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
+    TOKEN[usize::from(b)]
 }
 
 /// True when `value` (one name-addr / addr-spec value) is a bare addr-spec, not in `<>`,
@@ -158,6 +233,7 @@ impl SipMessage {
             entries,
             folded,
             body_start,
+            text,
         } = head;
         let mut msg = SipMessage {
             buf,
@@ -168,10 +244,15 @@ impl SipMessage {
             header_entries: entries,
             folded,
             body: body_start..body_start,
+            top_via: None,
+            text,
         };
 
         match msg.cut_body(body_start) {
-            Ok(()) => Ok(msg),
+            Ok(()) => {
+                msg.top_via = msg.find_top_via();
+                Ok(msg)
+            }
             Err(e) => Err((e, msg.buf)),
         }
     }
@@ -179,8 +260,12 @@ impl SipMessage {
     /// Cuts the body to Content-Length (RFC 3261 18.3, 20.14).
     fn cut_body(&mut self, body_start: usize) -> Result<(), ParseError> {
         let mut content_length: Option<usize> = None;
-        for h in self.header_lines("Content-Length") {
-            let n = parse_digits(h.value, 10).ok_or(ParseError::BadContentLength)?;
+        for e in self
+            .header_entries
+            .iter()
+            .filter(|e| e.id == CONTENT_LENGTH)
+        {
+            let n = parse_digits(self.entry_value(e), 10).ok_or(ParseError::BadContentLength)?;
             let n = usize::try_from(n).map_err(|_| ParseError::BadContentLength)?;
             if content_length.is_some_and(|c| c != n) {
                 return Err(ParseError::BadContentLength);
@@ -269,9 +354,7 @@ impl SipMessage {
                 {
                     return Err(ParseError::BadHeaderName(idx));
                 }
-                let id = std::str::from_utf8(buf.get(name.clone()).unwrap_or_default())
-                    .map(known_id)
-                    .unwrap_or(0);
+                let id = known_id_bytes(buf.get(name.clone()).unwrap_or_default());
                 entries.push(HeaderEntry {
                     line: pos..next,
                     content_end,
@@ -284,9 +367,8 @@ impl SipMessage {
             pos = next;
         }
         let (_, body_start) = next_line(buf, headers_end).ok_or(ParseError::Incomplete)?;
-        if std::str::from_utf8(buf.get(msg_start..headers_end).unwrap_or_default()).is_err() {
-            return Err(ParseError::NotUtf8);
-        }
+        // (what precedes `msg_start` is CR and LF only)
+        let text = Utf8Prefix::check(buf, headers_end).ok_or(ParseError::NotUtf8)?;
 
         // Finish values: trim, unfold where needed.
         for e in entries.iter_mut() {
@@ -327,6 +409,7 @@ impl SipMessage {
             entries,
             folded,
             body_start,
+            text,
         })
     }
 
@@ -360,39 +443,67 @@ impl SipMessage {
                 }
             }
         }
-        for name in ["To", "From", "Call-ID", "CSeq", "Via"] {
-            if self.header(name).is_none() {
+        // One pass over the index: how many lines each known header has and
+        // which is the first; the checks below run in their documented order.
+        let mut lines = [0u32; ID_COUNT];
+        let mut first = [usize::MAX; ID_COUNT];
+        for (i, e) in self.header_entries.iter().enumerate() {
+            let id = usize::from(e.id);
+            if let (Some(n), Some(f)) = (lines.get_mut(id), first.get_mut(id)) {
+                if *n == 0 {
+                    *f = i;
+                }
+                *n += 1;
+            }
+        }
+        let count = |id: u8| lines.get(usize::from(id)).copied().unwrap_or(0);
+        let value = |id: u8| {
+            first
+                .get(usize::from(id))
+                .and_then(|&i| self.header_entries.get(i))
+                .map(|e| self.entry_value(e))
+        };
+        for (name, id) in [
+            ("To", TO),
+            ("From", FROM),
+            ("Call-ID", CALL_ID),
+            ("CSeq", CSEQ),
+            ("Via", VIA),
+        ] {
+            if count(id) == 0 {
                 return Err(ParseError::MissingHeader(name));
             }
         }
-        for name in [
-            "To",
-            "From",
-            "Call-ID",
-            "CSeq",
-            "Max-Forwards",
-            "Content-Length",
+        for (name, id) in [
+            ("To", TO),
+            ("From", FROM),
+            ("Call-ID", CALL_ID),
+            ("CSeq", CSEQ),
+            ("Max-Forwards", MAX_FORWARDS),
+            ("Content-Length", CONTENT_LENGTH),
         ] {
-            if self.header_lines(name).nth(1).is_some() {
+            if count(id) > 1 {
                 return Err(ParseError::DuplicateHeader(name));
             }
         }
         // CSeq (RFC 3261 20.16, 8.1.1.5).
-        let (_, cseq_method) = self.cseq().ok_or(ParseError::BadCSeq)?;
+        let (_, cseq_method) = value(CSEQ)
+            .and_then(parse_cseq)
+            .ok_or(ParseError::BadCSeq)?;
         if let Some(m) = self.method() {
             if m != cseq_method {
                 return Err(ParseError::CSeqMethodMismatch);
             }
         }
         // Max-Forwards (RFC 3261 20.22).
-        if let Some(mf) = self.header("Max-Forwards") {
+        if let Some(mf) = value(MAX_FORWARDS) {
             match parse_digits(mf, 10) {
                 Some(n) if n <= 255 => {}
                 _ => return Err(ParseError::BadMaxForwards),
             }
         }
         // Call-ID (RFC 3261 20.8): word ["@" word], no whitespace.
-        let call_id = self.call_id().unwrap_or_default();
+        let call_id = value(CALL_ID).unwrap_or_default();
         if call_id.is_empty()
             || call_id
                 .bytes()
@@ -401,24 +512,32 @@ impl SipMessage {
             return Err(ParseError::BadCallId);
         }
         // To / From (RFC 3261 20.20, 20.39).
-        for (name, value) in [("To", self.header("To")), ("From", self.header("From"))] {
-            let na = NameAddr::parse(value.unwrap_or_default())
-                .map_err(|_| ParseError::BadNameAddr(name))?;
-            na.parsed_uri().map_err(|_| ParseError::BadNameAddr(name))?;
-            check_params(na.params).map_err(|_| ParseError::BadNameAddr(name))?;
+        for (name, id) in [("To", TO), ("From", FROM)] {
+            let (_, uri, params) = name_addr_parts(value(id).unwrap_or_default())
+                .ok_or(ParseError::BadNameAddr(name))?;
+            Uri::parse(uri).map_err(|_| ParseError::BadNameAddr(name))?;
+            check_params(params).map_err(|_| ParseError::BadNameAddr(name))?;
         }
         // A bare addr-spec cannot carry URI headers: outside `<>` a `?` would make the
-        // header parameters ambiguous (RFC 3261 20.10, RFC 4475 regbadct).
-        for name in ["Contact", "To", "From"] {
-            for h in self.header_lines(name) {
-                if split_values(h.value, false).any(addr_spec_with_headers) {
+        // header parameters ambiguous (RFC 3261 20.10, RFC 4475 regbadct). (To and
+        // From have exactly one line here.)
+        for (name, id) in [("Contact", CONTACT), ("To", TO), ("From", FROM)] {
+            if count(id) == 0 {
+                continue;
+            }
+            for e in self.header_entries.iter().filter(|e| e.id == id) {
+                let v = self.entry_value(e);
+                // without any `?` no value can be one (a memchr, not a parse)
+                if v.as_bytes().contains(&b'?')
+                    && split_values(v, false).any(addr_spec_with_headers)
+                {
                     return Err(ParseError::UriHeaders(name));
                 }
             }
         }
         // Via (RFC 3261 20.42): every comma-separated value must parse, none empty.
-        for h in self.header_lines("Via") {
-            for v in split_values(h.value, true) {
+        for e in self.header_entries.iter().filter(|e| e.id == VIA) {
+            for v in split_values(self.entry_value(e), true) {
                 let via = Via::parse(v)?;
                 check_params(via.params).map_err(|_| ParseError::BadVia)?;
             }
@@ -452,11 +571,32 @@ impl SipMessage {
         self.bytes()
     }
 
+    /// `buf[r]` as text; `""` if `r` is out of the buffer or not UTF-8.
+    ///
+    /// Inside the start line and headers (checked once when the message was
+    /// built, see [`Utf8Prefix`]) this is not checked again: the accessors call
+    /// it for every value they return (it was ~7 % of the proxy's instructions).
+    #[allow(unsafe_code)]
     fn slice(&self, r: &Range<usize>) -> &str {
-        self.buf
-            .get(r.clone())
-            .and_then(|b| std::str::from_utf8(b).ok())
-            .unwrap_or_default()
+        let Some(b) = self.buf.get(r.clone()) else {
+            return "";
+        };
+        if r.end <= self.text.0 && self.text_boundary(r.start) && self.text_boundary(r.end) {
+            // SAFETY: `buf[..self.text.0]` was checked to be UTF-8 by
+            // `Utf8Prefix::check` on this same buffer (`Bytes` never changes its
+            // contents), `r.start <= r.end <= self.text.0` (`get` succeeded), and
+            // both ends are char boundaries of that text (`text_boundary`); a
+            // slice of valid UTF-8 between two char boundaries is valid UTF-8.
+            return unsafe { std::str::from_utf8_unchecked(b) };
+        }
+        std::str::from_utf8(b).unwrap_or_default()
+    }
+
+    /// Whether byte position `p` (at most `self.text.0`) is a char boundary of
+    /// the checked text: its end, or a byte that does not continue a character
+    /// (not `0b10xx_xxxx`).
+    fn text_boundary(&self, p: usize) -> bool {
+        p == self.text.0 || self.buf.get(p).is_some_and(|&c| (c as i8) >= -0x40)
     }
 
     /// Whether index entry `e` is the header `want` names.
@@ -509,6 +649,32 @@ impl SipMessage {
             .iter()
             .enumerate()
             .find(|(_, e)| self.entry_is(e, want))
+    }
+
+    /// The value of the first line of the known header `id` (a `headers` id constant).
+    fn first_value(&self, id: u8) -> Option<&str> {
+        self.header_entries
+            .iter()
+            .find(|e| e.id == id)
+            .map(|e| self.entry_value(e))
+    }
+
+    /// The top Via (the first non-empty value of the first Via line) parsed,
+    /// as positions into its entry's value; `None` if absent or malformed.
+    /// Run once when a message is built.
+    pub(crate) fn find_top_via(&self) -> Option<TopVia> {
+        let entry = self.header_entries.iter().position(|e| e.id == VIA)?;
+        let value = self.entry_value(self.header_entries.get(entry)?);
+        let via = Via::parse(split_values(value, false).next()?).ok()?;
+        Some(TopVia {
+            entry: u32::try_from(entry).ok()?,
+            raw: span(value, via.raw)?,
+            protocol: span(value, via.protocol)?,
+            transport: span(value, via.transport)?,
+            host: span(value, via.host)?,
+            params: span(value, via.params)?,
+            port: via.port,
+        })
     }
 
     /// True for a request, false for a response.
@@ -589,6 +755,14 @@ impl SipMessage {
         out
     }
 
+    /// The values [`SipMessage::header_values`] gives, lazily: nothing is
+    /// allocated, and splitting stops where the caller stops (e.g. `.next()`
+    /// for the first value, `.any(..)` for a test).
+    pub fn header_values_iter<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.entries_named(name)
+            .flat_map(move |(_, e)| split_values(self.entry_value(e), false))
+    }
+
     /// Value edits for every line of header `name` (a comma list, see
     /// [`SipMessage::header_values`]): `f` gets each value in order and returns
     /// its replacement, or `None` to keep it. Returns `(header index, new line
@@ -626,37 +800,38 @@ impl SipMessage {
 
     /// The Call-ID value (RFC 3261 20.8).
     pub fn call_id(&self) -> Option<&str> {
-        self.header("Call-ID")
+        self.first_value(CALL_ID)
     }
 
     /// CSeq sequence number (<= 2^31 - 1) and method (RFC 3261 20.16); `None` if absent
     /// or malformed.
     pub fn cseq(&self) -> Option<(u32, &str)> {
-        let v = self.header("CSeq")?;
-        let mut it = v.split_ascii_whitespace();
-        let n = parse_digits(it.next()?, 10)?;
-        let method = it.next()?;
-        if it.next().is_some() || n > 0x7FFF_FFFF || !method.bytes().all(is_token_byte) {
-            return None;
-        }
-        Some((u32::try_from(n).ok()?, method))
+        parse_cseq(self.first_value(CSEQ)?)
     }
 
     /// The From header as a name-addr (RFC 3261 20.20); `None` if absent or malformed.
     pub fn from(&self) -> Option<NameAddr<'_>> {
-        NameAddr::parse(self.header("From")?).ok()
+        NameAddr::parse(self.first_value(FROM)?).ok()
     }
 
     /// The To header as a name-addr (RFC 3261 20.39); `None` if absent or malformed.
     pub fn to(&self) -> Option<NameAddr<'_>> {
-        NameAddr::parse(self.header("To")?).ok()
+        NameAddr::parse(self.first_value(TO)?).ok()
     }
 
     /// The first Via value (RFC 3261 20.42); `None` if absent or malformed.
+    /// Parsed once when the message was built: each call only slices.
     pub fn top_via(&self) -> Option<Via<'_>> {
-        let first = self.header("Via")?;
-        let v = split_values(first, false).next()?;
-        Via::parse(v).ok()
+        let t = self.top_via.as_ref()?;
+        let v = self.entry_value(self.header_entries.get(usize::try_from(t.entry).ok()?)?);
+        Some(Via {
+            raw: at_span(v, t.raw)?,
+            protocol: at_span(v, t.protocol)?,
+            transport: at_span(v, t.transport)?,
+            host: at_span(v, t.host)?,
+            port: t.port,
+            params: at_span(v, t.params)?,
+        })
     }
 
     /// All Via values that parse, top first (values that do not parse are skipped).
@@ -668,19 +843,240 @@ impl SipMessage {
     /// lazily: nothing is allocated, and parsing stops where the caller stops (e.g.
     /// `via_iter().nth(1).is_some()`: at least two Vias).
     pub fn via_iter(&self) -> impl Iterator<Item = Via<'_>> + '_ {
-        self.entries_named("Via")
-            .flat_map(|(_, e)| split_values(self.entry_value(e), false))
+        self.header_entries
+            .iter()
+            .filter(|e| e.id == VIA)
+            .flat_map(|e| split_values(self.entry_value(e), false))
             .filter_map(|v| Via::parse(v).ok())
     }
 
     /// Max-Forwards (RFC 3261 20.22); `None` if absent or not a number of at most 10
     /// digits fitting u32.
     pub fn max_forwards(&self) -> Option<u32> {
-        parse_digits(self.header("Max-Forwards")?, 10).and_then(|n| u32::try_from(n).ok())
+        parse_digits(self.first_value(MAX_FORWARDS)?, 10).and_then(|n| u32::try_from(n).ok())
     }
 
     /// Starts a byte-preserving edit of this message (see [`Edit`]).
     pub fn edit(&self) -> Edit<'_> {
         Edit::new(self)
+    }
+}
+
+/// A CSeq value (RFC 3261 20.16): sequence number (<= 2^31 - 1) and method
+/// token; `None` if malformed.
+fn parse_cseq(v: &str) -> Option<(u32, &str)> {
+    let mut it = v.split_ascii_whitespace();
+    let n = parse_digits(it.next()?, 10)?;
+    let method = it.next()?;
+    if it.next().is_some() || n > 0x7FFF_FFFF || !method.bytes().all(is_token_byte) {
+        return None;
+    }
+    Some((u32::try_from(n).ok()?, method))
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// `validate` as it was before the one-pass rewrite (a lookup by name
+    /// per check): the rewrite must give the same answer for every input.
+    fn reference_validate(m: &SipMessage) -> Result<(), ParseError> {
+        match &m.start_line {
+            StartLine::Request { .. } => {
+                let parsed = Uri::parse(m.request_uri().unwrap_or_default())
+                    .map_err(|_| ParseError::BadRequestUri)?;
+                if parsed.is_sip() && parsed.headers.is_some() {
+                    return Err(ParseError::UriHeaders("Request-URI"));
+                }
+            }
+            StartLine::Response { status, .. } => {
+                if !(100..=699).contains(status) {
+                    return Err(ParseError::BadStatus);
+                }
+            }
+        }
+        for name in ["To", "From", "Call-ID", "CSeq", "Via"] {
+            if m.header(name).is_none() {
+                return Err(ParseError::MissingHeader(name));
+            }
+        }
+        for name in [
+            "To",
+            "From",
+            "Call-ID",
+            "CSeq",
+            "Max-Forwards",
+            "Content-Length",
+        ] {
+            if m.header_lines(name).nth(1).is_some() {
+                return Err(ParseError::DuplicateHeader(name));
+            }
+        }
+        let (_, cseq_method) = m.cseq().ok_or(ParseError::BadCSeq)?;
+        if m.method().is_some_and(|x| x != cseq_method) {
+            return Err(ParseError::CSeqMethodMismatch);
+        }
+        if let Some(mf) = m.header("Max-Forwards") {
+            match parse_digits(mf, 10) {
+                Some(n) if n <= 255 => {}
+                _ => return Err(ParseError::BadMaxForwards),
+            }
+        }
+        let call_id = m.call_id().unwrap_or_default();
+        if call_id.is_empty()
+            || call_id
+                .bytes()
+                .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+        {
+            return Err(ParseError::BadCallId);
+        }
+        for (name, value) in [("To", m.header("To")), ("From", m.header("From"))] {
+            let na = NameAddr::parse(value.unwrap_or_default())
+                .map_err(|_| ParseError::BadNameAddr(name))?;
+            na.parsed_uri().map_err(|_| ParseError::BadNameAddr(name))?;
+            check_params(na.params).map_err(|_| ParseError::BadNameAddr(name))?;
+        }
+        for name in ["Contact", "To", "From"] {
+            for h in m.header_lines(name) {
+                if split_values(h.value, false).any(addr_spec_with_headers) {
+                    return Err(ParseError::UriHeaders(name));
+                }
+            }
+        }
+        for h in m.header_lines("Via") {
+            for v in split_values(h.value, true) {
+                let via = Via::parse(v)?;
+                check_params(via.params).map_err(|_| ParseError::BadVia)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `slice` without the UTF-8 re-check gives what `from_utf8` gives for
+    /// every range of a header section with multi-byte characters: the text
+    /// between char boundaries, `""` for a range that cuts a character or
+    /// leaves the buffer, and checked text past the headers (the body).
+    #[test]
+    fn slice_matches_from_utf8_on_every_range() {
+        let b =
+            "SIP/2.0 200 \u{d6}K\r\nTo: \"J\u{fc}rgen \u{1f600}\" <sip:j@h>\r\n\r\n\u{e9}\u{ff}";
+        let m = SipMessage::parse(b.as_bytes().to_vec(), &Limits::default()).expect("parses");
+        assert_eq!(m.reason(), Some("\u{d6}K"));
+        assert_eq!(
+            m.to().and_then(|t| t.display),
+            Some("J\u{fc}rgen \u{1f600}".into())
+        );
+        let n = m.buf.len();
+        for start in 0..=n + 1 {
+            for end in start..=n + 1 {
+                let want = m
+                    .buf
+                    .get(start..end)
+                    .and_then(|x| std::str::from_utf8(x).ok())
+                    .unwrap_or_default();
+                assert_eq!(m.slice(&(start..end)), want, "{start}..{end}");
+            }
+        }
+    }
+
+    /// `top_via` as it was before the cache: parse the first Via value.
+    fn reference_top_via(m: &SipMessage) -> Option<Via<'_>> {
+        let first = m.header("Via")?;
+        Via::parse(split_values(first, false).next()?).ok()
+    }
+
+    const START: &[&str] = &[
+        "INVITE sip:bob@b.example SIP/2.0",
+        "BYE sip:bob@[2001:db8::1]:5060;lr SIP/2.0",
+        "INVITE sip:bob@b.example?x=y SIP/2.0",
+        "INVITE tel:+4930123 SIP/2.0",
+        "OPTIONS sip:b SIP/2.0",
+        "SIP/2.0 200 OK",
+        "SIP/2.0 099 Low",
+        "SIP/2.0 180 Ringing",
+    ];
+
+    const LINES: &[&str] = &[
+        "Via: SIP/2.0/UDP h.example:5062;branch=z9hG4bK1;rport",
+        "v: SIP / 2.0 / TCP [2001:db8::2]:5;received=1.2.3.4, SIP/2.0/UDP x",
+        "Via: SIP/2.0/UDP h;branch=",
+        "Via: ,SIP/2.0/UDP h",
+        "VIA: SIP/2.0/UDP h.example;branch=z9hG4bK2\r\n  ;rport",
+        "Via: bogus",
+        "To: <sip:bob@b.example>",
+        "t: \"B\\\"ob\" <sip:bob@b.example>;tag=x",
+        "To: sip:bob@b.example?h=1",
+        "To: Bob sip:x",
+        "From: \"Alice\" <sip:alice@a.example>;tag=1",
+        "f: Alice <sip:alice@a.example>;tag=1",
+        "From: <sip:alice@a.example>;tag",
+        "From: \"unterminated <sip:a@a>",
+        "From: <sip:a@a>;=x",
+        "Call-ID: abc@h",
+        "i: abc def",
+        "Call-ID:",
+        "CSeq: 1 INVITE",
+        "CSeq: 2 BYE",
+        "CSeq: 2147483648 INVITE",
+        "CSeq: 1 OPTIONS",
+        "Max-Forwards: 70",
+        "Max-Forwards: 256",
+        "Content-Length: 0",
+        "l: 0",
+        "Contact: <sip:a@h>;expires=5, sip:b@h?x",
+        "m: \"A, B\" <sip:a@h>",
+        "Route: <sip:p;lr>",
+        "X-Other: 1",
+        "Supported: timer",
+    ];
+
+    fn message() -> impl Strategy<Value = Vec<u8>> {
+        (
+            0..START.len(),
+            proptest::collection::vec(0..LINES.len(), 0..14),
+            proptest::collection::vec((any::<usize>(), any::<u8>()), 0..3),
+        )
+            .prop_map(|(s, lines, flips)| {
+                let mut out = START[s].to_string();
+                out.push_str("\r\n");
+                for l in lines {
+                    out.push_str(LINES[l]);
+                    out.push_str("\r\n");
+                }
+                out.push_str("\r\n");
+                let mut b = out.into_bytes();
+                for (at, byte) in flips {
+                    let n = b.len();
+                    if let Some(x) = b.get_mut(at % n) {
+                        *x = byte;
+                    }
+                }
+                b
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        /// The one-pass `validate`, the cached `top_via`, the name-addr
+        /// parts and the accessors by id answer as the lookups by name did.
+        #[test]
+        fn validate_and_top_via_match_the_lookups_by_name(b in message()) {
+            let Ok(m) = SipMessage::parse(b, &Limits::default()) else { return Ok(()) };
+            prop_assert_eq!(m.validate(), reference_validate(&m));
+            prop_assert_eq!(m.top_via(), reference_top_via(&m));
+            prop_assert_eq!(m.call_id(), m.header("Call-ID"));
+            prop_assert_eq!(m.max_forwards(), m.header("Max-Forwards").and_then(|v| parse_digits(v, 10)).and_then(|n| u32::try_from(n).ok()));
+            for h in m.headers() {
+                let parts = name_addr_parts(h.value);
+                let na = NameAddr::parse(h.value).ok();
+                prop_assert_eq!(parts.is_some(), na.is_some());
+                if let (Some((_, uri, params)), Some(na)) = (parts, na) {
+                    prop_assert_eq!((uri, params), (na.uri, na.params));
+                }
+            }
+        }
     }
 }

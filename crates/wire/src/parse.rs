@@ -183,6 +183,10 @@ pub(crate) fn subslice_range(outer: &str, inner: &str) -> Option<Range<usize>> {
 /// `angle`, outside `<...>`. Yields untrimmed piece ranges (at least one), lazily:
 /// parameter lookups on every message allocate nothing.
 pub(crate) fn split_ranges(s: &str, sep: u8, angle: bool) -> SplitRanges<'_> {
+    debug_assert!(
+        SPLIT_SPECIAL[usize::from(sep)],
+        "separator not in SPLIT_SPECIAL"
+    );
     SplitRanges {
         b: s.as_bytes(),
         sep,
@@ -192,6 +196,20 @@ pub(crate) fn split_ranges(s: &str, sep: u8, angle: bool) -> SplitRanges<'_> {
         done: false,
     }
 }
+
+/// `SPLIT_SPECIAL[b]`: whether byte `b` can change the state of [`SplitRanges`]
+/// (`"`, `\\`, `<`, `>`, or one of the separators `,` and `;`); any other byte is
+/// skipped at once.
+const SPLIT_SPECIAL: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t[b'<' as usize] = true;
+    t[b'>' as usize] = true;
+    t[b',' as usize] = true;
+    t[b';' as usize] = true;
+    t
+};
 
 /// Iterator of [`split_ranges`].
 pub(crate) struct SplitRanges<'a> {
@@ -213,6 +231,11 @@ impl Iterator for SplitRanges<'_> {
         let mut in_quote = false;
         let mut in_angle = false;
         while let Some(&c) = self.b.get(self.i) {
+            if !SPLIT_SPECIAL[usize::from(c)] {
+                // neither a quote, an escape, an angle bracket nor a separator
+                self.i += 1;
+                continue;
+            }
             if in_quote {
                 if c == b'\\' {
                     self.i += 1;
@@ -484,45 +507,59 @@ fn parse_uri(s: &str) -> Option<Uri<'_>> {
     Some(uri)
 }
 
-fn parse_name_addr(s: &str) -> Option<NameAddr<'_>> {
+/// The display name of a name-addr as [`name_addr_parts`] finds it, before any copy.
+pub(crate) enum RawDisplay<'a> {
+    /// No display name.
+    None,
+    /// A quoted-string's content between the quotes, `\` escapes not yet resolved.
+    Quoted(&'a str),
+    /// An unquoted display name (tokens and LWS), trimmed.
+    Tokens(&'a str),
+}
+
+/// The parts of a name-addr or addr-spec (RFC 3261 20.10): display name, URI and
+/// header parameters, all slices of `s`; `None` where [`NameAddr::parse`] fails.
+/// Allocates nothing (validation runs it on every message).
+pub(crate) fn name_addr_parts(s: &str) -> Option<(RawDisplay<'_>, &str, &str)> {
     let t_range = trim_in(s, 0..s.len());
     let t = s.get(t_range.clone())?;
     if t.is_empty() {
         return None;
     }
     let tb = t.as_bytes();
-    let mut display = None;
+    let display;
     let lt;
     if tb.first() == Some(&b'"') {
-        // quoted-string display name (RFC 3261 25.1)
-        let mut d = String::new();
-        let mut close = None;
-        let mut chars = t.get(1..)?.char_indices();
-        while let Some((ci, c)) = chars.next() {
-            match c {
-                '\\' => d.push(chars.next()?.1),
-                '"' => {
-                    close = Some(1 + ci);
-                    break;
+        // quoted-string display name (RFC 3261 25.1): the closing quote is the
+        // first `"` not escaped by `\` (an escape takes the next character,
+        // whose continuation bytes, if any, are neither `"` nor `\`)
+        let mut i = 1;
+        let close = loop {
+            match tb.get(i)? {
+                b'\\' => {
+                    tb.get(i + 1)?;
+                    i += 2;
                 }
-                _ => d.push(c),
+                b'"' => break i,
+                _ => i += 1,
             }
-        }
-        let close = close?;
+        };
         let after = skip_lws(tb, close + 1);
         if tb.get(after) != Some(&b'<') {
             return None;
         }
-        display = Some(d);
+        display = RawDisplay::Quoted(t.get(1..close)?);
         lt = after;
     } else if let Some(l) = t.find('<') {
         let dn = t.get(..l)?.trim_matches(|c: char| c.is_ascii_whitespace());
-        if !dn.is_empty() {
+        display = if dn.is_empty() {
+            RawDisplay::None
+        } else {
             if !dn.bytes().all(|b| is_token_byte(b) || is_lws(b)) {
                 return None;
             }
-            display = Some(dn.to_string());
-        }
+            RawDisplay::Tokens(dn)
+        };
         lt = l;
     } else {
         // addr-spec: params after ';' are header params (RFC 3261 20.10)
@@ -532,12 +569,7 @@ fn parse_name_addr(s: &str) -> Option<NameAddr<'_>> {
         if uri.is_empty() || uri.bytes().any(|b| b.is_ascii_whitespace()) {
             return None;
         }
-        return Some(NameAddr {
-            raw: s,
-            display: None,
-            uri,
-            params: t.get(semi..)?,
-        });
+        return Some((RawDisplay::None, uri, t.get(semi..)?));
     }
     let gt = lt + t.get(lt..)?.find('>')?;
     let uri = t.get(lt + 1..gt)?;
@@ -549,9 +581,31 @@ fn parse_name_addr(s: &str) -> Option<NameAddr<'_>> {
     if !params.is_empty() && !params.starts_with(';') {
         return None;
     }
+    Some((display, uri, params))
+}
+
+/// A quoted-string's content with its `\` escapes resolved (RFC 3261 25.1).
+fn unquote(q: &str) -> String {
+    let mut d = String::with_capacity(q.len());
+    let mut chars = q.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => d.extend(chars.next()),
+            _ => d.push(c),
+        }
+    }
+    d
+}
+
+fn parse_name_addr(s: &str) -> Option<NameAddr<'_>> {
+    let (display, uri, params) = name_addr_parts(s)?;
     Some(NameAddr {
         raw: s,
-        display,
+        display: match display {
+            RawDisplay::None => None,
+            RawDisplay::Quoted(q) => Some(unquote(q)),
+            RawDisplay::Tokens(t) => Some(t.to_string()),
+        },
         uri,
         params,
     })

@@ -13,9 +13,9 @@ use std::ops::Range;
 use bytes::Bytes;
 
 use super::edit::{Edit, Splice};
-use super::headers::{known_id, HeaderEntry, ValueLoc};
+use super::headers::{known_id_bytes, HeaderEntry, ValueLoc, CONTENT_LENGTH};
 use super::limits::Limits;
-use super::message::{is_token_byte, trim_range, SipMessage};
+use super::message::{is_token_byte, trim_range, SipMessage, Utf8Prefix};
 use super::start_line::parse_start_line;
 
 /// `p + d`, when it is a position (not negative).
@@ -52,7 +52,7 @@ fn new_line(buf: &[u8], s: &Splice, pos: usize, content_length: u8) -> Option<He
     if name.is_empty() || !name.iter().all(|&b| is_token_byte(b)) {
         return None;
     }
-    let id = known_id(std::str::from_utf8(name).ok()?);
+    let id = known_id_bytes(name);
     if id == content_length {
         return None;
     }
@@ -77,7 +77,7 @@ pub(crate) fn reindex(edit: &Edit<'_>, buf: &Bytes, limits: &Limits) -> Option<S
     if buf.len() > limits.max_message_bytes || !old.folded.is_empty() {
         return None;
     }
-    let content_length = known_id("Content-Length");
+    let content_length = CONTENT_LENGTH;
     // new position = old position + delta
     let mut delta = -isize::try_from(old.msg_start).ok()?;
     let mut splices = edit.applied().peekable();
@@ -176,10 +176,11 @@ pub(crate) fn reindex(edit: &Edit<'_>, buf: &Bytes, limits: &Limits) -> Option<S
     }
     let headers_end = at(old.headers_end, delta)?;
     let body = shift(&old.body, delta)?;
-    if body.end != buf.len() || std::str::from_utf8(buf.get(..headers_end)?).is_err() {
+    if body.end != buf.len() {
         return None;
     }
-    Some(SipMessage {
+    let text = Utf8Prefix::check(buf, headers_end)?;
+    let mut msg = SipMessage {
         buf: buf.clone(),
         msg_start: 0,
         start_line,
@@ -188,7 +189,11 @@ pub(crate) fn reindex(edit: &Edit<'_>, buf: &Bytes, limits: &Limits) -> Option<S
         header_entries: entries,
         folded: Vec::new(),
         body,
-    })
+        top_via: None,
+        text,
+    };
+    msg.top_via = msg.find_top_via();
+    Some(msg)
 }
 
 /// Debug builds: the re-indexed message `m` is exactly what the parser makes
@@ -207,7 +212,9 @@ pub(crate) fn assert_same_as_parse(m: &SipMessage, limits: &Limits) {
             p.headers_end,
             &p.header_entries,
             &p.folded,
-            &p.body
+            &p.body,
+            &p.top_via,
+            &p.text
         ),
         (
             m.msg_start,
@@ -216,7 +223,9 @@ pub(crate) fn assert_same_as_parse(m: &SipMessage, limits: &Limits) {
             m.headers_end,
             &m.header_entries,
             &m.folded,
-            &m.body
+            &m.body,
+            &m.top_via,
+            &m.text
         ),
         "re-indexed message differs from its parse:\n{}",
         String::from_utf8_lossy(&m.buf)
