@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::{oneshot, Notify, OwnedSemaphorePermit, Semaphore};
+use bytes::Bytes;
+use tokio::sync::{oneshot, Notify};
 use tracing::{debug, info, warn};
 
 use sipcti_event::{Cause, Direction, EventKind};
@@ -123,8 +124,8 @@ struct Pending {
     /// Sequence number (the outbox row id).
     id: u64,
     ev: Event,
-    content_type: &'static str,
-    body: String,
+    /// The encoded body (`cfg.format`), shared by every attempt without a copy.
+    body: Bytes,
     enqueued: Instant,
     waiter: Option<oneshot::Sender<NewCallOutcome>>,
     /// HTTP attempts so far.
@@ -202,6 +203,10 @@ struct State {
     queued: usize,
     /// Attempts running now.
     in_flight: usize,
+    /// General delivery lanes parked, waiting for work (see [`State::claim_lane`]).
+    idle_lanes: usize,
+    /// newCall-only delivery lanes parked.
+    idle_reserve: usize,
     /// Retries waiting for their backoff.
     sleeping: usize,
     /// CallIds whose newCall was dropped.
@@ -232,6 +237,8 @@ impl State {
             urgent: VecDeque::new(),
             queued: 0,
             in_flight: 0,
+            idle_lanes: 0,
+            idle_reserve: 0,
             sleeping: 0,
             lost_newcalls: BoundedSet::new(LOST_NEWCALL_MEMORY),
             dropped_calls: BoundedSet::new(DROPPED_CALL_MEMORY),
@@ -262,6 +269,49 @@ impl State {
                     self.ready.push_back(id.to_string());
                 }
             }
+        }
+    }
+
+    /// Take the next call whose head event may be sent now and mark it in flight: a
+    /// first-attempt `newCall` an INVITE waits for first, then (not on a newCall-only
+    /// lane, `reserve`) the other calls in line. None while [`CtiClient::close`] runs.
+    fn pick(&mut self, reserve: bool) -> Option<String> {
+        if self.stopping {
+            return None;
+        }
+        loop {
+            let id = match self.urgent.pop_front() {
+                Some(id) => id,
+                None if reserve => return None,
+                None => self.ready.pop_front()?,
+            };
+            // ids of calls dropped, or already picked, are stale
+            if let Some(q) = self.calls.get_mut(&id) {
+                if q.sched == Sched::Ready {
+                    q.sched = Sched::InFlight;
+                    self.in_flight += 1;
+                    return Some(id);
+                }
+            }
+        }
+    }
+
+    /// If a call waits in line and a parked lane can take it, take that lane off the idle
+    /// count and say which kind to wake (a general lane first; a newCall-only lane for an
+    /// urgent newCall when no general lane is idle). The caller wakes it after unlocking.
+    fn claim_lane(&mut self) -> Option<Lane> {
+        if self.stopping {
+            return None;
+        }
+        let urgent = !self.urgent.is_empty();
+        if (urgent || !self.ready.is_empty()) && self.idle_lanes > 0 {
+            self.idle_lanes -= 1;
+            Some(Lane::General)
+        } else if urgent && self.idle_reserve > 0 {
+            self.idle_reserve -= 1;
+            Some(Lane::NewCall)
+        } else {
+            None
         }
     }
 
@@ -334,8 +384,11 @@ struct Shared {
     target: Option<Target>,
     outbox: Option<Writer>,
     state: Mutex<State>,
-    /// Wakes the worker (new ready call, or closed).
+    /// Wakes a parked general delivery lane (claimed in [`State::claim_lane`]), or all of
+    /// them at close.
     wake: Notify,
+    /// Wakes a parked newCall-only delivery lane, or all of them at close.
+    wake_reserve: Notify,
     /// Wakes `drain` waiters whenever an event leaves the queue or an attempt ends.
     changed: Notify,
     /// Wakes sleeping retries early: Zammad answered again.
@@ -352,6 +405,21 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         // Nothing panics while holding the lock; recover from poisoning anyway.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wake the lane [`State::claim_lane`] claimed, if any (called after unlocking).
+    fn wake_lane(&self, lane: Option<Lane>) {
+        match lane {
+            Some(Lane::General) => self.wake.notify_one(),
+            Some(Lane::NewCall) => self.wake_reserve.notify_one(),
+            None => {}
+        }
+    }
+
+    /// Wake every parked lane (the client closed: each checks whether it is done).
+    fn wake_all_lanes(&self) {
+        self.wake.notify_waiters();
+        self.wake_reserve.notify_waiters();
     }
 
     fn outbox_push(&self, c: OutboxChange) {
@@ -415,7 +483,7 @@ impl Shared {
         ev: Event,
         waiter: Option<oneshot::Sender<NewCallOutcome>>,
     ) -> Result<(), (Option<oneshot::Sender<NewCallOutcome>>, String)> {
-        let (content_type, body) = ev.encode(self.cfg.format);
+        let body = Bytes::from(ev.encode(self.cfg.format).1);
         let cap = self.cfg.queue_capacity;
         let call = ev.call_id.clone();
         let kind = ev.event;
@@ -497,7 +565,6 @@ impl Shared {
         st.push(Pending {
             id,
             ev,
-            content_type,
             body,
             enqueued: Instant::now(),
             waiter,
@@ -507,8 +574,9 @@ impl Shared {
             maybe_sent: false,
             dup_harmful,
         });
+        let lane = st.claim_lane();
         drop(st);
-        self.wake.notify_one();
+        self.wake_lane(lane);
         if !evicted.is_empty() {
             self.calls_evicted(evicted, &call);
         }
@@ -532,10 +600,12 @@ impl Shared {
     }
 
     /// An event left the queue (delivered or finally dropped): record it in the outbox
-    /// and put its call back in line.
-    fn finish(&self, p: Pending) {
+    /// and put its call back in line. `lane` is the kind of lane that ran it: a general
+    /// lane takes the next call in line itself, so another lane is woken only if more
+    /// than one waits, or if the call's next event is not for a newCall-only lane.
+    fn finish(&self, p: Pending, lane: Lane) {
         let call = p.ev.call_id.clone();
-        {
+        let (claimed, all) = {
             let mut st = self.lock();
             st.queued = st.queued.saturating_sub(1);
             st.in_flight = st.in_flight.saturating_sub(1);
@@ -549,8 +619,18 @@ impl Shared {
                 OutboxChange::Done(p.id)
             });
             st.schedule(&call);
+            let waiting = st.urgent.len() + st.ready.len();
+            let claimed = if lane == Lane::NewCall || waiting > 1 {
+                st.claim_lane()
+            } else {
+                None
+            };
+            (claimed, st.closed && st.queued == 0)
+        };
+        self.wake_lane(claimed);
+        if all {
+            self.wake_all_lanes();
         }
-        self.wake.notify_one();
         self.changed.notify_waiters();
     }
 
@@ -592,17 +672,24 @@ struct Handle {
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        self.shared.lock().closed = true;
-        self.shared.wake.notify_one();
+        {
+            let mut st = self.shared.lock();
+            st.closed = true;
+            // every parked lane is woken below and counts itself again if it stays
+            st.idle_lanes = 0;
+            st.idle_reserve = 0;
+        }
+        self.shared.wake_all_lanes();
     }
 }
 
 /// Client for Zammad's Generic CTI endpoint. Cheap to clone; all clones share one queue,
-/// one worker, one keep-alive HTTP connection pool and one outbox.
+/// one set of delivery lanes, one keep-alive HTTP connection pool and one outbox.
 ///
 /// Events of one callId go out strictly in submission order, each only after the previous
 /// one was delivered or finally dropped; different calls proceed concurrently (up to
-/// `max_in_flight`). Failed attempts (connect errors, timeouts, 5xx, 408, 429) are retried
+/// `max_in_flight`, plus `newcall_slots` kept for the newCalls INVITEs wait for). Failed
+/// attempts (connect errors, timeouts, 5xx, 408, 429) are retried
 /// with exponential backoff until `give_up_after`; a retry waiting for its backoff holds
 /// no delivery slot, and the first delivery after failures wakes the waiting retries.
 #[derive(Clone)]
@@ -625,7 +712,8 @@ impl std::fmt::Debug for CtiClient {
 
 impl CtiClient {
     /// Validate `cfg`, build the HTTP client, open the outbox (if configured) and queue
-    /// what it holds, and spawn the delivery worker on the current tokio runtime.
+    /// what it holds, and spawn the delivery lanes (`max_in_flight` general ones and
+    /// `newcall_slots` for newCalls) on the current tokio runtime.
     ///
     /// Errors: [`ConfigError::InvalidUrl`] for a URL that does not parse or is not
     /// http(s) with a host; [`ConfigError::Invalid`] for `queue_capacity`, `max_in_flight`
@@ -703,6 +791,7 @@ impl CtiClient {
             outbox,
             state: Mutex::new(state),
             wake: Notify::new(),
+            wake_reserve: Notify::new(),
             changed: Notify::new(),
             recovery: Notify::new(),
             last_recovery_wake: AtomicU64::new(u64::MAX),
@@ -711,7 +800,12 @@ impl CtiClient {
             counters,
         });
         if has_target {
-            runtime.spawn(worker(shared.clone()));
+            for _ in 0..shared.cfg.max_in_flight {
+                runtime.spawn(lane(shared.clone(), Lane::General));
+            }
+            for _ in 0..shared.cfg.newcall_slots {
+                runtime.spawn(lane(shared.clone(), Lane::NewCall));
+            }
             if !deadlines.is_empty() {
                 runtime.spawn(close_open_calls(Arc::downgrade(&shared), deadlines));
             }
@@ -946,7 +1040,18 @@ fn build_target(raw: &str, cfg: &ClientConfig) -> Result<Target, ConfigError> {
     if url.host_str().unwrap_or_default().is_empty() {
         return Err(invalid("no host".into()));
     }
+    // constant for every request: set once, not built per request
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::ACCEPT,
+        reqwest::header::HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        reqwest::header::CONTENT_TYPE,
+        reqwest::header::HeaderValue::from_static(cfg.format.content_type()),
+    );
     let http = reqwest::Client::builder()
+        .default_headers(headers)
         .timeout(cfg.request_timeout)
         .connect_timeout(cfg.request_timeout)
         .redirect(reqwest::redirect::Policy::none())
@@ -989,7 +1094,7 @@ mod tests {
     fn classify_statuses() {
         assert!(matches!(
             classify(200, "{}", EventKind::Hangup, false),
-            Verdict::Delivered(_)
+            Verdict::Delivered
         ));
         assert!(matches!(
             classify(503, "", EventKind::Hangup, false),

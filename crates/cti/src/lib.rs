@@ -16,7 +16,10 @@
 //! * **Ordered per call**: events of one `callId` go out strictly in submission order, the next
 //!   only after the previous was delivered or finally dropped, so `answer`/`hangup` never reach
 //!   Zammad before it answered the call's `newCall` (Zammad answers 500 otherwise). Different
-//!   calls proceed concurrently, up to `max_in_flight` requests.
+//!   calls proceed concurrently, up to `max_in_flight` requests, plus `newcall_slots`
+//!   requests only for the `newCall`s an INVITE waits for: a backlog of `answer`/`hangup`
+//!   never delays an INVITE. Each request runs in one of that many long-lived delivery
+//!   lanes (no task spawned per event).
 //! * **Retrying**: connect errors, timeouts, 5xx, 408 and 429 are retried with exponential
 //!   backoff (`retry_initial` doubling up to `retry_max`) until the event is `give_up_after`
 //!   old. A retry waiting for its backoff holds no delivery slot, and the first delivery after

@@ -1,42 +1,55 @@
-//! Delivery: the worker that hands ready calls to delivery tasks, one
+//! Delivery: long-lived delivery lanes that take ready calls in turn, one
 //! attempt per HTTP request, Zammad's answer classified into done, retry
 //! (backoff without a slot) or drop.
 
 use super::*;
 
-/// Hands out ready calls to delivery tasks, at most `max_in_flight` at a time.
-pub(super) async fn worker(shared: Arc<Shared>) {
-    let sem = Arc::new(Semaphore::new(shared.cfg.max_in_flight));
+/// The kind of a delivery lane.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Lane {
+    /// Takes any call in line, urgent newCalls first (`max_in_flight` of them).
+    General,
+    /// Takes only first-attempt newCalls an INVITE waits for (`newcall_slots` of them),
+    /// so a backlog of answer/hangup holding every general lane cannot delay an INVITE.
+    NewCall,
+}
+
+/// One long-lived delivery lane: takes the next call in line, attempts its head event,
+/// and repeats; parks when there is nothing to take for it (woken by the lane claim in
+/// `enqueue`, `finish` or a retry's end). At most one attempt runs per lane, so at most
+/// `max_in_flight + newcall_slots` requests run at once. Ends once the client is closed
+/// and its queue empty, or closed after [`CtiClient::close`].
+pub(super) async fn lane(shared: Arc<Shared>, kind: Lane) {
+    let reserve = kind == Lane::NewCall;
+    let notify = if reserve {
+        &shared.wake_reserve
+    } else {
+        &shared.wake
+    };
     loop {
-        let Ok(permit) = sem.clone().acquire_owned().await else {
-            return;
-        };
-        let call_id = 'pick: loop {
-            let notified = shared.wake.notified();
+        let call_id = loop {
+            let notified = notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             {
                 let mut st = shared.lock();
-                if !st.stopping {
-                    while let Some(id) = st.urgent.pop_front().or_else(|| st.ready.pop_front()) {
-                        // ids of calls dropped, or already picked, are stale
-                        if let Some(q) = st.calls.get_mut(&id) {
-                            if q.sched == Sched::Ready {
-                                q.sched = Sched::InFlight;
-                                st.in_flight += 1;
-                                break 'pick id;
-                            }
-                        }
-                    }
+                if let Some(id) = st.pick(reserve) {
+                    break id;
                 }
                 if st.closed && (st.queued == 0 || st.stopping) {
-                    debug!("CTI client worker stopped");
+                    debug!("CTI delivery lane stopped");
                     return;
                 }
+                if reserve {
+                    st.idle_reserve += 1;
+                } else {
+                    st.idle_lanes += 1;
+                }
             }
+            // whoever wakes this lane took it off the idle count
             notified.await;
         };
-        tokio::spawn(deliver_head(shared.clone(), call_id, permit));
+        deliver_head(&shared, call_id, kind).await;
     }
 }
 
@@ -48,29 +61,26 @@ pub(super) enum Step {
     Retry(Duration),
 }
 
-/// Attempt the head event of one call once; then finish it, or let it sleep through its
-/// backoff without holding the delivery slot.
-pub(super) async fn deliver_head(
-    shared: Arc<Shared>,
-    call_id: String,
-    permit: OwnedSemaphorePermit,
-) {
+/// Attempt the head event of one call (marked in flight by [`State::pick`]) once; then
+/// finish it, or let it sleep through its backoff without holding the lane.
+pub(super) async fn deliver_head(shared: &Arc<Shared>, call_id: String, kind: Lane) {
     let head = shared
         .lock()
         .calls
         .get_mut(&call_id)
         .and_then(|q| q.events.pop_front());
     let Some(mut p) = head else {
-        let mut st = shared.lock();
-        st.in_flight = st.in_flight.saturating_sub(1);
-        st.schedule(&call_id);
+        let lane = {
+            let mut st = shared.lock();
+            st.in_flight = st.in_flight.saturating_sub(1);
+            st.schedule(&call_id);
+            st.claim_lane()
+        };
+        shared.wake_lane(lane);
         return;
     };
-    match attempt_step(&shared, &mut p).await {
-        Step::Done => {
-            shared.finish(p);
-            drop(permit);
-        }
+    match attempt_step(shared, &mut p).await {
+        Step::Done => shared.finish(p, kind),
         Step::Retry(delay) => {
             let gen = {
                 let mut st = shared.lock();
@@ -85,12 +95,10 @@ pub(super) async fn deliver_head(
                 st.sleeping += 1;
                 gen
             };
-            drop(permit);
             shared.changed.notify_waiters();
             tokio::spawn(sleep_then_retry(shared.clone(), call_id, gen, delay));
         }
     }
-    shared.wake.notify_one();
 }
 
 /// A retry's backoff: wait `delay` (or until Zammad answers again), then get back in line.
@@ -107,7 +115,7 @@ pub(super) async fn sleep_then_retry(
         _ = tokio::time::sleep(delay) => {}
         _ = early => {}
     }
-    {
+    let lane = {
         let mut st = shared.lock();
         st.sleeping = st.sleeping.saturating_sub(1);
         let mine = st
@@ -117,13 +125,14 @@ pub(super) async fn sleep_then_retry(
         if mine {
             st.schedule(&call_id);
         }
-    }
-    shared.wake.notify_one();
+        st.claim_lane()
+    };
+    shared.wake_lane(lane);
 }
 
 /// Verdict on one HTTP attempt.
 pub(super) enum Verdict {
-    Delivered(String),
+    Delivered,
     AlreadyExists,
     /// Try again. `definite`: the request certainly did not reach Zammad's processing (no
     /// connection, or Zammad answered an error); otherwise it may have been processed.
@@ -142,7 +151,7 @@ pub(super) fn classify(status: u16, body: &str, kind: EventKind, maybe_sent: boo
         format!("HTTP {status}: {t}")
     };
     match status {
-        200..=299 => Verdict::Delivered(body.to_string()),
+        200..=299 => Verdict::Delivered,
         500 if kind == EventKind::NewCall && body.contains("already exists") => {
             if maybe_sent {
                 Verdict::AlreadyExists
@@ -164,13 +173,13 @@ pub(super) fn classify(status: u16, body: &str, kind: EventKind, maybe_sent: boo
 }
 
 /// One HTTP attempt: `(status, body)`, or the error text and whether the request
-/// certainly never reached Zammad (the connection could not be made).
-pub(super) async fn attempt(target: &Target, p: &Pending) -> Result<(u16, String), (String, bool)> {
+/// certainly never reached Zammad (the connection could not be made). `Accept` and
+/// `Content-Type` are the HTTP client's default headers (see `build_target`); the body
+/// is shared, not copied.
+pub(super) async fn attempt(target: &Target, p: &Pending) -> Result<(u16, Bytes), (String, bool)> {
     let resp = target
         .http
         .post(target.url.clone())
-        .header(reqwest::header::ACCEPT, "application/json")
-        .header(reqwest::header::CONTENT_TYPE, p.content_type)
         .body(p.body.clone())
         .send()
         .await
@@ -180,7 +189,7 @@ pub(super) async fn attempt(target: &Target, p: &Pending) -> Result<(u16, String
         })?;
     let status = resp.status().as_u16();
     // the status arrived: Zammad processed the request (or refused it) either way
-    let body = resp.text().await.unwrap_or_default();
+    let body = resp.bytes().await.unwrap_or_default();
     Ok((status, body))
 }
 
@@ -230,18 +239,23 @@ pub(super) async fn attempt_step(shared: &Shared, p: &mut Pending) -> Step {
     if n > 1 {
         shared.counters.retried.fetch_add(1, Ordering::Relaxed);
     }
-    let verdict = match attempt(target, p).await {
-        Ok((status, body)) => classify(status, &body, kind, n > 1 || p.maybe_sent),
-        Err((detail, definite)) => Verdict::Retry { detail, definite },
+    let (verdict, decision) = match attempt(target, p).await {
+        Ok((status, body)) => {
+            let text = String::from_utf8_lossy(&body);
+            let v = classify(status, &text, kind, n > 1 || p.maybe_sent);
+            let decision = (matches!(v, Verdict::Delivered) && kind == EventKind::NewCall)
+                .then(|| parse_answer(&text));
+            (v, decision)
+        }
+        Err((detail, definite)) => (Verdict::Retry { detail, definite }, None),
     };
     match verdict {
-        Verdict::Delivered(body) => {
+        Verdict::Delivered => {
             shared.delivered_once();
             if n > 1 {
                 info!(call_id = %p.ev.call_id, event = kind.as_str(), attempts = n, "CTI event delivered after retries");
             }
-            if kind == EventKind::NewCall {
-                let decision = parse_answer(&body);
+            if let Some(decision) = decision {
                 let late = match p.waiter.take() {
                     Some(w) => w.send(NewCallOutcome::Answered(decision.clone())).is_err(),
                     None => true,

@@ -87,12 +87,11 @@ pub(super) fn load(rows: Vec<OutboxRow>, cfg: &ClientConfig, writer: &Writer) ->
             continue;
         }
         let age = Duration::from_millis(now_ms.saturating_sub(r.created_unix_ms));
-        let (content_type, body) = ev.encode(cfg.format);
+        let body = Bytes::from(ev.encode(cfg.format).1);
         events += 1;
         st.push(Pending {
             id: r.id,
             ev,
-            content_type,
             body,
             enqueued: now.checked_sub(age).unwrap_or(now),
             waiter: None,
