@@ -376,6 +376,8 @@ impl State {
 struct Target {
     url: reqwest::Url,
     redacted: String,
+    /// `Content-Type` of the bodies (`cfg.format`), built once (a clone copies nothing).
+    content_type: reqwest::header::HeaderValue,
     http: reqwest::Client,
 }
 
@@ -806,6 +808,13 @@ impl CtiClient {
             for _ in 0..shared.cfg.newcall_slots {
                 runtime.spawn(lane(shared.clone(), Lane::NewCall));
             }
+            if let Some(t) = &shared.target {
+                let n = shared
+                    .cfg
+                    .max_in_flight
+                    .saturating_add(shared.cfg.newcall_slots);
+                runtime.spawn(warm_up(t.http.clone(), t.url.clone(), n));
+            }
             if !deadlines.is_empty() {
                 runtime.spawn(close_open_calls(Arc::downgrade(&shared), deadlines));
             }
@@ -1046,24 +1055,64 @@ fn build_target(raw: &str, cfg: &ClientConfig) -> Result<Target, ConfigError> {
         reqwest::header::ACCEPT,
         reqwest::header::HeaderValue::from_static("application/json"),
     );
-    headers.insert(
-        reqwest::header::CONTENT_TYPE,
-        reqwest::header::HeaderValue::from_static(cfg.format.content_type()),
-    );
     let http = reqwest::Client::builder()
         .default_headers(headers)
         .timeout(cfg.request_timeout)
         .connect_timeout(cfg.request_timeout)
         .redirect(reqwest::redirect::Policy::none())
         .pool_idle_timeout(Duration::from_secs(90))
+        // one idle connection per lane is all the lanes can use
+        .pool_max_idle_per_host(cfg.max_in_flight.saturating_add(cfg.newcall_slots))
         .user_agent(concat!("sipcti/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| ConfigError::Http(error_text(e)))?;
     Ok(Target {
         url,
         redacted,
+        content_type: reqwest::header::HeaderValue::from_static(cfg.format.content_type()),
         http,
     })
+}
+
+/// Open the keep-alive connections before the first call needs them: `n` concurrent
+/// `HEAD` requests for the server's root (`scheme://[user@]host[:port]/`), so the HTTP
+/// pool holds up to `n` connections (TCP, and TLS for https, already set up) when the first
+/// INVITEs' `newCall`s arrive. `HEAD` is a safe method (RFC 9110 9.2.1) and the root is not
+/// the CTI endpoint, so this reaches no Zammad logic, carries no token and changes nothing;
+/// whatever the server answers (200, 404, 401) keeps the connection. One request first:
+/// if the server cannot be reached (or its name not resolved) no more are tried, else `n`
+/// more go out at once (one reuses the first connection, each other opens its own). Best effort: a failure is
+/// logged at debug level only (without the URL) and the first events connect as before.
+async fn warm_up(http: reqwest::Client, url: reqwest::Url, n: usize) {
+    async fn head(http: reqwest::Client, root: reqwest::Url) -> Result<(), String> {
+        let resp = http.head(root).send().await.map_err(error_text)?;
+        // read to the end so the connection goes back to the pool
+        resp.bytes().await.map(|_| ()).map_err(error_text)
+    }
+    let mut root = url;
+    root.set_path("/");
+    root.set_query(None);
+    root.set_fragment(None);
+    let t0 = Instant::now();
+    if let Err(e) = head(http.clone(), root.clone()).await {
+        debug!(error = %e, "CTI connection pool not warmed: the first events connect");
+        return;
+    }
+    // one of these takes the first request's idle connection, the others open theirs
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        set.spawn(head(http.clone(), root.clone()));
+    }
+    let (mut ok, mut last_error) = (0usize, None);
+    while let Some(r) = set.join_next().await {
+        match r {
+            Ok(Ok(())) => ok += 1,
+            Ok(Err(e)) => last_error = Some(e),
+            Err(e) => last_error = Some(e.to_string()),
+        }
+    }
+    let elapsed_ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
+    debug!(connections = ok, of = n, elapsed_ms, error = ?last_error, "CTI connection pool warmed");
 }
 
 /// A reqwest error as text, without the URL (which holds the token), with its causes.

@@ -253,6 +253,11 @@ async fn run(url: String) {
         .map(|s| s.latency)
         .collect();
     let all: Vec<Duration> = samples.iter().map(|s| s.latency).collect();
+    let first5: Vec<String> = samples
+        .iter()
+        .take(5)
+        .map(|s| format!("{:.2}", s.latency.as_secs_f64() * 1000.0))
+        .collect();
     let mode = if rate > 0 {
         format!("offered {rate} calls/s")
     } else {
@@ -262,7 +267,7 @@ async fn run(url: String) {
         "cti bench: {calls} calls, {mode}, max_in_flight={in_flight}\n  \
          throughput: {:.0} calls/s ({:.0} requests/s); last newCall answered at {:.0} ms, drained at {:.0} ms\n  \
          newCall latency all:        {}\n  \
-         newCall latency first 250ms: {}\n  \
+         newCall latency first 250ms: {}; first 5 calls: {} ms\n  \
          answered {answered}/{calls}, fail_open {}, retried {}\n  \
          process CPU: {:.1} us/call ({:.1} us/request)\n  \
          allocations: {:.1} /call ({:.1} /request)",
@@ -272,6 +277,7 @@ async fn run(url: String) {
         total.as_secs_f64() * 1000.0,
         summary(all),
         summary(first),
+        first5.join(" "),
         st.fail_open,
         st.retried,
         (cpu1 - cpu0) as f64 / calls as f64,

@@ -173,13 +173,14 @@ pub(super) fn classify(status: u16, body: &str, kind: EventKind, maybe_sent: boo
 }
 
 /// One HTTP attempt: `(status, body)`, or the error text and whether the request
-/// certainly never reached Zammad (the connection could not be made). `Accept` and
-/// `Content-Type` are the HTTP client's default headers (see `build_target`); the body
-/// is shared, not copied.
+/// certainly never reached Zammad (the connection could not be made). `Accept` is a
+/// default header of the HTTP client, `Content-Type` built once (see `build_target`); the
+/// body is shared, not copied.
 pub(super) async fn attempt(target: &Target, p: &Pending) -> Result<(u16, Bytes), (String, bool)> {
     let resp = target
         .http
         .post(target.url.clone())
+        .header(reqwest::header::CONTENT_TYPE, target.content_type.clone())
         .body(p.body.clone())
         .send()
         .await
