@@ -1,6 +1,7 @@
 //! The CTI client: a bounded, per-call ordered, retrying delivery queue towards Zammad,
 //! optionally backed by the durable outbox ([`crate::outbox`]).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::io::Write as _;
@@ -119,10 +120,16 @@ impl DropReason {
     }
 }
 
+/// A callId as the queue keeps it: one allocation per event, shared (not copied) by the
+/// call's queue, the line of ready calls and the other indexes.
+type CallId = Arc<str>;
+
 /// One queued event with its encoded body and its delivery state.
 struct Pending {
     /// Sequence number (the outbox row id).
     id: u64,
+    /// `ev.call_id`, shared.
+    call: CallId,
     ev: Event,
     /// The encoded body (`cfg.format`), shared by every attempt without a copy.
     body: Bytes,
@@ -132,7 +139,7 @@ struct Pending {
     attempts: u32,
     /// Delay before the next retry.
     backoff: Duration,
-    last_error: String,
+    last_error: Cow<'static, str>,
     /// An earlier attempt (maybe in an earlier run) may have reached Zammad.
     maybe_sent: bool,
     /// A `hangup` whose second copy would flip Zammad's missed flag (inbound, not
@@ -153,6 +160,8 @@ enum Sched {
 
 /// The queued events of one call.
 struct CallQ {
+    /// The callId (the map's key), shared.
+    id: CallId,
     events: VecDeque<Pending>,
     sched: Sched,
     /// Tells this queue from a later one of the same callId (after a drop).
@@ -193,12 +202,12 @@ impl BoundedSet {
 
 struct State {
     /// Per-call FIFO of calls with queued events.
-    calls: HashMap<String, CallQ>,
+    calls: HashMap<CallId, CallQ>,
     /// Calls whose head event may be sent now, oldest first (stale ids are skipped).
-    ready: VecDeque<String>,
+    ready: VecDeque<CallId>,
     /// Calls whose head event is a first-attempt `newCall` an INVITE waits for: they go
     /// before other calls' backlog.
-    urgent: VecDeque<String>,
+    urgent: VecDeque<CallId>,
     /// Events queued, in flight or sleeping.
     queued: usize,
     /// Attempts running now.
@@ -215,10 +224,10 @@ struct State {
     dropped_calls: BoundedSet,
     /// Calls whose newCall was admitted and whose hangup is not submitted yet, with
     /// whether an answer was submitted: each has room reserved for its answer and hangup.
-    open: HashMap<String, bool>,
+    open: HashMap<CallId, bool>,
     /// Queued newCalls no attempt of which may have reached Zammad (id -> callId): the
     /// calls that can still be dropped whole, oldest first.
-    unsent_newcalls: BTreeMap<u64, String>,
+    unsent_newcalls: BTreeMap<u64, CallId>,
     /// Calls open at the last stop, not hung up since.
     recovered: HashMap<String, Recovered>,
     next_id: u64,
@@ -264,9 +273,9 @@ impl State {
             Some(p) => {
                 q.sched = Sched::Ready;
                 if p.ev.event == EventKind::NewCall && p.waiter.is_some() && p.attempts == 0 {
-                    self.urgent.push_back(id.to_string());
+                    self.urgent.push_back(q.id.clone());
                 } else {
-                    self.ready.push_back(id.to_string());
+                    self.ready.push_back(q.id.clone());
                 }
             }
         }
@@ -275,7 +284,7 @@ impl State {
     /// Take the next call whose head event may be sent now and mark it in flight: a
     /// first-attempt `newCall` an INVITE waits for first, then (not on a newCall-only
     /// lane, `reserve`) the other calls in line. None while [`CtiClient::close`] runs.
-    fn pick(&mut self, reserve: bool) -> Option<String> {
+    fn pick(&mut self, reserve: bool) -> Option<CallId> {
         if self.stopping {
             return None;
         }
@@ -317,15 +326,16 @@ impl State {
 
     /// Append `p` to its call's queue (a new queue goes in line).
     fn push(&mut self, p: Pending) {
-        let call = p.ev.call_id.clone();
+        let call = p.call.clone();
         self.queued += 1;
-        match self.calls.get_mut(&call) {
+        match self.calls.get_mut(&*call) {
             Some(q) => q.events.push_back(p),
             None => {
                 self.next_gen += 1;
                 self.calls.insert(
                     call.clone(),
                     CallQ {
+                        id: call.clone(),
                         events: VecDeque::from([p]),
                         sched: Sched::Ready,
                         gen: self.next_gen,
@@ -339,14 +349,14 @@ impl State {
     /// Drop the oldest call none of whose events may have reached Zammad (its newCall
     /// still queued, never attempted with an unclear outcome, not in flight), whole; never
     /// `except`. Returns its callId and events.
-    fn evict_oldest(&mut self, except: &str) -> Option<(String, Vec<Pending>)> {
+    fn evict_oldest(&mut self, except: &str) -> Option<(CallId, Vec<Pending>)> {
         let mut stale = Vec::new();
         let mut found = None;
         for (&id, call) in self.unsent_newcalls.iter().take(EVICTION_SCAN) {
-            if call == except {
+            if &**call == except {
                 continue;
             }
-            match self.calls.get(call) {
+            match self.calls.get(&**call) {
                 Some(q) if q.sched == Sched::InFlight => continue,
                 Some(q)
                     if q.events
@@ -364,10 +374,10 @@ impl State {
         }
         let (id, call) = found?;
         self.unsent_newcalls.remove(&id);
-        let q = self.calls.remove(&call)?;
+        let q = self.calls.remove(&*call)?;
         self.queued = self.queued.saturating_sub(q.events.len());
-        self.open.remove(&call);
-        self.recovered.remove(&call);
+        self.open.remove(&*call);
+        self.recovered.remove(&*call);
         self.dropped_calls.insert(&call);
         Some((call, q.events.into()))
     }
@@ -457,7 +467,7 @@ impl Shared {
     }
 
     /// Count and log calls dropped whole to make room; their newCall waiters learn why.
-    fn calls_evicted(&self, evicted: Vec<(String, Vec<Pending>)>, for_call: &str) {
+    fn calls_evicted(&self, evicted: Vec<(CallId, Vec<Pending>)>, for_call: &str) {
         for (call, events) in evicted {
             let n = self.counters.calls_dropped.fetch_add(1, Ordering::Relaxed) + 1;
             for mut p in events {
@@ -487,7 +497,7 @@ impl Shared {
     ) -> Result<(), (Option<oneshot::Sender<NewCallOutcome>>, String)> {
         let body = Bytes::from(ev.encode(self.cfg.format).1);
         let cap = self.cfg.queue_capacity;
-        let call = ev.call_id.clone();
+        let call: CallId = Arc::from(ev.call_id.as_str());
         let kind = ev.event;
         let mut evicted = Vec::new();
         let mut st = self.lock();
@@ -495,7 +505,7 @@ impl Shared {
         if kind == EventKind::NewCall {
             let full = |st: &State| {
                 st.queued >= cap
-                    || (st.open.len() >= self.cfg.max_open_calls && !st.open.contains_key(&call))
+                    || (st.open.len() >= self.cfg.max_open_calls && !st.open.contains_key(&*call))
             };
             while full(&st) {
                 match st.evict_oldest(&call) {
@@ -526,7 +536,7 @@ impl Shared {
                 return Err((waiter, detail));
             }
             let reserved = if kind == EventKind::Hangup {
-                st.recovered.remove(&call);
+                st.recovered.remove(&*call);
                 let answered = st.open.remove(&call);
                 dup_harmful = second_hangup_flips(&ev, answered.unwrap_or(false));
                 answered.is_some()
@@ -552,7 +562,7 @@ impl Shared {
             // pushed under the state lock: the outbox sees one call's changes in order
             w.push(OutboxChange::Insert(OutboxRow {
                 id,
-                call_id: call.clone(),
+                call_id: call.to_string(),
                 kind: kind.as_str().to_string(),
                 event: ev.to_json(),
                 created_unix_ms: unix_now_ms(),
@@ -566,13 +576,14 @@ impl Shared {
         }
         st.push(Pending {
             id,
+            call: call.clone(),
             ev,
             body,
             enqueued: Instant::now(),
             waiter,
             attempts: 0,
             backoff: self.cfg.retry_initial.max(MIN_BACKOFF),
-            last_error: String::from("never attempted"),
+            last_error: Cow::Borrowed("never attempted"),
             maybe_sent: false,
             dup_harmful,
         });
@@ -606,21 +617,22 @@ impl Shared {
     /// lane takes the next call in line itself, so another lane is woken only if more
     /// than one waits, or if the call's next event is not for a newCall-only lane.
     fn finish(&self, p: Pending, lane: Lane) {
-        let call = p.ev.call_id.clone();
         let (claimed, all) = {
             let mut st = self.lock();
             st.queued = st.queued.saturating_sub(1);
             st.in_flight = st.in_flight.saturating_sub(1);
             st.unsent_newcalls.remove(&p.id);
-            self.outbox_push(if p.ev.event == EventKind::Hangup {
-                OutboxChange::RemoveCall {
-                    call_id: call.clone(),
-                    up_to: p.id,
-                }
-            } else {
-                OutboxChange::Done(p.id)
-            });
-            st.schedule(&call);
+            if let Some(w) = &self.outbox {
+                w.push(if p.ev.event == EventKind::Hangup {
+                    OutboxChange::RemoveCall {
+                        call_id: p.ev.call_id.clone(),
+                        up_to: p.id,
+                    }
+                } else {
+                    OutboxChange::Done(p.id)
+                });
+            }
+            st.schedule(&p.call);
             let waiting = st.urgent.len() + st.ready.len();
             let claimed = if lane == Lane::NewCall || waiting > 1 {
                 st.claim_lane()

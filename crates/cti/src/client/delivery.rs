@@ -63,11 +63,11 @@ pub(super) enum Step {
 
 /// Attempt the head event of one call (marked in flight by [`State::pick`]) once; then
 /// finish it, or let it sleep through its backoff without holding the lane.
-pub(super) async fn deliver_head(shared: &Arc<Shared>, call_id: String, kind: Lane) {
+pub(super) async fn deliver_head(shared: &Arc<Shared>, call_id: CallId, kind: Lane) {
     let head = shared
         .lock()
         .calls
-        .get_mut(&call_id)
+        .get_mut(&*call_id)
         .and_then(|q| q.events.pop_front());
     let Some(mut p) = head else {
         let lane = {
@@ -85,7 +85,7 @@ pub(super) async fn deliver_head(shared: &Arc<Shared>, call_id: String, kind: La
             let gen = {
                 let mut st = shared.lock();
                 st.in_flight = st.in_flight.saturating_sub(1);
-                let Some(q) = st.calls.get_mut(&call_id) else {
+                let Some(q) = st.calls.get_mut(&*call_id) else {
                     // cannot happen: a call in flight is never dropped
                     return;
                 };
@@ -104,7 +104,7 @@ pub(super) async fn deliver_head(shared: &Arc<Shared>, call_id: String, kind: La
 /// A retry's backoff: wait `delay` (or until Zammad answers again), then get back in line.
 pub(super) async fn sleep_then_retry(
     shared: Arc<Shared>,
-    call_id: String,
+    call_id: CallId,
     gen: u64,
     delay: Duration,
 ) {
@@ -120,7 +120,7 @@ pub(super) async fn sleep_then_retry(
         st.sleeping = st.sleeping.saturating_sub(1);
         let mine = st
             .calls
-            .get(&call_id)
+            .get(&*call_id)
             .is_some_and(|q| q.gen == gen && q.sched == Sched::Sleeping);
         if mine {
             st.schedule(&call_id);
@@ -322,7 +322,7 @@ pub(super) async fn attempt_step(shared: &Shared, p: &mut Pending) -> Step {
             } else {
                 debug!(call_id = %p.ev.call_id, event = kind.as_str(), attempt = n, error = %detail, "CTI delivery failed again");
             }
-            p.last_error = detail;
+            p.last_error = detail.into();
             let remaining = cfg.give_up_after.saturating_sub(p.enqueued.elapsed());
             let delay = p.backoff.min(remaining);
             p.backoff = (p.backoff * 2).min(cfg.retry_max.max(MIN_BACKOFF));
