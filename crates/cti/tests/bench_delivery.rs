@@ -13,7 +13,9 @@
 //! Environment: `BENCH_CALLS` (default 10 000), `BENCH_RATE` offered calls/s (default 2 000;
 //! 0: a closed loop of `BENCH_CONCURRENCY` callers, default 64, as fast as possible),
 //! `BENCH_IN_FLIGHT` (`max_in_flight`, default 8), `BENCH_IDLE_MS` (time between the
-//! client's start and the first call, default 100; the proxy's start takes longer).
+//! client's start and the first call, default 100; the proxy's start takes longer),
+//! `BENCH_ZAMMAD_DELAY_MS` (the double answers each request this much later, default 0),
+//! `BENCH_NEWCALL_SLOTS` (`newcall_slots`, default: the client's default).
 //! The driver's own work (one spawned task per call, its timers) is in the figures;
 //! the events are built before the clock starts.
 
@@ -97,6 +99,12 @@ fn double_child() {
         )
         .await
         .unwrap();
+        let delay = env_u64("BENCH_ZAMMAD_DELAY_MS", 0);
+        if delay > 0 {
+            d.set_mode(sipcti_zammad_double::Mode::Delay(Duration::from_millis(
+                delay,
+            )));
+        }
         println!("{URL_LINE}{}", d.url());
         tokio::task::spawn_blocking(|| {
             let mut s = String::new();
@@ -194,9 +202,14 @@ async fn run(url: String) {
     let idle = Duration::from_millis(env_u64("BENCH_IDLE_MS", 100));
     let mut events: Vec<[Event; 3]> = (0..calls).map(call_events).collect();
     events.reverse(); // popped from the end: call 0 first
+    let newcall_slots = std::env::var("BENCH_NEWCALL_SLOTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(ClientConfig::default().newcall_slots);
     let client = CtiClient::start(ClientConfig {
         url: Some(url),
         max_in_flight: in_flight,
+        newcall_slots,
         newcall_timeout: Duration::from_secs(10),
         queue_capacity: 1_000_000,
         ..ClientConfig::default()
@@ -264,13 +277,14 @@ async fn run(url: String) {
         format!("closed loop, {conc} callers")
     };
     println!(
-        "cti bench: {calls} calls, {mode}, max_in_flight={in_flight}\n  \
+        "cti bench: {calls} calls, {mode}, max_in_flight={in_flight}, newcall_slots={newcall_slots}, zammad delay {} ms\n  \
          throughput: {:.0} calls/s ({:.0} requests/s); last newCall answered at {:.0} ms, drained at {:.0} ms\n  \
          newCall latency all:        {}\n  \
          newCall latency first 250ms: {}; first 5 calls: {} ms\n  \
          answered {answered}/{calls}, fail_open {}, retried {}\n  \
          process CPU: {:.1} us/call ({:.1} us/request)\n  \
          allocations: {:.1} /call ({:.1} /request)",
+        env_u64("BENCH_ZAMMAD_DELAY_MS", 0),
         calls as f64 / total.as_secs_f64(),
         (calls * 3) as f64 / total.as_secs_f64(),
         sent.as_secs_f64() * 1000.0,
