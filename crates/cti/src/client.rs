@@ -703,9 +703,11 @@ impl Drop for Handle {
 /// Events of one callId go out strictly in submission order, each only after the previous
 /// one was delivered or finally dropped; different calls proceed concurrently (up to
 /// `max_in_flight`, plus `newcall_slots` kept for the newCalls INVITEs wait for). Failed
-/// attempts (connect errors, timeouts, 5xx, 408, 429) are retried
-/// with exponential backoff until `give_up_after`; a retry waiting for its backoff holds
-/// no delivery slot, and the first delivery after failures wakes the waiting retries.
+/// attempts (connect errors, timeouts, 5xx, 408, 429) are retried with exponential
+/// backoff until `give_up_after`; a retry waiting for its backoff holds no delivery slot,
+/// and the first delivery after failures wakes the waiting retries. At start the
+/// keep-alive connections are opened (one per lane, by `HEAD /` on the server's root:
+/// no token, no CTI endpoint), so the first calls do not wait for connects.
 #[derive(Clone)]
 pub struct CtiClient {
     h: Arc<Handle>,
@@ -1093,8 +1095,9 @@ fn build_target(raw: &str, cfg: &ClientConfig) -> Result<Target, ConfigError> {
 /// the CTI endpoint, so this reaches no Zammad logic, carries no token and changes nothing;
 /// whatever the server answers (200, 404, 401) keeps the connection. One request first:
 /// if the server cannot be reached (or its name not resolved) no more are tried, else `n`
-/// more go out at once (one reuses the first connection, each other opens its own). Best effort: a failure is
-/// logged at debug level only (without the URL) and the first events connect as before.
+/// more go out at once (one reuses the first connection, each other opens its own). Best
+/// effort: a failure is logged at debug level only (without the URL) and the first events
+/// connect as before.
 async fn warm_up(http: reqwest::Client, url: reqwest::Url, n: usize) {
     async fn head(http: reqwest::Client, root: reqwest::Url) -> Result<(), String> {
         let resp = http.head(root).send().await.map_err(error_text)?;

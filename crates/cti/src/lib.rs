@@ -46,6 +46,9 @@
 //!   open at the stop (a `newCall` without its `hangup`) get a `hangup` after
 //!   `open_call_timeout` unless one is submitted first. [`CtiClient::close`] drains for a
 //!   bounded time and leaves the rest in the outbox ([`CloseReport`]).
+//! * **No cold start**: at start the client opens its keep-alive connections, one per lane,
+//!   with `HEAD /` on the server's root (a safe method, no token, not the CTI endpoint: it
+//!   reaches no Zammad logic), so the first calls' `newCall`s do not wait for connects.
 //! * **Fail open**: [`CtiClient::new_call`] waits at most `newcall_timeout` for Zammad's
 //!   [`Decision`] (reject / dial / continue); on time-out delivery goes on in the background.
 //! * **Secret URL**: the token may be anywhere after the host; only [`redact_url`]'s form

@@ -79,9 +79,9 @@ impl std::fmt::Debug for ClientConfig {
 
 impl Default for ClientConfig {
     /// Stdout sink, JSON, 1500 ms newCall wait, 10 000 events, 8 in flight plus 8 for
-    /// newCalls, 5 s per attempt,
-    /// backoff 200 ms doubling to 30 s, give up after 1 h, no outbox (20 ms group commit
-    /// when one is set), open calls closed after 4 h, at most 100 000 open calls.
+    /// newCalls, 5 s per attempt, backoff 200 ms doubling to 30 s, give up after 1 h, no
+    /// outbox (20 ms group commit when one is set), open calls closed after 4 h, at most
+    /// 100 000 open calls.
     fn default() -> Self {
         ClientConfig {
             url: None,
