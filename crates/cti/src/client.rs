@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::io::Write as _;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -216,8 +216,6 @@ struct State {
     idle_lanes: usize,
     /// newCall-only delivery lanes parked.
     idle_reserve: usize,
-    /// Retries waiting for their backoff.
-    sleeping: usize,
     /// CallIds whose newCall was dropped.
     lost_newcalls: BoundedSet,
     /// CallIds of calls dropped whole because the queue was full.
@@ -248,7 +246,6 @@ impl State {
             in_flight: 0,
             idle_lanes: 0,
             idle_reserve: 0,
-            sleeping: 0,
             lost_newcalls: BoundedSet::new(LOST_NEWCALL_MEMORY),
             dropped_calls: BoundedSet::new(DROPPED_CALL_MEMORY),
             open: HashMap::new(),
@@ -303,6 +300,14 @@ impl State {
                 }
             }
         }
+    }
+
+    /// Take the head event of the call `id` just picked, with whether it is an orphan
+    /// (an `answer`/`hangup` of a call whose newCall was dropped): one lock for both.
+    fn take_head(&mut self, id: &str) -> Option<(Pending, bool)> {
+        let p = self.calls.get_mut(id)?.events.pop_front()?;
+        let orphan = p.ev.event != EventKind::NewCall && self.lost_newcalls.contains(&p.ev.call_id);
+        Some((p, orphan))
     }
 
     /// If a call waits in line and a parked lane can take it, take that lane off the idle
@@ -405,6 +410,8 @@ struct Shared {
     changed: Notify,
     /// Wakes sleeping retries early: Zammad answered again.
     recovery: Notify,
+    /// Retries waiting for their backoff (read without the lock by each delivery).
+    sleeping: AtomicUsize,
     /// When sleeping retries were last woken early (ms since `epoch`; `u64::MAX`: never).
     last_recovery_wake: AtomicU64,
     /// The newCall deadline in ms (`cfg.newcall_timeout`, changed by a reload).
@@ -652,7 +659,7 @@ impl Shared {
     /// once per [`RECOVERY_WAKE_EVERY`]).
     fn delivered_once(&self) {
         self.counters.delivered.fetch_add(1, Ordering::Relaxed);
-        if self.lock().sleeping == 0 {
+        if self.sleeping.load(Ordering::Relaxed) == 0 {
             return;
         }
         let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -810,6 +817,7 @@ impl CtiClient {
             wake_reserve: Notify::new(),
             changed: Notify::new(),
             recovery: Notify::new(),
+            sleeping: AtomicUsize::new(0),
             last_recovery_wake: AtomicU64::new(u64::MAX),
             newcall_timeout_ms: AtomicU64::new(newcall_ms),
             epoch: Instant::now(),
@@ -1113,19 +1121,34 @@ async fn warm_up(http: reqwest::Client, url: reqwest::Url, n: usize) {
         debug!(error = %e, "CTI connection pool not warmed: the first events connect");
         return;
     }
-    // one of these takes the first request's idle connection, the others open theirs
-    let mut set = tokio::task::JoinSet::new();
-    for _ in 0..n {
-        set.spawn(head(http.clone(), root.clone()));
-    }
+    // Polled together in this task, each request is first polled before any of them can
+    // finish, so none finds an idle connection but the first request's: the others each
+    // start a connect (one that then loses the race to an idle connection still finishes
+    // and goes to the pool). Spawned as separate tasks, a quick one could finish first and
+    // hand its connection to the next: fewer connections.
+    let mut reqs: Vec<_> = (0..n)
+        .map(|_| Box::pin(head(http.clone(), root.clone())))
+        .collect();
     let (mut ok, mut last_error) = (0usize, None);
-    while let Some(r) = set.join_next().await {
-        match r {
-            Ok(Ok(())) => ok += 1,
-            Ok(Err(e)) => last_error = Some(e),
-            Err(e) => last_error = Some(e.to_string()),
+    std::future::poll_fn(|cx| {
+        reqs.retain_mut(|r| match r.as_mut().poll(cx) {
+            std::task::Poll::Ready(Ok(())) => {
+                ok += 1;
+                false
+            }
+            std::task::Poll::Ready(Err(e)) => {
+                last_error = Some(e);
+                false
+            }
+            std::task::Poll::Pending => true,
+        });
+        if reqs.is_empty() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
         }
-    }
+    })
+    .await;
     let elapsed_ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
     debug!(connections = ok, of = n, elapsed_ms, error = ?last_error, "CTI connection pool warmed");
 }

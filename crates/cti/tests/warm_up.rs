@@ -56,14 +56,24 @@ async fn start_opens_one_connection_per_lane_without_touching_the_cti_endpoint()
     })
     .unwrap();
     let t0 = Instant::now();
-    // the first request alone, then one per lane: 6 requests on 5 connections
-    while seen.lock().unwrap().1.len() < 6 {
-        assert!(t0.elapsed() < Duration::from_secs(5), "not warmed");
+    // the first request alone, then one per lane: 6 requests, 5 connections (a connect
+    // that lost the race to an idle connection finishes in the background)
+    loop {
+        let (conns, heads) = seen.lock().unwrap().clone();
+        if heads.len() >= 6 && conns >= 5 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "not warmed: {conns} connections, {heads:?}"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     tokio::time::sleep(Duration::from_millis(50)).await;
     let (conns, heads) = seen.lock().unwrap().clone();
-    assert_eq!(conns, 5, "{heads:?}");
+    // 5, or 6 when the first connection was not back in the pool yet when the other
+    // requests went out (hyper returns it from a task of its own); the pool keeps 5
+    assert!((5..=6).contains(&conns), "{conns} connections: {heads:?}");
     assert_eq!(heads.len(), 6, "{heads:?}");
     for h in &heads {
         assert!(h.starts_with("HEAD / HTTP/1.1\r\n"), "{h}");

@@ -27,14 +27,15 @@ pub(super) async fn lane(shared: Arc<Shared>, kind: Lane) {
         &shared.wake
     };
     loop {
-        let call_id = loop {
+        let (call_id, head) = loop {
             let notified = notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             {
                 let mut st = shared.lock();
                 if let Some(id) = st.pick(reserve) {
-                    break id;
+                    let head = st.take_head(&id);
+                    break (id, head);
                 }
                 if st.closed && (st.queued == 0 || st.stopping) {
                     debug!("CTI delivery lane stopped");
@@ -49,7 +50,7 @@ pub(super) async fn lane(shared: Arc<Shared>, kind: Lane) {
             // whoever wakes this lane took it off the idle count
             notified.await;
         };
-        deliver_head(&shared, call_id, kind).await;
+        deliver_head(&shared, call_id, head, kind).await;
     }
 }
 
@@ -61,15 +62,16 @@ pub(super) enum Step {
     Retry(Duration),
 }
 
-/// Attempt the head event of one call (marked in flight by [`State::pick`]) once; then
-/// finish it, or let it sleep through its backoff without holding the lane.
-pub(super) async fn deliver_head(shared: &Arc<Shared>, call_id: CallId, kind: Lane) {
-    let head = shared
-        .lock()
-        .calls
-        .get_mut(&*call_id)
-        .and_then(|q| q.events.pop_front());
-    let Some(mut p) = head else {
+/// Attempt the head event of one call (marked in flight by [`State::pick`], taken out by
+/// [`State::take_head`] with whether it is an orphan) once; then finish it, or let it
+/// sleep through its backoff without holding the lane.
+pub(super) async fn deliver_head(
+    shared: &Arc<Shared>,
+    call_id: CallId,
+    head: Option<(Pending, bool)>,
+    kind: Lane,
+) {
+    let Some((mut p, orphan)) = head else {
         let lane = {
             let mut st = shared.lock();
             st.in_flight = st.in_flight.saturating_sub(1);
@@ -79,7 +81,7 @@ pub(super) async fn deliver_head(shared: &Arc<Shared>, call_id: CallId, kind: La
         shared.wake_lane(lane);
         return;
     };
-    match attempt_step(shared, &mut p).await {
+    match attempt_step(shared, &mut p, orphan).await {
         Step::Done => shared.finish(p, kind),
         Step::Retry(delay) => {
             let gen = {
@@ -92,7 +94,7 @@ pub(super) async fn deliver_head(shared: &Arc<Shared>, call_id: CallId, kind: La
                 q.events.push_front(p);
                 q.sched = Sched::Sleeping;
                 let gen = q.gen;
-                st.sleeping += 1;
+                shared.sleeping.fetch_add(1, Ordering::Relaxed);
                 gen
             };
             shared.changed.notify_waiters();
@@ -117,7 +119,7 @@ pub(super) async fn sleep_then_retry(
     }
     let lane = {
         let mut st = shared.lock();
-        st.sleeping = st.sleeping.saturating_sub(1);
+        shared.sleeping.fetch_sub(1, Ordering::Relaxed);
         let mine = st
             .calls
             .get(&*call_id)
@@ -197,14 +199,14 @@ pub(super) async fn attempt(target: &Target, p: &Pending) -> Result<(u16, Bytes)
 /// Attempt one event once; resolves its newCall waiter and counts the outcome when it is
 /// final. A `hangup` whose second copy would flip the missed flag is marked in the outbox
 /// (durably) before it is sent, and is not sent again after an attempt that may have
-/// reached Zammad.
-pub(super) async fn attempt_step(shared: &Shared, p: &mut Pending) -> Step {
+/// reached Zammad. `orphan`: an `answer`/`hangup` of a call whose newCall was dropped
+/// (attempted once, not retried).
+pub(super) async fn attempt_step(shared: &Shared, p: &mut Pending, orphan: bool) -> Step {
     let Some(target) = shared.target.as_ref() else {
         return Step::Done;
     };
     let cfg = &shared.cfg;
     let kind = p.ev.event;
-    let orphan = kind != EventKind::NewCall && shared.lock().lost_newcalls.contains(&p.ev.call_id);
     let dropped = |p: &mut Pending, reason: DropReason, detail: String| {
         shared.count_drop(&p.ev, reason, &detail);
         if kind == EventKind::NewCall {
