@@ -15,7 +15,9 @@
 //! `BENCH_IN_FLIGHT` (`max_in_flight`, default 8), `BENCH_IDLE_MS` (time between the
 //! client's start and the first call, default 100; the proxy's start takes longer),
 //! `BENCH_ZAMMAD_DELAY_MS` (the double answers each request this much later, default 0),
-//! `BENCH_NEWCALL_SLOTS` (`newcall_slots`, default: the client's default).
+//! `BENCH_NEWCALL_SLOTS` (`newcall_slots`, default: the client's default),
+//! `BENCH_CTI_THREAD=1` (the client on its own thread and current-thread runtime, as the
+//! proxy runs it; default: on the driver's 2-worker runtime).
 //! The driver's own work (one spawned task per call, its timers) is in the figures;
 //! the events are built before the clock starts.
 
@@ -206,15 +208,35 @@ async fn run(url: String) {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(ClientConfig::default().newcall_slots);
-    let client = CtiClient::start(ClientConfig {
+    let cfg = ClientConfig {
         url: Some(url),
         max_in_flight: in_flight,
         newcall_slots,
         newcall_timeout: Duration::from_secs(10),
         queue_capacity: 1_000_000,
         ..ClientConfig::default()
-    })
-    .unwrap();
+    };
+    let cti_thread = env_u64("BENCH_CTI_THREAD", 0) == 1;
+    // as the proxy runs it: the client on its own thread and current-thread runtime
+    let (client, _stop) = if cti_thread {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let client = {
+            let _in = rt.enter();
+            CtiClient::start(cfg).unwrap()
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            rt.block_on(async {
+                let _ = stopped.await;
+            })
+        });
+        (client, Some(stop))
+    } else {
+        (CtiClient::start(cfg).unwrap(), None)
+    };
     tokio::time::sleep(idle).await;
     let (cpu0, alloc0) = (cpu_us(), ALLOCS.load(Ordering::Relaxed));
     let t0 = Instant::now();
@@ -277,7 +299,7 @@ async fn run(url: String) {
         format!("closed loop, {conc} callers")
     };
     println!(
-        "cti bench: {calls} calls, {mode}, max_in_flight={in_flight}, newcall_slots={newcall_slots}, zammad delay {} ms\n  \
+        "cti bench: {calls} calls, {mode}, max_in_flight={in_flight}, newcall_slots={newcall_slots}, zammad delay {} ms, client on {}\n  \
          throughput: {:.0} calls/s ({:.0} requests/s); last newCall answered at {:.0} ms, drained at {:.0} ms\n  \
          newCall latency all:        {}\n  \
          newCall latency first 250ms: {}; first 5 calls: {} ms\n  \
@@ -285,6 +307,11 @@ async fn run(url: String) {
          process CPU: {:.1} us/call ({:.1} us/request)\n  \
          allocations: {:.1} /call ({:.1} /request)",
         env_u64("BENCH_ZAMMAD_DELAY_MS", 0),
+        if cti_thread {
+            "its own current-thread runtime"
+        } else {
+            "the driver's runtime"
+        },
         calls as f64 / total.as_secs_f64(),
         (calls * 3) as f64 / total.as_secs_f64(),
         sent.as_secs_f64() * 1000.0,
