@@ -1,15 +1,17 @@
 //! The CTI client: a bounded, per-call ordered, retrying delivery queue towards Zammad,
 //! optionally backed by the durable outbox ([`crate::outbox`]).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::io::Write as _;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::{oneshot, Notify, OwnedSemaphorePermit, Semaphore};
+use bytes::Bytes;
+use tokio::sync::{oneshot, Notify};
 use tracing::{debug, info, warn};
 
 use sipcti_event::{Cause, Direction, EventKind};
@@ -118,20 +120,26 @@ impl DropReason {
     }
 }
 
+/// A callId as the queue keeps it: one allocation per event, shared (not copied) by the
+/// call's queue, the line of ready calls and the other indexes.
+type CallId = Arc<str>;
+
 /// One queued event with its encoded body and its delivery state.
 struct Pending {
     /// Sequence number (the outbox row id).
     id: u64,
+    /// `ev.call_id`, shared.
+    call: CallId,
     ev: Event,
-    content_type: &'static str,
-    body: String,
+    /// The encoded body (`cfg.format`), shared by every attempt without a copy.
+    body: Bytes,
     enqueued: Instant,
     waiter: Option<oneshot::Sender<NewCallOutcome>>,
     /// HTTP attempts so far.
     attempts: u32,
     /// Delay before the next retry.
     backoff: Duration,
-    last_error: String,
+    last_error: Cow<'static, str>,
     /// An earlier attempt (maybe in an earlier run) may have reached Zammad.
     maybe_sent: bool,
     /// A `hangup` whose second copy would flip Zammad's missed flag (inbound, not
@@ -152,6 +160,8 @@ enum Sched {
 
 /// The queued events of one call.
 struct CallQ {
+    /// The callId (the map's key), shared.
+    id: CallId,
     events: VecDeque<Pending>,
     sched: Sched,
     /// Tells this queue from a later one of the same callId (after a drop).
@@ -192,28 +202,30 @@ impl BoundedSet {
 
 struct State {
     /// Per-call FIFO of calls with queued events.
-    calls: HashMap<String, CallQ>,
+    calls: HashMap<CallId, CallQ>,
     /// Calls whose head event may be sent now, oldest first (stale ids are skipped).
-    ready: VecDeque<String>,
+    ready: VecDeque<CallId>,
     /// Calls whose head event is a first-attempt `newCall` an INVITE waits for: they go
     /// before other calls' backlog.
-    urgent: VecDeque<String>,
+    urgent: VecDeque<CallId>,
     /// Events queued, in flight or sleeping.
     queued: usize,
     /// Attempts running now.
     in_flight: usize,
-    /// Retries waiting for their backoff.
-    sleeping: usize,
+    /// General delivery lanes parked, waiting for work (see [`State::claim_lane`]).
+    idle_lanes: usize,
+    /// newCall-only delivery lanes parked.
+    idle_reserve: usize,
     /// CallIds whose newCall was dropped.
     lost_newcalls: BoundedSet,
     /// CallIds of calls dropped whole because the queue was full.
     dropped_calls: BoundedSet,
     /// Calls whose newCall was admitted and whose hangup is not submitted yet, with
     /// whether an answer was submitted: each has room reserved for its answer and hangup.
-    open: HashMap<String, bool>,
+    open: HashMap<CallId, bool>,
     /// Queued newCalls no attempt of which may have reached Zammad (id -> callId): the
     /// calls that can still be dropped whole, oldest first.
-    unsent_newcalls: BTreeMap<u64, String>,
+    unsent_newcalls: BTreeMap<u64, CallId>,
     /// Calls open at the last stop, not hung up since.
     recovered: HashMap<String, Recovered>,
     next_id: u64,
@@ -232,7 +244,8 @@ impl State {
             urgent: VecDeque::new(),
             queued: 0,
             in_flight: 0,
-            sleeping: 0,
+            idle_lanes: 0,
+            idle_reserve: 0,
             lost_newcalls: BoundedSet::new(LOST_NEWCALL_MEMORY),
             dropped_calls: BoundedSet::new(DROPPED_CALL_MEMORY),
             open: HashMap::new(),
@@ -257,25 +270,77 @@ impl State {
             Some(p) => {
                 q.sched = Sched::Ready;
                 if p.ev.event == EventKind::NewCall && p.waiter.is_some() && p.attempts == 0 {
-                    self.urgent.push_back(id.to_string());
+                    self.urgent.push_back(q.id.clone());
                 } else {
-                    self.ready.push_back(id.to_string());
+                    self.ready.push_back(q.id.clone());
                 }
             }
         }
     }
 
+    /// Take the next call whose head event may be sent now and mark it in flight: a
+    /// first-attempt `newCall` an INVITE waits for first, then (not on a newCall-only
+    /// lane, `reserve`) the other calls in line. None while [`CtiClient::close`] runs.
+    fn pick(&mut self, reserve: bool) -> Option<CallId> {
+        if self.stopping {
+            return None;
+        }
+        loop {
+            let id = match self.urgent.pop_front() {
+                Some(id) => id,
+                None if reserve => return None,
+                None => self.ready.pop_front()?,
+            };
+            // ids of calls dropped, or already picked, are stale
+            if let Some(q) = self.calls.get_mut(&id) {
+                if q.sched == Sched::Ready {
+                    q.sched = Sched::InFlight;
+                    self.in_flight += 1;
+                    return Some(id);
+                }
+            }
+        }
+    }
+
+    /// Take the head event of the call `id` just picked, with whether it is an orphan
+    /// (an `answer`/`hangup` of a call whose newCall was dropped): one lock for both.
+    fn take_head(&mut self, id: &str) -> Option<(Pending, bool)> {
+        let p = self.calls.get_mut(id)?.events.pop_front()?;
+        let orphan = p.ev.event != EventKind::NewCall && self.lost_newcalls.contains(&p.ev.call_id);
+        Some((p, orphan))
+    }
+
+    /// If a call waits in line and a parked lane can take it, take that lane off the idle
+    /// count and say which kind to wake (a general lane first; a newCall-only lane for an
+    /// urgent newCall when no general lane is idle). The caller wakes it after unlocking.
+    fn claim_lane(&mut self) -> Option<Lane> {
+        if self.stopping {
+            return None;
+        }
+        let urgent = !self.urgent.is_empty();
+        if (urgent || !self.ready.is_empty()) && self.idle_lanes > 0 {
+            self.idle_lanes -= 1;
+            Some(Lane::General)
+        } else if urgent && self.idle_reserve > 0 {
+            self.idle_reserve -= 1;
+            Some(Lane::NewCall)
+        } else {
+            None
+        }
+    }
+
     /// Append `p` to its call's queue (a new queue goes in line).
     fn push(&mut self, p: Pending) {
-        let call = p.ev.call_id.clone();
+        let call = p.call.clone();
         self.queued += 1;
-        match self.calls.get_mut(&call) {
+        match self.calls.get_mut(&*call) {
             Some(q) => q.events.push_back(p),
             None => {
                 self.next_gen += 1;
                 self.calls.insert(
                     call.clone(),
                     CallQ {
+                        id: call.clone(),
                         events: VecDeque::from([p]),
                         sched: Sched::Ready,
                         gen: self.next_gen,
@@ -289,14 +354,14 @@ impl State {
     /// Drop the oldest call none of whose events may have reached Zammad (its newCall
     /// still queued, never attempted with an unclear outcome, not in flight), whole; never
     /// `except`. Returns its callId and events.
-    fn evict_oldest(&mut self, except: &str) -> Option<(String, Vec<Pending>)> {
+    fn evict_oldest(&mut self, except: &str) -> Option<(CallId, Vec<Pending>)> {
         let mut stale = Vec::new();
         let mut found = None;
         for (&id, call) in self.unsent_newcalls.iter().take(EVICTION_SCAN) {
-            if call == except {
+            if &**call == except {
                 continue;
             }
-            match self.calls.get(call) {
+            match self.calls.get(&**call) {
                 Some(q) if q.sched == Sched::InFlight => continue,
                 Some(q)
                     if q.events
@@ -314,10 +379,10 @@ impl State {
         }
         let (id, call) = found?;
         self.unsent_newcalls.remove(&id);
-        let q = self.calls.remove(&call)?;
+        let q = self.calls.remove(&*call)?;
         self.queued = self.queued.saturating_sub(q.events.len());
-        self.open.remove(&call);
-        self.recovered.remove(&call);
+        self.open.remove(&*call);
+        self.recovered.remove(&*call);
         self.dropped_calls.insert(&call);
         Some((call, q.events.into()))
     }
@@ -326,6 +391,8 @@ impl State {
 struct Target {
     url: reqwest::Url,
     redacted: String,
+    /// `Content-Type` of the bodies (`cfg.format`), built once (a clone copies nothing).
+    content_type: reqwest::header::HeaderValue,
     http: reqwest::Client,
 }
 
@@ -334,12 +401,17 @@ struct Shared {
     target: Option<Target>,
     outbox: Option<Writer>,
     state: Mutex<State>,
-    /// Wakes the worker (new ready call, or closed).
+    /// Wakes a parked general delivery lane (claimed in [`State::claim_lane`]), or all of
+    /// them at close.
     wake: Notify,
+    /// Wakes a parked newCall-only delivery lane, or all of them at close.
+    wake_reserve: Notify,
     /// Wakes `drain` waiters whenever an event leaves the queue or an attempt ends.
     changed: Notify,
     /// Wakes sleeping retries early: Zammad answered again.
     recovery: Notify,
+    /// Retries waiting for their backoff (read without the lock by each delivery).
+    sleeping: AtomicUsize,
     /// When sleeping retries were last woken early (ms since `epoch`; `u64::MAX`: never).
     last_recovery_wake: AtomicU64,
     /// The newCall deadline in ms (`cfg.newcall_timeout`, changed by a reload).
@@ -352,6 +424,21 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         // Nothing panics while holding the lock; recover from poisoning anyway.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wake the lane [`State::claim_lane`] claimed, if any (called after unlocking).
+    fn wake_lane(&self, lane: Option<Lane>) {
+        match lane {
+            Some(Lane::General) => self.wake.notify_one(),
+            Some(Lane::NewCall) => self.wake_reserve.notify_one(),
+            None => {}
+        }
+    }
+
+    /// Wake every parked lane (the client closed: each checks whether it is done).
+    fn wake_all_lanes(&self) {
+        self.wake.notify_waiters();
+        self.wake_reserve.notify_waiters();
     }
 
     fn outbox_push(&self, c: OutboxChange) {
@@ -387,7 +474,7 @@ impl Shared {
     }
 
     /// Count and log calls dropped whole to make room; their newCall waiters learn why.
-    fn calls_evicted(&self, evicted: Vec<(String, Vec<Pending>)>, for_call: &str) {
+    fn calls_evicted(&self, evicted: Vec<(CallId, Vec<Pending>)>, for_call: &str) {
         for (call, events) in evicted {
             let n = self.counters.calls_dropped.fetch_add(1, Ordering::Relaxed) + 1;
             for mut p in events {
@@ -415,9 +502,9 @@ impl Shared {
         ev: Event,
         waiter: Option<oneshot::Sender<NewCallOutcome>>,
     ) -> Result<(), (Option<oneshot::Sender<NewCallOutcome>>, String)> {
-        let (content_type, body) = ev.encode(self.cfg.format);
+        let body = Bytes::from(ev.encode(self.cfg.format).1);
         let cap = self.cfg.queue_capacity;
-        let call = ev.call_id.clone();
+        let call: CallId = Arc::from(ev.call_id.as_str());
         let kind = ev.event;
         let mut evicted = Vec::new();
         let mut st = self.lock();
@@ -425,7 +512,7 @@ impl Shared {
         if kind == EventKind::NewCall {
             let full = |st: &State| {
                 st.queued >= cap
-                    || (st.open.len() >= self.cfg.max_open_calls && !st.open.contains_key(&call))
+                    || (st.open.len() >= self.cfg.max_open_calls && !st.open.contains_key(&*call))
             };
             while full(&st) {
                 match st.evict_oldest(&call) {
@@ -456,7 +543,7 @@ impl Shared {
                 return Err((waiter, detail));
             }
             let reserved = if kind == EventKind::Hangup {
-                st.recovered.remove(&call);
+                st.recovered.remove(&*call);
                 let answered = st.open.remove(&call);
                 dup_harmful = second_hangup_flips(&ev, answered.unwrap_or(false));
                 answered.is_some()
@@ -482,7 +569,7 @@ impl Shared {
             // pushed under the state lock: the outbox sees one call's changes in order
             w.push(OutboxChange::Insert(OutboxRow {
                 id,
-                call_id: call.clone(),
+                call_id: call.to_string(),
                 kind: kind.as_str().to_string(),
                 event: ev.to_json(),
                 created_unix_ms: unix_now_ms(),
@@ -496,19 +583,20 @@ impl Shared {
         }
         st.push(Pending {
             id,
+            call: call.clone(),
             ev,
-            content_type,
             body,
             enqueued: Instant::now(),
             waiter,
             attempts: 0,
             backoff: self.cfg.retry_initial.max(MIN_BACKOFF),
-            last_error: String::from("never attempted"),
+            last_error: Cow::Borrowed("never attempted"),
             maybe_sent: false,
             dup_harmful,
         });
+        let lane = st.claim_lane();
         drop(st);
-        self.wake.notify_one();
+        self.wake_lane(lane);
         if !evicted.is_empty() {
             self.calls_evicted(evicted, &call);
         }
@@ -532,25 +620,38 @@ impl Shared {
     }
 
     /// An event left the queue (delivered or finally dropped): record it in the outbox
-    /// and put its call back in line.
-    fn finish(&self, p: Pending) {
-        let call = p.ev.call_id.clone();
-        {
+    /// and put its call back in line. `lane` is the kind of lane that ran it: a general
+    /// lane takes the next call in line itself, so another lane is woken only if more
+    /// than one waits, or if the call's next event is not for a newCall-only lane.
+    fn finish(&self, p: Pending, lane: Lane) {
+        let (claimed, all) = {
             let mut st = self.lock();
             st.queued = st.queued.saturating_sub(1);
             st.in_flight = st.in_flight.saturating_sub(1);
             st.unsent_newcalls.remove(&p.id);
-            self.outbox_push(if p.ev.event == EventKind::Hangup {
-                OutboxChange::RemoveCall {
-                    call_id: call.clone(),
-                    up_to: p.id,
-                }
+            if let Some(w) = &self.outbox {
+                w.push(if p.ev.event == EventKind::Hangup {
+                    OutboxChange::RemoveCall {
+                        call_id: p.ev.call_id.clone(),
+                        up_to: p.id,
+                    }
+                } else {
+                    OutboxChange::Done(p.id)
+                });
+            }
+            st.schedule(&p.call);
+            let waiting = st.urgent.len() + st.ready.len();
+            let claimed = if lane == Lane::NewCall || waiting > 1 {
+                st.claim_lane()
             } else {
-                OutboxChange::Done(p.id)
-            });
-            st.schedule(&call);
+                None
+            };
+            (claimed, st.closed && st.queued == 0)
+        };
+        self.wake_lane(claimed);
+        if all {
+            self.wake_all_lanes();
         }
-        self.wake.notify_one();
         self.changed.notify_waiters();
     }
 
@@ -558,7 +659,7 @@ impl Shared {
     /// once per [`RECOVERY_WAKE_EVERY`]).
     fn delivered_once(&self) {
         self.counters.delivered.fetch_add(1, Ordering::Relaxed);
-        if self.lock().sleeping == 0 {
+        if self.sleeping.load(Ordering::Relaxed) == 0 {
             return;
         }
         let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -592,19 +693,28 @@ struct Handle {
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        self.shared.lock().closed = true;
-        self.shared.wake.notify_one();
+        {
+            let mut st = self.shared.lock();
+            st.closed = true;
+            // every parked lane is woken below and counts itself again if it stays
+            st.idle_lanes = 0;
+            st.idle_reserve = 0;
+        }
+        self.shared.wake_all_lanes();
     }
 }
 
 /// Client for Zammad's Generic CTI endpoint. Cheap to clone; all clones share one queue,
-/// one worker, one keep-alive HTTP connection pool and one outbox.
+/// one set of delivery lanes, one keep-alive HTTP connection pool and one outbox.
 ///
 /// Events of one callId go out strictly in submission order, each only after the previous
 /// one was delivered or finally dropped; different calls proceed concurrently (up to
-/// `max_in_flight`). Failed attempts (connect errors, timeouts, 5xx, 408, 429) are retried
-/// with exponential backoff until `give_up_after`; a retry waiting for its backoff holds
-/// no delivery slot, and the first delivery after failures wakes the waiting retries.
+/// `max_in_flight`, plus `newcall_slots` kept for the newCalls INVITEs wait for). Failed
+/// attempts (connect errors, timeouts, 5xx, 408, 429) are retried with exponential
+/// backoff until `give_up_after`; a retry waiting for its backoff holds no delivery slot,
+/// and the first delivery after failures wakes the waiting retries. At start the
+/// keep-alive connections are opened (one per lane, by `HEAD /` on the server's root:
+/// no token, no CTI endpoint), so the first calls do not wait for connects.
 #[derive(Clone)]
 pub struct CtiClient {
     h: Arc<Handle>,
@@ -625,7 +735,8 @@ impl std::fmt::Debug for CtiClient {
 
 impl CtiClient {
     /// Validate `cfg`, build the HTTP client, open the outbox (if configured) and queue
-    /// what it holds, and spawn the delivery worker on the current tokio runtime.
+    /// what it holds, and spawn the delivery lanes (`max_in_flight` general ones and
+    /// `newcall_slots` for newCalls) on the current tokio runtime.
     ///
     /// Errors: [`ConfigError::InvalidUrl`] for a URL that does not parse or is not
     /// http(s) with a host; [`ConfigError::Invalid`] for `queue_capacity`, `max_in_flight`
@@ -703,15 +814,29 @@ impl CtiClient {
             outbox,
             state: Mutex::new(state),
             wake: Notify::new(),
+            wake_reserve: Notify::new(),
             changed: Notify::new(),
             recovery: Notify::new(),
+            sleeping: AtomicUsize::new(0),
             last_recovery_wake: AtomicU64::new(u64::MAX),
             newcall_timeout_ms: AtomicU64::new(newcall_ms),
             epoch: Instant::now(),
             counters,
         });
         if has_target {
-            runtime.spawn(worker(shared.clone()));
+            for _ in 0..shared.cfg.max_in_flight {
+                runtime.spawn(lane(shared.clone(), Lane::General));
+            }
+            for _ in 0..shared.cfg.newcall_slots {
+                runtime.spawn(lane(shared.clone(), Lane::NewCall));
+            }
+            if let Some(t) = &shared.target {
+                let n = shared
+                    .cfg
+                    .max_in_flight
+                    .saturating_add(shared.cfg.newcall_slots);
+                runtime.spawn(warm_up(t.http.clone(), t.url.clone(), n));
+            }
             if !deadlines.is_empty() {
                 runtime.spawn(close_open_calls(Arc::downgrade(&shared), deadlines));
             }
@@ -946,19 +1071,86 @@ fn build_target(raw: &str, cfg: &ClientConfig) -> Result<Target, ConfigError> {
     if url.host_str().unwrap_or_default().is_empty() {
         return Err(invalid("no host".into()));
     }
+    // constant for every request: set once, not built per request
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::ACCEPT,
+        reqwest::header::HeaderValue::from_static("application/json"),
+    );
     let http = reqwest::Client::builder()
+        .default_headers(headers)
         .timeout(cfg.request_timeout)
         .connect_timeout(cfg.request_timeout)
         .redirect(reqwest::redirect::Policy::none())
         .pool_idle_timeout(Duration::from_secs(90))
+        // one idle connection per lane is all the lanes can use
+        .pool_max_idle_per_host(cfg.max_in_flight.saturating_add(cfg.newcall_slots))
         .user_agent(concat!("sipcti/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| ConfigError::Http(error_text(e)))?;
     Ok(Target {
         url,
         redacted,
+        content_type: reqwest::header::HeaderValue::from_static(cfg.format.content_type()),
         http,
     })
+}
+
+/// Open the keep-alive connections before the first call needs them: `n` concurrent
+/// `HEAD` requests for the server's root (`scheme://[user@]host[:port]/`), so the HTTP
+/// pool holds up to `n` connections (TCP, and TLS for https, already set up) when the first
+/// INVITEs' `newCall`s arrive. `HEAD` is a safe method (RFC 9110 9.2.1) and the root is not
+/// the CTI endpoint, so this reaches no Zammad logic, carries no token and changes nothing;
+/// whatever the server answers (200, 404, 401) keeps the connection. One request first:
+/// if the server cannot be reached (or its name not resolved) no more are tried, else `n`
+/// more go out at once (one reuses the first connection, each other opens its own). Best
+/// effort: a failure is logged at debug level only (without the URL) and the first events
+/// connect as before.
+async fn warm_up(http: reqwest::Client, url: reqwest::Url, n: usize) {
+    async fn head(http: reqwest::Client, root: reqwest::Url) -> Result<(), String> {
+        let resp = http.head(root).send().await.map_err(error_text)?;
+        // read to the end so the connection goes back to the pool
+        resp.bytes().await.map(|_| ()).map_err(error_text)
+    }
+    let mut root = url;
+    root.set_path("/");
+    root.set_query(None);
+    root.set_fragment(None);
+    let t0 = Instant::now();
+    if let Err(e) = head(http.clone(), root.clone()).await {
+        debug!(error = %e, "CTI connection pool not warmed: the first events connect");
+        return;
+    }
+    // Polled together in this task, each request is first polled before any of them can
+    // finish, so none finds an idle connection but the first request's: the others each
+    // start a connect (one that then loses the race to an idle connection still finishes
+    // and goes to the pool). Spawned as separate tasks, a quick one could finish first and
+    // hand its connection to the next: fewer connections.
+    let mut reqs: Vec<_> = (0..n)
+        .map(|_| Box::pin(head(http.clone(), root.clone())))
+        .collect();
+    let (mut ok, mut last_error) = (0usize, None);
+    std::future::poll_fn(|cx| {
+        reqs.retain_mut(|r| match r.as_mut().poll(cx) {
+            std::task::Poll::Ready(Ok(())) => {
+                ok += 1;
+                false
+            }
+            std::task::Poll::Ready(Err(e)) => {
+                last_error = Some(e);
+                false
+            }
+            std::task::Poll::Pending => true,
+        });
+        if reqs.is_empty() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    let elapsed_ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
+    debug!(connections = ok, of = n, elapsed_ms, error = ?last_error, "CTI connection pool warmed");
 }
 
 /// A reqwest error as text, without the URL (which holds the token), with its causes.
@@ -989,7 +1181,7 @@ mod tests {
     fn classify_statuses() {
         assert!(matches!(
             classify(200, "{}", EventKind::Hangup, false),
-            Verdict::Delivered(_)
+            Verdict::Delivered
         ));
         assert!(matches!(
             classify(503, "", EventKind::Hangup, false),

@@ -123,8 +123,8 @@ impl Event {
     /// Encode the body in `format`. Returns `(content_type, body)`.
     pub fn encode(&self, format: Format) -> (&'static str, String) {
         match format {
-            Format::Json => ("application/json", self.to_json()),
-            Format::Form => ("application/x-www-form-urlencoded", self.to_form()),
+            Format::Json => (format.content_type(), self.to_json()),
+            Format::Form => (format.content_type(), self.to_form()),
         }
     }
 }
@@ -137,6 +137,16 @@ pub enum Format {
     Json,
     /// `application/x-www-form-urlencoded`, arrays as `user[]=..`.
     Form,
+}
+
+impl Format {
+    /// The `Content-Type` of a body in this encoding.
+    pub(crate) fn content_type(self) -> &'static str {
+        match self {
+            Format::Json => "application/json",
+            Format::Form => "application/x-www-form-urlencoded",
+        }
+    }
 }
 
 /// What Zammad wants done with a new call (its answer to `newCall`).

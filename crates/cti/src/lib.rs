@@ -16,7 +16,10 @@
 //! * **Ordered per call**: events of one `callId` go out strictly in submission order, the next
 //!   only after the previous was delivered or finally dropped, so `answer`/`hangup` never reach
 //!   Zammad before it answered the call's `newCall` (Zammad answers 500 otherwise). Different
-//!   calls proceed concurrently, up to `max_in_flight` requests.
+//!   calls proceed concurrently, up to `max_in_flight` requests, plus `newcall_slots`
+//!   requests only for the `newCall`s an INVITE waits for: a backlog of `answer`/`hangup`
+//!   never delays an INVITE. Each request runs in one of that many long-lived delivery
+//!   lanes (no task spawned per event).
 //! * **Retrying**: connect errors, timeouts, 5xx, 408 and 429 are retried with exponential
 //!   backoff (`retry_initial` doubling up to `retry_max`) until the event is `give_up_after`
 //!   old. A retry waiting for its backoff holds no delivery slot, and the first delivery after
@@ -43,6 +46,9 @@
 //!   open at the stop (a `newCall` without its `hangup`) get a `hangup` after
 //!   `open_call_timeout` unless one is submitted first. [`CtiClient::close`] drains for a
 //!   bounded time and leaves the rest in the outbox ([`CloseReport`]).
+//! * **No cold start**: at start the client opens its keep-alive connections, one per lane,
+//!   with `HEAD /` on the server's root (a safe method, no token, not the CTI endpoint: it
+//!   reaches no Zammad logic), so the first calls' `newCall`s do not wait for connects.
 //! * **Fail open**: [`CtiClient::new_call`] waits at most `newcall_timeout` for Zammad's
 //!   [`Decision`] (reject / dial / continue); on time-out delivery goes on in the background.
 //! * **Secret URL**: the token may be anywhere after the host; only [`redact_url`]'s form

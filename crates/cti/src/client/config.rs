@@ -22,9 +22,14 @@ pub struct ClientConfig {
     /// dropping the oldest call none of whose events was sent yet, whole, or is dropped
     /// whole itself.
     pub queue_capacity: usize,
-    /// Maximum concurrent HTTP requests, each for a different call (default 8). A retry
-    /// waiting for its backoff holds none.
+    /// Maximum concurrent HTTP requests, each for a different call (default 8), not
+    /// counting the `newcall_slots`. A retry waiting for its backoff holds none.
     pub max_in_flight: usize,
+    /// Further concurrent requests reserved for a `newCall` an INVITE waits for (its first
+    /// attempt, from [`CtiClient::new_call`]), so that a backlog of `answer`/`hangup`
+    /// holding all `max_in_flight` slots cannot delay an INVITE (default 8; 0: no
+    /// reservation). At most `max_in_flight + newcall_slots` requests run at once.
+    pub newcall_slots: usize,
     /// Timeout of one HTTP attempt, connect included (default 5 s).
     pub request_timeout: Duration,
     /// First retry delay; doubles per retry (default 200 ms).
@@ -59,6 +64,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("newcall_timeout", &self.newcall_timeout)
             .field("queue_capacity", &self.queue_capacity)
             .field("max_in_flight", &self.max_in_flight)
+            .field("newcall_slots", &self.newcall_slots)
             .field("request_timeout", &self.request_timeout)
             .field("retry_initial", &self.retry_initial)
             .field("retry_max", &self.retry_max)
@@ -72,9 +78,10 @@ impl std::fmt::Debug for ClientConfig {
 }
 
 impl Default for ClientConfig {
-    /// Stdout sink, JSON, 1500 ms newCall wait, 10 000 events, 8 in flight, 5 s per attempt,
-    /// backoff 200 ms doubling to 30 s, give up after 1 h, no outbox (20 ms group commit
-    /// when one is set), open calls closed after 4 h, at most 100 000 open calls.
+    /// Stdout sink, JSON, 1500 ms newCall wait, 10 000 events, 8 in flight plus 8 for
+    /// newCalls, 5 s per attempt, backoff 200 ms doubling to 30 s, give up after 1 h, no
+    /// outbox (20 ms group commit when one is set), open calls closed after 4 h, at most
+    /// 100 000 open calls.
     fn default() -> Self {
         ClientConfig {
             url: None,
@@ -82,6 +89,7 @@ impl Default for ClientConfig {
             newcall_timeout: Duration::from_millis(1500),
             queue_capacity: 10_000,
             max_in_flight: 8,
+            newcall_slots: 8,
             request_timeout: Duration::from_secs(5),
             retry_initial: Duration::from_millis(200),
             retry_max: Duration::from_secs(30),

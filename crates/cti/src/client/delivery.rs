@@ -1,42 +1,56 @@
-//! Delivery: the worker that hands ready calls to delivery tasks, one
+//! Delivery: long-lived delivery lanes that take ready calls in turn, one
 //! attempt per HTTP request, Zammad's answer classified into done, retry
 //! (backoff without a slot) or drop.
 
 use super::*;
 
-/// Hands out ready calls to delivery tasks, at most `max_in_flight` at a time.
-pub(super) async fn worker(shared: Arc<Shared>) {
-    let sem = Arc::new(Semaphore::new(shared.cfg.max_in_flight));
+/// The kind of a delivery lane.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Lane {
+    /// Takes any call in line, urgent newCalls first (`max_in_flight` of them).
+    General,
+    /// Takes only first-attempt newCalls an INVITE waits for (`newcall_slots` of them),
+    /// so a backlog of answer/hangup holding every general lane cannot delay an INVITE.
+    NewCall,
+}
+
+/// One long-lived delivery lane: takes the next call in line, attempts its head event,
+/// and repeats; parks when there is nothing to take for it (woken by the lane claim in
+/// `enqueue`, `finish` or a retry's end). At most one attempt runs per lane, so at most
+/// `max_in_flight + newcall_slots` requests run at once. Ends once the client is closed
+/// and its queue empty, or closed after [`CtiClient::close`].
+pub(super) async fn lane(shared: Arc<Shared>, kind: Lane) {
+    let reserve = kind == Lane::NewCall;
+    let notify = if reserve {
+        &shared.wake_reserve
+    } else {
+        &shared.wake
+    };
     loop {
-        let Ok(permit) = sem.clone().acquire_owned().await else {
-            return;
-        };
-        let call_id = 'pick: loop {
-            let notified = shared.wake.notified();
+        let (call_id, head) = loop {
+            let notified = notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             {
                 let mut st = shared.lock();
-                if !st.stopping {
-                    while let Some(id) = st.urgent.pop_front().or_else(|| st.ready.pop_front()) {
-                        // ids of calls dropped, or already picked, are stale
-                        if let Some(q) = st.calls.get_mut(&id) {
-                            if q.sched == Sched::Ready {
-                                q.sched = Sched::InFlight;
-                                st.in_flight += 1;
-                                break 'pick id;
-                            }
-                        }
-                    }
+                if let Some(id) = st.pick(reserve) {
+                    let head = st.take_head(&id);
+                    break (id, head);
                 }
                 if st.closed && (st.queued == 0 || st.stopping) {
-                    debug!("CTI client worker stopped");
+                    debug!("CTI delivery lane stopped");
                     return;
                 }
+                if reserve {
+                    st.idle_reserve += 1;
+                } else {
+                    st.idle_lanes += 1;
+                }
             }
+            // whoever wakes this lane took it off the idle count
             notified.await;
         };
-        tokio::spawn(deliver_head(shared.clone(), call_id, permit));
+        deliver_head(&shared, call_id, head, kind).await;
     }
 }
 
@@ -48,55 +62,51 @@ pub(super) enum Step {
     Retry(Duration),
 }
 
-/// Attempt the head event of one call once; then finish it, or let it sleep through its
-/// backoff without holding the delivery slot.
+/// Attempt the head event of one call (marked in flight by [`State::pick`], taken out by
+/// [`State::take_head`] with whether it is an orphan) once; then finish it, or let it
+/// sleep through its backoff without holding the lane.
 pub(super) async fn deliver_head(
-    shared: Arc<Shared>,
-    call_id: String,
-    permit: OwnedSemaphorePermit,
+    shared: &Arc<Shared>,
+    call_id: CallId,
+    head: Option<(Pending, bool)>,
+    kind: Lane,
 ) {
-    let head = shared
-        .lock()
-        .calls
-        .get_mut(&call_id)
-        .and_then(|q| q.events.pop_front());
-    let Some(mut p) = head else {
-        let mut st = shared.lock();
-        st.in_flight = st.in_flight.saturating_sub(1);
-        st.schedule(&call_id);
+    let Some((mut p, orphan)) = head else {
+        let lane = {
+            let mut st = shared.lock();
+            st.in_flight = st.in_flight.saturating_sub(1);
+            st.schedule(&call_id);
+            st.claim_lane()
+        };
+        shared.wake_lane(lane);
         return;
     };
-    match attempt_step(&shared, &mut p).await {
-        Step::Done => {
-            shared.finish(p);
-            drop(permit);
-        }
+    match attempt_step(shared, &mut p, orphan).await {
+        Step::Done => shared.finish(p, kind),
         Step::Retry(delay) => {
             let gen = {
                 let mut st = shared.lock();
                 st.in_flight = st.in_flight.saturating_sub(1);
-                let Some(q) = st.calls.get_mut(&call_id) else {
+                let Some(q) = st.calls.get_mut(&*call_id) else {
                     // cannot happen: a call in flight is never dropped
                     return;
                 };
                 q.events.push_front(p);
                 q.sched = Sched::Sleeping;
                 let gen = q.gen;
-                st.sleeping += 1;
+                shared.sleeping.fetch_add(1, Ordering::Relaxed);
                 gen
             };
-            drop(permit);
             shared.changed.notify_waiters();
             tokio::spawn(sleep_then_retry(shared.clone(), call_id, gen, delay));
         }
     }
-    shared.wake.notify_one();
 }
 
 /// A retry's backoff: wait `delay` (or until Zammad answers again), then get back in line.
 pub(super) async fn sleep_then_retry(
     shared: Arc<Shared>,
-    call_id: String,
+    call_id: CallId,
     gen: u64,
     delay: Duration,
 ) {
@@ -107,23 +117,24 @@ pub(super) async fn sleep_then_retry(
         _ = tokio::time::sleep(delay) => {}
         _ = early => {}
     }
-    {
+    let lane = {
         let mut st = shared.lock();
-        st.sleeping = st.sleeping.saturating_sub(1);
+        shared.sleeping.fetch_sub(1, Ordering::Relaxed);
         let mine = st
             .calls
-            .get(&call_id)
+            .get(&*call_id)
             .is_some_and(|q| q.gen == gen && q.sched == Sched::Sleeping);
         if mine {
             st.schedule(&call_id);
         }
-    }
-    shared.wake.notify_one();
+        st.claim_lane()
+    };
+    shared.wake_lane(lane);
 }
 
 /// Verdict on one HTTP attempt.
 pub(super) enum Verdict {
-    Delivered(String),
+    Delivered,
     AlreadyExists,
     /// Try again. `definite`: the request certainly did not reach Zammad's processing (no
     /// connection, or Zammad answered an error); otherwise it may have been processed.
@@ -142,7 +153,7 @@ pub(super) fn classify(status: u16, body: &str, kind: EventKind, maybe_sent: boo
         format!("HTTP {status}: {t}")
     };
     match status {
-        200..=299 => Verdict::Delivered(body.to_string()),
+        200..=299 => Verdict::Delivered,
         500 if kind == EventKind::NewCall && body.contains("already exists") => {
             if maybe_sent {
                 Verdict::AlreadyExists
@@ -164,13 +175,14 @@ pub(super) fn classify(status: u16, body: &str, kind: EventKind, maybe_sent: boo
 }
 
 /// One HTTP attempt: `(status, body)`, or the error text and whether the request
-/// certainly never reached Zammad (the connection could not be made).
-pub(super) async fn attempt(target: &Target, p: &Pending) -> Result<(u16, String), (String, bool)> {
+/// certainly never reached Zammad (the connection could not be made). `Accept` is a
+/// default header of the HTTP client, `Content-Type` built once (see `build_target`); the
+/// body is shared, not copied.
+pub(super) async fn attempt(target: &Target, p: &Pending) -> Result<(u16, Bytes), (String, bool)> {
     let resp = target
         .http
         .post(target.url.clone())
-        .header(reqwest::header::ACCEPT, "application/json")
-        .header(reqwest::header::CONTENT_TYPE, p.content_type)
+        .header(reqwest::header::CONTENT_TYPE, target.content_type.clone())
         .body(p.body.clone())
         .send()
         .await
@@ -180,21 +192,21 @@ pub(super) async fn attempt(target: &Target, p: &Pending) -> Result<(u16, String
         })?;
     let status = resp.status().as_u16();
     // the status arrived: Zammad processed the request (or refused it) either way
-    let body = resp.text().await.unwrap_or_default();
+    let body = resp.bytes().await.unwrap_or_default();
     Ok((status, body))
 }
 
 /// Attempt one event once; resolves its newCall waiter and counts the outcome when it is
 /// final. A `hangup` whose second copy would flip the missed flag is marked in the outbox
 /// (durably) before it is sent, and is not sent again after an attempt that may have
-/// reached Zammad.
-pub(super) async fn attempt_step(shared: &Shared, p: &mut Pending) -> Step {
+/// reached Zammad. `orphan`: an `answer`/`hangup` of a call whose newCall was dropped
+/// (attempted once, not retried).
+pub(super) async fn attempt_step(shared: &Shared, p: &mut Pending, orphan: bool) -> Step {
     let Some(target) = shared.target.as_ref() else {
         return Step::Done;
     };
     let cfg = &shared.cfg;
     let kind = p.ev.event;
-    let orphan = kind != EventKind::NewCall && shared.lock().lost_newcalls.contains(&p.ev.call_id);
     let dropped = |p: &mut Pending, reason: DropReason, detail: String| {
         shared.count_drop(&p.ev, reason, &detail);
         if kind == EventKind::NewCall {
@@ -230,18 +242,23 @@ pub(super) async fn attempt_step(shared: &Shared, p: &mut Pending) -> Step {
     if n > 1 {
         shared.counters.retried.fetch_add(1, Ordering::Relaxed);
     }
-    let verdict = match attempt(target, p).await {
-        Ok((status, body)) => classify(status, &body, kind, n > 1 || p.maybe_sent),
-        Err((detail, definite)) => Verdict::Retry { detail, definite },
+    let (verdict, decision) = match attempt(target, p).await {
+        Ok((status, body)) => {
+            let text = String::from_utf8_lossy(&body);
+            let v = classify(status, &text, kind, n > 1 || p.maybe_sent);
+            let decision = (matches!(v, Verdict::Delivered) && kind == EventKind::NewCall)
+                .then(|| parse_answer(&text));
+            (v, decision)
+        }
+        Err((detail, definite)) => (Verdict::Retry { detail, definite }, None),
     };
     match verdict {
-        Verdict::Delivered(body) => {
+        Verdict::Delivered => {
             shared.delivered_once();
             if n > 1 {
                 info!(call_id = %p.ev.call_id, event = kind.as_str(), attempts = n, "CTI event delivered after retries");
             }
-            if kind == EventKind::NewCall {
-                let decision = parse_answer(&body);
+            if let Some(decision) = decision {
                 let late = match p.waiter.take() {
                     Some(w) => w.send(NewCallOutcome::Answered(decision.clone())).is_err(),
                     None => true,
@@ -307,7 +324,7 @@ pub(super) async fn attempt_step(shared: &Shared, p: &mut Pending) -> Step {
             } else {
                 debug!(call_id = %p.ev.call_id, event = kind.as_str(), attempt = n, error = %detail, "CTI delivery failed again");
             }
-            p.last_error = detail;
+            p.last_error = detail.into();
             let remaining = cfg.give_up_after.saturating_sub(p.enqueued.elapsed());
             let delay = p.backoff.min(remaining);
             p.backoff = (p.backoff * 2).min(cfg.retry_max.max(MIN_BACKOFF));

@@ -87,18 +87,18 @@ pub(super) fn load(rows: Vec<OutboxRow>, cfg: &ClientConfig, writer: &Writer) ->
             continue;
         }
         let age = Duration::from_millis(now_ms.saturating_sub(r.created_unix_ms));
-        let (content_type, body) = ev.encode(cfg.format);
+        let body = Bytes::from(ev.encode(cfg.format).1);
         events += 1;
         st.push(Pending {
             id: r.id,
+            call: Arc::from(ev.call_id.as_str()),
             ev,
-            content_type,
             body,
             enqueued: now.checked_sub(age).unwrap_or(now),
             waiter: None,
             attempts: 0,
             backoff: cfg.retry_initial.max(MIN_BACKOFF),
-            last_error: String::from("never attempted in this run"),
+            last_error: Cow::Borrowed("never attempted in this run"),
             // a newCall answered "already exists" reached Zammad before the stop
             maybe_sent: true,
             dup_harmful: r.dup_harmful,
@@ -118,7 +118,7 @@ pub(super) fn load(rows: Vec<OutboxRow>, cfg: &ClientConfig, writer: &Writer) ->
                 .saturating_sub(now_ms),
         );
         deadlines.push((now + left, call.clone()));
-        st.open.insert(call.clone(), answered);
+        st.open.insert(Arc::from(call.as_str()), answered);
         let age = Duration::from_millis(now_ms.saturating_sub(created));
         st.recovered.insert(
             call,
