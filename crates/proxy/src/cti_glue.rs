@@ -49,6 +49,7 @@ pub fn cti_config(cfg: &Config) -> cti::ClientConfig {
         queue_capacity: cfg.cti_queue,
         give_up_after: cfg.cti_give_up,
         max_in_flight: cfg.file.zammad.max_in_flight,
+        newcall_slots: cfg.file.zammad.newcall_slots,
         outbox: cfg.file.zammad.outbox.clone(),
         outbox_sync: std::time::Duration::from_millis(cfg.file.zammad.outbox_sync_ms),
         open_call_timeout: std::time::Duration::from_secs(cfg.timers.max_call_duration_s),

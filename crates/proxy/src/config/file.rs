@@ -221,6 +221,11 @@ pub struct ZammadSection {
     /// events are always sent one after the other). Default 16.
     #[serde(default = "default_in_flight")]
     pub max_in_flight: usize,
+    /// Further concurrent requests kept for the `newCall` of an INVITE
+    /// waiting for Zammad's answer, so a backlog of `answer`/`hangup` never
+    /// delays a call (0: none kept). Default 8; at most 1024.
+    #[serde(default = "default_newcall_slots")]
+    pub newcall_slots: usize,
     /// The durable outbox, an SQLite file (e.g. `/var/lib/sipcti/outbox.db`;
     /// its directory must exist and be writable): every CTI event is written
     /// there before it is delivered and kept until delivered, across
@@ -242,6 +247,9 @@ fn default_queue() -> usize {
 fn default_give_up() -> u64 {
     3600
 }
+fn default_newcall_slots() -> usize {
+    8
+}
 fn default_in_flight() -> usize {
     16
 }
@@ -259,6 +267,7 @@ impl std::fmt::Debug for ZammadSection {
             .field("queue_capacity", &self.queue_capacity)
             .field("give_up_after_s", &self.give_up_after_s)
             .field("max_in_flight", &self.max_in_flight)
+            .field("newcall_slots", &self.newcall_slots)
             .field("outbox", &self.outbox)
             .field("outbox_sync_ms", &self.outbox_sync_ms)
             .finish()
@@ -274,6 +283,7 @@ impl Default for ZammadSection {
             queue_capacity: default_queue(),
             give_up_after_s: default_give_up(),
             max_in_flight: default_in_flight(),
+            newcall_slots: default_newcall_slots(),
             outbox: None,
             outbox_sync_ms: default_outbox_sync(),
         }

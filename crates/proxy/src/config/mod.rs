@@ -312,6 +312,9 @@ impl Config {
         if file.zammad.max_in_flight == 0 || file.zammad.max_in_flight > 1024 {
             return Err(invalid("zammad.max_in_flight", "must be 1..=1024"));
         }
+        if file.zammad.newcall_slots > 1024 {
+            return Err(invalid("zammad.newcall_slots", "must be 0..=1024"));
+        }
         if file.zammad.outbox_sync_ms > 10_000 {
             return Err(invalid("zammad.outbox_sync_ms", "must be 0..=10000 ms"));
         }

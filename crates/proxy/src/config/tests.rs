@@ -322,3 +322,18 @@ fn threads_default_one_and_bounded() {
         .to_string();
     assert!(e.starts_with("sip.threads:"), "{e}");
 }
+
+#[test]
+fn newcall_slots_default_and_bounded() {
+    let c = Config::from_toml(GOOD, None).expect("valid");
+    assert_eq!(c.file.zammad.newcall_slots, 8);
+    assert_eq!(crate::cti_glue::cti_config(&c).newcall_slots, 8);
+    let none = GOOD.replace("[zammad]", "[zammad]\nnewcall_slots = 0");
+    let c = Config::from_toml(&none, None).expect("valid");
+    assert_eq!(crate::cti_glue::cti_config(&c).newcall_slots, 0);
+    let bad = GOOD.replace("[zammad]", "[zammad]\nnewcall_slots = 1025");
+    let e = Config::from_toml(&bad, None)
+        .expect_err("refused")
+        .to_string();
+    assert!(e.starts_with("zammad.newcall_slots:"), "{e}");
+}
