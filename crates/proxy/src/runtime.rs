@@ -171,7 +171,7 @@ enum Back {
 }
 
 /// Most received messages fed to the core before its outputs are carried out.
-const BATCH: usize = 64;
+const BATCH: usize = 16;
 
 /// A newCall the run loop waits for: resolves to the core's token, when it
 /// was queued, and the CTI client's outcome.
