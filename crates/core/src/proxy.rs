@@ -46,10 +46,10 @@ use crate::client_tx::{AcceptedInvites, ClientTx, Upstream};
 use crate::config::{admission_config, CoreConfig};
 use crate::identity::Rewrite;
 use crate::ids::{ClientKey, ClientTxId, Method, ServerKey, ServerTxId};
-use crate::messages::{fnv1a, fnv1a_display, loop_hash, salvage_error_response};
+use crate::messages::{branch_of, fnv1a, loop_hash, salvage_error_response};
 use crate::output::{log_sample, CoreStats, Output, Transmit};
 use crate::registration::Bindings;
-use crate::routing::{other_side, pop_routes, reply_target, NextHop, Target};
+use crate::routing::{other_side, pop_routes, reply_target, NextHop, OurValues, Target};
 use crate::server_tx::{PendingForward, ServerTx};
 use crate::siblings::{SiblingKey, Siblings};
 use crate::timers::{Timer, TimerWheel};
@@ -102,6 +102,8 @@ pub struct ProxyCore {
     pub(crate) bindings: Bindings,
     /// The branches of calls the provider forked ([`crate::siblings`]).
     pub(crate) siblings: Siblings,
+    /// Our Via and Record-Route values, built once from `cfg`.
+    pub(crate) ours: OurValues,
 }
 
 impl ProxyCore {
@@ -120,6 +122,7 @@ impl ProxyCore {
         let tracker = CallTracker::new(cfg.tracker.clone());
         let cap = cfg.max_transactions.min(INITIAL_TABLE);
         let admission = Admission::new(admission_config(&cfg));
+        let ours = OurValues::new(&cfg);
         ProxyCore {
             cfg,
             tracker,
@@ -137,6 +140,7 @@ impl ProxyCore {
             admission,
             bindings: Bindings::default(),
             siblings: Siblings::default(),
+            ours,
         }
     }
 
@@ -233,6 +237,7 @@ impl ProxyCore {
         self.tracker.set_config(cfg.tracker.clone());
         self.admission.set_config(admission_config(&cfg));
         self.cfg = cfg;
+        self.ours = OurValues::new(&self.cfg);
         Ok(())
     }
 
@@ -582,8 +587,7 @@ impl ProxyCore {
                 .unwrap_or("")
                 .to_string(),
         };
-        let tx_hash = fnv1a_display(&stx.key);
-        let branch = format!("z9hG4bKsc{}.{tx_hash:016x}", stx.loop_hash);
+        let branch = branch_of(stx.loop_hash, stx.key_hash);
         let method = stx.method.clone();
         let side = stx.side;
         let fork = std::mem::take(&mut hop.fork);
@@ -643,13 +647,23 @@ impl ProxyCore {
             if in_transport != hop.transport || in_face != out_face {
                 // insertions at one spot keep call order: the value facing
                 // the next hop must be on top (RFC 5658 3.3)
-                edit.insert_first("Record-Route", &self.cfg.rr_value(out_face, hop.transport));
-                edit.insert_first("Record-Route", &self.cfg.rr_value(in_face, in_transport));
+                edit.insert_first(
+                    "Record-Route",
+                    &self.ours.rr_value(&self.cfg, out_face, hop.transport),
+                );
+                edit.insert_first(
+                    "Record-Route",
+                    &self.ours.rr_value(&self.cfg, in_face, in_transport),
+                );
             } else {
-                edit.insert_first("Record-Route", &self.cfg.rr_value(out_face, hop.transport));
+                edit.insert_first(
+                    "Record-Route",
+                    &self.ours.rr_value(&self.cfg, out_face, hop.transport),
+                );
             }
         }
-        edit.insert_first("Via", &self.cfg.via_value(out_face, hop.transport, branch));
+        let via = self.ours.via_prefix(&self.cfg, out_face, hop.transport);
+        edit.insert_first_parts("Via", &[&via, branch]);
         self.rewrite_request(&mut edit, req, side);
         if side == Side::Inside && stx.method != Method::Register {
             for (i, v) in self.cfg.hide_contacts(req, hop.transport) {
@@ -730,18 +744,11 @@ impl ProxyCore {
             .map(|m| m.saturating_sub(1))
             .unwrap_or(70);
         edit.set_max_forwards(mf);
-        let top_branch = msg
-            .top_via()
-            .and_then(|v| v.branch())
-            .unwrap_or("")
-            .to_string();
-        let branch = format!(
-            "z9hG4bKsc{}.{:016x}",
-            loop_hash(&msg),
-            fnv1a(&[&top_branch, "ACK"])
-        );
+        let top_branch = msg.top_via().and_then(|v| v.branch()).unwrap_or("");
+        let branch = branch_of(loop_hash(&msg), fnv1a(&[top_branch, "ACK"]));
         let out_face = self.cfg.face(other_side(side));
-        edit.insert_first("Via", &self.cfg.via_value(out_face, hop.transport, &branch));
+        let via = self.ours.via_prefix(&self.cfg, out_face, hop.transport);
+        edit.insert_first_parts("Via", &[&via, &branch]);
         self.rewrite_request(&mut edit, &msg, side);
         let bytes = edit.finish();
         self.send(hop.transport, hop.target, bytes, None);
@@ -763,7 +770,7 @@ impl ProxyCore {
             return;
         };
         // RFC 3261 9.2: the To tag of the 200 matches our answers to the INVITE
-        let inv_tag = self.servers.get(&sid).map(|s| s.to_tag.clone());
+        let inv_tag = self.servers.get(&sid).map(ServerTx::to_tag);
         let ok = response_for(&msg, 200, "OK", inv_tag.as_deref(), &[]);
         let reply_to = reply_target(&msg, rx.source, rx.transport);
         let ok = Bytes::from(ok);

@@ -8,6 +8,7 @@
 //! All of it is a function of the [`CoreConfig`] and the message: routing
 //! keeps no state.
 
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 
 use sipcti_dialog::Side;
@@ -428,6 +429,78 @@ impl CoreConfig {
     /// Record-Route value at `ip` over `transport`.
     pub(crate) fn rr_value(&self, ip: IpAddr, transport: TransportKind) -> String {
         format!("<sip:{};lr>", self.our_hostport(ip, transport))
+    }
+}
+
+/// The values naming this proxy that go into every forwarded request, built
+/// once from the configuration (its addresses and port cannot change
+/// without a restart, see [`crate::ProxyCore::reconfigure`]) for each face
+/// (`inside_ip`, `trunk_ip`) and transport: no formatting per message.
+#[derive(Debug, Clone)]
+pub(crate) struct OurValues {
+    /// (face, transport, Via value up to the branch, Record-Route value).
+    entries: Vec<(IpAddr, TransportKind, String, String)>,
+}
+
+impl OurValues {
+    /// The values of `cfg`'s two faces over UDP and TCP.
+    pub(crate) fn new(cfg: &CoreConfig) -> OurValues {
+        let mut entries = Vec::with_capacity(4);
+        for ip in [cfg.inside_ip, cfg.trunk_ip] {
+            for transport in [TransportKind::Udp, TransportKind::Tcp] {
+                if entries
+                    .iter()
+                    .any(|(i, t, _, _)| *i == ip && *t == transport)
+                {
+                    continue;
+                }
+                entries.push((
+                    ip,
+                    transport,
+                    cfg.via_value(ip, transport, ""),
+                    cfg.rr_value(ip, transport),
+                ));
+            }
+        }
+        OurValues { entries }
+    }
+
+    fn find(
+        &self,
+        ip: IpAddr,
+        transport: TransportKind,
+    ) -> Option<&(IpAddr, TransportKind, String, String)> {
+        self.entries
+            .iter()
+            .find(|(i, t, _, _)| *i == ip && *t == transport)
+    }
+
+    /// RFC 3261 16.6 step 8: our Via value at `ip` over `transport` up to
+    /// the branch value (`SIP/2.0/UDP host:port;branch=`); computed for an
+    /// address that is not one of the faces.
+    pub(crate) fn via_prefix<'a>(
+        &'a self,
+        cfg: &CoreConfig,
+        ip: IpAddr,
+        transport: TransportKind,
+    ) -> Cow<'a, str> {
+        match self.find(ip, transport) {
+            Some((_, _, via, _)) => Cow::Borrowed(via),
+            None => Cow::Owned(cfg.via_value(ip, transport, "")),
+        }
+    }
+
+    /// [`CoreConfig::rr_value`] of `ip` and `transport`, from the cache.
+    pub(crate) fn rr_value<'a>(
+        &'a self,
+        cfg: &CoreConfig,
+        ip: IpAddr,
+        transport: TransportKind,
+    ) -> Cow<'a, str> {
+        match self.find(ip, transport) {
+            Some((_, _, _, rr)) => Cow::Borrowed(rr),
+            None => Cow::Owned(cfg.rr_value(ip, transport)),
+        }
     }
 }
 

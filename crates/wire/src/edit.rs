@@ -128,6 +128,25 @@ impl<'m> Edit<'m> {
         self
     }
 
+    /// [`Edit::insert_first`] of the value made of `parts` written one after
+    /// the other (e.g. a constant Via prefix and a branch), without joining
+    /// them into a `String` first.
+    pub fn insert_first_parts(&mut self, name: &str, parts: &[&str]) -> &mut Self {
+        let pos = self
+            .first_entry(name)
+            .map_or(self.msg.headers_start, |e| e.line.start);
+        let len = parts.iter().map(|p| p.len()).sum::<usize>();
+        let mut v = Vec::with_capacity(name.len() + len + 4);
+        v.extend(clean(name));
+        v.extend_from_slice(b": ");
+        for p in parts {
+            v.extend(clean(p));
+        }
+        v.extend_from_slice(b"\r\n");
+        self.splice_line(pos, v);
+        self
+    }
+
     /// Removes the first value of header `name`: if its first line holds `a, b` only
     /// `a, ` goes, else the whole line goes (pop our Via from a response, RFC 3261 16.7
     /// step 3; pop a Route, 16.4). No effect if the header is absent.
