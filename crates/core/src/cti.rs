@@ -245,7 +245,8 @@ impl ProxyCore {
             }
         }
         if toward == Toward::Trunk {
-            for (idx, v) in self.cfg.hide_contacts(msg, transport) {
+            let us = self.ours.hostport(&self.cfg, self.cfg.trunk_ip, transport);
+            for (idx, v) in self.cfg.hide_contacts(msg, &us) {
                 edit.replace_value(idx, &v);
             }
         }

@@ -666,7 +666,10 @@ impl ProxyCore {
         edit.insert_first_parts("Via", &[&via, branch]);
         self.rewrite_request(&mut edit, req, side);
         if side == Side::Inside && stx.method != Method::Register {
-            for (i, v) in self.cfg.hide_contacts(req, hop.transport) {
+            let us = self
+                .ours
+                .hostport(&self.cfg, self.cfg.trunk_ip, hop.transport);
+            for (i, v) in self.cfg.hide_contacts(req, &us) {
                 edit.replace_value(i, &v);
             }
         }

@@ -438,41 +438,50 @@ impl CoreConfig {
 /// (`inside_ip`, `trunk_ip`) and transport: no formatting per message.
 #[derive(Debug, Clone)]
 pub(crate) struct OurValues {
-    /// (face, transport, Via value up to the branch, Record-Route value).
-    entries: Vec<(IpAddr, TransportKind, String, String)>,
+    entries: Vec<OurFace>,
+}
+
+/// [`OurValues`] of one face and transport.
+#[derive(Debug, Clone)]
+struct OurFace {
+    ip: IpAddr,
+    transport: TransportKind,
+    /// [`CoreConfig::via_value`] up to the branch value.
+    via_prefix: String,
+    /// [`CoreConfig::rr_value`].
+    rr: String,
+    /// [`CoreConfig::our_hostport`].
+    hostport: String,
 }
 
 impl OurValues {
     /// The values of `cfg`'s two faces over UDP and TCP.
     pub(crate) fn new(cfg: &CoreConfig) -> OurValues {
-        let mut entries = Vec::with_capacity(4);
+        let mut entries: Vec<OurFace> = Vec::with_capacity(4);
         for ip in [cfg.inside_ip, cfg.trunk_ip] {
             for transport in [TransportKind::Udp, TransportKind::Tcp] {
                 if entries
                     .iter()
-                    .any(|(i, t, _, _)| *i == ip && *t == transport)
+                    .any(|f| f.ip == ip && f.transport == transport)
                 {
                     continue;
                 }
-                entries.push((
+                entries.push(OurFace {
                     ip,
                     transport,
-                    cfg.via_value(ip, transport, ""),
-                    cfg.rr_value(ip, transport),
-                ));
+                    via_prefix: cfg.via_value(ip, transport, ""),
+                    rr: cfg.rr_value(ip, transport),
+                    hostport: cfg.our_hostport(ip, transport),
+                });
             }
         }
         OurValues { entries }
     }
 
-    fn find(
-        &self,
-        ip: IpAddr,
-        transport: TransportKind,
-    ) -> Option<&(IpAddr, TransportKind, String, String)> {
+    fn find(&self, ip: IpAddr, transport: TransportKind) -> Option<&OurFace> {
         self.entries
             .iter()
-            .find(|(i, t, _, _)| *i == ip && *t == transport)
+            .find(|f| f.ip == ip && f.transport == transport)
     }
 
     /// RFC 3261 16.6 step 8: our Via value at `ip` over `transport` up to
@@ -485,7 +494,7 @@ impl OurValues {
         transport: TransportKind,
     ) -> Cow<'a, str> {
         match self.find(ip, transport) {
-            Some((_, _, via, _)) => Cow::Borrowed(via),
+            Some(f) => Cow::Borrowed(&f.via_prefix),
             None => Cow::Owned(cfg.via_value(ip, transport, "")),
         }
     }
@@ -498,8 +507,21 @@ impl OurValues {
         transport: TransportKind,
     ) -> Cow<'a, str> {
         match self.find(ip, transport) {
-            Some((_, _, _, rr)) => Cow::Borrowed(rr),
+            Some(f) => Cow::Borrowed(&f.rr),
             None => Cow::Owned(cfg.rr_value(ip, transport)),
+        }
+    }
+
+    /// [`CoreConfig::our_hostport`] of `ip` and `transport`, from the cache.
+    pub(crate) fn hostport<'a>(
+        &'a self,
+        cfg: &CoreConfig,
+        ip: IpAddr,
+        transport: TransportKind,
+    ) -> Cow<'a, str> {
+        match self.find(ip, transport) {
+            Some(f) => Cow::Borrowed(&f.hostport),
+            None => Cow::Owned(cfg.our_hostport(ip, transport)),
         }
     }
 }
@@ -566,7 +588,17 @@ pub(crate) fn pop_routes(edit: &mut sipcti_wire::Edit<'_>, msg: &SipMessage, n: 
 /// Replace `host[:port]` of a SIP URI, keeping scheme, user and parameters.
 pub(crate) fn replace_hostport(u: &Uri<'_>, hostport: &str) -> String {
     let scheme = u.scheme;
-    let mut out = format!("{scheme}:");
+    let mut out = String::with_capacity(
+        scheme.len()
+            + 2
+            + u.user.map_or(0, |x| x.len() + 1)
+            + u.password.map_or(0, |x| x.len() + 1)
+            + hostport.len()
+            + u.params.len()
+            + u.headers.map_or(0, |x| x.len() + 1),
+    );
+    out.push_str(scheme);
+    out.push(':');
     if let Some(user) = u.user {
         out.push_str(user);
         if let Some(p) = u.password {

@@ -67,6 +67,25 @@ fn decimal(mut n: u32, buf: &mut [u8; 10]) -> &str {
     std::str::from_utf8(&buf[i..]).unwrap_or("0")
 }
 
+/// Appends `ip` as its `Display` writes it (dotted quad; RFC 5952 text
+/// for IPv6, through the formatter: it is rare).
+fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut buf = [0u8; 10];
+            for (i, o) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                out.extend_from_slice(decimal(u32::from(o), &mut buf).as_bytes());
+            }
+        }
+        IpAddr::V6(v6) => {
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
 fn header_line(name: &str, value: &str) -> Vec<u8> {
     let mut v = Vec::with_capacity(name.len() + value.len() + 4);
     v.extend(clean(name));
@@ -260,13 +279,15 @@ impl<'m> Edit<'m> {
                 Some(p) => {
                     let r = params_base + p.whole.start..params_base + p.whole.end;
                     let mut data = Vec::with_capacity(48);
-                    let _ = write!(data, "received={ip}");
+                    data.extend_from_slice(b"received=");
+                    push_ip(&mut data, ip);
                     self.splice(r, data);
                 }
                 None => {
                     let end = vr.end;
                     let mut data = Vec::with_capacity(48);
-                    let _ = write!(data, ";received={ip}");
+                    data.extend_from_slice(b";received=");
+                    push_ip(&mut data, ip);
                     self.splice(end..end, data);
                 }
             }
@@ -274,7 +295,9 @@ impl<'m> Edit<'m> {
         if let (Some(port), Some(p)) = (rport, find("rport")) {
             let r = params_base + p.whole.start..params_base + p.whole.end;
             let mut data = Vec::with_capacity(11);
-            let _ = write!(data, "rport={port}");
+            let mut buf = [0u8; 10];
+            data.extend_from_slice(b"rport=");
+            data.extend_from_slice(decimal(u32::from(port), &mut buf).as_bytes());
             self.splice(r, data);
         }
         self
@@ -474,7 +497,15 @@ pub fn response_for(
     extra: &[(&str, &str)],
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
-    let _ = write!(out, "SIP/2.0 {status:03} ");
+    out.extend_from_slice(b"SIP/2.0 ");
+    let mut buf = [0u8; 10];
+    let digits = decimal(u32::from(status), &mut buf);
+    // `{status:03}`: at least three digits
+    for _ in digits.len()..3 {
+        out.push(b'0');
+    }
+    out.extend_from_slice(digits.as_bytes());
+    out.push(b' ');
     out.extend(clean(reason));
     out.extend_from_slice(b"\r\n");
     let copy_line = |out: &mut Vec<u8>, e: &HeaderEntry| {
@@ -545,5 +576,33 @@ pub fn with_uri(value: &str, uri: &str) -> Option<String> {
     let r = na.uri_range();
     let before = value.get(..r.start)?.trim_end_matches('<');
     let after = value.get(r.end..)?.trim_start_matches('>');
-    Some(format!("{before}<{uri}>{after}"))
+    let mut out = String::with_capacity(before.len() + uri.len() + after.len() + 2);
+    out.push_str(before);
+    out.push('<');
+    out.push_str(uri);
+    out.push('>');
+    out.push_str(after);
+    Some(out)
+}
+
+#[cfg(test)]
+mod format_tests {
+    use std::net::IpAddr;
+
+    #[test]
+    fn push_ip_writes_what_display_writes() {
+        for ip in [
+            "0.0.0.0",
+            "10.0.0.1",
+            "192.168.100.255",
+            "255.255.255.255",
+            "2001:db8::1",
+            "::ffff:1.2.3.4",
+        ] {
+            let ip: IpAddr = ip.parse().expect("address");
+            let mut out = Vec::new();
+            super::push_ip(&mut out, ip);
+            assert_eq!(out, ip.to_string().into_bytes());
+        }
+    }
 }
