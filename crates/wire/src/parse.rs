@@ -1,6 +1,7 @@
 //! URI (RFC 3261 19.1, RFC 3966), name-addr (RFC 3261 20.10) and Via (RFC 3261 20.42)
 //! parsing. All parsed parts are slices of the input.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 use super::error::ParseError;
@@ -65,7 +66,8 @@ pub struct NameAddr<'a> {
     /// The whole value as given.
     pub raw: &'a str,
     /// The display name, unquoted with `\` escapes resolved; `None` if absent.
-    pub display: Option<String>,
+    /// Borrowed from the value unless it had escapes to resolve.
+    pub display: Option<Cow<'a, str>>,
     /// The URI (without `<` `>`).
     pub uri: &'a str,
     /// Header parameters after the URI including the leading `;` (e.g. `";tag=1"`),
@@ -584,8 +586,12 @@ pub(crate) fn name_addr_parts(s: &str) -> Option<(RawDisplay<'_>, &str, &str)> {
     Some((display, uri, params))
 }
 
-/// A quoted-string's content with its `\` escapes resolved (RFC 3261 25.1).
-fn unquote(q: &str) -> String {
+/// A quoted-string's content with its `\` escapes resolved (RFC 3261 25.1);
+/// borrowed when it has none.
+fn unquote(q: &str) -> Cow<'_, str> {
+    if !q.contains('\\') {
+        return Cow::Borrowed(q);
+    }
     let mut d = String::with_capacity(q.len());
     let mut chars = q.chars();
     while let Some(c) = chars.next() {
@@ -594,7 +600,7 @@ fn unquote(q: &str) -> String {
             _ => d.push(c),
         }
     }
-    d
+    Cow::Owned(d)
 }
 
 fn parse_name_addr(s: &str) -> Option<NameAddr<'_>> {
@@ -604,7 +610,7 @@ fn parse_name_addr(s: &str) -> Option<NameAddr<'_>> {
         display: match display {
             RawDisplay::None => None,
             RawDisplay::Quoted(q) => Some(unquote(q)),
-            RawDisplay::Tokens(t) => Some(t.to_string()),
+            RawDisplay::Tokens(t) => Some(Cow::Borrowed(t)),
         },
         uri,
         params,
