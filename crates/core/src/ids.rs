@@ -10,7 +10,10 @@
 //! * [`ClientKey`]: how a response is matched to a client transaction
 //!   (RFC 3261 17.1.3).
 
+use std::borrow::Borrow;
 use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use sipcti_wire::SipMessage;
 
@@ -263,25 +266,110 @@ impl fmt::Display for ServerKey {
 }
 
 /// The key of a client transaction (RFC 3261 17.1.3): the branch of the
-/// Via the proxy added and the CSeq method.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// Via the proxy added and the CSeq method. The branch is shared (`Arc`)
+/// by the transaction, its table entry and its Accepted INVITE record.
+/// Found without building one: see [`ClientKeyRef`].
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientKey {
     /// The branch parameter of our Via.
-    pub branch: String,
+    pub branch: Arc<str>,
     /// The method (of the request; of the CSeq in a response).
     pub method: Method,
+}
+
+/// A [`ClientKey`] borrowed from a received response: what the client
+/// transaction table is searched with (no allocation per response). It
+/// hashes and compares like the [`ClientKey`] with the same branch and
+/// method.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientKeyRef<'a> {
+    /// The branch parameter of the response's top Via.
+    pub branch: &'a str,
+    /// The CSeq method.
+    pub method: Method,
+}
+
+/// The parts of a client transaction key, whether owned or borrowed: the
+/// form the tables are searched by (`HashMap<ClientKey, _>::get` with a
+/// `&dyn ClientKeyView`).
+pub trait ClientKeyView {
+    /// The branch.
+    fn branch(&self) -> &str;
+    /// The method.
+    fn method(&self) -> &Method;
+}
+
+impl ClientKeyView for ClientKey {
+    fn branch(&self) -> &str {
+        &self.branch
+    }
+    fn method(&self) -> &Method {
+        &self.method
+    }
+}
+
+impl ClientKeyView for ClientKeyRef<'_> {
+    fn branch(&self) -> &str {
+        self.branch
+    }
+    fn method(&self) -> &Method {
+        &self.method
+    }
+}
+
+impl Hash for dyn ClientKeyView + '_ {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.branch().hash(state);
+        self.method().hash(state);
+    }
+}
+
+impl PartialEq for dyn ClientKeyView + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.branch() == other.branch() && self.method() == other.method()
+    }
+}
+
+impl Eq for dyn ClientKeyView + '_ {}
+
+impl Hash for ClientKey {
+    // the same as `dyn ClientKeyView`'s: the `Borrow` below requires it
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        (self as &dyn ClientKeyView).hash(state);
+    }
+}
+
+impl<'a> Borrow<dyn ClientKeyView + 'a> for ClientKey {
+    fn borrow(&self) -> &(dyn ClientKeyView + 'a) {
+        self
+    }
 }
 
 impl ClientKey {
     /// The client transaction key response `msg` matches: its top Via's
     /// branch and its CSeq method; `None` without a CSeq or a top Via.
     pub fn of_response(msg: &SipMessage) -> Option<ClientKey> {
+        ClientKeyRef::of_response(msg).map(|k| k.to_owned_key())
+    }
+}
+
+impl<'a> ClientKeyRef<'a> {
+    /// [`ClientKey::of_response`] borrowed from `msg`.
+    pub fn of_response(msg: &'a SipMessage) -> Option<ClientKeyRef<'a>> {
         let via = msg.top_via()?;
         let (_, method) = msg.cseq()?;
-        Some(ClientKey {
-            branch: via.branch().unwrap_or("").to_string(),
+        Some(ClientKeyRef {
+            branch: via.branch().unwrap_or(""),
             method: Method::parse(method),
         })
+    }
+
+    /// The owned key with the same branch and method.
+    pub fn to_owned_key(&self) -> ClientKey {
+        ClientKey {
+            branch: Arc::from(self.branch),
+            method: self.method.clone(),
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 //! Responses to parsed requests are built by [`sipcti_wire::response_for`].
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use sipcti_wire::SipMessage;
 
@@ -109,12 +110,6 @@ pub(crate) fn hex16(v: u64, buf: &mut [u8; 16]) -> &str {
     std::str::from_utf8(buf).unwrap_or("")
 }
 
-/// Appends `v` as 16 lowercase hex digits (`{v:016x}`) to `out`.
-pub(crate) fn push_hex16(out: &mut String, v: u64) {
-    let mut buf = [0u8; 16];
-    out.push_str(hex16(v, &mut buf));
-}
-
 /// Appends `v` in lowercase hex without leading zeros (`{v:x}`) to `out`.
 pub(crate) fn push_hex(out: &mut String, v: u64) {
     let mut buf = [0u8; 16];
@@ -177,14 +172,21 @@ pub(crate) fn key_hash(key: &crate::ids::ServerKey) -> u64 {
 pub(crate) const BRANCH_PREFIX: &str = "z9hG4bKsc";
 
 /// Our branch: [`BRANCH_PREFIX`], the loop hash and `tx` as 16 hex digits
-/// each, joined by a dot (`z9hG4bKsc{loop:016x}.{tx:016x}`).
-pub(crate) fn branch_of(loop_hash: u64, tx: u64) -> String {
-    let mut out = String::with_capacity(BRANCH_PREFIX.len() + 33);
-    out.push_str(BRANCH_PREFIX);
-    push_hex16(&mut out, loop_hash);
-    out.push('.');
-    push_hex16(&mut out, tx);
-    out
+/// each, joined by a dot (`z9hG4bKsc{loop:016x}.{tx:016x}`); one
+/// allocation, shared by the client transaction and its key.
+pub(crate) fn branch_of(loop_hash: u64, tx: u64) -> Arc<str> {
+    const LEN: usize = BRANCH_PREFIX.len() + 33;
+    let mut buf = [0u8; LEN];
+    let (prefix, rest) = buf.split_at_mut(BRANCH_PREFIX.len());
+    prefix.copy_from_slice(BRANCH_PREFIX.as_bytes());
+    let (a, rest) = rest.split_at_mut(16);
+    let mut hex = [0u8; 16];
+    a.copy_from_slice(hex16(loop_hash, &mut hex).as_bytes());
+    let (dot, b) = rest.split_at_mut(1);
+    dot[0] = b'.';
+    b.copy_from_slice(hex16(tx, &mut hex).as_bytes());
+    // only ASCII was written
+    Arc::from(std::str::from_utf8(&buf).unwrap_or(""))
 }
 
 /// RFC 3261 16.3 step 4 / 16.6 step 8: the hash of the fields that
@@ -377,9 +379,8 @@ mod fnv_tests {
     #[test]
     fn hex_and_decimal_match_format() {
         for v in [0u64, 1, 0xf, 0x10, 0xdead_beef, u64::MAX, 1 << 63] {
-            let mut s = String::new();
-            super::push_hex16(&mut s, v);
-            assert_eq!(s, format!("{v:016x}"));
+            let mut buf = [0u8; 16];
+            assert_eq!(super::hex16(v, &mut buf), format!("{v:016x}"));
             let mut s = String::new();
             super::push_hex(&mut s, v);
             assert_eq!(s, format!("{v:x}"));
@@ -389,7 +390,7 @@ mod fnv_tests {
             assert_eq!(super::decimal(n, &mut buf), n.to_string().as_bytes());
         }
         assert_eq!(
-            super::branch_of(0x12, u64::MAX),
+            &*super::branch_of(0x12, u64::MAX),
             format!("z9hG4bKsc{:016x}.{:016x}", 0x12, u64::MAX)
         );
     }

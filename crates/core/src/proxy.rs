@@ -35,6 +35,7 @@ use std::collections::VecDeque;
 
 use crate::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use sipcti_dialog::{CallEvent, CallTracker, Side};
@@ -45,7 +46,9 @@ use crate::admission::{Admission, LimitedSource};
 use crate::client_tx::{AcceptedInvites, ClientTx, Upstream};
 use crate::config::{admission_config, CoreConfig};
 use crate::identity::Rewrite;
-use crate::ids::{ClientKey, ClientTxId, Method, ServerKey, ServerTxId};
+use crate::ids::{
+    ClientKey, ClientKeyRef, ClientKeyView, ClientTxId, Method, ServerKey, ServerTxId,
+};
 use crate::messages::{branch_of, fnv1a, loop_hash, salvage_error_response};
 use crate::output::{log_sample, CoreStats, Output, Transmit};
 use crate::registration::Bindings;
@@ -581,11 +584,7 @@ impl ProxyCore {
             reply_to: stx.reply_to.clone(),
             transport: stx.transport,
             side: stx.side,
-            branch: req
-                .top_via()
-                .and_then(|v| v.branch())
-                .unwrap_or("")
-                .to_string(),
+            branch: Arc::from(req.top_via().and_then(|v| v.branch()).unwrap_or("")),
         };
         let branch = branch_of(stx.loop_hash, stx.key_hash);
         let method = stx.method.clone();
@@ -821,20 +820,22 @@ impl ProxyCore {
         let side = self.response_side(source)?;
         self.check_top_via_ours(&msg, source)?;
         let status = msg.status().unwrap_or(0);
-        let key = ClientKey::of_response(&msg).ok_or(Handled)?;
+        let key = ClientKeyRef::of_response(&msg).ok_or(Handled)?;
         let cid = self.match_client_tx(now, &msg, &key, status, side, source)?;
         self.check_response_side(cid, side, source)?;
         self.check_2xx_keeps_a_via(cid, &msg, status, source)?;
         let out = self
             .client_tx_response(now, cid, &msg, &key, status, side)
             .ok_or(Handled)?;
+        // (the key borrows `msg`: only its method is needed from here)
+        let method = key.method;
         if let Some(sid) = out.server.filter(|&sid| self.is_forked(sid)) {
             // a ring group's response context decides (RFC 3261 16.7)
             self.fork_response(now, sid, cid, &msg, status, side);
             return Ok(());
         }
         // a REGISTER's 2xx updates the bindings (and may restore Contacts)
-        let msg = match out.server.filter(|_| key.method == Method::Register) {
+        let msg = match out.server.filter(|_| method == Method::Register) {
             Some(sid) => self
                 .register_response(now, sid, &msg, status)
                 .unwrap_or(msg),
@@ -843,7 +844,7 @@ impl ProxyCore {
         // the tracker sees every response of the call, but a failed branch
         // of a call the provider forked while another branch still rings
         let hidden = status >= 300
-            && key.method == Method::Invite
+            && method == Method::Invite
             && out.server.is_some_and(|sid| self.sibling_pending(sid));
         if !hidden {
             let evs = self.track(&msg, side, now);
@@ -906,12 +907,12 @@ impl ProxyCore {
         &mut self,
         now: Instant,
         msg: &SipMessage,
-        key: &ClientKey,
+        key: &ClientKeyRef<'_>,
         status: u16,
         side: Side,
         source: SocketAddr,
     ) -> Step<ClientTxId> {
-        if let Some(&cid) = self.client_keys.get(key) {
+        if let Some(&cid) = self.client_keys.get(key as &dyn ClientKeyView) {
             return Ok(cid);
         }
         if key.method == Method::Invite && (200..300).contains(&status) {
