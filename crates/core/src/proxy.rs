@@ -47,7 +47,8 @@ use crate::client_tx::{AcceptedInvites, ClientTx, Upstream};
 use crate::config::{admission_config, CoreConfig};
 use crate::identity::Rewrite;
 use crate::ids::{
-    ClientKey, ClientKeyRef, ClientKeyView, ClientTxId, Method, ServerKey, ServerTxId,
+    ClientKey, ClientKeyRef, ClientKeyView, ClientTxId, Method, ServerKey, ServerKeyRef,
+    ServerKeyView, ServerTxId,
 };
 use crate::messages::{branch_of, fnv1a, loop_hash, salvage_error_response};
 use crate::output::{log_sample, CoreStats, Output, Transmit};
@@ -439,7 +440,7 @@ impl ProxyCore {
             self.on_ack(now, msg, rx.source, side);
             return Ok(());
         }
-        let key = ServerKey::of(&msg, method.clone()).ok_or(Handled)?;
+        let key = ServerKeyRef::of(&msg, method.clone()).ok_or(Handled)?;
         let side = self.require_side(&msg, &method, side, rx)?;
         self.absorb_retransmission(&key, side)?;
         if method == Method::Cancel {
@@ -460,6 +461,7 @@ impl ProxyCore {
         let sibling = (initial && side == Side::Trunk && method == Method::Invite)
             .then(|| SiblingKey::of(&msg))
             .flatten();
+        let key = key.to_owned_key();
         let (sid, new_call) = self.create_server_tx(now, msg, key, loop_hash, side, initial, rx);
         if let Some(k) = sibling {
             self.siblings.add(k, sid);
@@ -705,7 +707,7 @@ impl ProxyCore {
     /// (hop by hop, RFC 3261 17.2.1); for a 2xx it is end to end and is
     /// forwarded statelessly along the route (16.11 behaviour for ACK).
     fn on_ack(&mut self, now: Instant, msg: SipMessage, source: SocketAddr, side: Option<Side>) {
-        if let Some(key) = ServerKey::of(&msg, Method::Invite) {
+        if let Some(key) = ServerKeyRef::of(&msg, Method::Invite) {
             if self.absorb_ack(now, &key, side) {
                 return;
             }
@@ -760,10 +762,10 @@ impl ProxyCore {
     /// INVITE), cancel the pending branch; an INVITE still held for Zammad
     /// is answered 487 by the proxy.
     fn on_cancel(&mut self, now: Instant, msg: SipMessage, rx: Rx, side: Side) {
-        let Some(inv_key) = ServerKey::of(&msg, Method::Invite) else {
+        let Some(inv_key) = ServerKeyRef::of(&msg, Method::Invite) else {
             return;
         };
-        let Some(&sid) = self.server_keys.get(&inv_key) else {
+        let Some(&sid) = self.server_keys.get(&inv_key as &dyn ServerKeyView) else {
             self.respond_stateless(&msg, rx, 481, "Call/Transaction Does Not Exist", &[]);
             return;
         };

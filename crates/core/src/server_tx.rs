@@ -26,7 +26,7 @@ use sipcti_wire::{response_for, SipMessage, TransportKind};
 
 use crate::admission::SourceKey;
 use crate::client_tx::Upstream;
-use crate::ids::{Method, ServerKey, ServerTxId};
+use crate::ids::{Method, ServerKey, ServerKeyView, ServerTxId};
 use crate::messages::{key_hash, push_hex};
 use crate::output::log_sample;
 use crate::proxy::{Handled, ProxyCore, Rx, Step};
@@ -159,7 +159,7 @@ impl ProxyCore {
     /// RFC 3261 17.2.1 / 17.2.2: a request matching server transaction
     /// `key` is a retransmission: the last response goes out again (only
     /// to the side the transaction belongs to) and the request stops here.
-    pub(crate) fn absorb_retransmission(&mut self, key: &ServerKey, side: Side) -> Step {
+    pub(crate) fn absorb_retransmission(&mut self, key: &dyn ServerKeyView, side: Side) -> Step {
         let Some(&sid) = self.server_keys.get(key) else {
             return Ok(());
         };
@@ -278,7 +278,12 @@ impl ProxyCore {
     /// RFC 3261 17.2.1: the ACK of a non-2xx final response ends INVITE
     /// server transaction `key` (Confirmed, Timer I). `true` when it did
     /// (the ACK is absorbed); only an ACK from the transaction's side counts.
-    pub(crate) fn absorb_ack(&mut self, now: Instant, key: &ServerKey, side: Option<Side>) -> bool {
+    pub(crate) fn absorb_ack(
+        &mut self,
+        now: Instant,
+        key: &dyn ServerKeyView,
+        side: Option<Side>,
+    ) -> bool {
         let Some(&sid) = self.server_keys.get(key) else {
             return false;
         };
