@@ -304,9 +304,11 @@ pub(crate) struct ParamPos {
 pub(crate) fn param_positions(params: &str) -> impl Iterator<Item = ParamPos> + '_ {
     split_ranges(params, b';', false).skip(1).map(|r| {
         let whole = trim_in(params, r);
+        // a plain byte scan: parameters are short, a memchr set-up costs more
         let eq = params
+            .as_bytes()
             .get(whole.clone())
-            .and_then(|p| p.find('='))
+            .and_then(|p| p.iter().position(|&b| b == b'='))
             .map(|e| whole.start + e);
         match eq {
             Some(eq) => ParamPos {
