@@ -554,7 +554,7 @@ pub(crate) fn name_addr_parts(s: &str) -> Option<(RawDisplay<'_>, &str, &str)> {
         }
         display = RawDisplay::Quoted(t.get(1..close)?);
         lt = after;
-    } else if let Some(l) = t.find('<') {
+    } else if let Some(l) = tb.iter().position(|&b| b == b'<') {
         let dn = t.get(..l)?.trim_matches(|c: char| c.is_ascii_whitespace());
         display = if dn.is_empty() {
             RawDisplay::None
@@ -567,7 +567,7 @@ pub(crate) fn name_addr_parts(s: &str) -> Option<(RawDisplay<'_>, &str, &str)> {
         lt = l;
     } else {
         // addr-spec: params after ';' are header params (RFC 3261 20.10)
-        let semi = t.find(';').unwrap_or(t.len());
+        let semi = tb.iter().position(|&b| b == b';').unwrap_or(t.len());
         let ur = trim_in(t, 0..semi);
         let uri = t.get(ur)?;
         if uri.is_empty() || uri.bytes().any(|b| b.is_ascii_whitespace()) {
@@ -575,7 +575,8 @@ pub(crate) fn name_addr_parts(s: &str) -> Option<(RawDisplay<'_>, &str, &str)> {
         }
         return Some((RawDisplay::None, uri, t.get(semi..)?));
     }
-    let gt = lt + t.get(lt..)?.find('>')?;
+    // (byte scans: these parts are short, a memchr set-up costs more)
+    let gt = lt + tb.get(lt..)?.iter().position(|&b| b == b'>')?;
     let uri = t.get(lt + 1..gt)?;
     if uri.is_empty() || uri.bytes().any(|b| b.is_ascii_whitespace() || b == b'<') {
         return None;
