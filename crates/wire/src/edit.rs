@@ -501,9 +501,7 @@ pub fn response_for(
     let mut buf = [0u8; 10];
     let digits = decimal(u32::from(status), &mut buf);
     // `{status:03}`: at least three digits
-    for _ in digits.len()..3 {
-        out.push(b'0');
-    }
+    out.extend_from_slice(b"000".get(digits.len()..).unwrap_or_default());
     out.extend_from_slice(digits.as_bytes());
     out.push(b' ');
     out.extend(clean(reason));
@@ -588,6 +586,20 @@ pub fn with_uri(value: &str, uri: &str) -> Option<String> {
 #[cfg(test)]
 mod format_tests {
     use std::net::IpAddr;
+
+    #[test]
+    fn status_line_pads_to_three_digits() {
+        let req = crate::SipMessage::parse(
+            b"OPTIONS sip:h SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@h>;tag=1\r\nTo: <sip:h>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n".to_vec(),
+            &crate::Limits::default(),
+        )
+        .expect("parses");
+        for status in [0u16, 7, 42, 100, 699, 1000, u16::MAX] {
+            let out = super::response_for(&req, status, "R", None, &[]);
+            let want = format!("SIP/2.0 {status:03} R\r\n");
+            assert!(out.starts_with(want.as_bytes()), "{status}");
+        }
+    }
 
     #[test]
     fn push_ip_writes_what_display_writes() {
