@@ -23,12 +23,13 @@ use std::collections::VecDeque;
 
 use crate::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sipcti_dialog::Side;
 use sipcti_wire::{SipMessage, TransportKind};
 
-use crate::ids::{ClientKey, ClientTxId, Method, ServerTxId};
+use crate::ids::{ClientKey, ClientKeyRef, ClientKeyView, ClientTxId, Method, ServerTxId};
 use crate::messages::{build_ack, build_cancel_with_reason};
 use crate::output::log_sample;
 use crate::proxy::ProxyCore;
@@ -59,8 +60,9 @@ pub(crate) struct Upstream {
     /// The side the request came from.
     pub(crate) side: Side,
     /// Branch of the request's top Via as received: the second Via of
-    /// every response relayed upstream must carry it.
-    pub(crate) branch: String,
+    /// every response relayed upstream must carry it (shared: the
+    /// upstream is copied per relayed response).
+    pub(crate) branch: Arc<str>,
 }
 
 /// A client transaction.
@@ -74,8 +76,6 @@ pub(crate) struct ClientTx {
     pub(crate) upstream: Upstream,
     /// The method.
     pub(crate) method: Method,
-    /// The branch of our Via.
-    pub(crate) branch: String,
     /// The request as sent; dropped when no longer needed (it is kept in
     /// Completed for an INVITE, to ACK retransmitted final responses).
     pub(crate) req: Option<SipMessage>,
@@ -201,7 +201,7 @@ impl ProxyCore {
         now: Instant,
         sid: ServerTxId,
         fwd: SipMessage,
-        branch: String,
+        branch: Arc<str>,
         method: Method,
         hop: NextHop,
         dest_side: Side,
@@ -210,7 +210,7 @@ impl ProxyCore {
         let cid = self.next_client_id();
         let is_invite = method == Method::Invite;
         let key = ClientKey {
-            branch: branch.clone(),
+            branch,
             method: method.clone(),
         };
         let data = fwd.bytes();
@@ -219,7 +219,6 @@ impl ProxyCore {
             dest_side,
             upstream,
             method,
-            branch,
             req: Some(fwd),
             timer_keys: Vec::new(),
             dest: hop.target.clone(),
@@ -292,11 +291,11 @@ impl ProxyCore {
             return;
         };
         let cancel = build_cancel_with_reason(invite, ctx.cancel_reason.as_deref());
-        let (t, d, branch) = (ctx.transport, ctx.dest.clone(), ctx.branch.clone());
+        let (t, d, branch) = (ctx.transport, ctx.dest.clone(), ctx.key.branch.clone());
         let (dest_side, upstream) = (ctx.dest_side, ctx.upstream.clone());
         let id = self.next_client_id();
         let key = ClientKey {
-            branch: branch.clone(),
+            branch,
             method: Method::Cancel,
         };
         let req = match SipMessage::parse(cancel.clone(), &self.cfg.limits) {
@@ -311,7 +310,6 @@ impl ProxyCore {
                 dest_side,
                 upstream,
                 method: Method::Cancel,
-                branch,
                 req: Some(req),
                 timer_keys: Vec::new(),
                 dest: d.clone(),
@@ -365,7 +363,7 @@ impl ProxyCore {
         now: Instant,
         cid: ClientTxId,
         msg: &SipMessage,
-        key: &ClientKey,
+        key_ref: &ClientKeyRef<'_>,
         status: u16,
         side: Side,
     ) -> Option<ClientOutcome> {
@@ -439,7 +437,9 @@ impl ProxyCore {
                 // record. So the slot is freed at once (it counts in
                 // max_transactions).
                 if is_invite && (200..300).contains(&status) {
-                    self.remember_accepted(now, key.clone(), side, upstream.clone());
+                    let key = self.clients.get(&cid).map(|c| c.key.clone());
+                    let key = key.unwrap_or_else(|| key_ref.to_owned_key());
+                    self.remember_accepted(now, key, side, upstream.clone());
                 }
                 self.remove_client(cid);
             }
@@ -479,7 +479,11 @@ impl ProxyCore {
         downstream: Side,
         up: Upstream,
     ) {
-        if self.accepted.records.contains_key(&key) {
+        if self
+            .accepted
+            .records
+            .contains_key(&key as &dyn ClientKeyView)
+        {
             return;
         }
         if self.accepted.records.len() >= self.cfg.max_transactions {
@@ -515,11 +519,11 @@ impl ProxyCore {
         &mut self,
         now: Instant,
         msg: &SipMessage,
-        key: &ClientKey,
+        key: &ClientKeyRef<'_>,
         side: Side,
         source: SocketAddr,
     ) {
-        let Some(rec) = self.accepted.records.get(key) else {
+        let Some(rec) = self.accepted.records.get(key as &dyn ClientKeyView) else {
             self.count_stray(source, "2xx matches no transaction: dropped");
             return;
         };
@@ -533,7 +537,7 @@ impl ProxyCore {
         let up = rec.upstream.clone();
         let vias = msg.vias();
         let next_ok = vias.get(1).is_some_and(|v| {
-            !self.cfg.is_us(v.host, v.port) && v.branch().unwrap_or("") == up.branch
+            !self.cfg.is_us(v.host, v.port) && v.branch().unwrap_or("") == &*up.branch
         });
         if !next_ok {
             self.count_stray(source, "2xx retransmission with a foreign next Via dropped");

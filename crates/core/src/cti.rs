@@ -219,7 +219,7 @@ impl ProxyCore {
         let cid = msg.call_id()?;
         for t in [msg.from(), msg.to()].into_iter().flatten() {
             if let Some(tag) = t.tag() {
-                if let Some(r) = self.rewrites.get(&(cid.to_string(), tag.to_string())) {
+                if let Some(r) = self.rewrites.get(&(cid, tag) as &dyn StrPair) {
                     return Some(r);
                 }
             }
@@ -245,10 +245,69 @@ impl ProxyCore {
             }
         }
         if toward == Toward::Trunk {
-            for (idx, v) in self.cfg.hide_contacts(msg, transport) {
+            let us = self.ours.hostport(&self.cfg, self.cfg.trunk_ip, transport);
+            for (idx, v) in self.cfg.hide_contacts(msg, &us) {
                 edit.replace_value(idx, &v);
             }
         }
         edit.finish()
+    }
+}
+
+/// A pair of strings, owned or borrowed: the caller-id rewrites
+/// (`HashMap<(String, String), _>`) are searched with a `&dyn StrPair` of
+/// the message's Call-ID and tag, without copying them.
+pub(crate) trait StrPair {
+    /// The two strings.
+    fn pair(&self) -> (&str, &str);
+}
+
+impl StrPair for (String, String) {
+    fn pair(&self) -> (&str, &str) {
+        (&self.0, &self.1)
+    }
+}
+
+impl StrPair for (&str, &str) {
+    fn pair(&self) -> (&str, &str) {
+        (self.0, self.1)
+    }
+}
+
+impl std::hash::Hash for dyn StrPair + '_ {
+    // as `(String, String)` hashes: each string in order
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let (a, b) = self.pair();
+        a.hash(state);
+        b.hash(state);
+    }
+}
+
+impl PartialEq for dyn StrPair + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.pair() == other.pair()
+    }
+}
+
+impl Eq for dyn StrPair + '_ {}
+
+impl<'a> std::borrow::Borrow<dyn StrPair + 'a> for (String, String) {
+    fn borrow(&self) -> &(dyn StrPair + 'a) {
+        self
+    }
+}
+
+#[cfg(test)]
+mod str_pair_tests {
+    use super::StrPair;
+
+    #[test]
+    fn borrowed_pairs_find_owned_ones() {
+        let mut m: crate::HashMap<(String, String), u8> = crate::HashMap::default();
+        m.insert(("c1".into(), "t1".into()), 1);
+        m.insert(("c1t".into(), "1".into()), 2);
+        assert_eq!(m.get(&("c1", "t1") as &dyn StrPair), Some(&1));
+        assert_eq!(m.get(&("c1t", "1") as &dyn StrPair), Some(&2));
+        assert_eq!(m.get(&("c1", "t") as &dyn StrPair), None);
     }
 }

@@ -36,6 +36,7 @@
 //! response, the 2xx (with the answering branch's target as who answered).
 //! So a call ends once, with the cause of the call as a whole.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use sipcti_dialog::Side;
@@ -185,10 +186,10 @@ impl ProxyCore {
     ) {
         let mut legs = Vec::with_capacity(fork.len());
         for (i, t) in fork.into_iter().enumerate() {
-            let b = if i == 0 {
-                branch.to_string()
+            let b: Arc<str> = if i == 0 {
+                Arc::from(branch)
             } else {
-                format!("{branch}.{i}")
+                Arc::from(format!("{branch}.{i}"))
             };
             let leg = NextHop {
                 target: t.target,
@@ -214,7 +215,7 @@ impl ProxyCore {
         &mut self,
         now: Instant,
         sid: ServerTxId,
-        legs: Vec<(SipMessage, String, NextHop, Option<String>)>,
+        legs: Vec<(SipMessage, Arc<str>, NextHop, Option<String>)>,
         upstream: Upstream,
     ) {
         let Some(stx) = self.servers.get(&sid) else {

@@ -10,7 +10,10 @@
 //! * [`ClientKey`]: how a response is matched to a client transaction
 //!   (RFC 3261 17.1.3).
 
+use std::borrow::Borrow;
 use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use sipcti_wire::SipMessage;
 
@@ -164,15 +167,18 @@ impl fmt::Display for Method {
 /// retransmission, its ACK (for a non-2xx) or its CANCEL is matched by.
 /// Its [`Display`](fmt::Display) form is stable: the core hashes it into
 /// the To tag of its own answers and into the branch of forwarded requests.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// The RFC 3261 form shares its strings (`Arc`): the transaction and its
+/// table entry hold the same ones. Found without building one: see
+/// [`ServerKeyRef`].
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServerKey {
     /// RFC 3261 matching: the top Via's branch (with the magic cookie
     /// `z9hG4bK`), sent-by and the method (INVITE for ACK and CANCEL).
     Rfc3261 {
         /// The branch parameter.
-        branch: String,
+        branch: Arc<str>,
         /// The sent-by host as written.
-        host: String,
+        host: Arc<str>,
         /// The sent-by port (5060 when absent).
         port: u16,
         /// The method of the transaction.
@@ -201,37 +207,232 @@ pub enum ServerKey {
     },
 }
 
+/// A [`ServerKey`] borrowed from a received request: what the server
+/// transaction table is searched with (no allocation per request). It
+/// hashes and compares like the [`ServerKey`] with the same fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerKeyRef<'a> {
+    /// [`ServerKey::Rfc3261`], borrowed.
+    Rfc3261 {
+        /// The branch parameter.
+        branch: &'a str,
+        /// The sent-by host as written.
+        host: &'a str,
+        /// The sent-by port (5060 when absent).
+        port: u16,
+        /// The method of the transaction.
+        method: Method,
+    },
+    /// [`ServerKey::Rfc2543`], borrowed.
+    Rfc2543 {
+        /// The Request-URI as written.
+        request_uri: &'a str,
+        /// The Call-ID.
+        call_id: &'a str,
+        /// The From tag (empty without one).
+        from_tag: &'a str,
+        /// The CSeq number.
+        cseq: u32,
+        /// The branch parameter (empty without one).
+        branch: &'a str,
+        /// The sent-by host as written.
+        host: &'a str,
+        /// The sent-by port (5060 when absent).
+        port: u16,
+        /// The method of the transaction.
+        method: Method,
+    },
+}
+
+/// The fields of a server transaction key, whether owned or borrowed: what
+/// keys hash and compare by.
+#[derive(PartialEq, Eq, Hash)]
+pub enum ServerKeyParts<'a> {
+    /// See [`ServerKey::Rfc3261`].
+    Rfc3261(&'a str, &'a str, u16, &'a Method),
+    /// See [`ServerKey::Rfc2543`]: Request-URI, Call-ID, From tag, CSeq
+    /// number, branch, host, port, method.
+    Rfc2543(
+        &'a str,
+        &'a str,
+        &'a str,
+        u32,
+        &'a str,
+        &'a str,
+        u16,
+        &'a Method,
+    ),
+}
+
+/// A server transaction key, owned or borrowed: the form the table is
+/// searched by (`HashMap<ServerKey, _>::get` with a `&dyn ServerKeyView`).
+pub trait ServerKeyView {
+    /// The key's fields.
+    fn parts(&self) -> ServerKeyParts<'_>;
+}
+
+impl ServerKeyView for ServerKey {
+    fn parts(&self) -> ServerKeyParts<'_> {
+        match self {
+            ServerKey::Rfc3261 {
+                branch,
+                host,
+                port,
+                method,
+            } => ServerKeyParts::Rfc3261(branch, host, *port, method),
+            ServerKey::Rfc2543 {
+                request_uri,
+                call_id,
+                from_tag,
+                cseq,
+                branch,
+                host,
+                port,
+                method,
+            } => ServerKeyParts::Rfc2543(
+                request_uri,
+                call_id,
+                from_tag,
+                *cseq,
+                branch,
+                host,
+                *port,
+                method,
+            ),
+        }
+    }
+}
+
+impl ServerKeyView for ServerKeyRef<'_> {
+    fn parts(&self) -> ServerKeyParts<'_> {
+        match self {
+            ServerKeyRef::Rfc3261 {
+                branch,
+                host,
+                port,
+                method,
+            } => ServerKeyParts::Rfc3261(branch, host, *port, method),
+            ServerKeyRef::Rfc2543 {
+                request_uri,
+                call_id,
+                from_tag,
+                cseq,
+                branch,
+                host,
+                port,
+                method,
+            } => ServerKeyParts::Rfc2543(
+                request_uri,
+                call_id,
+                from_tag,
+                *cseq,
+                branch,
+                host,
+                *port,
+                method,
+            ),
+        }
+    }
+}
+
+impl Hash for dyn ServerKeyView + '_ {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.parts().hash(state);
+    }
+}
+
+impl PartialEq for dyn ServerKeyView + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for dyn ServerKeyView + '_ {}
+
+impl Hash for ServerKey {
+    // the same as `dyn ServerKeyView`'s: the `Borrow` below requires it
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.parts().hash(state);
+    }
+}
+
+impl<'a> Borrow<dyn ServerKeyView + 'a> for ServerKey {
+    fn borrow(&self) -> &(dyn ServerKeyView + 'a) {
+        self
+    }
+}
+
 impl ServerKey {
     /// The key of the server transaction of method `method` that request
     /// `msg` belongs to; `None` without a top Via (or, for RFC 2543
     /// matching, without a CSeq).
     pub fn of(msg: &SipMessage, method: Method) -> Option<ServerKey> {
+        ServerKeyRef::of(msg, method).map(|k| k.to_owned_key())
+    }
+}
+
+impl<'a> ServerKeyRef<'a> {
+    /// [`ServerKey::of`] borrowed from `msg`.
+    pub fn of(msg: &'a SipMessage, method: Method) -> Option<ServerKeyRef<'a>> {
         let via = msg.top_via()?;
         let branch = via.branch().unwrap_or("");
         let port = via.port.unwrap_or(5060);
         if branch.starts_with("z9hG4bK") {
-            Some(ServerKey::Rfc3261 {
-                branch: branch.to_string(),
-                host: via.host.to_string(),
+            Some(ServerKeyRef::Rfc3261 {
+                branch,
+                host: via.host,
                 port,
                 method,
             })
         } else {
             let (cseq, _) = msg.cseq()?;
-            let from_tag = msg
-                .from()
-                .and_then(|f| f.tag().map(str::to_string))
-                .unwrap_or_default();
-            Some(ServerKey::Rfc2543 {
-                request_uri: msg.request_uri().unwrap_or("").to_string(),
-                call_id: msg.call_id().unwrap_or("").to_string(),
+            let from_tag = msg.from().and_then(|f| f.tag()).unwrap_or("");
+            Some(ServerKeyRef::Rfc2543 {
+                request_uri: msg.request_uri().unwrap_or(""),
+                call_id: msg.call_id().unwrap_or(""),
                 from_tag,
                 cseq,
-                branch: branch.to_string(),
-                host: via.host.to_string(),
+                branch,
+                host: via.host,
                 port,
                 method,
             })
+        }
+    }
+
+    /// The owned key with the same fields.
+    pub fn to_owned_key(&self) -> ServerKey {
+        match self {
+            ServerKeyRef::Rfc3261 {
+                branch,
+                host,
+                port,
+                method,
+            } => ServerKey::Rfc3261 {
+                branch: Arc::from(*branch),
+                host: Arc::from(*host),
+                port: *port,
+                method: method.clone(),
+            },
+            ServerKeyRef::Rfc2543 {
+                request_uri,
+                call_id,
+                from_tag,
+                cseq,
+                branch,
+                host,
+                port,
+                method,
+            } => ServerKey::Rfc2543 {
+                request_uri: request_uri.to_string(),
+                call_id: call_id.to_string(),
+                from_tag: from_tag.to_string(),
+                cseq: *cseq,
+                branch: branch.to_string(),
+                host: host.to_string(),
+                port: *port,
+                method: method.clone(),
+            },
         }
     }
 }
@@ -263,25 +464,110 @@ impl fmt::Display for ServerKey {
 }
 
 /// The key of a client transaction (RFC 3261 17.1.3): the branch of the
-/// Via the proxy added and the CSeq method.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// Via the proxy added and the CSeq method. The branch is shared (`Arc`)
+/// by the transaction, its table entry and its Accepted INVITE record.
+/// Found without building one: see [`ClientKeyRef`].
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientKey {
     /// The branch parameter of our Via.
-    pub branch: String,
+    pub branch: Arc<str>,
     /// The method (of the request; of the CSeq in a response).
     pub method: Method,
+}
+
+/// A [`ClientKey`] borrowed from a received response: what the client
+/// transaction table is searched with (no allocation per response). It
+/// hashes and compares like the [`ClientKey`] with the same branch and
+/// method.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientKeyRef<'a> {
+    /// The branch parameter of the response's top Via.
+    pub branch: &'a str,
+    /// The CSeq method.
+    pub method: Method,
+}
+
+/// The parts of a client transaction key, whether owned or borrowed: the
+/// form the tables are searched by (`HashMap<ClientKey, _>::get` with a
+/// `&dyn ClientKeyView`).
+pub trait ClientKeyView {
+    /// The branch.
+    fn branch(&self) -> &str;
+    /// The method.
+    fn method(&self) -> &Method;
+}
+
+impl ClientKeyView for ClientKey {
+    fn branch(&self) -> &str {
+        &self.branch
+    }
+    fn method(&self) -> &Method {
+        &self.method
+    }
+}
+
+impl ClientKeyView for ClientKeyRef<'_> {
+    fn branch(&self) -> &str {
+        self.branch
+    }
+    fn method(&self) -> &Method {
+        &self.method
+    }
+}
+
+impl Hash for dyn ClientKeyView + '_ {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.branch().hash(state);
+        self.method().hash(state);
+    }
+}
+
+impl PartialEq for dyn ClientKeyView + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.branch() == other.branch() && self.method() == other.method()
+    }
+}
+
+impl Eq for dyn ClientKeyView + '_ {}
+
+impl Hash for ClientKey {
+    // the same as `dyn ClientKeyView`'s: the `Borrow` below requires it
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        (self as &dyn ClientKeyView).hash(state);
+    }
+}
+
+impl<'a> Borrow<dyn ClientKeyView + 'a> for ClientKey {
+    fn borrow(&self) -> &(dyn ClientKeyView + 'a) {
+        self
+    }
 }
 
 impl ClientKey {
     /// The client transaction key response `msg` matches: its top Via's
     /// branch and its CSeq method; `None` without a CSeq or a top Via.
     pub fn of_response(msg: &SipMessage) -> Option<ClientKey> {
+        ClientKeyRef::of_response(msg).map(|k| k.to_owned_key())
+    }
+}
+
+impl<'a> ClientKeyRef<'a> {
+    /// [`ClientKey::of_response`] borrowed from `msg`.
+    pub fn of_response(msg: &'a SipMessage) -> Option<ClientKeyRef<'a>> {
         let via = msg.top_via()?;
         let (_, method) = msg.cseq()?;
-        Some(ClientKey {
-            branch: via.branch().unwrap_or("").to_string(),
+        Some(ClientKeyRef {
+            branch: via.branch().unwrap_or(""),
             method: Method::parse(method),
         })
+    }
+
+    /// The owned key with the same branch and method.
+    pub fn to_owned_key(&self) -> ClientKey {
+        ClientKey {
+            branch: Arc::from(self.branch),
+            method: self.method.clone(),
+        }
     }
 }
 
@@ -331,5 +617,50 @@ mod tests {
             method: Method::Cancel,
         };
         assert_eq!(k.to_string(), "z9hG4bKsc1.2|CANCEL");
+    }
+
+    #[test]
+    fn borrowed_keys_find_the_owned_ones() {
+        let raw = |via: &str| {
+            format!(
+                "INVITE sip:b@h SIP/2.0\r\nVia: SIP/2.0/UDP {via}\r\nFrom: <sip:a@h>;tag=f1\r\nTo: <sip:b@h>\r\nCall-ID: c1\r\nCSeq: 3 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+            )
+        };
+        let limits = sipcti_wire::Limits::default();
+        let mut servers: crate::HashMap<ServerKey, u32> = crate::HashMap::default();
+        let mut msgs = Vec::new();
+        for (i, via) in ["10.0.0.1:5062;branch=z9hG4bKa", "10.0.0.1;branch=old", "h2"]
+            .into_iter()
+            .enumerate()
+        {
+            let m = SipMessage::parse(raw(via).into_bytes(), &limits).expect("parses");
+            let owned = ServerKey::of(&m, Method::Invite).expect("key");
+            servers.insert(owned, i as u32);
+            msgs.push(m);
+        }
+        for (i, m) in msgs.iter().enumerate() {
+            let r = ServerKeyRef::of(m, Method::Invite).expect("key");
+            assert_eq!(servers.get(&r as &dyn ServerKeyView), Some(&(i as u32)));
+            let other = ServerKeyRef::of(m, Method::Bye).expect("key");
+            assert_eq!(servers.get(&other as &dyn ServerKeyView), None);
+        }
+        let mut clients: crate::HashMap<ClientKey, u32> = crate::HashMap::default();
+        clients.insert(
+            ClientKey {
+                branch: "z9hG4bKsc1.2".into(),
+                method: Method::Invite,
+            },
+            1,
+        );
+        let r = ClientKeyRef {
+            branch: "z9hG4bKsc1.2",
+            method: Method::Invite,
+        };
+        assert_eq!(clients.get(&r as &dyn ClientKeyView), Some(&1));
+        let r = ClientKeyRef {
+            branch: "z9hG4bKsc1.2",
+            method: Method::Cancel,
+        };
+        assert_eq!(clients.get(&r as &dyn ClientKeyView), None);
     }
 }

@@ -62,7 +62,10 @@ pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::
 
 pub use config::{CoreConfig, SourceLimits};
 pub use cti::CtiAnswer;
-pub use ids::{CallId, ClientKey, ClientTxId, Method, ServerKey, ServerTxId};
+pub use ids::{
+    CallId, ClientKey, ClientKeyRef, ClientKeyView, ClientTxId, Method, ServerKey, ServerKeyParts,
+    ServerKeyRef, ServerKeyView, ServerTxId,
+};
 pub use output::{log_sample, CoreStats, Output, Transmit};
 pub use proxy::ProxyCore;
 pub use registration::{

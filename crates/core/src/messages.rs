@@ -6,6 +6,7 @@
 //! Responses to parsed requests are built by [`sipcti_wire::response_for`].
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use sipcti_wire::SipMessage;
 
@@ -23,7 +24,9 @@ pub(crate) fn fnv1a(parts: &[&str]) -> u64 {
 }
 
 /// [`fnv1a`] of one part written by its `Display` (`fnv1a(&[&x.to_string()])`),
-/// hashed as it is formatted: no `String` is built.
+/// hashed as it is formatted: no `String` is built. The reference
+/// [`key_hash`] is tested against.
+#[cfg(test)]
 pub(crate) fn fnv1a_display(x: &impl std::fmt::Display) -> u64 {
     struct Fnv(u64);
     impl Fnv {
@@ -45,31 +48,164 @@ pub(crate) fn fnv1a_display(x: &impl std::fmt::Display) -> u64 {
     h.0
 }
 
+/// FNV-1a state fed part by part: [`Fnv::part`] hashes a part's bytes and
+/// the 0xff separator [`fnv1a`] puts after each part, so
+/// `Fnv::new().part(a).part(b).0 == fnv1a(&[a, b])`.
+#[derive(Clone, Copy)]
+pub(crate) struct Fnv(pub(crate) u64);
+
+impl Fnv {
+    /// The FNV-1a offset basis.
+    pub(crate) fn new() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+
+    /// Hashes `bytes` (no separator).
+    pub(crate) fn bytes(mut self, bytes: &[u8]) -> Fnv {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+        self
+    }
+
+    /// Hashes `s` (no separator).
+    pub(crate) fn str(self, s: &str) -> Fnv {
+        self.bytes(s.as_bytes())
+    }
+
+    /// Hashes `n` in decimal, as `{n}` writes it (no separator).
+    pub(crate) fn decimal(self, n: u32) -> Fnv {
+        let mut buf = [0u8; 10];
+        self.bytes(decimal(n, &mut buf))
+    }
+
+    /// Hashes `s` and the part separator.
+    pub(crate) fn part(self, s: &str) -> Fnv {
+        self.str(s).bytes(&[0xff])
+    }
+}
+
+/// `n` in decimal (as `{n}` writes it), into `buf`; returns the digits.
+pub(crate) fn decimal(mut n: u32, buf: &mut [u8; 10]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 || i == 0 {
+            break;
+        }
+    }
+    &buf[i..]
+}
+
+/// `v` as 16 lowercase hex digits (`{v:016x}`), into `buf`.
+pub(crate) fn hex16(v: u64, buf: &mut [u8; 16]) -> &str {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = DIGITS[((v >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    // only ASCII hex digits were written
+    std::str::from_utf8(buf).unwrap_or("")
+}
+
+/// Appends `v` in lowercase hex without leading zeros (`{v:x}`) to `out`.
+pub(crate) fn push_hex(out: &mut String, v: u64) {
+    let mut buf = [0u8; 16];
+    let all = hex16(v, &mut buf);
+    let digits = all.trim_start_matches('0');
+    out.push_str(if digits.is_empty() { "0" } else { digits });
+}
+
+/// [`fnv1a_display`] of server transaction key `key` (the hash behind the
+/// To tag of our answers and the second part of our branch), hashed from
+/// the key's fields without the formatting machinery.
+pub(crate) fn key_hash(key: &crate::ids::ServerKey) -> u64 {
+    use crate::ids::ServerKey;
+    let h = match key {
+        ServerKey::Rfc3261 {
+            branch,
+            host,
+            port,
+            method,
+        } => Fnv::new()
+            .str(branch)
+            .str("|")
+            .str(host)
+            .str(":")
+            .decimal(u32::from(*port))
+            .str("|")
+            .str(method.as_str()),
+        ServerKey::Rfc2543 {
+            request_uri,
+            call_id,
+            from_tag,
+            cseq,
+            branch,
+            host,
+            port,
+            method,
+        } => Fnv::new()
+            .str("2543|")
+            .str(request_uri)
+            .str("|")
+            .str(call_id)
+            .str("|")
+            .str(from_tag)
+            .str("|")
+            .decimal(*cseq)
+            .str("|")
+            .str(branch)
+            .str("|")
+            .str(host)
+            .str(":")
+            .decimal(u32::from(*port))
+            .str("|")
+            .str(method.as_str()),
+    };
+    h.bytes(&[0xff]).0
+}
+
+/// The prefix of every branch the proxy puts in its Via (RFC 3261 8.1.1.7
+/// magic cookie, then `sc`), followed by the [`loop_hash`] in hex.
+pub(crate) const BRANCH_PREFIX: &str = "z9hG4bKsc";
+
+/// Our branch: [`BRANCH_PREFIX`], the loop hash and `tx` as 16 hex digits
+/// each, joined by a dot (`z9hG4bKsc{loop:016x}.{tx:016x}`); one
+/// allocation, shared by the client transaction and its key.
+pub(crate) fn branch_of(loop_hash: u64, tx: u64) -> Arc<str> {
+    const LEN: usize = BRANCH_PREFIX.len() + 33;
+    let mut buf = [0u8; LEN];
+    let (prefix, rest) = buf.split_at_mut(BRANCH_PREFIX.len());
+    prefix.copy_from_slice(BRANCH_PREFIX.as_bytes());
+    let (a, rest) = rest.split_at_mut(16);
+    let mut hex = [0u8; 16];
+    a.copy_from_slice(hex16(loop_hash, &mut hex).as_bytes());
+    let (dot, b) = rest.split_at_mut(1);
+    dot[0] = b'.';
+    b.copy_from_slice(hex16(tx, &mut hex).as_bytes());
+    // only ASCII was written
+    Arc::from(std::str::from_utf8(&buf).unwrap_or(""))
+}
+
 /// RFC 3261 16.3 step 4 / 16.6 step 8: the hash of the fields that
 /// identify a request for loop detection (Request-URI, From tag, To tag,
-/// Call-ID, CSeq number), 16 hex digits. It is the first part of the
-/// branch of every request we forward, so a request that comes back
+/// Call-ID, CSeq number). Written as 16 hex digits, it is the first part of
+/// the branch of every request we forward, so a request that comes back
 /// through us with the same fields is a loop.
-pub(crate) fn loop_hash(msg: &SipMessage) -> String {
-    let ftag = msg
-        .from()
-        .and_then(|f| f.tag().map(str::to_string))
-        .unwrap_or_default();
-    let ttag = msg
-        .to()
-        .and_then(|f| f.tag().map(str::to_string))
-        .unwrap_or_default();
-    let cseq = msg.cseq().map(|c| c.0.to_string()).unwrap_or_default();
-    format!(
-        "{:016x}",
-        fnv1a(&[
-            msg.request_uri().unwrap_or(""),
-            &ftag,
-            &ttag,
-            msg.call_id().unwrap_or(""),
-            &cseq
-        ])
-    )
+pub(crate) fn loop_hash(msg: &SipMessage) -> u64 {
+    let ftag = msg.from().and_then(|f| f.tag()).unwrap_or("");
+    let ttag = msg.to().and_then(|f| f.tag()).unwrap_or("");
+    let h = Fnv::new()
+        .part(msg.request_uri().unwrap_or(""))
+        .part(ftag)
+        .part(ttag)
+        .part(msg.call_id().unwrap_or(""));
+    match msg.cseq() {
+        Some((n, _)) => h.decimal(n).bytes(&[0xff]).0,
+        None => h.part("").0,
+    }
 }
 
 /// Build an error response for a request that [`SipMessage::parse`]
@@ -238,5 +374,64 @@ mod fnv_tests {
         for s in ["", "a", "z9hG4bK-1 INVITE 10.0.0.1:5060", "é"] {
             assert_eq!(super::fnv1a_display(&s), super::fnv1a(&[s]));
         }
+    }
+
+    #[test]
+    fn hex_and_decimal_match_format() {
+        for v in [0u64, 1, 0xf, 0x10, 0xdead_beef, u64::MAX, 1 << 63] {
+            let mut buf = [0u8; 16];
+            assert_eq!(super::hex16(v, &mut buf), format!("{v:016x}"));
+            let mut s = String::new();
+            super::push_hex(&mut s, v);
+            assert_eq!(s, format!("{v:x}"));
+        }
+        for n in [0u32, 7, 10, 5060, 65535, u32::MAX] {
+            let mut buf = [0u8; 10];
+            assert_eq!(super::decimal(n, &mut buf), n.to_string().as_bytes());
+        }
+        assert_eq!(
+            &*super::branch_of(0x12, u64::MAX),
+            format!("z9hG4bKsc{:016x}.{:016x}", 0x12, u64::MAX)
+        );
+    }
+
+    #[test]
+    fn key_hash_is_fnv1a_of_the_display_form() {
+        use crate::ids::{Method, ServerKey};
+        let keys = [
+            ServerKey::Rfc3261 {
+                branch: "z9hG4bK1".into(),
+                host: "10.0.0.20".into(),
+                port: 5062,
+                method: Method::Invite,
+            },
+            ServerKey::Rfc2543 {
+                request_uri: "sip:a@b".into(),
+                call_id: "c1".into(),
+                from_tag: "f".into(),
+                cseq: 7,
+                branch: String::new(),
+                host: "h".into(),
+                port: 5060,
+                method: Method::Other("FOO".into()),
+            },
+        ];
+        for k in keys {
+            assert_eq!(super::key_hash(&k), super::fnv1a_display(&k));
+        }
+    }
+
+    #[test]
+    fn loop_hash_is_fnv1a_of_the_fields() {
+        let raw = "INVITE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=ft\r\nTo: <sip:bob@example.com>\r\nCall-ID: cid\r\nCSeq: 42 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+        let msg = sipcti_wire::SipMessage::parse(
+            bytes::Bytes::from(raw),
+            &sipcti_wire::Limits::default(),
+        )
+        .expect("parses");
+        assert_eq!(
+            super::loop_hash(&msg),
+            super::fnv1a(&["sip:bob@example.com", "ft", "", "cid", "42"])
+        );
     }
 }

@@ -35,6 +35,7 @@ use std::collections::VecDeque;
 
 use crate::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use sipcti_dialog::{CallEvent, CallTracker, Side};
@@ -45,11 +46,14 @@ use crate::admission::{Admission, LimitedSource};
 use crate::client_tx::{AcceptedInvites, ClientTx, Upstream};
 use crate::config::{admission_config, CoreConfig};
 use crate::identity::Rewrite;
-use crate::ids::{ClientKey, ClientTxId, Method, ServerKey, ServerTxId};
-use crate::messages::{fnv1a, fnv1a_display, loop_hash, salvage_error_response};
+use crate::ids::{
+    ClientKey, ClientKeyRef, ClientKeyView, ClientTxId, Method, ServerKey, ServerKeyRef,
+    ServerKeyView, ServerTxId,
+};
+use crate::messages::{branch_of, fnv1a, loop_hash, salvage_error_response};
 use crate::output::{log_sample, CoreStats, Output, Transmit};
 use crate::registration::Bindings;
-use crate::routing::{other_side, pop_routes, reply_target, NextHop, Target};
+use crate::routing::{other_side, pop_routes, reply_target, NextHop, OurValues, Target};
 use crate::server_tx::{PendingForward, ServerTx};
 use crate::siblings::{SiblingKey, Siblings};
 use crate::timers::{Timer, TimerWheel};
@@ -102,6 +106,8 @@ pub struct ProxyCore {
     pub(crate) bindings: Bindings,
     /// The branches of calls the provider forked ([`crate::siblings`]).
     pub(crate) siblings: Siblings,
+    /// Our Via and Record-Route values, built once from `cfg`.
+    pub(crate) ours: OurValues,
 }
 
 impl ProxyCore {
@@ -120,6 +126,7 @@ impl ProxyCore {
         let tracker = CallTracker::new(cfg.tracker.clone());
         let cap = cfg.max_transactions.min(INITIAL_TABLE);
         let admission = Admission::new(admission_config(&cfg));
+        let ours = OurValues::new(&cfg);
         ProxyCore {
             cfg,
             tracker,
@@ -137,6 +144,7 @@ impl ProxyCore {
             admission,
             bindings: Bindings::default(),
             siblings: Siblings::default(),
+            ours,
         }
     }
 
@@ -233,6 +241,7 @@ impl ProxyCore {
         self.tracker.set_config(cfg.tracker.clone());
         self.admission.set_config(admission_config(&cfg));
         self.cfg = cfg;
+        self.ours = OurValues::new(&self.cfg);
         Ok(())
     }
 
@@ -431,7 +440,7 @@ impl ProxyCore {
             self.on_ack(now, msg, rx.source, side);
             return Ok(());
         }
-        let key = ServerKey::of(&msg, method.clone()).ok_or(Handled)?;
+        let key = ServerKeyRef::of(&msg, method.clone()).ok_or(Handled)?;
         let side = self.require_side(&msg, &method, side, rx)?;
         self.absorb_retransmission(&key, side)?;
         if method == Method::Cancel {
@@ -452,6 +461,7 @@ impl ProxyCore {
         let sibling = (initial && side == Side::Trunk && method == Method::Invite)
             .then(|| SiblingKey::of(&msg))
             .flatten();
+        let key = key.to_owned_key();
         let (sid, new_call) = self.create_server_tx(now, msg, key, loop_hash, side, initial, rx);
         if let Some(k) = sibling {
             self.siblings.add(k, sid);
@@ -576,14 +586,9 @@ impl ProxyCore {
             reply_to: stx.reply_to.clone(),
             transport: stx.transport,
             side: stx.side,
-            branch: req
-                .top_via()
-                .and_then(|v| v.branch())
-                .unwrap_or("")
-                .to_string(),
+            branch: Arc::from(req.top_via().and_then(|v| v.branch()).unwrap_or("")),
         };
-        let tx_hash = fnv1a_display(&stx.key);
-        let branch = format!("z9hG4bKsc{}.{tx_hash:016x}", stx.loop_hash);
+        let branch = branch_of(stx.loop_hash, stx.key_hash);
         let method = stx.method.clone();
         let side = stx.side;
         let fork = std::mem::take(&mut hop.fork);
@@ -643,16 +648,29 @@ impl ProxyCore {
             if in_transport != hop.transport || in_face != out_face {
                 // insertions at one spot keep call order: the value facing
                 // the next hop must be on top (RFC 5658 3.3)
-                edit.insert_first("Record-Route", &self.cfg.rr_value(out_face, hop.transport));
-                edit.insert_first("Record-Route", &self.cfg.rr_value(in_face, in_transport));
+                edit.insert_first(
+                    "Record-Route",
+                    &self.ours.rr_value(&self.cfg, out_face, hop.transport),
+                );
+                edit.insert_first(
+                    "Record-Route",
+                    &self.ours.rr_value(&self.cfg, in_face, in_transport),
+                );
             } else {
-                edit.insert_first("Record-Route", &self.cfg.rr_value(out_face, hop.transport));
+                edit.insert_first(
+                    "Record-Route",
+                    &self.ours.rr_value(&self.cfg, out_face, hop.transport),
+                );
             }
         }
-        edit.insert_first("Via", &self.cfg.via_value(out_face, hop.transport, branch));
+        let via = self.ours.via_prefix(&self.cfg, out_face, hop.transport);
+        edit.insert_first_parts("Via", &[&via, branch]);
         self.rewrite_request(&mut edit, req, side);
         if side == Side::Inside && stx.method != Method::Register {
-            for (i, v) in self.cfg.hide_contacts(req, hop.transport) {
+            let us = self
+                .ours
+                .hostport(&self.cfg, self.cfg.trunk_ip, hop.transport);
+            for (i, v) in self.cfg.hide_contacts(req, &us) {
                 edit.replace_value(i, &v);
             }
         }
@@ -689,7 +707,7 @@ impl ProxyCore {
     /// (hop by hop, RFC 3261 17.2.1); for a 2xx it is end to end and is
     /// forwarded statelessly along the route (16.11 behaviour for ACK).
     fn on_ack(&mut self, now: Instant, msg: SipMessage, source: SocketAddr, side: Option<Side>) {
-        if let Some(key) = ServerKey::of(&msg, Method::Invite) {
+        if let Some(key) = ServerKeyRef::of(&msg, Method::Invite) {
             if self.absorb_ack(now, &key, side) {
                 return;
             }
@@ -730,18 +748,11 @@ impl ProxyCore {
             .map(|m| m.saturating_sub(1))
             .unwrap_or(70);
         edit.set_max_forwards(mf);
-        let top_branch = msg
-            .top_via()
-            .and_then(|v| v.branch())
-            .unwrap_or("")
-            .to_string();
-        let branch = format!(
-            "z9hG4bKsc{}.{:016x}",
-            loop_hash(&msg),
-            fnv1a(&[&top_branch, "ACK"])
-        );
+        let top_branch = msg.top_via().and_then(|v| v.branch()).unwrap_or("");
+        let branch = branch_of(loop_hash(&msg), fnv1a(&[top_branch, "ACK"]));
         let out_face = self.cfg.face(other_side(side));
-        edit.insert_first("Via", &self.cfg.via_value(out_face, hop.transport, &branch));
+        let via = self.ours.via_prefix(&self.cfg, out_face, hop.transport);
+        edit.insert_first_parts("Via", &[&via, &branch]);
         self.rewrite_request(&mut edit, &msg, side);
         let bytes = edit.finish();
         self.send(hop.transport, hop.target, bytes, None);
@@ -751,10 +762,10 @@ impl ProxyCore {
     /// INVITE), cancel the pending branch; an INVITE still held for Zammad
     /// is answered 487 by the proxy.
     fn on_cancel(&mut self, now: Instant, msg: SipMessage, rx: Rx, side: Side) {
-        let Some(inv_key) = ServerKey::of(&msg, Method::Invite) else {
+        let Some(inv_key) = ServerKeyRef::of(&msg, Method::Invite) else {
             return;
         };
-        let Some(&sid) = self.server_keys.get(&inv_key) else {
+        let Some(&sid) = self.server_keys.get(&inv_key as &dyn ServerKeyView) else {
             self.respond_stateless(&msg, rx, 481, "Call/Transaction Does Not Exist", &[]);
             return;
         };
@@ -763,7 +774,7 @@ impl ProxyCore {
             return;
         };
         // RFC 3261 9.2: the To tag of the 200 matches our answers to the INVITE
-        let inv_tag = self.servers.get(&sid).map(|s| s.to_tag.clone());
+        let inv_tag = self.servers.get(&sid).map(ServerTx::to_tag);
         let ok = response_for(&msg, 200, "OK", inv_tag.as_deref(), &[]);
         let reply_to = reply_target(&msg, rx.source, rx.transport);
         let ok = Bytes::from(ok);
@@ -811,20 +822,22 @@ impl ProxyCore {
         let side = self.response_side(source)?;
         self.check_top_via_ours(&msg, source)?;
         let status = msg.status().unwrap_or(0);
-        let key = ClientKey::of_response(&msg).ok_or(Handled)?;
+        let key = ClientKeyRef::of_response(&msg).ok_or(Handled)?;
         let cid = self.match_client_tx(now, &msg, &key, status, side, source)?;
         self.check_response_side(cid, side, source)?;
         self.check_2xx_keeps_a_via(cid, &msg, status, source)?;
         let out = self
             .client_tx_response(now, cid, &msg, &key, status, side)
             .ok_or(Handled)?;
+        // (the key borrows `msg`: only its method is needed from here)
+        let method = key.method;
         if let Some(sid) = out.server.filter(|&sid| self.is_forked(sid)) {
             // a ring group's response context decides (RFC 3261 16.7)
             self.fork_response(now, sid, cid, &msg, status, side);
             return Ok(());
         }
         // a REGISTER's 2xx updates the bindings (and may restore Contacts)
-        let msg = match out.server.filter(|_| key.method == Method::Register) {
+        let msg = match out.server.filter(|_| method == Method::Register) {
             Some(sid) => self
                 .register_response(now, sid, &msg, status)
                 .unwrap_or(msg),
@@ -833,7 +846,7 @@ impl ProxyCore {
         // the tracker sees every response of the call, but a failed branch
         // of a call the provider forked while another branch still rings
         let hidden = status >= 300
-            && key.method == Method::Invite
+            && method == Method::Invite
             && out.server.is_some_and(|sid| self.sibling_pending(sid));
         if !hidden {
             let evs = self.track(&msg, side, now);
@@ -896,12 +909,12 @@ impl ProxyCore {
         &mut self,
         now: Instant,
         msg: &SipMessage,
-        key: &ClientKey,
+        key: &ClientKeyRef<'_>,
         status: u16,
         side: Side,
         source: SocketAddr,
     ) -> Step<ClientTxId> {
-        if let Some(&cid) = self.client_keys.get(key) {
+        if let Some(&cid) = self.client_keys.get(key as &dyn ClientKeyView) {
             return Ok(cid);
         }
         if key.method == Method::Invite && (200..300).contains(&status) {

@@ -8,6 +8,7 @@
 //! All of it is a function of the [`CoreConfig`] and the message: routing
 //! keeps no state.
 
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 
 use sipcti_dialog::Side;
@@ -431,6 +432,100 @@ impl CoreConfig {
     }
 }
 
+/// The values naming this proxy that go into every forwarded request, built
+/// once from the configuration (its addresses and port cannot change
+/// without a restart, see [`crate::ProxyCore::reconfigure`]) for each face
+/// (`inside_ip`, `trunk_ip`) and transport: no formatting per message.
+#[derive(Debug, Clone)]
+pub(crate) struct OurValues {
+    entries: Vec<OurFace>,
+}
+
+/// [`OurValues`] of one face and transport.
+#[derive(Debug, Clone)]
+struct OurFace {
+    ip: IpAddr,
+    transport: TransportKind,
+    /// [`CoreConfig::via_value`] up to the branch value.
+    via_prefix: String,
+    /// [`CoreConfig::rr_value`].
+    rr: String,
+    /// [`CoreConfig::our_hostport`].
+    hostport: String,
+}
+
+impl OurValues {
+    /// The values of `cfg`'s two faces over UDP and TCP.
+    pub(crate) fn new(cfg: &CoreConfig) -> OurValues {
+        let mut entries: Vec<OurFace> = Vec::with_capacity(4);
+        for ip in [cfg.inside_ip, cfg.trunk_ip] {
+            for transport in [TransportKind::Udp, TransportKind::Tcp] {
+                if entries
+                    .iter()
+                    .any(|f| f.ip == ip && f.transport == transport)
+                {
+                    continue;
+                }
+                entries.push(OurFace {
+                    ip,
+                    transport,
+                    via_prefix: cfg.via_value(ip, transport, ""),
+                    rr: cfg.rr_value(ip, transport),
+                    hostport: cfg.our_hostport(ip, transport),
+                });
+            }
+        }
+        OurValues { entries }
+    }
+
+    fn find(&self, ip: IpAddr, transport: TransportKind) -> Option<&OurFace> {
+        self.entries
+            .iter()
+            .find(|f| f.ip == ip && f.transport == transport)
+    }
+
+    /// RFC 3261 16.6 step 8: our Via value at `ip` over `transport` up to
+    /// the branch value (`SIP/2.0/UDP host:port;branch=`); computed for an
+    /// address that is not one of the faces.
+    pub(crate) fn via_prefix<'a>(
+        &'a self,
+        cfg: &CoreConfig,
+        ip: IpAddr,
+        transport: TransportKind,
+    ) -> Cow<'a, str> {
+        match self.find(ip, transport) {
+            Some(f) => Cow::Borrowed(&f.via_prefix),
+            None => Cow::Owned(cfg.via_value(ip, transport, "")),
+        }
+    }
+
+    /// [`CoreConfig::rr_value`] of `ip` and `transport`, from the cache.
+    pub(crate) fn rr_value<'a>(
+        &'a self,
+        cfg: &CoreConfig,
+        ip: IpAddr,
+        transport: TransportKind,
+    ) -> Cow<'a, str> {
+        match self.find(ip, transport) {
+            Some(f) => Cow::Borrowed(&f.rr),
+            None => Cow::Owned(cfg.rr_value(ip, transport)),
+        }
+    }
+
+    /// [`CoreConfig::our_hostport`] of `ip` and `transport`, from the cache.
+    pub(crate) fn hostport<'a>(
+        &'a self,
+        cfg: &CoreConfig,
+        ip: IpAddr,
+        transport: TransportKind,
+    ) -> Cow<'a, str> {
+        match self.find(ip, transport) {
+            Some(f) => Cow::Borrowed(&f.hostport),
+            None => Cow::Owned(cfg.our_hostport(ip, transport)),
+        }
+    }
+}
+
 /// The next hop of an inbound route's target URI
 /// (`sip:user@host[:port][;transport=udp|tcp]`): its host and port (default
 /// 5060) and transport (default UDP; RFC 3263 4.1 without DNS, as for the
@@ -493,7 +588,17 @@ pub(crate) fn pop_routes(edit: &mut sipcti_wire::Edit<'_>, msg: &SipMessage, n: 
 /// Replace `host[:port]` of a SIP URI, keeping scheme, user and parameters.
 pub(crate) fn replace_hostport(u: &Uri<'_>, hostport: &str) -> String {
     let scheme = u.scheme;
-    let mut out = format!("{scheme}:");
+    let mut out = String::with_capacity(
+        scheme.len()
+            + 2
+            + u.user.map_or(0, |x| x.len() + 1)
+            + u.password.map_or(0, |x| x.len() + 1)
+            + hostport.len()
+            + u.params.len()
+            + u.headers.map_or(0, |x| x.len() + 1),
+    );
+    out.push_str(scheme);
+    out.push(':');
     if let Some(user) = u.user {
         out.push_str(user);
         if let Some(p) = u.password {

@@ -26,8 +26,8 @@ use sipcti_wire::{response_for, SipMessage, TransportKind};
 
 use crate::admission::SourceKey;
 use crate::client_tx::Upstream;
-use crate::ids::{Method, ServerKey, ServerTxId};
-use crate::messages::fnv1a_display;
+use crate::ids::{Method, ServerKey, ServerKeyView, ServerTxId};
+use crate::messages::{key_hash, push_hex};
 use crate::output::log_sample;
 use crate::proxy::{Handled, ProxyCore, Rx, Step};
 use crate::routing::{other_side, reply_target, toward, NextHop, Target};
@@ -82,13 +82,15 @@ pub(crate) struct ServerTx {
     pub(crate) client: Option<crate::ids::ClientTxId>,
     /// The response context of a forked INVITE (a ring group, RFC 3261 16.7).
     pub(crate) fork: Option<Box<crate::fork::Fork>>,
-    /// The To tag of the proxy's own answers (`sc` + hash of the key).
-    pub(crate) to_tag: String,
     /// The key it is found by.
     pub(crate) key: ServerKey,
+    /// [`crate::messages::key_hash`] of `key`: the To tag of the proxy's own
+    /// answers ([`ServerTx::to_tag`]) and the second part of the forwarded
+    /// request's branch (0 for a CANCEL's transaction: neither is used).
+    pub(crate) key_hash: u64,
     /// [`crate::messages::loop_hash`] of the request, computed once for
     /// the 16.3 loop check and reused for the branch of the forwarded request.
-    pub(crate) loop_hash: String,
+    pub(crate) loop_hash: u64,
     /// The call's direction once `newCall` was emitted.
     pub(crate) direction: Option<Direction>,
     /// The source this transaction is counted against in
@@ -97,6 +99,15 @@ pub(crate) struct ServerTx {
 }
 
 impl ServerTx {
+    /// The To tag of the proxy's own answers (RFC 3261 8.2.6.2): `sc` and
+    /// the key's hash in hex, so a retransmitted request gets the same tag.
+    pub(crate) fn to_tag(&self) -> String {
+        let mut tag = String::with_capacity(18);
+        tag.push_str("sc");
+        push_hex(&mut tag, self.key_hash);
+        tag
+    }
+
     /// Whether this is an INVITE transaction.
     pub(crate) fn is_invite(&self) -> bool {
         self.method == Method::Invite
@@ -148,7 +159,7 @@ impl ProxyCore {
     /// RFC 3261 17.2.1 / 17.2.2: a request matching server transaction
     /// `key` is a retransmission: the last response goes out again (only
     /// to the side the transaction belongs to) and the request stops here.
-    pub(crate) fn absorb_retransmission(&mut self, key: &ServerKey, side: Side) -> Step {
+    pub(crate) fn absorb_retransmission(&mut self, key: &dyn ServerKeyView, side: Side) -> Step {
         let Some(&sid) = self.server_keys.get(key) else {
             return Ok(());
         };
@@ -172,13 +183,13 @@ impl ProxyCore {
         now: Instant,
         msg: SipMessage,
         key: ServerKey,
-        loop_hash: String,
+        loop_hash: u64,
         side: Side,
         initial: bool,
         rx: Rx,
     ) -> (ServerTxId, Option<CallEvent>) {
         let sid = self.next_server_id();
-        let to_tag = format!("sc{:x}", fnv1a_display(&key));
+        let key_hash = key_hash(&key);
         let reply_to = reply_target(&msg, rx.source, rx.transport);
         let method = Method::of(&msg);
         let is_invite = method == Method::Invite;
@@ -195,9 +206,9 @@ impl ProxyCore {
             last_response: None,
             client: None,
             fork: None,
-            to_tag,
             key: key.clone(),
             loop_hash,
+            key_hash,
             direction: None,
             source: counted,
         };
@@ -253,9 +264,9 @@ impl ProxyCore {
                 last_response: Some(ok),
                 client: None,
                 fork: None,
-                to_tag: String::new(),
                 key,
-                loop_hash: String::new(),
+                loop_hash: 0,
+                key_hash: 0,
                 direction: None,
                 source: None,
             },
@@ -267,7 +278,12 @@ impl ProxyCore {
     /// RFC 3261 17.2.1: the ACK of a non-2xx final response ends INVITE
     /// server transaction `key` (Confirmed, Timer I). `true` when it did
     /// (the ACK is absorbed); only an ACK from the transaction's side counts.
-    pub(crate) fn absorb_ack(&mut self, now: Instant, key: &ServerKey, side: Option<Side>) -> bool {
+    pub(crate) fn absorb_ack(
+        &mut self,
+        now: Instant,
+        key: &dyn ServerKeyView,
+        side: Option<Side>,
+    ) -> bool {
         let Some(&sid) = self.server_keys.get(key) else {
             return false;
         };
@@ -313,7 +329,7 @@ impl ProxyCore {
         let Some(req) = stx.req.take() else {
             return;
         };
-        let bytes = Bytes::from(response_for(&req, status, reason, Some(&stx.to_tag), &[]));
+        let bytes = Bytes::from(response_for(&req, status, reason, Some(&stx.to_tag()), &[]));
         stx.state = SrvState::Completed;
         stx.last_response = Some(bytes.clone());
         let (t, d) = (stx.transport, stx.reply_to.clone());

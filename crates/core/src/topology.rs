@@ -22,7 +22,7 @@
 //! caller id Zammad chose ([`crate::identity`]); Via is removed from
 //! responses hop by hop anyway.
 
-use sipcti_wire::{with_uri, NameAddr, SipMessage, TransportKind, Uri};
+use sipcti_wire::{with_uri, NameAddr, SipMessage, Uri};
 
 use crate::config::CoreConfig;
 
@@ -110,18 +110,14 @@ pub fn unmask(secret: u64, user: &str) -> Option<String> {
 
 impl CoreConfig {
     /// The edits `(header index, new value)` masking every Contact of
-    /// `msg`, which goes to the trunk over `transport`. Empty when topology
-    /// hiding is off or there is nothing to mask (`*`, an unparsable or
-    /// over-long value, a Contact already naming sipcti).
-    pub(crate) fn hide_contacts(
-        &self,
-        msg: &SipMessage,
-        transport: TransportKind,
-    ) -> Vec<(usize, String)> {
+    /// `msg`, which goes to the trunk; `us` is our `host:port` there
+    /// ([`CoreConfig::our_hostport`] of `trunk_ip` and the transport).
+    /// Empty when topology hiding is off or there is nothing to mask (`*`,
+    /// an unparsable or over-long value, a Contact already naming sipcti).
+    pub(crate) fn hide_contacts(&self, msg: &SipMessage, us: &str) -> Vec<(usize, String)> {
         if !self.topology.enabled {
             return Vec::new();
         }
-        let us = self.our_hostport(self.trunk_ip, transport);
         msg.map_header_values("Contact", |v| {
             let na = NameAddr::parse(v).ok()?;
             let u = na.parsed_uri().ok()?;
@@ -129,7 +125,12 @@ impl CoreConfig {
                 return None;
             }
             let m = mask(self.topology.secret, na.uri);
-            with_uri(v, &format!("sip:{m}@{us}"))
+            let mut uri = String::with_capacity(m.len() + us.len() + 5);
+            uri.push_str("sip:");
+            uri.push_str(&m);
+            uri.push('@');
+            uri.push_str(us);
+            with_uri(v, &uri)
         })
     }
 

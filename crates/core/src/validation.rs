@@ -19,7 +19,7 @@ use sipcti_wire::{SipMessage, Uri};
 
 use crate::admission::{Limit, Start, Verdict};
 use crate::ids::Method;
-use crate::messages::loop_hash;
+use crate::messages::{hex16, loop_hash, BRANCH_PREFIX};
 use crate::output::log_sample;
 use crate::proxy::{Handled, ProxyCore, Rx, Step};
 
@@ -76,11 +76,15 @@ impl ProxyCore {
 
     /// RFC 3261 16.3 step 4: a Via of ours whose branch starts with this
     /// request's loop hash means it came back: 482. Returns the hash.
-    pub(crate) fn detect_loop(&mut self, msg: &SipMessage, rx: Rx) -> Step<String> {
+    pub(crate) fn detect_loop(&mut self, msg: &SipMessage, rx: Rx) -> Step<u64> {
         let lh = loop_hash(msg);
-        let ours = format!("z9hG4bKsc{lh}");
+        let mut buf = [0u8; 16];
+        let hex = hex16(lh, &mut buf);
         let looped = msg.via_iter().any(|v| {
-            self.cfg.is_us(v.host, v.port) && v.branch().is_some_and(|b| b.starts_with(&ours))
+            self.cfg.is_us(v.host, v.port)
+                && v.branch()
+                    .and_then(|b| b.strip_prefix(BRANCH_PREFIX))
+                    .is_some_and(|b| b.starts_with(hex))
         });
         if !looped {
             return Ok(lh);

@@ -237,13 +237,17 @@ pub(crate) fn clean_display(d: &str) -> Option<String> {
 pub(crate) fn uri_user_host(uri: &str) -> (Option<String>, Option<String>) {
     let u = uri.trim();
     let u = u.strip_prefix('<').unwrap_or(u);
-    let u = u.split('>').next().unwrap_or("");
-    let Some((scheme, rest)) = u.split_once(':') else {
+    let u = before(u, |c| c == b'>');
+    let Some(colon) = u.bytes().position(|c| c == b':') else {
         return (None, None);
     };
+    let (scheme, rest) = (
+        u.get(..colon).unwrap_or(""),
+        u.get(colon + 1..).unwrap_or(""),
+    );
     let scheme = scheme.trim();
     if scheme.eq_ignore_ascii_case("tel") {
-        let num = rest.split([';', '?']).next().unwrap_or("").trim();
+        let num = before(rest, |c| c == b';' || c == b'?').trim();
         let num = percent_decode(num);
         return (Some(num).filter(|n| !n.is_empty()), None);
     }
@@ -251,21 +255,24 @@ pub(crate) fn uri_user_host(uri: &str) -> (Option<String>, Option<String>) {
         return (None, None);
     }
     // Only the part before headers ('?') can hold user@host.
-    let before_headers = rest.split('?').next().unwrap_or("");
-    let (user, hostpart) = match before_headers.rfind('@') {
+    let before_headers = before(rest, |c| c == b'?');
+    let (user, hostpart) = match before_headers.bytes().rposition(|c| c == b'@') {
         Some(i) => {
-            let userinfo = &before_headers[..i];
+            let userinfo = before_headers.get(..i).unwrap_or("");
             // user:password -> user (a ':' in the user part would be escaped).
-            let user = userinfo.split(':').next().unwrap_or("");
-            (Some(percent_decode(user)), &before_headers[i + 1..])
+            let user = before(userinfo, |c| c == b':');
+            (
+                Some(percent_decode(user)),
+                before_headers.get(i + 1..).unwrap_or(""),
+            )
         }
         None => (None, before_headers),
     };
-    let hostport = hostpart.split(';').next().unwrap_or("");
+    let hostport = before(hostpart, |c| c == b';');
     let host = if let Some(v6) = hostport.strip_prefix('[') {
-        v6.split(']').next().unwrap_or("")
+        before(v6, |c| c == b']')
     } else {
-        hostport.split(':').next().unwrap_or("")
+        before(hostport, |c| c == b':')
     };
     // one allocation: the lowercase copy of the trimmed slice
     let host = host.trim().to_ascii_lowercase();
@@ -273,6 +280,17 @@ pub(crate) fn uri_user_host(uri: &str) -> (Option<String>, Option<String>) {
         user.filter(|u| !u.is_empty()),
         Some(host).filter(|h| !h.is_empty()),
     )
+}
+
+/// `s` up to the first ASCII byte `stop` accepts (all of `s` without one):
+/// what `s.split(..).next()` gives, by a plain byte scan (these parts are
+/// short; a `char` searcher costs more).
+fn before(s: &str, stop: impl Fn(u8) -> bool) -> &str {
+    match s.bytes().position(stop) {
+        // an ASCII byte is a char boundary
+        Some(i) => s.get(..i).unwrap_or(s),
+        None => s,
+    }
 }
 
 fn percent_decode(s: &str) -> String {

@@ -67,6 +67,25 @@ fn decimal(mut n: u32, buf: &mut [u8; 10]) -> &str {
     std::str::from_utf8(&buf[i..]).unwrap_or("0")
 }
 
+/// Appends `ip` as its `Display` writes it (dotted quad; RFC 5952 text
+/// for IPv6, through the formatter: it is rare).
+fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut buf = [0u8; 10];
+            for (i, o) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                out.extend_from_slice(decimal(u32::from(o), &mut buf).as_bytes());
+            }
+        }
+        IpAddr::V6(v6) => {
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
 fn header_line(name: &str, value: &str) -> Vec<u8> {
     let mut v = Vec::with_capacity(name.len() + value.len() + 4);
     v.extend(clean(name));
@@ -125,6 +144,25 @@ impl<'m> Edit<'m> {
             .first_entry(name)
             .map_or(self.msg.headers_start, |e| e.line.start);
         self.splice_line(pos, header_line(name, value));
+        self
+    }
+
+    /// [`Edit::insert_first`] of the value made of `parts` written one after
+    /// the other (e.g. a constant Via prefix and a branch), without joining
+    /// them into a `String` first.
+    pub fn insert_first_parts(&mut self, name: &str, parts: &[&str]) -> &mut Self {
+        let pos = self
+            .first_entry(name)
+            .map_or(self.msg.headers_start, |e| e.line.start);
+        let len = parts.iter().map(|p| p.len()).sum::<usize>();
+        let mut v = Vec::with_capacity(name.len() + len + 4);
+        v.extend(clean(name));
+        v.extend_from_slice(b": ");
+        for p in parts {
+            v.extend(clean(p));
+        }
+        v.extend_from_slice(b"\r\n");
+        self.splice_line(pos, v);
         self
     }
 
@@ -241,13 +279,15 @@ impl<'m> Edit<'m> {
                 Some(p) => {
                     let r = params_base + p.whole.start..params_base + p.whole.end;
                     let mut data = Vec::with_capacity(48);
-                    let _ = write!(data, "received={ip}");
+                    data.extend_from_slice(b"received=");
+                    push_ip(&mut data, ip);
                     self.splice(r, data);
                 }
                 None => {
                     let end = vr.end;
                     let mut data = Vec::with_capacity(48);
-                    let _ = write!(data, ";received={ip}");
+                    data.extend_from_slice(b";received=");
+                    push_ip(&mut data, ip);
                     self.splice(end..end, data);
                 }
             }
@@ -255,7 +295,9 @@ impl<'m> Edit<'m> {
         if let (Some(port), Some(p)) = (rport, find("rport")) {
             let r = params_base + p.whole.start..params_base + p.whole.end;
             let mut data = Vec::with_capacity(11);
-            let _ = write!(data, "rport={port}");
+            let mut buf = [0u8; 10];
+            data.extend_from_slice(b"rport=");
+            data.extend_from_slice(decimal(u32::from(port), &mut buf).as_bytes());
             self.splice(r, data);
         }
         self
@@ -455,7 +497,13 @@ pub fn response_for(
     extra: &[(&str, &str)],
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
-    let _ = write!(out, "SIP/2.0 {status:03} ");
+    out.extend_from_slice(b"SIP/2.0 ");
+    let mut buf = [0u8; 10];
+    let digits = decimal(u32::from(status), &mut buf);
+    // `{status:03}`: at least three digits
+    out.extend_from_slice(b"000".get(digits.len()..).unwrap_or_default());
+    out.extend_from_slice(digits.as_bytes());
+    out.push(b' ');
     out.extend(clean(reason));
     out.extend_from_slice(b"\r\n");
     let copy_line = |out: &mut Vec<u8>, e: &HeaderEntry| {
@@ -526,5 +574,47 @@ pub fn with_uri(value: &str, uri: &str) -> Option<String> {
     let r = na.uri_range();
     let before = value.get(..r.start)?.trim_end_matches('<');
     let after = value.get(r.end..)?.trim_start_matches('>');
-    Some(format!("{before}<{uri}>{after}"))
+    let mut out = String::with_capacity(before.len() + uri.len() + after.len() + 2);
+    out.push_str(before);
+    out.push('<');
+    out.push_str(uri);
+    out.push('>');
+    out.push_str(after);
+    Some(out)
+}
+
+#[cfg(test)]
+mod format_tests {
+    use std::net::IpAddr;
+
+    #[test]
+    fn status_line_pads_to_three_digits() {
+        let req = crate::SipMessage::parse(
+            b"OPTIONS sip:h SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@h>;tag=1\r\nTo: <sip:h>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n".to_vec(),
+            &crate::Limits::default(),
+        )
+        .expect("parses");
+        for status in [0u16, 7, 42, 100, 699, 1000, u16::MAX] {
+            let out = super::response_for(&req, status, "R", None, &[]);
+            let want = format!("SIP/2.0 {status:03} R\r\n");
+            assert!(out.starts_with(want.as_bytes()), "{status}");
+        }
+    }
+
+    #[test]
+    fn push_ip_writes_what_display_writes() {
+        for ip in [
+            "0.0.0.0",
+            "10.0.0.1",
+            "192.168.100.255",
+            "255.255.255.255",
+            "2001:db8::1",
+            "::ffff:1.2.3.4",
+        ] {
+            let ip: IpAddr = ip.parse().expect("address");
+            let mut out = Vec::new();
+            super::push_ip(&mut out, ip);
+            assert_eq!(out, ip.to_string().into_bytes());
+        }
+    }
 }

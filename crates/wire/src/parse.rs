@@ -1,6 +1,7 @@
 //! URI (RFC 3261 19.1, RFC 3966), name-addr (RFC 3261 20.10) and Via (RFC 3261 20.42)
 //! parsing. All parsed parts are slices of the input.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 use super::error::ParseError;
@@ -65,7 +66,8 @@ pub struct NameAddr<'a> {
     /// The whole value as given.
     pub raw: &'a str,
     /// The display name, unquoted with `\` escapes resolved; `None` if absent.
-    pub display: Option<String>,
+    /// Borrowed from the value unless it had escapes to resolve.
+    pub display: Option<Cow<'a, str>>,
     /// The URI (without `<` `>`).
     pub uri: &'a str,
     /// Header parameters after the URI including the leading `;` (e.g. `";tag=1"`),
@@ -302,9 +304,11 @@ pub(crate) struct ParamPos {
 pub(crate) fn param_positions(params: &str) -> impl Iterator<Item = ParamPos> + '_ {
     split_ranges(params, b';', false).skip(1).map(|r| {
         let whole = trim_in(params, r);
+        // a plain byte scan: parameters are short, a memchr set-up costs more
         let eq = params
+            .as_bytes()
             .get(whole.clone())
-            .and_then(|p| p.find('='))
+            .and_then(|p| p.iter().position(|&b| b == b'='))
             .map(|e| whole.start + e);
         match eq {
             Some(eq) => ParamPos {
@@ -550,7 +554,7 @@ pub(crate) fn name_addr_parts(s: &str) -> Option<(RawDisplay<'_>, &str, &str)> {
         }
         display = RawDisplay::Quoted(t.get(1..close)?);
         lt = after;
-    } else if let Some(l) = t.find('<') {
+    } else if let Some(l) = tb.iter().position(|&b| b == b'<') {
         let dn = t.get(..l)?.trim_matches(|c: char| c.is_ascii_whitespace());
         display = if dn.is_empty() {
             RawDisplay::None
@@ -563,7 +567,7 @@ pub(crate) fn name_addr_parts(s: &str) -> Option<(RawDisplay<'_>, &str, &str)> {
         lt = l;
     } else {
         // addr-spec: params after ';' are header params (RFC 3261 20.10)
-        let semi = t.find(';').unwrap_or(t.len());
+        let semi = tb.iter().position(|&b| b == b';').unwrap_or(t.len());
         let ur = trim_in(t, 0..semi);
         let uri = t.get(ur)?;
         if uri.is_empty() || uri.bytes().any(|b| b.is_ascii_whitespace()) {
@@ -571,7 +575,8 @@ pub(crate) fn name_addr_parts(s: &str) -> Option<(RawDisplay<'_>, &str, &str)> {
         }
         return Some((RawDisplay::None, uri, t.get(semi..)?));
     }
-    let gt = lt + t.get(lt..)?.find('>')?;
+    // (byte scans: these parts are short, a memchr set-up costs more)
+    let gt = lt + tb.get(lt..)?.iter().position(|&b| b == b'>')?;
     let uri = t.get(lt + 1..gt)?;
     if uri.is_empty() || uri.bytes().any(|b| b.is_ascii_whitespace() || b == b'<') {
         return None;
@@ -584,8 +589,12 @@ pub(crate) fn name_addr_parts(s: &str) -> Option<(RawDisplay<'_>, &str, &str)> {
     Some((display, uri, params))
 }
 
-/// A quoted-string's content with its `\` escapes resolved (RFC 3261 25.1).
-fn unquote(q: &str) -> String {
+/// A quoted-string's content with its `\` escapes resolved (RFC 3261 25.1);
+/// borrowed when it has none.
+fn unquote(q: &str) -> Cow<'_, str> {
+    if !q.contains('\\') {
+        return Cow::Borrowed(q);
+    }
     let mut d = String::with_capacity(q.len());
     let mut chars = q.chars();
     while let Some(c) = chars.next() {
@@ -594,7 +603,7 @@ fn unquote(q: &str) -> String {
             _ => d.push(c),
         }
     }
-    d
+    Cow::Owned(d)
 }
 
 fn parse_name_addr(s: &str) -> Option<NameAddr<'_>> {
@@ -604,7 +613,7 @@ fn parse_name_addr(s: &str) -> Option<NameAddr<'_>> {
         display: match display {
             RawDisplay::None => None,
             RawDisplay::Quoted(q) => Some(unquote(q)),
-            RawDisplay::Tokens(t) => Some(t.to_string()),
+            RawDisplay::Tokens(t) => Some(Cow::Borrowed(t)),
         },
         uri,
         params,
