@@ -439,14 +439,11 @@ impl<'a> ServerKeyRef<'a> {
 
 impl fmt::Display for ServerKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ServerKey::Rfc3261 {
-                branch,
-                host,
-                port,
-                method,
-            } => write!(f, "{branch}|{host}:{port}|{method}"),
-            ServerKey::Rfc2543 {
+        match self.parts() {
+            ServerKeyParts::Rfc3261(branch, host, port, method) => {
+                write!(f, "{branch}|{host}:{port}|{method}")
+            }
+            ServerKeyParts::Rfc2543(
                 request_uri,
                 call_id,
                 from_tag,
@@ -455,7 +452,7 @@ impl fmt::Display for ServerKey {
                 host,
                 port,
                 method,
-            } => write!(
+            ) => write!(
                 f,
                 "2543|{request_uri}|{call_id}|{from_tag}|{cseq}|{branch}|{host}:{port}|{method}"
             ),

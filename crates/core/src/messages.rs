@@ -122,31 +122,17 @@ pub(crate) fn push_hex(out: &mut String, v: u64) {
 /// To tag of our answers and the second part of our branch), hashed from
 /// the key's fields without the formatting machinery.
 pub(crate) fn key_hash(key: &crate::ids::ServerKey) -> u64 {
-    use crate::ids::ServerKey;
-    let h = match key {
-        ServerKey::Rfc3261 {
-            branch,
-            host,
-            port,
-            method,
-        } => Fnv::new()
+    use crate::ids::{ServerKeyParts as P, ServerKeyView as _};
+    let h = match key.parts() {
+        P::Rfc3261(branch, host, port, method) => Fnv::new()
             .str(branch)
             .str("|")
             .str(host)
             .str(":")
-            .decimal(u32::from(*port))
+            .decimal(u32::from(port))
             .str("|")
             .str(method.as_str()),
-        ServerKey::Rfc2543 {
-            request_uri,
-            call_id,
-            from_tag,
-            cseq,
-            branch,
-            host,
-            port,
-            method,
-        } => Fnv::new()
+        P::Rfc2543(request_uri, call_id, from_tag, cseq, branch, host, port, method) => Fnv::new()
             .str("2543|")
             .str(request_uri)
             .str("|")
@@ -154,13 +140,13 @@ pub(crate) fn key_hash(key: &crate::ids::ServerKey) -> u64 {
             .str("|")
             .str(from_tag)
             .str("|")
-            .decimal(*cseq)
+            .decimal(cseq)
             .str("|")
             .str(branch)
             .str("|")
             .str(host)
             .str(":")
-            .decimal(u32::from(*port))
+            .decimal(u32::from(port))
             .str("|")
             .str(method.as_str()),
     };
