@@ -604,14 +604,9 @@ impl UdpReceiver {
     /// sit in a `select!`. Receive errors (e.g. an ICMP port unreachable reported on
     /// the socket) are logged at debug level and skipped.
     pub async fn recv(&mut self) -> Inbound {
-        loop {
-            if let Some(m) = self.try_recv() {
-                return m;
-            }
-            if let Err(e) = self.inner.udp.readable().await {
-                tracing::debug!(error = %e, "udp readiness error");
-            }
-        }
+        let m = self.recv_uncounted().await;
+        inc(&self.inner.stats.udp_in);
+        m
     }
 
     /// The next datagram already in the socket buffer, without waiting; `None` when
