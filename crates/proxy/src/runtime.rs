@@ -165,11 +165,6 @@ pub fn net_config(cfg: &Config, core: &CoreConfig) -> NetConfig {
     }
 }
 
-/// What the TCP/host-name sender task reports back to the run loop.
-enum Back {
-    SendFailed(ClientTxId),
-}
-
 /// Most received messages fed to the core before its outputs are carried out.
 const BATCH: usize = 16;
 
@@ -440,12 +435,13 @@ async fn run_loop(
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         t
     });
-    let (back_tx, mut back_rx) = mpsc::channel::<Back>(4096);
+    // client transactions whose request the TCP/host-name sender could not send
+    let (failed_tx, mut failed_rx) = mpsc::channel::<ClientTxId>(4096);
     // ordered sender for TCP and host names
     let (slow_tx, mut slow_rx) = mpsc::channel::<Transmit>(8192);
     {
         let transport = transport.clone();
-        let back = back_tx;
+        let failed = failed_tx;
         tokio::spawn(async move {
             while let Some(t) = slow_rx.recv().await {
                 let dest = match &t.dest {
@@ -474,7 +470,7 @@ async fn run_loop(
                 };
                 if !ok {
                     if let Some(c) = t.client_tx {
-                        let _ = back.send(Back::SendFailed(c)).await;
+                        let _ = failed.send(c).await;
                     }
                 }
             }
@@ -506,12 +502,7 @@ async fn run_loop(
                 }
                 let _ = answer.send(r);
             }
-            Some(b) = back_rx.recv() => {
-                let now = Instant::now();
-                match b {
-                    Back::SendFailed(c) => core.handle_transport_error(now, c),
-                }
-            }
+            Some(c) = failed_rx.recv() => core.handle_transport_error(Instant::now(), c),
             Some((token, queued, outcome)) = waits.next(), if !waits.is_empty() => {
                 newcall_answered(&mut core, edge.as_ref(), token, queued, outcome);
                 // and every other answer already there
@@ -519,29 +510,10 @@ async fn run_loop(
                     newcall_answered(&mut core, edge.as_ref(), token, queued, outcome);
                 }
             }
-            m = udp.recv() => {
-                deliver(&mut core, m);
-                // take whatever else is already waiting without waiting
-                handled = 1;
-                while handled < BATCH {
-                    match udp.try_recv() {
-                        Some(m) => deliver(&mut core, m),
-                        None => break,
-                    }
-                    handled += 1;
-                }
-            }
+            m = udp.recv() => handled = deliver_batch(&mut core, m, || udp.try_recv()),
             m = inbound.recv() => {
                 let Some(m) = m else { break };
-                deliver(&mut core, m);
-                handled = 1;
-                while handled < BATCH {
-                    match inbound.try_recv() {
-                        Ok(m) => deliver(&mut core, m),
-                        Err(_) => break,
-                    }
-                    handled += 1;
-                }
+                handled = deliver_batch(&mut core, m, || inbound.try_recv().ok());
             }
             _ = sleep.as_mut(), if armed.is_some() => {
                 // fired: re-armed from the core's next deadline next turn
@@ -661,6 +633,25 @@ fn newcall_answered(
         }
     };
     core.handle_cti_answer(now, token, answer);
+}
+
+/// Hands `first` and then whatever `next` already has (without waiting) to
+/// the core, at most [`BATCH`] messages; returns how many.
+fn deliver_batch(
+    core: &mut ProxyCore,
+    first: sipcti_transport::net::Inbound,
+    mut next: impl FnMut() -> Option<sipcti_transport::net::Inbound>,
+) -> usize {
+    deliver(core, first);
+    let mut handled = 1;
+    while handled < BATCH {
+        match next() {
+            Some(m) => deliver(core, m),
+            None => break,
+        }
+        handled += 1;
+    }
+    handled
 }
 
 /// Hands one received message to the core.
