@@ -68,7 +68,21 @@ fn main() -> ExitCode {
         eprintln!("sipcti: {e}");
         return ExitCode::FAILURE;
     }
-    let rt = match runtime_for(&cli.cmd).enable_all().build() {
+    // `sipcti run` reads its configuration once, before the runtime it sizes
+    let run_cfg = match &cli.cmd {
+        Cmd::Run { config } => match Config::load(config) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("sipcti: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => None,
+    };
+    let rt = match runtime_for(run_cfg.as_ref().map(|c| c.file.sip.threads))
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("sipcti: cannot start the runtime: {e}");
@@ -77,7 +91,10 @@ fn main() -> ExitCode {
     };
     let res = rt.block_on(async move {
         match cli.cmd {
-            Cmd::Run { config } => run(config).await,
+            Cmd::Run { config } => match run_cfg {
+                Some(cfg) => run(config, cfg).await,
+                None => unreachable!("loaded above for `run`"),
+            },
             Cmd::CheckConfig { config } => {
                 let cfg = Config::load(&config)?;
                 print!("{}", cfg.effective_toml());
@@ -103,14 +120,10 @@ fn main() -> ExitCode {
 }
 
 /// The tokio runtime a command runs on: `sipcti run` on `[sip] threads`
-/// (1: a current-thread runtime, everything on one thread; n: a pool of n;
-/// 0: one per core), everything else on a pool of one thread per core. A
-/// configuration that cannot be read here is reported by the command itself.
-fn runtime_for(cmd: &Cmd) -> tokio::runtime::Builder {
-    let threads = match cmd {
-        Cmd::Run { config } => Config::load(config).map(|c| c.file.sip.threads).ok(),
-        _ => None,
-    };
+/// (`threads`: 1, a current-thread runtime, everything on one thread; n, a
+/// pool of n; 0, one per core), every other command (`threads` None) on a
+/// pool of one thread per core.
+fn runtime_for(threads: Option<usize>) -> tokio::runtime::Builder {
     match threads {
         Some(1) => tokio::runtime::Builder::new_current_thread(),
         Some(n) if n > 1 => {
@@ -122,8 +135,8 @@ fn runtime_for(cmd: &Cmd) -> tokio::runtime::Builder {
     }
 }
 
-async fn run(config: PathBuf) -> anyhow::Result<()> {
-    let cfg = Config::load(&config)?;
+/// `sipcti run`: `cfg` was loaded from `config`, which SIGHUP reads again.
+async fn run(config: PathBuf, cfg: Config) -> anyhow::Result<()> {
     let mut running = sipcti_proxy::runtime::start(cfg).await?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
