@@ -50,6 +50,7 @@ pub mod registration;
 pub mod routing;
 pub mod server_tx;
 pub mod siblings;
+mod tables;
 pub mod timers;
 pub mod topology;
 pub mod validation;

@@ -99,6 +99,41 @@ pub(crate) struct ServerTx {
 }
 
 impl ServerTx {
+    /// A CANCEL's own server transaction (RFC 3261 9.2), Completed with its
+    /// 200 `ok` already sent: it only absorbs the CANCEL's retransmissions.
+    pub(crate) fn cancel(
+        key: ServerKey,
+        side: Side,
+        reply_to: Target,
+        transport: TransportKind,
+        ok: Bytes,
+    ) -> ServerTx {
+        ServerTx {
+            req: None,
+            timer_keys: Vec::new(),
+            method: Method::Cancel,
+            side,
+            reply_to,
+            transport,
+            state: SrvState::Completed,
+            last_response: Some(ok),
+            client: None,
+            fork: None,
+            key,
+            loop_hash: 0,
+            key_hash: 0,
+            direction: None,
+            source: None,
+        }
+    }
+
+    /// A bare transaction holding `key`, for the table's own tests.
+    #[cfg(test)]
+    pub(crate) fn for_table_test(key: ServerKey) -> ServerTx {
+        let to = Target::Addr(std::net::SocketAddr::from(([127, 0, 0, 1], 5060)));
+        ServerTx::cancel(key, Side::Inside, to, TransportKind::Udp, Bytes::new())
+    }
+
     /// The To tag of the proxy's own answers (RFC 3261 8.2.6.2): `sc` and
     /// the key's hash in hex, so a retransmitted request gets the same tag.
     pub(crate) fn to_tag(&self) -> String {
@@ -146,7 +181,6 @@ impl ProxyCore {
     /// the admission table.
     pub(crate) fn remove_server(&mut self, sid: ServerTxId) {
         if let Some(stx) = self.servers.remove(&sid) {
-            self.server_keys.remove(&stx.key);
             self.bindings.forget(sid);
             self.siblings.remove(sid);
             if let Some(src) = stx.source {
@@ -160,7 +194,7 @@ impl ProxyCore {
     /// `key` is a retransmission: the last response goes out again (only
     /// to the side the transaction belongs to) and the request stops here.
     pub(crate) fn absorb_retransmission(&mut self, key: &dyn ServerKeyView, side: Side) -> Step {
-        let Some(&sid) = self.server_keys.get(key) else {
+        let Some(sid) = self.servers.find(key) else {
             return Ok(());
         };
         self.stats.retransmissions += 1;
@@ -206,7 +240,7 @@ impl ProxyCore {
             last_response: None,
             client: None,
             fork: None,
-            key: key.clone(),
+            key,
             loop_hash,
             key_hash,
             direction: None,
@@ -232,7 +266,6 @@ impl ProxyCore {
                 rest.push(ev);
             }
         }
-        self.server_keys.insert(key, sid);
         self.servers.insert(sid, stx);
         self.emit_events(rest);
         (sid, new_call)
@@ -250,27 +283,8 @@ impl ProxyCore {
         ok: Bytes,
     ) {
         let sid = self.next_server_id();
-        self.server_keys.insert(key.clone(), sid);
-        self.servers.insert(
-            sid,
-            ServerTx {
-                req: None,
-                timer_keys: Vec::new(),
-                method: Method::Cancel,
-                side,
-                reply_to,
-                transport,
-                state: SrvState::Completed,
-                last_response: Some(ok),
-                client: None,
-                fork: None,
-                key,
-                loop_hash: 0,
-                key_hash: 0,
-                direction: None,
-                source: None,
-            },
-        );
+        self.servers
+            .insert(sid, ServerTx::cancel(key, side, reply_to, transport, ok));
         let wait = self.cfg.wait;
         self.arm_server(sid, now + wait, Timer::J(sid));
     }
@@ -284,7 +298,7 @@ impl ProxyCore {
         key: &dyn ServerKeyView,
         side: Option<Side>,
     ) -> bool {
-        let Some(&sid) = self.server_keys.get(key) else {
+        let Some(sid) = self.servers.find(key) else {
             return false;
         };
         let Some(stx) = self.servers.get_mut(&sid).filter(|s| Some(s.side) == side) else {
