@@ -21,7 +21,7 @@
 use bytes::Bytes;
 use std::collections::VecDeque;
 
-use crate::HashMap;
+use sipcti_table::StableMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -137,7 +137,7 @@ pub(crate) struct AcceptedInvite {
 /// expiry order (all live [`crate::CoreConfig::wait`]).
 #[derive(Default)]
 pub(crate) struct AcceptedInvites {
-    records: HashMap<ClientKey, AcceptedInvite>,
+    records: StableMap<ClientKey, AcceptedInvite>,
     expiry: VecDeque<(Instant, ClientKey)>,
 }
 

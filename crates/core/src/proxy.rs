@@ -58,6 +58,7 @@ use crate::server_tx::{PendingForward, ServerTx};
 use crate::siblings::{SiblingKey, Siblings};
 use crate::tables::{ClientTable, ServerTable};
 use crate::timers::{Timer, TimerWheel};
+use sipcti_table::StableMap;
 
 /// The message was dealt with (answered, absorbed or dropped): the
 /// pipeline stops.
@@ -93,9 +94,12 @@ pub struct ProxyCore {
     pub(crate) client_keys: HashMap<ClientKey, ClientTxId>,
     pub(crate) timers: TimerWheel,
     /// Caller-id rewrites by (Call-ID, phone tag).
-    pub(crate) rewrites: HashMap<(String, String), Rewrite>,
+    /// (This and `call_rewrite` are [`StableMap`]s: a rewrite lingers 32 s
+    /// after its call, so at 2,000 calls/s they hold ~64,000 entries, and a
+    /// plain map's growth would stall forwarding while it rehashes.)
+    pub(crate) rewrites: StableMap<(String, String), Rewrite>,
     /// The rewrite key of each tracked call, by the tracker's call id.
-    pub(crate) call_rewrite: HashMap<String, (String, String)>,
+    pub(crate) call_rewrite: StableMap<String, (String, String)>,
     /// RFC 6026 7.2 Accepted INVITE records.
     pub(crate) accepted: AcceptedInvites,
     pub(crate) outputs: VecDeque<Output>,
@@ -130,8 +134,8 @@ impl ProxyCore {
             clients: ClientTable::with_capacity(cap),
             client_keys: HashMap::with_capacity_and_hasher(cap, Default::default()),
             timers: TimerWheel::default(),
-            rewrites: HashMap::default(),
-            call_rewrite: HashMap::default(),
+            rewrites: StableMap::default(),
+            call_rewrite: StableMap::default(),
             accepted: AcceptedInvites::default(),
             outputs: Default::default(),
             next_id: 1,

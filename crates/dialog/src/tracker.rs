@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::HashMap;
+use sipcti_table::StableMap;
 use std::time::{Duration, Instant};
 
 use sipcti_event::{Cause, Direction, EventKind};
@@ -102,7 +103,9 @@ pub struct CallTracker {
     /// All tracked calls, by creation order (deterministic iteration).
     calls: BTreeMap<u64, Call>,
     /// Call-ID -> (From tag, call) in creation order; the last match is the current call.
-    by_cid: HashMap<String, Vec<(String, u64)>>,
+    /// (A [`StableMap`]: it holds every lingering call's Call-ID, and a
+    /// plain map's growth would stall the core's task while it rehashes.)
+    by_cid: StableMap<String, Vec<(String, u64)>>,
     /// (deadline, call) of every call that has one.
     timers: BTreeSet<(Instant, u64)>,
     /// (linger end, call) of ended calls, oldest first (evicted first when full).
@@ -156,7 +159,7 @@ impl CallTracker {
             cfg,
             next_id: 0,
             calls: BTreeMap::new(),
-            by_cid: HashMap::default(),
+            by_cid: StableMap::default(),
             timers: BTreeSet::new(),
             lingering: BTreeSet::new(),
             cid_uses: HashMap::default(),
@@ -432,8 +435,7 @@ impl CallTracker {
         self.next_id += 1;
         let tag = v.from_tag.clone().unwrap_or_default();
         self.by_cid
-            .entry(v.call_id.clone())
-            .or_default()
+            .get_or_insert_with(v.call_id.clone(), Vec::new)
             .push((tag.clone(), id));
         let call = Call {
             sip_call_id: v.call_id.clone(),
@@ -574,8 +576,7 @@ impl CallTracker {
         let id = self.next_id;
         self.next_id += 1;
         self.by_cid
-            .entry(r.sip_call_id.clone())
-            .or_default()
+            .get_or_insert_with(r.sip_call_id.clone(), Vec::new)
             .push((String::new(), id));
         let started = now.checked_sub(r.age).unwrap_or(now);
         self.calls.insert(
