@@ -521,6 +521,10 @@ os.execv(sys.argv[1], sys.argv[1:])')
     if [ "$cap" = 1 ]; then
         local filter="net 127.$NET.0/24 and port 5060"
         [ "$TP" = udp ] && filter="$filter and udp[8:4] = 0x494e5649" # "INVI"
+        # with Zammad: also the HTTP segments to and from the double (the
+        # newCall's POST and its answer), to split the INVITE delay
+        [ "$TP" = udp ] && [ "$zam" = 1 ] &&
+            filter="($filter) or (host $PROXY_IP and tcp port $DOUBLE_PORT and tcp[tcpflags] & tcp-push != 0)"
         tcpdump -i lo -n -s 0 -B 65536 -U -w "$d/capture.pcap" "$filter" 2>"$d/tcpdump.err" &
         cpid=$!
         track $cpid
@@ -699,7 +703,9 @@ print("agree(calls=%d,delivered=%d)" % (calls, delivered) if not bad else "DISAG
 
     if [ "$cap" = 1 ] && [ -s "$d/capture.pcap" ]; then
         if [ "$TP" = udp ]; then
-            R_LAT=$(python3 "$ROOT/scripts/bench_latency.py" "$PHONE_IP" "$PROXY_IP" "$TRUNK_IP" --csv "$d/latency.csv" --pcap "$d/capture.pcap")
+            local zp=()
+            [ "$zam" = 1 ] && zp=(--zammad-port "$DOUBLE_PORT")
+            R_LAT=$(python3 "$ROOT/scripts/bench_latency.py" "$PHONE_IP" "$PROXY_IP" "$TRUNK_IP" --csv "$d/latency.csv" --pcap "$d/capture.pcap" "${zp[@]}")
         else
             tshark -r "$d/capture.pcap" -n -Y 'sip.Method == "INVITE"' -T fields -E separator='|' \
                 -e frame.time_epoch -e ip.src -e ip.dst -e sip.Method -e sip.Call-ID \

@@ -11,6 +11,13 @@ Prints one line: `n=.. missing=.. p50_ms=.. p90_ms=.. p99_ms=.. max_ms=..`
 then the same split at one second after the first INVITE (the cold start):
 `first1s_n first1s_p50_ms first1s_p99_ms first1s_max_ms after1s_p99_ms
 after1s_max_ms`, and `over10ms` (calls delayed more than 10 ms).
+With `--zammad-port PORT` and `--pcap`, the capture also holds the HTTP
+traffic to Zammad (the double) on that TCP port: each call's INVITE delay is
+then split at its newCall request (POST sent) and the answer (first response
+segment on that connection): `zammad_n`, `own_p50_ms`, `own_p99_ms`,
+`own_max_ms` (the proxy's own share: INVITE in -> POST sent, plus answer
+received -> INVITE out; each part alone as `to_post_*` and `from_answer_*`) and `zammad_p50_ms`, `zammad_p99_ms` (POST -> answer
+as seen on the wire: the double, the kernel and the scheduler).
 With `--csv FILE`: one line per call, `t_s,delay_ms` (t_s: seconds from the
 first INVITE phone->proxy to this call's), sorted by t_s.
 
@@ -22,12 +29,20 @@ loopback directly (much faster than tshark; TCP needs tshark).
 import re
 import struct
 import sys
+import urllib.parse
 
 CALL_ID = re.compile(rb"\r\n(?:Call-ID|i)[ \t]*:[ \t]*([^\r\n]+)", re.I)
 
 
-def pcap_lines(path):
-    """Yield tshark-like lines from a classic pcap (UDP over IPv4, Ethernet)."""
+NEWCALL = re.compile(rb"(?:event=newCall|\"event\"\s*:\s*\"newCall\")")
+ZAMMAD_CALL_ID = re.compile(rb'(?:callId=([^&\s]+)|"callId"\s*:\s*"([^"]*)")')
+
+
+def pcap_lines(path, zammad_port=None, http=None):
+    """Yield tshark-like lines from a classic pcap (UDP over IPv4, Ethernet).
+    With `zammad_port`, TCP segments to and from that port are matched up
+    instead: `http[call_id] = [t_post, t_answer]` for each newCall."""
+    pending = {}  # client port -> [call id or None per request awaiting its answer]
     with open(path, "rb") as f:
         gh = f.read(24)
         if len(gh) < 24:
@@ -56,6 +71,29 @@ def pcap_lines(path):
                 continue
             ip = pkt[14:]
             ihl = (ip[0] & 0x0F) * 4
+            if ip[9] == 6 and zammad_port is not None:
+                tcp = ip[ihl:]
+                if len(tcp) < 20:
+                    continue
+                sport, dport = struct.unpack(">HH", tcp[:4])
+                data = tcp[(tcp[12] >> 4) * 4:]
+                t = sec + frac * scale
+                if dport == zammad_port and data.startswith(b"POST "):
+                    cid = None
+                    if NEWCALL.search(data):
+                        m = ZAMMAD_CALL_ID.search(data)
+                        if m:
+                            raw = (m.group(1) or m.group(2)).decode("latin-1")
+                            cid = urllib.parse.unquote_plus(raw) if m.group(1) else raw
+                            http.setdefault(cid, [t, None])
+                    pending.setdefault(sport, []).append(cid)
+                elif sport == zammad_port and data.startswith(b"HTTP/"):
+                    q = pending.get(dport)
+                    if q:
+                        cid = q.pop(0)
+                        if cid is not None and http.get(cid, [0, 0])[1] is None:
+                            http[cid][1] = t
+                continue
             if ip[9] != 17:
                 continue
             src = "%d.%d.%d.%d" % tuple(ip[12:16])
@@ -80,15 +118,18 @@ def pct(sorted_vals, p):
 def main():
     phone, proxy, trunk = sys.argv[1:4]
     rest = sys.argv[4:]
-    csv_path = pcap_path = None
+    csv_path = pcap_path = zammad_port = None
     while rest:
         if rest[0] == "--csv" and len(rest) > 1:
             csv_path, rest = rest[1], rest[2:]
         elif rest[0] == "--pcap" and len(rest) > 1:
             pcap_path, rest = rest[1], rest[2:]
+        elif rest[0] == "--zammad-port" and len(rest) > 1:
+            zammad_port, rest = int(rest[1]), rest[2:]
         else:
             raise SystemExit("unknown argument %s" % rest[0])
-    source = pcap_lines(pcap_path) if pcap_path else sys.stdin
+    http = {}
+    source = pcap_lines(pcap_path, zammad_port, http) if pcap_path else sys.stdin
     t_in, t_out = {}, {}
     for line in source:
         parts = line.rstrip("\n").split("|")
@@ -124,8 +165,29 @@ def main():
         "after1s_p99_ms=%.3f after1s_max_ms=%.3f over10ms=%d"
         % (len(lat), missing, pct(lat, 50), pct(lat, 90), pct(lat, 99), lat[-1] if lat else nan,
            len(first), pct(first, 50), pct(first, 99), first[-1] if first else nan,
-           pct(after, 99), after[-1] if after else nan, sum(1 for v in lat if v > 10.0))
+           pct(after, 99), after[-1] if after else nan, sum(1 for v in lat if v > 10.0)),
+        end=" " if zammad_port is not None else "\n",
     )
+    if zammad_port is not None:
+        own, zam, before, after_ = [], [], [], []
+        for c in t_in:
+            h = http.get(c)
+            if c in t_out and h and h[1] is not None:
+                before.append((h[0] - t_in[c]) * 1000.0)
+                after_.append((t_out[c] - h[1]) * 1000.0)
+                own.append(before[-1] + after_[-1])
+                zam.append((h[1] - h[0]) * 1000.0)
+        for v in (own, zam, before, after_):
+            v.sort()
+        print(
+            "zammad_n=%d own_p50_ms=%.3f own_p99_ms=%.3f own_max_ms=%.3f "
+            "to_post_p50_ms=%.3f to_post_p99_ms=%.3f from_answer_p50_ms=%.3f from_answer_p99_ms=%.3f "
+            "zammad_p50_ms=%.3f zammad_p99_ms=%.3f"
+            % (len(own), pct(own, 50), pct(own, 99), own[-1] if own else nan,
+               pct(before, 50), pct(before, 99), pct(after_, 50), pct(after_, 99),
+               pct(zam, 50), pct(zam, 99)),
+            end=" ",
+        )
     if csv_path:
         with open(csv_path, "w") as f:
             f.write("t_s,delay_ms\n")
