@@ -3,8 +3,9 @@
 //!
 //! One task owns the core and the UDP socket. It waits for a datagram (read
 //! by itself, no queue in between), a TCP message, a newCall answer, a send
-//! failure or the core's next timer, feeds it in (with every datagram
-//! already waiting, up to [`BATCH`]), then carries out every [`Output`]:
+//! failure or the core's next timer, feeds it in (then each datagram
+//! already waiting, up to [`BATCH`], every one's outputs carried out before
+//! the next is read), and carries out every [`Output`]:
 //! UDP datagrams to addresses are sent inline; TCP messages and host names
 //! go through one ordered sender task; `newCall` answers are awaited in the
 //! same task (a `FuturesUnordered`, the core goes on serving meanwhile);
@@ -165,7 +166,8 @@ pub fn net_config(cfg: &Config, core: &CoreConfig) -> NetConfig {
     }
 }
 
-/// Most received messages fed to the core before its outputs are carried out.
+/// Most received messages already waiting that one turn of the run loop
+/// takes (each message's outputs are carried out before the next is read).
 const BATCH: usize = 16;
 
 /// A newCall the run loop waits for: resolves to the core's token, when it
@@ -252,7 +254,15 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         .with_context(|| format!("sip.listen: cannot bind {}", cfg.listen))?;
     let local = transport.local_addr();
     core_cfg.local.set_port(local.port());
-    let (client, cti_thread) = start_cti_thread(cti_config(&cfg))?;
+    let (client, cti_thread) = if cfg.file.zammad.own_thread {
+        let (client, thread) = start_cti_thread(cti_config(&cfg))?;
+        (client, Some(thread))
+    } else {
+        // on this runtime: the core's thread (see [zammad] own_thread)
+        let client = cti::CtiClient::start(cti_config(&cfg))
+            .map_err(|e| anyhow::anyhow!("zammad.url: {e}"))?;
+        (client, None)
+    };
     let (trunk, inside_target) = (
         core_cfg.trunk.target.to_string(),
         core_cfg.inside_target.target.to_string(),
@@ -362,7 +372,8 @@ struct CtiThread {
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
-/// Start the CTI client with its own thread (`sipcti-cti`) and runtime.
+/// Start the CTI client with its own thread (`sipcti-cti`) and runtime
+/// (`[zammad] own_thread = true`).
 ///
 /// Errors: the runtime or the thread cannot be started; the client
 /// configuration is refused (`zammad.url: …`, see [`cti::CtiClient::start`]).
@@ -486,6 +497,7 @@ async fn run_loop(
         // next deadline changes (not registered anew every turn)
         let deadline = core.poll_timeout();
         let mut handled = 0usize;
+        let mut received = None;
         if deadline != armed {
             armed = deadline;
             if let Some(d) = deadline {
@@ -510,10 +522,10 @@ async fn run_loop(
                     newcall_answered(&mut core, edge.as_ref(), token, queued, outcome);
                 }
             }
-            m = udp.recv() => handled = deliver_batch(&mut core, m, || udp.try_recv()),
+            m = udp.recv() => received = Some((Via::Udp, m)),
             m = inbound.recv() => {
                 let Some(m) = m else { break };
-                handled = deliver_batch(&mut core, m, || inbound.try_recv().ok());
+                received = Some((Via::Tcp, m));
             }
             _ = sleep.as_mut(), if armed.is_some() => {
                 // fired: re-armed from the core's next deadline next turn
@@ -526,12 +538,38 @@ async fn run_loop(
                 }
             } => {}
         }
+        // Each message's outputs go out before the next message is read, so
+        // its reply never waits for the rest of the batch; up to BATCH
+        // messages already waiting are taken per turn, and the turn ends
+        // early once one of them submitted a newCall.
+        let mut new_calls = 0;
+        while let Some((via, m)) = received.take() {
+            deliver(&mut core, m);
+            handled += 1;
+            new_calls += drain_outputs(
+                &mut core,
+                &transport,
+                &slow_tx,
+                &mut waits,
+                &client,
+                &mut keeper,
+                edge.as_ref(),
+            )
+            .await;
+            if handled < BATCH && new_calls == 0 {
+                received = match via {
+                    Via::Udp => udp.try_recv(),
+                    Via::Tcp => inbound.try_recv().ok(),
+                }
+                .map(|m| (via, m));
+            }
+        }
         // timers run even while datagrams keep every other branch busy
         let now = Instant::now();
         if core.poll_timeout().is_some_and(|d| d <= now) {
             core.handle_timeout(now);
         }
-        drain_outputs(
+        new_calls += drain_outputs(
             &mut core,
             &transport,
             &slow_tx,
@@ -541,6 +579,13 @@ async fn run_loop(
             edge.as_ref(),
         )
         .await;
+        if new_calls > 0 {
+            // let the Zammad client's tasks send the newCall requests now,
+            // and the runtime read what its sockets hold (answers among
+            // them), before the next batch of datagrams: otherwise an INVITE
+            // waits behind up to 128 datagrams for its request to leave
+            tokio::task::yield_now().await;
+        }
         if let Some(a) = &mut admin {
             a.publish_if_due(&core, &transport, &client);
         }
@@ -635,23 +680,12 @@ fn newcall_answered(
     core.handle_cti_answer(now, token, answer);
 }
 
-/// Hands `first` and then whatever `next` already has (without waiting) to
-/// the core, at most [`BATCH`] messages; returns how many.
-fn deliver_batch(
-    core: &mut ProxyCore,
-    first: sipcti_transport::net::Inbound,
-    mut next: impl FnMut() -> Option<sipcti_transport::net::Inbound>,
-) -> usize {
-    deliver(core, first);
-    let mut handled = 1;
-    while handled < BATCH {
-        match next() {
-            Some(m) => deliver(core, m),
-            None => break,
-        }
-        handled += 1;
-    }
-    handled
+/// Where a received message came from: the UDP socket, or the channel of
+/// the TCP connection tasks (the next one of a batch is taken from the same).
+#[derive(Clone, Copy)]
+enum Via {
+    Udp,
+    Tcp,
 }
 
 /// Hands one received message to the core.
@@ -662,6 +696,11 @@ fn deliver(core: &mut ProxyCore, m: sipcti_transport::net::Inbound) {
     core.handle_received(Instant::now(), m.data, m.source, m.transport);
 }
 
+/// Carry out everything the core has queued: UDP sends inline, TCP and
+/// host-name sends to the ordered sender, newCall requests to the Zammad
+/// client (their answers awaited in `waits`), other CTI events submitted,
+/// binding changes to the keeper. Returns how many newCall requests it
+/// submitted.
 async fn drain_outputs(
     core: &mut ProxyCore,
     transport: &Transport,
@@ -670,7 +709,8 @@ async fn drain_outputs(
     client: &cti::CtiClient,
     bindings: &mut BindingKeeper,
     edge: Option<&Arc<EdgeMetrics>>,
-) {
+) -> usize {
+    let mut new_calls = 0;
     while let Some(out) = core.poll_output() {
         match out {
             Output::Transmit(t) => match (&t.dest, t.transport) {
@@ -702,6 +742,7 @@ async fn drain_outputs(
                 let queued = Instant::now();
                 let fut = client.new_call(into_cti_event(event));
                 waits.push(Box::pin(async move { (token, queued, fut.await) }));
+                new_calls += 1;
             }
             Output::Event(ev) => {
                 if let Some(e) = edge {
@@ -712,4 +753,5 @@ async fn drain_outputs(
             Output::Binding(update) => bindings.update(update),
         }
     }
+    new_calls
 }

@@ -106,6 +106,7 @@ fn sans_io_crates_link_no_runtime_and_no_sockets() {
     for krate in [
         "sipcti-wire",
         "sipcti-event",
+        "sipcti-table",
         "sipcti-dialog",
         "sipcti-core",
     ] {
@@ -156,6 +157,7 @@ fn sans_io_crates_do_not_link_the_store() {
     for krate in [
         "sipcti-wire",
         "sipcti-event",
+        "sipcti-table",
         "sipcti-dialog",
         "sipcti-core",
     ] {
@@ -182,6 +184,7 @@ fn the_check_sees_what_it_should() {
         assert!(c.contains(name), "sipcti-proxy should depend on {name}");
     }
     assert!(g.closure("sipcti-core").contains("sipcti-wire"));
+    assert!(g.closure("sipcti-core").contains("sipcti-table"));
     // the store's closure does hold what the sans-IO crates are checked against
     let store = g.closure("sipcti-store");
     for name in ["rusqlite", "libsqlite3-sys", "sipcti-wire"] {

@@ -135,8 +135,12 @@ fn e2e_01_out_answered_phone_hangs_up_tcp() {
 // 2. Outbound call answered, then hung up by the trunk; From rewritten
 //    toward the trunk and restored toward the phone, also on the trunk's BYE.
 fn out_answered_trunk_hangs_up(tp: Tp, name: &str) {
+    out_answered_trunk_hangs_up_with(opts(tp), name)
+}
+
+fn out_answered_trunk_hangs_up_with(opts: Opts, name: &str) {
     require_sipp();
-    let mut lab = Lab::start(name, opts(tp));
+    let mut lab = Lab::start(name, opts);
     let uas = lab.sipp(
         Host::Trunk,
         "uas_answer_bye",
@@ -199,6 +203,16 @@ fn e2e_02_out_answered_trunk_hangs_up_udp() {
 #[test]
 fn e2e_02_out_answered_trunk_hangs_up_tcp() {
     out_answered_trunk_hangs_up(Tp::Tcp, "out-trunk-bye-tcp");
+}
+/// The same call with the Zammad client on its own thread (`[zammad]
+/// own_thread = true`; every other case runs it on the core's thread).
+#[test]
+fn e2e_02_out_answered_trunk_hangs_up_udp_cti_own_thread() {
+    let o = Opts {
+        extra_toml: "own_thread = true\n".into(),
+        ..opts(Tp::Udp)
+    };
+    out_answered_trunk_hangs_up_with(o, "out-trunk-bye-own-thread");
 }
 
 // 3. Inbound call answered, with answeringNumber.
