@@ -53,6 +53,11 @@ enum Cmd {
         /// Rules file (block list, caller-id rules).
         #[arg(long)]
         rules: Option<PathBuf>,
+        /// Runtime threads: 1 (default) serves every connection on one
+        /// thread, the cheapest for a double beside the proxy on the same
+        /// cores; n, a pool of n; 0, one per core.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
     },
 }
 
@@ -79,10 +84,11 @@ fn main() -> ExitCode {
         },
         _ => None,
     };
-    let rt = match runtime_for(run_cfg.as_ref().map(|c| c.file.sip.threads))
-        .enable_all()
-        .build()
-    {
+    let threads = match &cli.cmd {
+        Cmd::ZammadDouble { threads, .. } => Some(*threads),
+        _ => run_cfg.as_ref().map(|c| c.file.sip.threads),
+    };
+    let rt = match runtime_for(threads).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("sipcti: cannot start the runtime: {e}");
@@ -104,6 +110,7 @@ fn main() -> ExitCode {
                 listen,
                 token,
                 rules,
+                threads: _,
             } => double(listen, token, rules).await,
             Cmd::Demo => sipcti_proxy::demo::run().await,
             Cmd::Replay(args) => return sipcti_proxy::replay::run(args).await,
@@ -120,9 +127,10 @@ fn main() -> ExitCode {
 }
 
 /// The tokio runtime a command runs on: `sipcti run` on `[sip] threads`
-/// (`threads`: 1, a current-thread runtime, everything on one thread; n, a
-/// pool of n; 0, one per core), every other command (`threads` None) on a
-/// pool of one thread per core.
+/// and `sipcti zammad-double` on `--threads` (`threads`: 1, a
+/// current-thread runtime, everything on one thread; n, a pool of n; 0, one
+/// per core), every other command (`threads` None) on a pool of one thread
+/// per core.
 fn runtime_for(threads: Option<usize>) -> tokio::runtime::Builder {
     match threads {
         Some(1) => tokio::runtime::Builder::new_current_thread(),
