@@ -53,7 +53,7 @@
 //!   [`Decision`] (reject / dial / continue); on time-out delivery goes on in the background.
 //! * **Secret URL**: the token may be anywhere after the host; only [`redact_url`]'s form
 //!   (`scheme://host[:port]/***`) is ever logged or shown by `Debug`,
-//!   and reqwest errors are logged without their URL.
+//!   and HTTP errors are logged without their URL.
 //! * **Stdout sink**: with no URL, each event is printed as one compact JSON line on stdout.
 //!
 //! Known limit: an `answer`, or the `hangup` of an outbound or answered call, whose attempt
