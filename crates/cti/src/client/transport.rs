@@ -1,24 +1,32 @@
 //! The HTTP transport of the CTI client: hyper-util's pooled HTTP/1.1 client over TCP, rustls
-//! (ring, the webpki roots) for https, as reqwest's `rustls-tls` set them up, without
-//! reqwest's per-request layers (URL re-parsing, redirect and proxy lookups, header merging).
-//! The constant parts of each request (method, URI, headers) are built once and cloned per
-//! request; a clone copies no bytes.
+//! (ring, the webpki roots) for https, and the proxy from the environment, as reqwest's
+//! `rustls-tls` set them up, without reqwest's per-request layers (URL re-parsing, redirect
+//! and proxy lookups, header merging). The constant parts of each request (method, URI,
+//! headers) are built once and cloned per request; a clone copies no bytes.
 
 use std::error::Error as _;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, USER_AGENT};
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, PROXY_AUTHORIZATION, USER_AGENT};
 use http::{HeaderMap, HeaderValue, Method, Request, Uri};
 use http_body_util::{BodyExt as _, Full};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
+use hyper_util::client::legacy::connect::proxy::Tunnel;
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::client::proxy::matcher::Matcher;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+use tower_service::Service;
+use tracing::info;
 
-use super::{ClientConfig, ConfigError};
+use super::{redact_url, ClientConfig, ConfigError};
 
 /// How long an idle keep-alive connection stays in the pool (reqwest's default).
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -26,11 +34,141 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// [`TCP_KEEPALIVE_RETRIES`] (reqwest's defaults).
 const TCP_KEEPALIVE: Duration = Duration::from_secs(15);
 const TCP_KEEPALIVE_RETRIES: u32 = 3;
+/// The User-Agent of every request (and of a proxy tunnel's `CONNECT`).
+const UA: &str = concat!("sipcti/", env!("CARGO_PKG_VERSION"));
 /// The error text of a request that got no response within `request_timeout` (reqwest's).
 const TIMEOUT_TEXT: &str = "timeout: error sending request: operation timed out";
 
-/// The connector: TCP (nodelay, keep-alive probes), TLS by rustls for https URLs.
-type Connector = HttpsConnector<HttpConnector>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// TCP (nodelay, keep-alive probes), TLS by rustls for https URIs.
+type Tcp = HttpsConnector<HttpConnector>;
+/// A TCP connection, TLS or not.
+type TcpOrTls = MaybeHttpsStream<TokioIo<TcpStream>>;
+
+/// How the client reaches the server, decided once at start from the URL and the proxy
+/// settings of the environment (as reqwest reads them at its build).
+#[derive(Clone)]
+enum Connector {
+    /// Straight to the URL's host.
+    Direct(Tcp),
+    /// An http URL through an HTTP(S) proxy: connect to the proxy, which takes the
+    /// requests in absolute form.
+    Forward {
+        /// Connects to the proxy (TLS for an https proxy).
+        to: Tcp,
+        /// The proxy, `scheme://host[:port]/`.
+        proxy: Uri,
+    },
+    /// An https URL through an HTTP(S) proxy's `CONNECT` tunnel, TLS to the host inside.
+    Tunnel(HttpsConnector<Tunnel<Tcp>>),
+    /// A proxy this client cannot speak (SOCKS): every connect fails with this text.
+    Unusable(&'static str),
+}
+
+impl Service<Uri> for Connector {
+    type Response = Conn;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Conn, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        match self {
+            Connector::Direct(c) | Connector::Forward { to: c, .. } => c.poll_ready(cx),
+            Connector::Tunnel(c) => c.poll_ready(cx),
+            Connector::Unusable(_) => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn call(&mut self, dst: Uri) -> Self::Future {
+        match self {
+            Connector::Direct(c) => {
+                let f = c.call(dst);
+                Box::pin(async move { f.await.map(Conn::Direct) })
+            }
+            Connector::Forward { to, proxy } => {
+                let f = to.call(proxy.clone());
+                Box::pin(async move { f.await.map(Conn::Forwarded) })
+            }
+            Connector::Tunnel(c) => {
+                let f = c.call(dst);
+                Box::pin(async move { f.await.map(|c| Conn::Tunnelled(Box::new(c))) })
+            }
+            Connector::Unusable(why) => {
+                let why = *why;
+                Box::pin(async move { Err(why.into()) })
+            }
+        }
+    }
+}
+
+/// A connection made by [`Connector`].
+enum Conn {
+    /// To the URL's host.
+    Direct(TcpOrTls),
+    /// To a proxy that forwards the requests (hyper sends them in absolute form).
+    Forwarded(TcpOrTls),
+    /// Through a proxy's tunnel (TLS to the host inside; boxed, the TLS state is large).
+    Tunnelled(Box<MaybeHttpsStream<TcpOrTls>>),
+}
+
+/// Forward a method of hyper's IO traits to the connection inside.
+macro_rules! each {
+    ($conn:expr, $s:ident => $e:expr) => {
+        match $conn {
+            Conn::Direct($s) | Conn::Forwarded($s) => $e,
+            Conn::Tunnelled($s) => $e,
+        }
+    };
+}
+
+impl hyper::rt::Read for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        each!(self.get_mut(), s => Pin::new(s).poll_read(cx, buf))
+    }
+}
+
+impl hyper::rt::Write for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        each!(self.get_mut(), s => Pin::new(s).poll_write(cx, buf))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        each!(self.get_mut(), s => Pin::new(s).poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        each!(self.get_mut(), s => Pin::new(s).poll_shutdown(cx))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        each!(self, s => s.is_write_vectored())
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        each!(self.get_mut(), s => Pin::new(s).poll_write_vectored(cx, bufs))
+    }
+}
+
+impl Connection for Conn {
+    fn connected(&self) -> Connected {
+        match self {
+            Conn::Direct(s) => s.connected(),
+            Conn::Forwarded(s) => s.connected().proxy(true),
+            Conn::Tunnelled(s) => s.connected(),
+        }
+    }
+}
 
 /// The constant parts of one kind of request.
 struct Parts {
@@ -69,7 +207,11 @@ impl Http {
     /// host), with `cfg`'s `request_timeout` (per request, connect included), keep-alive
     /// pool sized `max_in_flight + newcall_slots`, and `cfg.format`'s Content-Type.
     /// The URL's userinfo, if any, is taken out of the URL and sent as
-    /// `Authorization: Basic` (percent-decoded), as reqwest does.
+    /// `Authorization: Basic` (percent-decoded), as reqwest does. The proxy settings of the
+    /// environment (`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`, `NO_PROXY`, lower case too;
+    /// none when `REQUEST_METHOD` is set) are read now, as reqwest reads them: an http URL
+    /// goes through its proxy in absolute form with `Proxy-Authorization`, an https URL
+    /// through a `CONNECT` tunnel; a SOCKS proxy cannot be used (every connect fails).
     ///
     /// Errors: [`ConfigError::InvalidUrl`] (with `redacted`, never the URL) if the URL is
     /// not a valid HTTP request target or its userinfo is not UTF-8 once percent-decoded;
@@ -94,15 +236,21 @@ impl Http {
             parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
             Uri::from_parts(parts).map_err(|_| invalid("no root"))?
         };
-        let mut common = HeaderMap::with_capacity(5);
+        let proxy = Matcher::from_system().intercept(&uri);
+        let https = uri.scheme_str() == Some("https");
+        let mut common = HeaderMap::with_capacity(6);
         common.insert(HOST, host);
         common.insert(ACCEPT, HeaderValue::from_static("application/json"));
-        common.insert(
-            USER_AGENT,
-            HeaderValue::from_static(concat!("sipcti/", env!("CARGO_PKG_VERSION"))),
-        );
+        common.insert(USER_AGENT, HeaderValue::from_static(UA));
         if let Some(auth) = auth {
             common.insert(AUTHORIZATION, auth);
+        }
+        let forward_auth = proxy
+            .as_ref()
+            .filter(|_| !https)
+            .and_then(|p| p.basic_auth().cloned());
+        if let Some(auth) = forward_auth {
+            common.insert(PROXY_AUTHORIZATION, auth);
         }
         let head = Parts {
             method: Method::HEAD,
@@ -126,7 +274,32 @@ impl Http {
         tcp.set_keepalive(Some(TCP_KEEPALIVE));
         tcp.set_keepalive_interval(Some(TCP_KEEPALIVE));
         tcp.set_keepalive_retries(Some(TCP_KEEPALIVE_RETRIES));
-        let connector = HttpsConnector::from((tcp, tls_config()?));
+        let tls = Arc::new(tls_config()?);
+        let direct: Tcp = HttpsConnector::from((tcp, tls.clone()));
+        let connector = match proxy {
+            None => Connector::Direct(direct),
+            Some(p) => {
+                info!(proxy = %redact_url(&p.uri().to_string()), "CTI requests go through the proxy set in the environment");
+                let scheme = p.uri().scheme_str().unwrap_or_default();
+                if scheme != "http" && scheme != "https" {
+                    Connector::Unusable("the proxy set in the environment is not an HTTP(S) proxy (SOCKS is not supported)")
+                } else if https {
+                    let mut tunnel = Tunnel::new(p.uri().clone(), direct);
+                    if let Some(auth) = p.basic_auth() {
+                        tunnel = tunnel.with_auth(auth.clone());
+                    }
+                    let mut headers = HeaderMap::new();
+                    headers.insert(USER_AGENT, HeaderValue::from_static(UA));
+                    tunnel = tunnel.with_headers(headers);
+                    Connector::Tunnel(HttpsConnector::from((tunnel, tls)))
+                } else {
+                    Connector::Forward {
+                        to: direct,
+                        proxy: p.uri().clone(),
+                    }
+                }
+            }
+        };
         let client = Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
