@@ -25,6 +25,7 @@ mod config;
 mod delivery;
 mod recovery;
 mod stats;
+mod transport;
 
 pub use config::{ClientConfig, ConfigError};
 pub use stats::{CloseReport, DroppedStats, Stats};
@@ -389,11 +390,9 @@ impl State {
 }
 
 struct Target {
-    url: reqwest::Url,
     redacted: String,
-    /// `Content-Type` of the bodies (`cfg.format`), built once (a clone copies nothing).
-    content_type: reqwest::header::HeaderValue,
-    http: reqwest::Client,
+    /// The keep-alive HTTP client and the constant parts of its requests.
+    http: transport::Http,
 }
 
 struct Shared {
@@ -738,8 +737,9 @@ impl CtiClient {
     /// what it holds, and spawn the delivery lanes (`max_in_flight` general ones and
     /// `newcall_slots` for newCalls) on the current tokio runtime.
     ///
-    /// Errors: [`ConfigError::InvalidUrl`] for a URL that does not parse or is not
-    /// http(s) with a host; [`ConfigError::Invalid`] for `queue_capacity`, `max_in_flight`
+    /// Errors: [`ConfigError::InvalidUrl`] for a URL that does not parse, is not
+    /// http(s) with a host, is no valid HTTP request target, or has a userinfo that is not
+    /// UTF-8 once percent-decoded; [`ConfigError::Invalid`] for `queue_capacity`, `max_in_flight`
     /// or `max_open_calls` of 0; [`ConfigError::NoRuntime`] outside a tokio runtime;
     /// [`ConfigError::Http`] if the TLS client cannot be built; [`ConfigError::Outbox`] if
     /// the outbox file cannot be opened, created or read.
@@ -835,7 +835,7 @@ impl CtiClient {
                     .cfg
                     .max_in_flight
                     .saturating_add(shared.cfg.newcall_slots);
-                runtime.spawn(warm_up(t.http.clone(), t.url.clone(), n));
+                runtime.spawn(warm_up(t.http.clone(), n));
             }
             if !deadlines.is_empty() {
                 runtime.spawn(close_open_calls(Arc::downgrade(&shared), deadlines));
@@ -1055,13 +1055,18 @@ impl Shared {
     }
 }
 
+/// Check the CTI URL `raw` (http or https, with a host) and build its HTTP client.
+///
+/// Errors: [`ConfigError::InvalidUrl`] (with the redacted URL only) if the URL does not
+/// parse, is not http(s), has no host or is no valid request target; [`ConfigError::Http`]
+/// if the TLS setup fails.
 fn build_target(raw: &str, cfg: &ClientConfig) -> Result<Target, ConfigError> {
     let redacted = redact_url(raw);
     let invalid = |reason: String| ConfigError::InvalidUrl {
         url: redacted.clone(),
         reason,
     };
-    let url = reqwest::Url::parse(raw.trim()).map_err(|e| invalid(e.to_string()))?;
+    let url = url::Url::parse(raw.trim()).map_err(|e| invalid(e.to_string()))?;
     if url.scheme() != "http" && url.scheme() != "https" {
         return Err(invalid(format!(
             "scheme must be http or https, not {}",
@@ -1071,29 +1076,8 @@ fn build_target(raw: &str, cfg: &ClientConfig) -> Result<Target, ConfigError> {
     if url.host_str().unwrap_or_default().is_empty() {
         return Err(invalid("no host".into()));
     }
-    // constant for every request: set once, not built per request
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::ACCEPT,
-        reqwest::header::HeaderValue::from_static("application/json"),
-    );
-    let http = reqwest::Client::builder()
-        .default_headers(headers)
-        .timeout(cfg.request_timeout)
-        .connect_timeout(cfg.request_timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .pool_idle_timeout(Duration::from_secs(90))
-        // one idle connection per lane is all the lanes can use
-        .pool_max_idle_per_host(cfg.max_in_flight.saturating_add(cfg.newcall_slots))
-        .user_agent(concat!("sipcti/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| ConfigError::Http(error_text(e)))?;
-    Ok(Target {
-        url,
-        redacted,
-        content_type: reqwest::header::HeaderValue::from_static(cfg.format.content_type()),
-        http,
-    })
+    let http = transport::Http::new(url, &redacted, cfg)?;
+    Ok(Target { redacted, http })
 }
 
 /// Open the keep-alive connections before the first call needs them: `n` concurrent
@@ -1106,18 +1090,9 @@ fn build_target(raw: &str, cfg: &ClientConfig) -> Result<Target, ConfigError> {
 /// more go out at once (one reuses the first connection, each other opens its own). Best
 /// effort: a failure is logged at debug level only (without the URL) and the first events
 /// connect as before.
-async fn warm_up(http: reqwest::Client, url: reqwest::Url, n: usize) {
-    async fn head(http: reqwest::Client, root: reqwest::Url) -> Result<(), String> {
-        let resp = http.head(root).send().await.map_err(error_text)?;
-        // read to the end so the connection goes back to the pool
-        resp.bytes().await.map(|_| ()).map_err(error_text)
-    }
-    let mut root = url;
-    root.set_path("/");
-    root.set_query(None);
-    root.set_fragment(None);
+async fn warm_up(http: transport::Http, n: usize) {
     let t0 = Instant::now();
-    if let Err(e) = head(http.clone(), root.clone()).await {
+    if let Err(e) = http.head_root().await {
         debug!(error = %e, "CTI connection pool not warmed: the first events connect");
         return;
     }
@@ -1126,9 +1101,7 @@ async fn warm_up(http: reqwest::Client, url: reqwest::Url, n: usize) {
     // start a connect (one that then loses the race to an idle connection still finishes
     // and goes to the pool). Spawned as separate tasks, a quick one could finish first and
     // hand its connection to the next: fewer connections.
-    let mut reqs: Vec<_> = (0..n)
-        .map(|_| Box::pin(head(http.clone(), root.clone())))
-        .collect();
+    let mut reqs: Vec<_> = (0..n).map(|_| Box::pin(http.head_root())).collect();
     let (mut ok, mut last_error) = (0usize, None);
     std::future::poll_fn(|cx| {
         reqs.retain_mut(|r| match r.as_mut().poll(cx) {
@@ -1151,26 +1124,6 @@ async fn warm_up(http: reqwest::Client, url: reqwest::Url, n: usize) {
     .await;
     let elapsed_ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
     debug!(connections = ok, of = n, elapsed_ms, error = ?last_error, "CTI connection pool warmed");
-}
-
-/// A reqwest error as text, without the URL (which holds the token), with its causes.
-fn error_text(e: reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timeout: "
-    } else if e.is_connect() {
-        "connect: "
-    } else {
-        ""
-    };
-    let e = e.without_url();
-    let mut text = format!("{kind}{e}");
-    let mut src = std::error::Error::source(&e);
-    while let Some(s) = src {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        src = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

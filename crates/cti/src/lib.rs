@@ -53,7 +53,11 @@
 //!   [`Decision`] (reject / dial / continue); on time-out delivery goes on in the background.
 //! * **Secret URL**: the token may be anywhere after the host; only [`redact_url`]'s form
 //!   (`scheme://host[:port]/***`) is ever logged or shown by `Debug`,
-//!   and reqwest errors are logged without their URL.
+//!   and HTTP errors are logged without their URL.
+//! * **Proxy from the environment**: `HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY` and `NO_PROXY`
+//!   (lower case too), read at start as reqwest and curl read them: an http URL's requests go
+//!   to the proxy in absolute form, an https URL through a `CONNECT` tunnel; a SOCKS proxy is
+//!   not supported (its connects fail).
 //! * **Stdout sink**: with no URL, each event is printed as one compact JSON line on stdout.
 //!
 //! Known limit: an `answer`, or the `hangup` of an outbound or answered call, whose attempt

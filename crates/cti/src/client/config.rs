@@ -105,7 +105,8 @@ impl Default for ClientConfig {
 /// Why [`CtiClient::start`] refused a configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The URL does not parse, is not http/https, or has no host. `url` is the redacted form.
+    /// The URL does not parse, is not http/https, has no host, is no valid HTTP request
+    /// target, or its userinfo is not UTF-8 once percent-decoded. `url` is the redacted form.
     #[error("invalid Zammad CTI url {url}: {reason}")]
     InvalidUrl {
         /// Redacted URL (see [`redact_url`]).

@@ -175,25 +175,10 @@ pub(super) fn classify(status: u16, body: &str, kind: EventKind, maybe_sent: boo
 }
 
 /// One HTTP attempt: `(status, body)`, or the error text and whether the request
-/// certainly never reached Zammad (the connection could not be made). `Accept` is a
-/// default header of the HTTP client, `Content-Type` built once (see `build_target`); the
-/// body is shared, not copied.
+/// certainly never reached Zammad (the connection could not be made). The URI and headers
+/// are built once (see `transport::Http`); the body is shared, not copied.
 pub(super) async fn attempt(target: &Target, p: &Pending) -> Result<(u16, Bytes), (String, bool)> {
-    let resp = target
-        .http
-        .post(target.url.clone())
-        .header(reqwest::header::CONTENT_TYPE, target.content_type.clone())
-        .body(p.body.clone())
-        .send()
-        .await
-        .map_err(|e| {
-            let definite = e.is_connect();
-            (error_text(e), definite)
-        })?;
-    let status = resp.status().as_u16();
-    // the status arrived: Zammad processed the request (or refused it) either way
-    let body = resp.bytes().await.unwrap_or_default();
-    Ok((status, body))
+    target.http.post(p.body.clone()).await
 }
 
 /// Attempt one event once; resolves its newCall waiter and counts the outcome when it is

@@ -1,0 +1,89 @@
+//! A tiny raw HTTP/1.1 server for the wire tests: records each request's head and body
+//! and answers it as told.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// One request as the server read it: its head (request line and headers) and its body.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl Seen {
+    /// The value of header `name` (case-insensitive), if present once.
+    pub fn header(&self, name: &str) -> Option<String> {
+        let mut found = self.head.lines().skip(1).filter_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        });
+        let v = found.next();
+        assert!(found.next().is_none(), "{name} twice: {}", self.head);
+        v
+    }
+}
+
+pub type Log = Arc<Mutex<Vec<Seen>>>;
+
+/// A keep-alive HTTP/1.1 server answering each request with `respond(request line)`
+/// (`None`: never answer, keep the connection open). Records every request.
+pub async fn server(respond: fn(&str) -> Option<&'static str>) -> (SocketAddr, Log) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let log: Log = Arc::default();
+    let log2 = log.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut sock, _) = l.accept().await.unwrap();
+            let log3 = log2.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    // a whole request (head and Content-Length body) in `buf`?
+                    if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                        let seen = Seen {
+                            head,
+                            body: Vec::new(),
+                        };
+                        let len: usize = seen
+                            .header("content-length")
+                            .map(|v| v.parse().unwrap())
+                            .unwrap_or(0);
+                        if buf.len() >= end + 4 + len {
+                            let body = buf[end + 4..end + 4 + len].to_vec();
+                            buf.drain(..end + 4 + len);
+                            let line = seen.head.lines().next().unwrap_or("").to_string();
+                            log3.lock().unwrap().push(Seen { body, ..seen });
+                            match respond(&line) {
+                                Some(r) => {
+                                    if sock.write_all(r.as_bytes()).await.is_err() {
+                                        return;
+                                    }
+                                }
+                                None => {
+                                    // hold the connection, answer nothing
+                                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                                    return;
+                                }
+                            }
+                            continue;
+                        }
+                    }
+                    let n = match sock.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+            });
+        }
+    });
+    (addr, log)
+}
