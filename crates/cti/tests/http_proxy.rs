@@ -6,12 +6,12 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sipcti_cti::{ClientConfig, CtiClient, Decision, Event, NewCallOutcome};
-use sipcti_event::{Cause, Direction, EventKind};
+use sipcti_event::{Cause, EventKind};
 
-use support::{server, Log, Seen};
+use support::{ev, server, wait_for, Log, Seen};
 
 const VARS: [&str; 8] = [
     "HTTP_PROXY",
@@ -30,28 +30,6 @@ fn set_env(vars: &[(&str, String)]) {
     }
     for (k, v) in vars {
         std::env::set_var(k, v);
-    }
-}
-
-fn ev(kind: EventKind, id: &str) -> Event {
-    Event {
-        event: kind,
-        direction: Direction::In,
-        call_id: id.into(),
-        from: Some("4930111".into()),
-        to: Some("4930222".into()),
-        user: None,
-        queue: None,
-        answering_number: None,
-        cause: None,
-    }
-}
-
-async fn wait_for(what: &str, cond: impl Fn() -> bool) {
-    let t0 = Instant::now();
-    while !cond() {
-        assert!(t0.elapsed() < Duration::from_secs(5), "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 

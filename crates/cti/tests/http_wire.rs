@@ -7,14 +7,14 @@
 mod support;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sipcti_cti::{ClientConfig, CtiClient, Decision, Event, Format, NewCallOutcome};
-use sipcti_event::{Cause, Direction, EventKind};
+use sipcti_event::{Cause, EventKind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use support::{server, Log, Seen};
+use support::{ev, server, wait_for, Log, Seen};
 
 const OK_EMPTY_JSON: &str =
     "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
@@ -38,34 +38,12 @@ fn posts(log: &Log) -> Vec<Seen> {
         .collect()
 }
 
-fn ev(kind: EventKind, id: &str) -> Event {
-    Event {
-        event: kind,
-        direction: Direction::In,
-        call_id: id.into(),
-        from: Some("4930111".into()),
-        to: Some("4930222".into()),
-        user: None,
-        queue: None,
-        answering_number: None,
-        cause: None,
-    }
-}
-
 /// An inbound call's hangup, never answered: a second copy would flip Zammad's missed flag,
 /// so it is sent again only after a failure that certainly did not reach Zammad.
 fn missed_hangup(id: &str) -> Event {
     Event {
         cause: Some(Cause::Cancel),
         ..ev(EventKind::Hangup, id)
-    }
-}
-
-async fn wait_for(what: &str, cond: impl Fn() -> bool) {
-    let t0 = Instant::now();
-    while !cond() {
-        assert!(t0.elapsed() < Duration::from_secs(5), "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 

@@ -3,9 +3,12 @@
 
 use std::time::{Duration, Instant};
 
-use sipcti_cti::{ClientConfig, CtiClient, Decision, Event, NewCallOutcome};
-use sipcti_event::{Direction, EventKind};
+use sipcti_cti::{ClientConfig, CtiClient, Decision, NewCallOutcome};
+use sipcti_event::EventKind;
 use sipcti_zammad_double::{spawn_double, DoubleConfig, Mode, ZammadDouble};
+
+mod support;
+use support::{ev, wait_for};
 
 async fn double() -> ZammadDouble {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -18,28 +21,6 @@ async fn double() -> ZammadDouble {
     )
     .await
     .unwrap()
-}
-
-fn ev(kind: EventKind, id: &str) -> Event {
-    Event {
-        event: kind,
-        direction: Direction::In,
-        call_id: id.into(),
-        from: Some("4930111".into()),
-        to: Some("4930222".into()),
-        user: None,
-        queue: None,
-        answering_number: None,
-        cause: None,
-    }
-}
-
-async fn wait_for(what: &str, cond: impl Fn() -> bool) {
-    let t0 = Instant::now();
-    while !cond() {
-        assert!(t0.elapsed() < Duration::from_secs(5), "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
 }
 
 /// One general slot, held by an `answer` Zammad takes 300 ms for, two more queued: the

@@ -1,9 +1,16 @@
-//! A tiny raw HTTP/1.1 server for the wire tests: records each request's head and body
-//! and answers it as told.
+//! What the client's integration tests share: a tiny raw HTTP/1.1 server for the wire
+//! tests (records each request's head and body and answers it as told), a test event,
+//! and a bounded wait.
+//!
+//! Each test crate compiles this module on its own and uses part of it.
+#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use sipcti_cti::Event;
+use sipcti_event::{Direction, EventKind};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -86,4 +93,28 @@ pub async fn server(respond: fn(&str) -> Option<&'static str>) -> (SocketAddr, L
         }
     });
     (addr, log)
+}
+
+/// An inbound event of `kind` for call `id`, from 4930111 to 4930222, nothing else set.
+pub fn ev(kind: EventKind, id: &str) -> Event {
+    Event {
+        event: kind,
+        direction: Direction::In,
+        call_id: id.into(),
+        from: Some("4930111".into()),
+        to: Some("4930222".into()),
+        user: None,
+        queue: None,
+        answering_number: None,
+        cause: None,
+    }
+}
+
+/// Wait until `cond` holds, polling every 2 ms; panics with `what` after 5 s.
+pub async fn wait_for(what: &str, cond: impl Fn() -> bool) {
+    let t0 = Instant::now();
+    while !cond() {
+        assert!(t0.elapsed() < Duration::from_secs(5), "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
 }
