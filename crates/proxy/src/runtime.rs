@@ -488,6 +488,21 @@ async fn run_loop(
         });
     }
     let mut waits: FuturesUnordered<NewCallWait> = FuturesUnordered::new();
+    // carry out the core's outputs; how many newCalls that submitted
+    macro_rules! drain {
+        () => {
+            drain_outputs(
+                &mut core,
+                &transport,
+                &slow_tx,
+                &mut waits,
+                &client,
+                &mut keeper,
+                edge.as_ref(),
+            )
+            .await
+        };
+    }
     let sleep = tokio::time::sleep(Duration::from_secs(3600));
     tokio::pin!(sleep);
     let mut armed: Option<Instant> = None;
@@ -546,16 +561,7 @@ async fn run_loop(
         while let Some((via, m)) = received.take() {
             deliver(&mut core, m);
             handled += 1;
-            new_calls += drain_outputs(
-                &mut core,
-                &transport,
-                &slow_tx,
-                &mut waits,
-                &client,
-                &mut keeper,
-                edge.as_ref(),
-            )
-            .await;
+            new_calls += drain!();
             if handled < BATCH && new_calls == 0 {
                 received = match via {
                     Via::Udp => udp.try_recv(),
@@ -569,16 +575,7 @@ async fn run_loop(
         if core.poll_timeout().is_some_and(|d| d <= now) {
             core.handle_timeout(now);
         }
-        new_calls += drain_outputs(
-            &mut core,
-            &transport,
-            &slow_tx,
-            &mut waits,
-            &client,
-            &mut keeper,
-            edge.as_ref(),
-        )
-        .await;
+        new_calls += drain!();
         if new_calls > 0 {
             // let the Zammad client's tasks send the newCall requests now,
             // and the runtime read what its sockets hold (answers among
@@ -605,16 +602,7 @@ async fn run_loop(
     }
     tracing::info!(net = ?transport.stats(), "socket counters at shutdown");
     core.shutdown(Instant::now());
-    drain_outputs(
-        &mut core,
-        &transport,
-        &slow_tx,
-        &mut waits,
-        &client,
-        &mut keeper,
-        edge.as_ref(),
-    )
-    .await;
+    drain!();
     shutdown_cti(&client).await
 }
 
