@@ -9,12 +9,14 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sipcti_cti::{ClientConfig, CtiClient, Decision, Event, Format, NewCallOutcome};
-use sipcti_event::{Cause, EventKind};
+use sipcti_cti::{ClientConfig, CtiClient, Decision, Format, NewCallOutcome};
+use sipcti_event::EventKind;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use support::{ev, server, wait_for, Log, Seen};
+use support::{
+    assert_never_reached, ev, missed_hangup, quick_retries, server, wait_for, Log, Seen,
+};
 
 const OK_EMPTY_JSON: &str =
     "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
@@ -40,13 +42,6 @@ fn posts(log: &Log) -> Vec<Seen> {
 
 /// An inbound call's hangup, never answered: a second copy would flip Zammad's missed flag,
 /// so it is sent again only after a failure that certainly did not reach Zammad.
-fn missed_hangup(id: &str) -> Event {
-    Event {
-        cause: Some(Cause::Cancel),
-        ..ev(EventKind::Hangup, id)
-    }
-}
-
 fn user_agent() -> String {
     format!("sipcti/{}", env!("CARGO_PKG_VERSION"))
 }
@@ -169,27 +164,12 @@ async fn refused_connection_is_retried_even_for_a_missed_hangup() {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     drop(l);
-    let c = CtiClient::start(ClientConfig {
-        url: Some(format!("http://{addr}/api/v1/cti/SECRETTOKEN")),
-        retry_initial: Duration::from_millis(5),
-        retry_max: Duration::from_millis(10),
-        give_up_after: Duration::from_millis(300),
-        newcall_timeout: Duration::from_secs(3),
-        ..ClientConfig::default()
-    })
+    let c = CtiClient::start(quick_retries(format!(
+        "http://{addr}/api/v1/cti/SECRETTOKEN"
+    )))
     .unwrap();
-    c.submit(missed_hangup("h"));
-    wait_for("retries", || c.stats().retried >= 2).await;
-    assert_eq!(c.stats().hangups_unconfirmed, 0);
-    match c.new_call(ev(EventKind::NewCall, "n")).await {
-        NewCallOutcome::Dropped(why) => {
-            eprintln!("refused: {why}");
-            assert!(why.starts_with("gave_up: "), "{why}");
-            assert!(why.contains("(last error: connect: "), "{why}");
-            assert!(!why.contains("SECRETTOKEN"), "{why}");
-        }
-        o => panic!("{o:?}"),
-    }
+    let why = assert_never_reached(&c, "refused", "SECRETTOKEN").await;
+    assert!(why.starts_with("gave_up: "), "{why}");
 }
 
 /// Zammad took the request but no answer came within `request_timeout`: it may have
@@ -244,25 +224,10 @@ async fn https_to_a_plain_server_is_a_connect_failure() {
             });
         }
     });
-    let c = CtiClient::start(ClientConfig {
-        url: Some(format!("https://localhost:{port}/api/v1/cti/SECRETTOKEN")),
-        retry_initial: Duration::from_millis(5),
-        retry_max: Duration::from_millis(10),
-        give_up_after: Duration::from_millis(300),
-        newcall_timeout: Duration::from_secs(3),
-        ..ClientConfig::default()
-    })
+    let c = CtiClient::start(quick_retries(format!(
+        "https://localhost:{port}/api/v1/cti/SECRETTOKEN"
+    )))
     .unwrap();
-    c.submit(missed_hangup("h"));
-    wait_for("retries", || c.stats().retried >= 2).await;
-    assert_eq!(c.stats().hangups_unconfirmed, 0);
-    match c.new_call(ev(EventKind::NewCall, "n")).await {
-        NewCallOutcome::Dropped(why) => {
-            eprintln!("tls: {why}");
-            assert!(why.contains("(last error: connect: "), "{why}");
-            assert!(!why.contains("SECRETTOKEN"), "{why}");
-        }
-        o => panic!("{o:?}"),
-    }
+    assert_never_reached(&c, "tls", "SECRETTOKEN").await;
     assert!(*conns.lock().unwrap() >= 2);
 }

@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sipcti_cti::Event;
-use sipcti_event::{Direction, EventKind};
+use sipcti_cti::{ClientConfig, CtiClient, Event, NewCallOutcome};
+use sipcti_event::{Cause, Direction, EventKind};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -116,5 +116,47 @@ pub async fn wait_for(what: &str, cond: impl Fn() -> bool) {
     while !cond() {
         assert!(t0.elapsed() < Duration::from_secs(5), "timed out: {what}");
         tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// An inbound call's hangup, never answered (cause `cancel`): a second copy would flip
+/// Zammad's missed flag, so it is retried only when the request certainly never reached
+/// Zammad.
+pub fn missed_hangup(id: &str) -> Event {
+    Event {
+        cause: Some(Cause::Cancel),
+        ..ev(EventKind::Hangup, id)
+    }
+}
+
+/// A client configuration for `url` that retries at once (5-10 ms) and gives an event up
+/// after 300 ms, with a newCall waiting up to 3 s.
+pub fn quick_retries(url: String) -> ClientConfig {
+    ClientConfig {
+        url: Some(url),
+        retry_initial: Duration::from_millis(5),
+        retry_max: Duration::from_millis(10),
+        give_up_after: Duration::from_millis(300),
+        newcall_timeout: Duration::from_secs(3),
+        ..ClientConfig::default()
+    }
+}
+
+/// Check that `c`'s requests never reach Zammad (the connection, TLS included, cannot be
+/// made): a missed call's hangup is retried (at least twice) and never counted as
+/// unconfirmed, and a newCall is given up with a `connect:` error naming no `secret`.
+/// Returns that error text. Panics otherwise (`what` names the case).
+pub async fn assert_never_reached(c: &CtiClient, what: &str, secret: &str) -> String {
+    c.submit(missed_hangup("h"));
+    wait_for("retries", || c.stats().retried >= 2).await;
+    assert_eq!(c.stats().hangups_unconfirmed, 0, "{what}");
+    match c.new_call(ev(EventKind::NewCall, "n")).await {
+        NewCallOutcome::Dropped(why) => {
+            eprintln!("{what}: {why}");
+            assert!(why.contains("(last error: connect: "), "{what}: {why}");
+            assert!(!why.contains(secret), "{what}: {why}");
+            why
+        }
+        o => panic!("{what}: {o:?}"),
     }
 }
