@@ -394,16 +394,22 @@ impl Collector for SnapshotCollector {
             "TCP connections accepted or opened.",
             k(n.tcp_opened_total),
         )?;
+        let mut udp_drops = vec![
+            ("queue_full", n.dropped_queue_full),
+            ("too_large", n.dropped_too_large),
+        ];
+        if let Some(d) = n.udp_socket_drops {
+            udp_drops.push(("socket_buffer", d));
+        }
         counters(
             e,
             "udp_dropped",
-            "UDP datagrams dropped by the socket edge: queue_full (the core fell behind), \
-             too_large (over limits.max_message_bytes).",
+            "UDP datagrams dropped: queue_full (the core fell behind), too_large (over \
+             limits.max_message_bytes), socket_buffer (dropped by the kernel before sipcti \
+             read them: the socket's receive buffer was full; absent where /proc cannot \
+             tell).",
             "reason",
-            &[
-                ("queue_full", n.dropped_queue_full),
-                ("too_large", n.dropped_too_large),
-            ],
+            &udp_drops,
         )?;
         one(
             e,

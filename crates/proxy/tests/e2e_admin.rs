@@ -140,6 +140,7 @@ fn metrics_health_and_ready_after_a_call_and_while_zammad_fails() {
             ("sipcti_outbox_failed_commits_total", 0.0),
             ("sipcti_cti_calls_dropped_total", 0.0),
             ("sipcti_udp_dropped_total{reason=\"queue_full\"}", 0.0),
+            ("sipcti_udp_dropped_total{reason=\"socket_buffer\"}", 0.0),
         ],
     );
     for name in [

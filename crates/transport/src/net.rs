@@ -151,6 +151,12 @@ pub struct NetStats {
     pub udp_out: u64,
     /// Messages sent over TCP.
     pub tcp_out: u64,
+    /// UDP datagrams the kernel dropped at this socket before sipcti could
+    /// read them (its receive buffer was full): the `drops` column of
+    /// `/proc/self/net/udp` (or `udp6`) for the socket's inode, read when
+    /// the stats are taken. `None` where that cannot be read (not Linux, no
+    /// `/proc`).
+    pub udp_socket_drops: Option<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -419,8 +425,35 @@ impl Transport {
             pings: g(&c.pings),
             udp_out: g(&c.udp_out),
             tcp_out: g(&c.tcp_out),
+            udp_socket_drops: udp_socket_drops(&self.inner.udp),
         }
     }
+}
+
+/// The kernel's drop counter of UDP socket `sock`: the last (`drops`) column of its line
+/// in `/proc/self/net/udp` or `/proc/self/net/udp6`, found by the socket's inode (from
+/// the `socket:[INODE]` link of its file descriptor). Reads a few KB of `/proc` per call.
+/// `None` if any of it cannot be read or parsed.
+fn udp_socket_drops(sock: &UdpSocket) -> Option<u64> {
+    use std::os::fd::AsRawFd as _;
+    let link = std::fs::read_link(format!("/proc/self/fd/{}", sock.as_raw_fd())).ok()?;
+    let inode = link
+        .to_str()?
+        .strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .to_string();
+    ["/proc/self/net/udp", "/proc/self/net/udp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .find_map(|text| {
+            text.lines().skip(1).find_map(|line| {
+                // sl local rem st tx:rx tr:when retrnsmt uid timeout inode ref pointer drops
+                let cols: Vec<&str> = line.split_whitespace().collect();
+                (cols.get(9) == Some(&inode.as_str()))
+                    .then(|| cols.last()?.parse().ok())
+                    .flatten()
+            })
+        })
 }
 
 impl Inner {

@@ -632,3 +632,24 @@ async fn refusals_counted_exactly_and_logged_sampled() {
         [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 16, 32, 64, 128, 256, 512, 1024]
     );
 }
+
+/// Datagrams the kernel drops at a full receive buffer (nobody reads the socket) are
+/// counted in `udp_socket_drops`, read from /proc for this very socket.
+#[tokio::test]
+async fn kernel_drops_at_a_full_receive_buffer_are_counted() {
+    let c = NetConfig {
+        udp_buffer_bytes: 4096,
+        ..cfg()
+    };
+    // the receiver half is never read: the kernel buffer is the only queue
+    let (t, _inbound, _udp) = Transport::bind_split(c).await.expect("bind");
+    let before = t.stats().udp_socket_drops;
+    assert_eq!(before, Some(0), "a fresh socket's drop counter");
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("sender");
+    let m = msg(1);
+    for _ in 0..2000 {
+        let _ = s.send_to(m.as_bytes(), t.local_addr());
+    }
+    let after = t.stats().udp_socket_drops.expect("readable");
+    assert!(after > 100, "drops counted: {after}");
+}
