@@ -62,11 +62,28 @@ const TYPOS: &[(&str, &str)] = &[
     ("unclosed multi-line string", "url = \"\"\"{U}"),
 ];
 
+/// A port on 127.0.0.1 free for both UDP and TCP (sipcti binds both), picked at random
+/// in 20000..30000: below Linux's ephemeral range (32768..60999), so no outgoing
+/// connection of a test running beside this one can take it between the pick and the
+/// bind, as one did to a port the kernel had handed out.
 fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    let mut x = u64::from(std::process::id())
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(7);
+    for _ in 0..1000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let port = 20000 + (x % 10000) as u16;
+        let free = UdpSocket::bind(("127.0.0.1", port)).is_ok()
+            && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
+        if free {
+            return port;
+        }
+    }
+    panic!("no free port in 20000..30000 on 127.0.0.1");
 }
 
 fn write_config(dir: &std::path::Path, name: &str, url_line: &str) -> PathBuf {
