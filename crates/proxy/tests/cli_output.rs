@@ -6,8 +6,10 @@
 //!   cannot reach Zammad;
 //! * log lines carry no ANSI colour codes when stderr is not a terminal (here: a pipe).
 
+mod lab;
+
 use std::io::Read;
-use std::net::UdpSocket;
+use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -18,7 +20,7 @@ const SECRET: &str = "S3CR3TT0K3N";
 /// The loopback fixture's settings with a `[zammad]` table whose url line is `{URL_LINE}`.
 const BASE: &str = r#"
 [sip]
-listen = "127.0.0.1:{PORT}"
+listen = "{LISTEN}"
 [trunk]
 uri = "sip:127.0.0.2:5060;transport=udp"
 sources = ["127.0.0.2/32"]
@@ -62,37 +64,33 @@ const TYPOS: &[(&str, &str)] = &[
     ("unclosed multi-line string", "url = \"\"\"{U}"),
 ];
 
-/// A port on 127.0.0.1 free for both UDP and TCP (sipcti binds both), picked at random
-/// in 20000..30000: below Linux's ephemeral range (32768..60999), so no outgoing
-/// connection of a test running beside this one can take it between the pick and the
-/// bind, as one did to a port the kernel had handed out.
-fn free_udp_port() -> u16 {
-    let mut x = u64::from(std::process::id())
-        ^ std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(7);
-    for _ in 0..1000 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let port = 20000 + (x % 10000) as u16;
-        let free = UdpSocket::bind(("127.0.0.1", port)).is_ok()
-            && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
-        if free {
-            return port;
-        }
-    }
-    panic!("no free port in 20000..30000 on 127.0.0.1");
+/// Where one run of the proxy listens: 127.A.B.1:5060 on a loopback /24 reserved the way
+/// the e2e lab reserves its own ([`lab::reserve`]), so no test running beside this one
+/// (nor an outgoing connection of one) can hold the address. The reservation lasts as
+/// long as this value.
+struct Listen {
+    addr: SocketAddr,
+    _reservation: UdpSocket,
 }
 
-fn write_config(dir: &std::path::Path, name: &str, url_line: &str) -> PathBuf {
+fn listen() -> Listen {
+    let ([a, b], reservation) = lab::reserve();
+    Listen {
+        addr: SocketAddr::from(([127, a, b, 1], 5060)),
+        _reservation: reservation,
+    }
+}
+
+/// Write `BASE` with `url_line` to `dir/name`, listening on a freshly reserved address;
+/// returns the file and that address (keep it while the proxy may run).
+fn write_config(dir: &std::path::Path, name: &str, url_line: &str) -> (PathBuf, Listen) {
+    let listen = listen();
     let text = BASE
-        .replace("{PORT}", &free_udp_port().to_string())
+        .replace("{LISTEN}", &listen.addr.to_string())
         .replace("{URL_LINE}", url_line);
     let path = dir.join(name);
     std::fs::write(&path, text).expect("write config");
-    path
+    (path, listen)
 }
 
 fn tempdir(tag: &str) -> PathBuf {
@@ -169,7 +167,8 @@ fn typos_near_zammad_url_never_print_the_token() {
     let dir = tempdir("typos");
     for (i, (name, typo)) in TYPOS.iter().enumerate() {
         for (j, url) in url_shapes().into_iter().enumerate() {
-            let cfg = write_config(&dir, &format!("t{i}-{j}.toml"), &typo.replace("{U}", &url));
+            let (cfg, _listen) =
+                write_config(&dir, &format!("t{i}-{j}.toml"), &typo.replace("{U}", &url));
             let cfg = cfg.to_str().expect("utf-8 path");
             let check = finish(
                 sipcti(&["check-config", "--config", cfg])
@@ -195,18 +194,19 @@ fn typos_near_zammad_url_never_print_the_token() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// An INVITE from the configured phone network (127.0.0.3) to the proxy at `port`.
-fn invite(port: u16, n: usize) -> String {
+/// An INVITE from the configured phone network (127.0.0.3) to the proxy at `proxy`.
+fn invite(proxy: SocketAddr, n: usize) -> String {
     format!(
-        "INVITE sip:+4930123456@127.0.0.1:{port} SIP/2.0\r\n\
+        "INVITE sip:+4930123456@{proxy} SIP/2.0\r\n\
          Via: SIP/2.0/UDP 127.0.0.3:5070;branch=z9hG4bKcli{n};rport\r\n\
          Max-Forwards: 70\r\n\
          From: <sip:201@127.0.0.3>;tag=f{n}\r\n\
-         To: <sip:+4930123456@127.0.0.1>\r\n\
+         To: <sip:+4930123456@{ip}>\r\n\
          Call-ID: cli-{n}@127.0.0.3\r\n\
          CSeq: 1 INVITE\r\n\
          Contact: <sip:201@127.0.0.3:5070>\r\n\
-         Content-Length: 0\r\n\r\n"
+         Content-Length: 0\r\n\r\n",
+        ip = proxy.ip()
     )
 }
 
@@ -215,7 +215,7 @@ fn valid_urls_are_redacted_in_check_config_and_run_with_zammad_down() {
     let dir = tempdir("valid");
     let phone = UdpSocket::bind("127.0.0.3:0").expect("bind 127.0.0.3");
     for (j, url) in url_shapes().into_iter().enumerate() {
-        let path = write_config(&dir, &format!("v{j}.toml"), &format!("url = \"{url}\""));
+        let (path, listen) = write_config(&dir, &format!("v{j}.toml"), &format!("url = \"{url}\""));
         let cfg = path.to_str().expect("utf-8 path");
         let check = finish(
             sipcti(&["check-config", "--config", cfg])
@@ -231,17 +231,11 @@ fn valid_urls_are_redacted_in_check_config_and_run_with_zammad_down() {
         );
         assert_no_secret(&format!("check-config {url}"), &check);
 
-        let port: u16 = std::fs::read_to_string(&path)
-            .expect("read back")
-            .lines()
-            .find_map(|l| l.strip_prefix("listen = \"127.0.0.1:"))
-            .and_then(|p| p.trim_end_matches('"').parse().ok())
-            .expect("port");
         let child = sipcti(&["run", "--config", cfg]).spawn().expect("spawn");
         // a call makes the CTI client try (and fail) to reach Zammad
         std::thread::sleep(Duration::from_millis(700));
         phone
-            .send_to(invite(port, j).as_bytes(), ("127.0.0.1", port))
+            .send_to(invite(listen.addr, j).as_bytes(), listen.addr)
             .expect("send INVITE");
         let run = finish(child, Duration::from_millis(1500));
         let err = String::from_utf8_lossy(&run.stderr).to_string();
@@ -255,7 +249,7 @@ fn valid_urls_are_redacted_in_check_config_and_run_with_zammad_down() {
 #[test]
 fn no_ansi_colour_codes_when_stderr_is_a_pipe() {
     let dir = tempdir("ansi");
-    let path = write_config(&dir, "a.toml", "url = \"http://127.0.0.1:1/api/v1/cti/x\"");
+    let (path, _listen) = write_config(&dir, "a.toml", "url = \"http://127.0.0.1:1/api/v1/cti/x\"");
     let cfg = path.to_str().expect("utf-8 path");
     let child = sipcti(&["run", "--config", cfg]).spawn().expect("spawn");
     let run = finish(child, Duration::from_millis(800));

@@ -120,7 +120,10 @@ pub fn sipp_available() -> bool {
         .is_ok()
 }
 
-fn reserve() -> ([u8; 2], UdpSocket) {
+/// Reserve a loopback /24, 127.A.B.0, at random (A in 20..220): bind 127.A.B.254:65000,
+/// which no other test or run can then bind. Returns A.B and the socket that holds the
+/// reservation (dropping it frees the /24).
+pub fn reserve() -> ([u8; 2], UdpSocket) {
     let seed = std::process::id() as u64 ^ Instant::now().elapsed().as_nanos() as u64;
     let mut x = seed
         ^ std::time::SystemTime::now()
