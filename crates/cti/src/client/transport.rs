@@ -323,16 +323,7 @@ impl Http {
     /// connection, TLS included, could not be set up; `false`: time-out, or the connection
     /// failed after the request was written).
     pub(super) async fn post(&self, body: Bytes) -> Result<(u16, Bytes), (String, bool)> {
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        let req = self.post.request(body);
-        let resp = match tokio::time::timeout_at(deadline, self.client.request(req)).await {
-            Err(_) => return Err((TIMEOUT_TEXT.to_string(), false)),
-            Ok(Err(e)) => {
-                let definite = e.is_connect();
-                return Err((error_text(&e), definite));
-            }
-            Ok(Ok(resp)) => resp,
-        };
+        let (resp, deadline) = self.send(&self.post, body).await?;
         let status = resp.status().as_u16();
         let body = match tokio::time::timeout_at(deadline, resp.into_body().collect()).await {
             Ok(Ok(collected)) => collected.to_bytes(),
@@ -347,17 +338,29 @@ impl Http {
     ///
     /// Errors: the error text, without the URL.
     pub(super) async fn head_root(&self) -> Result<(), String> {
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        let req = self.head.request(Bytes::new());
-        let resp = match tokio::time::timeout_at(deadline, self.client.request(req)).await {
-            Err(_) => return Err(TIMEOUT_TEXT.to_string()),
-            Ok(Err(e)) => return Err(error_text(&e)),
-            Ok(Ok(resp)) => resp,
-        };
+        let (resp, deadline) = self.send(&self.head, Bytes::new()).await.map_err(|e| e.0)?;
         match tokio::time::timeout_at(deadline, resp.into_body().collect()).await {
             Err(_) => Err(TIMEOUT_TEXT.to_string()),
             Ok(Err(e)) => Err(format!("request or response body error: {}", chain(&e))),
             Ok(Ok(_)) => Ok(()),
+        }
+    }
+
+    /// Send a request of `parts` with `body` and wait for the response head, within
+    /// `request_timeout` from now. Returns the response and the deadline (for reading its
+    /// body). Errors: the error text (without the URL) and whether the request certainly
+    /// never left (`true`: the connection could not be set up; `false`: time-out, or the
+    /// connection failed after the request was written).
+    async fn send(
+        &self,
+        parts: &Parts,
+        body: Bytes,
+    ) -> Result<(http::Response<hyper::body::Incoming>, tokio::time::Instant), (String, bool)> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        match tokio::time::timeout_at(deadline, self.client.request(parts.request(body))).await {
+            Err(_) => Err((TIMEOUT_TEXT.to_string(), false)),
+            Ok(Err(e)) => Err((error_text(&e), e.is_connect())),
+            Ok(Ok(resp)) => Ok((resp, deadline)),
         }
     }
 }
