@@ -225,6 +225,9 @@ struct Inner {
     local: SocketAddr,
     cfg: NetConfig,
     udp: UdpSocket,
+    /// The UDP socket's inode (`socket:[INODE]`), looked up once at bind: its line in
+    /// `/proc/self/net/udp{,6}` carries the kernel's drop counter. None if unreadable.
+    udp_inode: Option<String>,
     inbound: mpsc::Sender<Inbound>,
     conns: Mutex<HashMap<SocketAddr, ConnHandle>>,
     /// Inbound pool (`max_tcp_connections`).
@@ -317,8 +320,10 @@ impl Transport {
         let (udp, tcp) = bind_pair(cfg.listen, cfg.udp_buffer_bytes).await?;
         let local = udp.local_addr()?;
         let (tx, rx) = mpsc::channel(cfg.inbound_queue.max(1));
+        let udp_inode = socket_inode(&udp);
         let inner = Arc::new(Inner {
             local,
+            udp_inode,
             permits: Arc::new(Semaphore::new(cfg.max_tcp_connections)),
             outbound_permits: Arc::new(Semaphore::new(cfg.max_tcp_outbound)),
             per_ip: Mutex::new(HashMap::new()),
@@ -425,23 +430,24 @@ impl Transport {
             pings: g(&c.pings),
             udp_out: g(&c.udp_out),
             tcp_out: g(&c.tcp_out),
-            udp_socket_drops: udp_socket_drops(&self.inner.udp),
+            udp_socket_drops: self.inner.udp_inode.as_deref().and_then(udp_socket_drops),
         }
     }
 }
 
-/// The kernel's drop counter of UDP socket `sock`: the last (`drops`) column of its line
-/// in `/proc/self/net/udp` or `/proc/self/net/udp6`, found by the socket's inode (from
-/// the `socket:[INODE]` link of its file descriptor). Reads a few KB of `/proc` per call.
-/// `None` if any of it cannot be read or parsed.
-fn udp_socket_drops(sock: &UdpSocket) -> Option<u64> {
+/// The inode of socket `sock`, from the `socket:[INODE]` link of its file descriptor in
+/// `/proc/self/fd`. None where that cannot be read (not Linux, no `/proc`).
+fn socket_inode(sock: &UdpSocket) -> Option<String> {
     use std::os::fd::AsRawFd as _;
     let link = std::fs::read_link(format!("/proc/self/fd/{}", sock.as_raw_fd())).ok()?;
-    let inode = link
-        .to_str()?
-        .strip_prefix("socket:[")?
-        .strip_suffix(']')?
-        .to_string();
+    let inode = link.to_str()?.strip_prefix("socket:[")?.strip_suffix(']')?;
+    Some(inode.to_string())
+}
+
+/// The kernel's drop counter of the UDP socket with inode `inode`: the last (`drops`)
+/// column of its line in `/proc/self/net/udp` or `/proc/self/net/udp6`. Reads a few KB of
+/// `/proc` per call. `None` if neither can be read or holds the socket.
+fn udp_socket_drops(inode: &str) -> Option<u64> {
     ["/proc/self/net/udp", "/proc/self/net/udp6"]
         .iter()
         .filter_map(|table| std::fs::read_to_string(table).ok())
@@ -449,7 +455,7 @@ fn udp_socket_drops(sock: &UdpSocket) -> Option<u64> {
             text.lines().skip(1).find_map(|line| {
                 // sl local rem st tx:rx tr:when retrnsmt uid timeout inode ref pointer drops
                 let cols: Vec<&str> = line.split_whitespace().collect();
-                (cols.get(9) == Some(&inode.as_str()))
+                (cols.get(9) == Some(&inode))
                     .then(|| cols.last()?.parse().ok())
                     .flatten()
             })
