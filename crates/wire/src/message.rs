@@ -1,7 +1,8 @@
 //! [`SipMessage`]: zero-copy parsed SIP message with a header index (RFC 3261 7).
 //!
 //! The header index entries and header names are in `headers`, the start line in
-//! `start_line`, the size limits in `limits`.
+//! `start_line`, the size limits in `limits`, the well-formedness checks
+//! ([`SipMessage::validate`]) in `message/validate.rs`.
 
 use std::ops::Range;
 
@@ -10,14 +11,14 @@ use bytes::Bytes;
 use super::edit::Edit;
 use super::error::ParseError;
 use super::headers::{
-    known_id_bytes, names_eq, Header, HeaderEntry, NameMatch, ValueLoc, CALL_ID, CONTACT,
-    CONTENT_LENGTH, CSEQ, FROM, ID_COUNT, MAX_FORWARDS, TO, VIA,
+    known_id_bytes, names_eq, Header, HeaderEntry, NameMatch, ValueLoc, CALL_ID, CONTENT_LENGTH,
+    CSEQ, FROM, MAX_FORWARDS, TO, VIA,
 };
 use super::limits::Limits;
-use super::parse::{
-    check_params, name_addr_parts, split_values, subslice_range, NameAddr, Uri, Via,
-};
+use super::parse::{split_values, subslice_range, NameAddr, Via};
 use super::start_line::{parse_start_line, StartLine};
+
+mod validate;
 
 /// Header index entries reserved up front: a typical request or response has
 /// 8 to 14 header lines, so one allocation covers it.
@@ -139,24 +140,6 @@ const TOKEN: [bool; 256] = {
 /// `-.!%*_+`'~`).
 pub(crate) fn is_token_byte(b: u8) -> bool {
     TOKEN[usize::from(b)]
-}
-
-/// True when `value` (one name-addr / addr-spec value) is a bare addr-spec, not in `<>`,
-/// with a `?` outside quoted strings: URI headers where RFC 3261 20.10 forbids them.
-fn addr_spec_with_headers(value: &str) -> bool {
-    let mut quoted = false;
-    let mut escaped = false;
-    for b in value.bytes() {
-        match b {
-            _ if escaped => escaped = false,
-            b'\\' if quoted => escaped = true,
-            b'"' => quoted = !quoted,
-            b'<' if !quoted => return false,
-            b'?' if !quoted => return true,
-            _ => {}
-        }
-    }
-    false
 }
 
 fn is_ws(b: u8) -> bool {
@@ -411,138 +394,6 @@ impl SipMessage {
             body_start,
             text,
         })
-    }
-
-    /// RFC 3261 8.1.1 / 8.2 / 16.3 checks: To, From, Call-ID, CSeq and Via present and
-    /// parseable; exactly one line each of To, From, Call-ID, CSeq, Max-Forwards and
-    /// Content-Length; CSeq number <= 2^31 - 1 and (requests) CSeq method equal to the
-    /// request method; Max-Forwards in 0..=255 when present; Request-URI parseable
-    /// (RFC 5118: IPv6 hosts bracketed) and, for sip/sips, without `?` headers (RFC 3261
-    /// 19.1.1, RFC 4475 escruri); no Contact, To or From value written as a bare
-    /// addr-spec with `?` headers (RFC 3261 20.10, RFC 4475 regbadct); response status in
-    /// 100..=699.
-    ///
-    /// Errors: the first problem found ([`ParseError::MissingHeader`],
-    /// [`ParseError::DuplicateHeader`], [`ParseError::BadCSeq`],
-    /// [`ParseError::CSeqMethodMismatch`], [`ParseError::BadMaxForwards`],
-    /// [`ParseError::BadRequestUri`], [`ParseError::BadVia`], [`ParseError::BadNameAddr`],
-    /// [`ParseError::BadCallId`], [`ParseError::BadStatus`], [`ParseError::UriHeaders`]).
-    pub fn validate(&self) -> Result<(), ParseError> {
-        match &self.start_line {
-            StartLine::Request { .. } => {
-                let uri = self.request_uri().unwrap_or_default();
-                let parsed = Uri::parse(uri).map_err(|_| ParseError::BadRequestUri)?;
-                // RFC 3261 19.1.1 table 1: no headers in a Request-URI (RFC 4475 escruri)
-                if parsed.is_sip() && parsed.headers.is_some() {
-                    return Err(ParseError::UriHeaders("Request-URI"));
-                }
-            }
-            StartLine::Response { status, .. } => {
-                if !(100..=699).contains(status) {
-                    return Err(ParseError::BadStatus);
-                }
-            }
-        }
-        // One pass over the index: how many lines each known header has and
-        // which is the first; the checks below run in their documented order.
-        let mut lines = [0u32; ID_COUNT];
-        let mut first = [usize::MAX; ID_COUNT];
-        for (i, e) in self.header_entries.iter().enumerate() {
-            let id = usize::from(e.id);
-            if let (Some(n), Some(f)) = (lines.get_mut(id), first.get_mut(id)) {
-                if *n == 0 {
-                    *f = i;
-                }
-                *n += 1;
-            }
-        }
-        let count = |id: u8| lines.get(usize::from(id)).copied().unwrap_or(0);
-        let value = |id: u8| {
-            first
-                .get(usize::from(id))
-                .and_then(|&i| self.header_entries.get(i))
-                .map(|e| self.entry_value(e))
-        };
-        for (name, id) in [
-            ("To", TO),
-            ("From", FROM),
-            ("Call-ID", CALL_ID),
-            ("CSeq", CSEQ),
-            ("Via", VIA),
-        ] {
-            if count(id) == 0 {
-                return Err(ParseError::MissingHeader(name));
-            }
-        }
-        for (name, id) in [
-            ("To", TO),
-            ("From", FROM),
-            ("Call-ID", CALL_ID),
-            ("CSeq", CSEQ),
-            ("Max-Forwards", MAX_FORWARDS),
-            ("Content-Length", CONTENT_LENGTH),
-        ] {
-            if count(id) > 1 {
-                return Err(ParseError::DuplicateHeader(name));
-            }
-        }
-        // CSeq (RFC 3261 20.16, 8.1.1.5).
-        let (_, cseq_method) = value(CSEQ)
-            .and_then(parse_cseq)
-            .ok_or(ParseError::BadCSeq)?;
-        if let Some(m) = self.method() {
-            if m != cseq_method {
-                return Err(ParseError::CSeqMethodMismatch);
-            }
-        }
-        // Max-Forwards (RFC 3261 20.22).
-        if let Some(mf) = value(MAX_FORWARDS) {
-            match parse_digits(mf, 10) {
-                Some(n) if n <= 255 => {}
-                _ => return Err(ParseError::BadMaxForwards),
-            }
-        }
-        // Call-ID (RFC 3261 20.8): word ["@" word], no whitespace.
-        let call_id = value(CALL_ID).unwrap_or_default();
-        if call_id.is_empty()
-            || call_id
-                .bytes()
-                .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
-        {
-            return Err(ParseError::BadCallId);
-        }
-        // To / From (RFC 3261 20.20, 20.39).
-        for (name, id) in [("To", TO), ("From", FROM)] {
-            let (_, uri, params) = name_addr_parts(value(id).unwrap_or_default())
-                .ok_or(ParseError::BadNameAddr(name))?;
-            Uri::parse(uri).map_err(|_| ParseError::BadNameAddr(name))?;
-            check_params(params).map_err(|_| ParseError::BadNameAddr(name))?;
-        }
-        // A bare addr-spec cannot carry URI headers: outside `<>` a `?` would make the
-        // header parameters ambiguous (RFC 3261 20.10, RFC 4475 regbadct). (To and
-        // From have exactly one line here.)
-        for (name, id) in [("Contact", CONTACT), ("To", TO), ("From", FROM)] {
-            if count(id) == 0 {
-                continue;
-            }
-            for e in self.header_entries.iter().filter(|e| e.id == id) {
-                let v = self.entry_value(e);
-                // without any `?` no value can be one (a memchr, not a parse)
-                if v.as_bytes().contains(&b'?')
-                    && split_values(v, false).any(addr_spec_with_headers)
-                {
-                    return Err(ParseError::UriHeaders(name));
-                }
-            }
-        }
-        // Via (RFC 3261 20.42): every comma-separated value must parse, none empty.
-        for e in self.header_entries.iter().filter(|e| e.id == VIA) {
-            for v in split_values(self.entry_value(e), true) {
-                let via = Via::parse(v)?;
-                check_params(via.params).map_err(|_| ParseError::BadVia)?;
-            }
-        }
-        Ok(())
     }
 
     /// The message bytes: from the start line (leading CRLFs skipped) to the end of the
@@ -878,7 +729,9 @@ fn parse_cseq(v: &str) -> Option<(u32, &str)> {
 mod tests {
     use proptest::prelude::*;
 
+    use super::validate::addr_spec_with_headers;
     use super::*;
+    use crate::parse::{check_params, name_addr_parts, Uri};
 
     /// `validate` as it was before the one-pass rewrite (a lookup by name
     /// per check): the rewrite must give the same answer for every input.
