@@ -10,7 +10,11 @@ rate, first failing rate), prints one table:
       them the --find-max runs at that rate that passed), median [min-max, n];
   INVITE delay: the capture passes (sipcti with Zammad, or proxy only with
       --no-zammad; the peer's pass);
-  max calls/s: --find-max.
+  max calls/s: --find-max;
+  the rest of the machine: the double's and SIPp's CPU per call in the same
+      runs, the call rate SIPp alone could drive on all CPUs, and (with
+      --find-max) the CPU per call that 1.5 x the peer's highest rate would
+      leave for the proxy and the double together (the issue 11 target).
 
 Usage: bench_compare.py OUT MEASURE_RATE ZAMMAD(0|1) PEER
 """
@@ -98,6 +102,31 @@ def main():
         rows.append((label, [", ".join(r.get(key, "-") for r in lat[p]) or "-" for p in procs]))
     if fm:
         rows.append(("max calls/s with zero failed calls (--find-max)", [fm.get(p, "-") for p in procs]))
+    # what the rest of the machine costs per call: the load generator
+    # (SIPp as phone and trunk) and, for sipcti, the Zammad double
+    def per_call(r, key):
+        c, ok = num(r.get(key)), num(r.get("ok"))
+        return c * 1e6 / ok if c is not None and ok else None
+
+    def sipp(r):
+        u, s = per_call(r, "sipp_uac"), per_call(r, "sipp_uas")
+        return u + s if u is not None and s is not None else None
+
+    rows.append(("the Zammad double's CPU per call, us",
+                 [spread([per_call(r, "double") for r in m["sipcti"]]) if zammad == "1" else "-", "-"]))
+    rows.append(("load generator (SIPp phone + trunk) CPU per call, us",
+                 [spread([sipp(r) for r in m[p]]) for p in procs]))
+    gen = [x for x in (sipp(r) for r in m[peer]) if x]
+    cpus = os.cpu_count() or 1
+    if gen:
+        g = statistics.median(gen)
+        rows.append(("  %d CPUs / that: calls/s SIPp alone could drive" % cpus,
+                     ["", "%.0f" % (cpus * 1e6 / g)]))
+        if peer in fm and num(fm[peer]):
+            target = 1.5 * num(fm[peer])
+            left = cpus * 1e6 / target - g
+            rows.append(("  at 1.5 x the peer's max (%.0f calls/s): CPU left per call for proxy + double, us" % target,
+                         ["%.0f" % left, ""]))
     rows.append(("peak RSS, MB (%s: sum of VmHWM)" % peer, [spread([num(r.get("rss_mb")) for r in m[p]], "%.1f") for p in procs]))
     rows.append(("PSS at the end of a run, MB", [spread([num(r.get("pss_mb")) for r in m[p]], "%.1f") for p in procs]))
 
