@@ -66,6 +66,8 @@
 #                      65535, which overflows on any burst sipcti sends)
 #                      [4194304; 0 = SIPp's default]
 #   --pin              pin sipcti to CPU 0, SIPp and the double to CPU 1
+#   --steady-from S    cpu_us_call_steady counts from S seconds into the
+#                      SIPp run                                             [3]
 #   --no-thp           start sipcti with transparent huge pages disabled
 #                      (prctl PR_SET_THP_DISABLE, through python3): shows
 #                      what first-touch huge-page faults cost at cold start
@@ -112,6 +114,10 @@
 #   cpu_us_call  the proxy's CPU (utime+stime of all its processes and
 #                threads, from /proc/PID/stat, over the SIPp run) per
 #                successful call, in microseconds
+#   cpu_us_call_steady  the same from --steady-from seconds after SIPp's
+#                start to its end (the calls completed in that window,
+#                from SIPp's per-second statistics): without the first
+#                seconds' warm-up (tables growing, first-touch page faults)
 #   load         1-minute load average when the run started (the machine is
 #                shared: a high load means noisy figures)
 #
@@ -202,6 +208,7 @@ HELD_PASS=0
 PROFILE=""
 NET=""
 PIN=0
+STEADY_FROM=3
 PEER=none
 NO_THP=0
 SIPP_BUFF=4194304
@@ -234,6 +241,7 @@ while [ $# -gt 0 ]; do
         --profile) PROFILE=$2; shift 2 ;;
         --net) NET=$2; shift 2 ;;
         --pin) PIN=1; shift ;;
+        --steady-from) STEADY_FROM=$2; shift 2 ;;
         --peer) PEER=$2; shift 2 ;;
         --no-thp) NO_THP=1; shift ;;
         --sipp-buff) SIPP_BUFF=$2; shift 2 ;;
@@ -486,7 +494,7 @@ run_one() {
     cfg="$d/sipcti.toml"
     write_config "$cfg" "$zam"
     R_OK=0 R_CREATED=0 R_SIP_OK=0 R_FAILED=0 R_RETRANS=0 R_CPS=0 R_CTI=0
-    R_CTI_EXP=$((calls * 3)) R_CTI_S=nan R_FAILOPEN=0 R_HWM=0 R_PSS=0 R_LAT="" R_WARN=0 R_CPU=0 R_USCALL=nan
+    R_CTI_EXP=$((calls * 3)) R_CTI_S=nan R_FAILOPEN=0 R_HWM=0 R_PSS=0 R_LAT="" R_WARN=0 R_CPU=0 R_USCALL=nan R_STEADY=nan
     R_IDLE_RSS=0 R_LOAD_RSS=0 R_METRICS=- R_IDLE_PSS=0 R_PEAK_PSS=0 R_PER_DIALOG=""
     [ "$kind" = kamailio ] && R_CTI_EXP=0
 
@@ -604,6 +612,7 @@ os.execv(sys.argv[1], sys.argv[1:])')
         c=$(cpu_of $uac); [ "$c" -gt 0 ] && uac_cpu=$c
         c=$(cpu_of $uas); [ "$c" -gt 0 ] && uas_cpu=$c
         c=$(rss_kb $pid); [ "$c" -gt "$R_LOAD_RSS" ] && R_LOAD_RSS=$c
+        echo "$EPOCHREALTIME $(cpu_tree $pid)" >>"$d/cpu.txt"
         if [ "$HELD_PASS" = 1 ]; then
             c=$(pss_tree $pid); [ "$c" -gt "$R_PEAK_PSS" ] && R_PEAK_PSS=$c
             echo "$(python3 -c "print('%.2f' % ($(date +%s.%N) - $t0))") $c" >>"$d/pss.txt"
@@ -714,6 +723,7 @@ print("agree(calls=%d,delivered=%d)" % (calls, delivered) if not bad else "DISAG
     [ -n "$dpid" ] && stop_pid $dpid TERM 5
     if [ "$R_SIP_OK" -gt 0 ]; then
         R_USCALL=$(python3 -c "print('%.1f' % (($cpu1 - $cpu0) / $hz / $R_SIP_OK * 1e6))")
+        R_STEADY=$(python3 "$ROOT/scripts/bench_steady.py" "$d/cpu.txt" "$d/uac.csv" "$t0" "$STEADY_FROM" "$cpu1" "$R_SIP_OK" "$hz")
     fi
 
     if [ "$cap" = 1 ] && [ -s "$d/capture.pcap" ]; then
@@ -760,9 +770,9 @@ EOF3
     pss_mb=$(python3 -c "print('%.1f' % ($R_PSS / 1024))")
     idle_mb=$(python3 -c "print('%.1f' % ($R_IDLE_RSS / 1024))")
     load_mb=$(python3 -c "print('%.1f' % ($R_LOAD_RSS / 1024))")
-    printf '%s\t%s\tproxy=%s\tload=%s\trate=%s\tcalls=%s\tzammad=%s\tpass=%s\tsipp_rc=%s\tcreated=%s\tok=%s\tfailed=%s\tretrans=%s\tcps=%s\tcti=%s/%s\tcti_drain_s=%s\tfail_open=%s\twarn=%s\tidle_rss_mb=%s\tload_rss_mb=%s\trss_mb=%s\tpss_mb=%s\tudp_%s\tsock_drops:%s\tcpu_s:%s\tcpu_us_call=%s\tmetrics=%s\t%s\n' \
+    printf '%s\t%s\tproxy=%s\tload=%s\trate=%s\tcalls=%s\tzammad=%s\tpass=%s\tsipp_rc=%s\tcreated=%s\tok=%s\tfailed=%s\tretrans=%s\tcps=%s\tcti=%s/%s\tcti_drain_s=%s\tfail_open=%s\twarn=%s\tidle_rss_mb=%s\tload_rss_mb=%s\trss_mb=%s\tpss_mb=%s\tudp_%s\tsock_drops:%s\tcpu_s:%s\tcpu_us_call=%s\tcpu_us_call_steady=%s\tmetrics=%s\t%s\n' \
         "$(date +%T)" "$name" "$kind" "$load" "$rate" "$calls" "$zam" "$R_OK" "$uac_rc" "$R_CREATED" "$R_SIP_OK" "$R_FAILED" \
-        "$R_RETRANS" "$R_CPS" "$R_CTI" "$R_CTI_EXP" "$R_CTI_S" "$R_FAILOPEN" "$R_WARN" "$idle_mb" "$load_mb" "$hwm_mb" "$pss_mb" "$R_UDPERR" "$R_SOCKDROP" "$R_CPUS" "$R_USCALL" "$R_METRICS" "$R_LAT$R_PER_DIALOG" |
+        "$R_RETRANS" "$R_CPS" "$R_CTI" "$R_CTI_EXP" "$R_CTI_S" "$R_FAILOPEN" "$R_WARN" "$idle_mb" "$load_mb" "$hwm_mb" "$pss_mb" "$R_UDPERR" "$R_SOCKDROP" "$R_CPUS" "$R_USCALL" "$R_STEADY" "$R_METRICS" "$R_LAT$R_PER_DIALOG" |
         tee -a "$OUT/runs.tsv"
     return 0
 }

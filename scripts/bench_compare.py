@@ -5,7 +5,8 @@ Reads OUT/runs.tsv (one line per run, tab-separated `key=value` fields, some
 holding several space-separated `key=value`) and OUT/findmax.tsv (proxy, best
 rate, first failing rate), prints one table:
 
-  CPU per call and RSS: the runs at the measured rate (the --repeat runs,
+  CPU per call (whole run, and its steady part from --steady-from) and
+      RSS: the runs at the measured rate (the --repeat runs,
       named *-measure-*, passed or not: how many passed is shown; without
       them the --find-max runs at that rate that passed), median [min-max, n];
   INVITE delay: the capture passes (sipcti with Zammad, or proxy only with
@@ -82,6 +83,9 @@ def main():
     rows = [
         ("proxy CPU per call, us", [spread([num(r.get("cpu_us_call")) for r in m[p]]) for p in procs]),
         ("  ratio sipcti / %s (medians)" % peer, ["", ""]),
+        ("proxy CPU per call, steady part of the run, us",
+         [spread([num(r.get("cpu_us_call_steady")) for r in m[p]]) for p in procs]),
+        ("  ratio sipcti / %s (medians)" % peer, ["", ""]),
         ("  load average at the runs' start", [spread([num(r.get("load")) for r in m[p]], "%.1f") for p in procs]),
         ("  calls/s reached (SIPp CallRate)", [spread([num(r.get("cps")) for r in m[p]]) for p in procs]),
         ("  runs that passed / runs", ["%d/%d" % (sum(r.get("pass") == "1" for r in m[p]), len(m[p])) for p in procs]),
@@ -92,6 +96,11 @@ def main():
     a, b = [x for x in a if x], [x for x in b if x]
     if a and b:
         rows[1] = (rows[1][0], ["%.2f" % (statistics.median(a) / statistics.median(b)), ""])
+    a = [num(r.get("cpu_us_call_steady")) for r in m["sipcti"]]
+    b = [num(r.get("cpu_us_call_steady")) for r in m[peer]]
+    a, b = [x for x in a if x], [x for x in b if x]
+    if a and b:
+        rows[3] = (rows[3][0], ["%.2f" % (statistics.median(a) / statistics.median(b)), ""])
     for key, label in (("p50_ms", "INVITE delay p50, ms"),
                        ("p99_ms", "INVITE delay p99 (whole run), ms"),
                        ("max_ms", "INVITE delay max, ms"),
