@@ -30,7 +30,7 @@ use sipcti_dialog::Side;
 use sipcti_wire::{SipMessage, TransportKind};
 
 use crate::ids::{ClientKey, ClientKeyRef, ClientKeyView, ClientTxId, Method, ServerTxId};
-use crate::messages::{build_ack, build_cancel_with_reason};
+use crate::messages::{build_ack, build_cancel_with_reason, has_second_via};
 use crate::output::log_sample;
 use crate::proxy::ProxyCore;
 use crate::routing::{toward, NextHop, Target};
@@ -552,7 +552,7 @@ impl ProxyCore {
     /// Send a 2xx to an INVITE upstream to `up` without a server
     /// transaction (RFC 3261 16.7 step 10, RFC 6026).
     pub(crate) fn relay_2xx_to(&mut self, msg: &SipMessage, up: &Upstream) {
-        if msg.via_iter().nth(1).is_none() {
+        if !has_second_via(msg) {
             return;
         }
         let bytes = self.response_upstream_bytes(msg, toward(up.side), up.transport);

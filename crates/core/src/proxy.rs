@@ -50,7 +50,9 @@ use crate::ids::{
     ClientKey, ClientKeyRef, ClientKeyView, ClientTxId, Method, ServerKey, ServerKeyRef,
     ServerKeyView, ServerTxId,
 };
-use crate::messages::{branch_of, fnv1a, loop_hash, salvage_error_response};
+use crate::messages::{
+    branch_of, fnv1a, has_second_via, loop_hash, loop_hash_of, salvage_error_response,
+};
 use crate::output::{log_sample, CoreStats, Output, Transmit};
 use crate::registration::Bindings;
 use crate::routing::{other_side, pop_routes, reply_target, NextHop, OurValues, Target};
@@ -294,14 +296,14 @@ impl ProxyCore {
 
     /// Whether `msg` belongs to a call the tracker knows and has not ended
     /// (by Call-ID and the From or To tag, whichever is the caller's).
-    fn in_live_call(&self, msg: &SipMessage) -> bool {
+    /// (`ftag` and `ttag`: `msg`'s From and To tags, read by the caller.)
+    fn in_live_call(&self, msg: &SipMessage, ftag: Option<&str>, ttag: Option<&str>) -> bool {
         let Some(cid) = msg.call_id() else {
             return false;
         };
-        [msg.from(), msg.to()]
+        [ftag, ttag]
             .into_iter()
             .flatten()
-            .filter_map(|na| na.tag())
             .any(|tag| self.tracker.call_info(cid, tag).is_some_and(|c| !c.ended))
     }
 
@@ -447,11 +449,15 @@ impl ProxyCore {
             return Ok(());
         }
         self.check_max_forwards(&msg, rx)?;
-        let loop_hash = self.detect_loop(&msg, rx)?;
+        // From and To parsed once for the loop hash, `initial` and the
+        // live-call test
+        let ftag = msg.from().and_then(|f| f.tag());
+        let ttag = msg.to().and_then(|t| t.tag());
+        let loop_hash = self.detect_loop(&msg, loop_hash_of(&msg, ftag, ttag), rx)?;
         self.check_proxy_require(&msg, rx)?;
-        let initial = msg.to().and_then(|t| t.tag()).is_none();
+        let initial = ttag.is_none();
         self.answer_options_to_us(&msg, &method, initial, rx)?;
-        let live_call = !initial && self.in_live_call(&msg);
+        let live_call = !initial && self.in_live_call(&msg, ftag, ttag);
         if !live_call {
             self.admit(now, &msg, &method, initial, side, rx)?;
         }
@@ -952,10 +958,7 @@ impl ProxyCore {
         status: u16,
         source: SocketAddr,
     ) -> Step {
-        if !(200..300).contains(&status)
-            || !self.client_has_server(cid)
-            || msg.via_iter().nth(1).is_some()
-        {
+        if !(200..300).contains(&status) || !self.client_has_server(cid) || has_second_via(msg) {
             return Ok(());
         }
         self.stats.only_our_via += 1;

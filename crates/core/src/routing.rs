@@ -279,15 +279,28 @@ impl CoreConfig {
     /// Count the top Route values that name this proxy; return the
     /// transport parameter of the last one (double Record-Route).
     pub(crate) fn our_routes(&self, msg: &SipMessage) -> (usize, Option<TransportKind>) {
+        let (n, t, _) = self.split_routes(msg);
+        (n, t)
+    }
+
+    /// [`CoreConfig::our_routes`], and the first Route value after ours
+    /// (`None` when there is none): the Route values are split and parsed
+    /// once, nothing is allocated.
+    fn split_routes<'m>(
+        &self,
+        msg: &'m SipMessage,
+    ) -> (usize, Option<TransportKind>, Option<&'m str>) {
         let mut n = 0;
         let mut t = None;
-        for r in msg.header_values("Route") {
+        for r in msg.header_values_iter("Route") {
             let Ok(na) = sipcti_wire::NameAddr::parse(r) else {
-                break;
+                return (n, t, Some(r));
             };
-            let Ok(u) = na.parsed_uri() else { break };
+            let Ok(u) = na.parsed_uri() else {
+                return (n, t, Some(r));
+            };
             if !self.is_us(u.host, u.port) {
-                break;
+                return (n, t, Some(r));
             }
             n += 1;
             t = u
@@ -295,7 +308,7 @@ impl CoreConfig {
                 .and_then(transport_of)
                 .or(Some(TransportKind::Udp));
         }
-        (n, t)
+        (n, t, None)
     }
 
     /// RFC 3261 16.4 and 16.5/16.6 step 6-7 for a request inside a dialog:
@@ -305,24 +318,41 @@ impl CoreConfig {
         msg: &SipMessage,
         side: Side,
     ) -> Result<NextHop, (u16, &'static str)> {
-        let (pop, rr_transport) = self.our_routes(msg);
-        let routes = msg.header_values("Route");
-        let mut ruri = None;
-        let next_uri = if let Some(r) = routes.get(pop) {
+        let (pop, rr_transport, next_route) = self.split_routes(msg);
+        let bad_uri = (400u16, "Bad Request-URI");
+        if let Some(r) = next_route {
             let na = sipcti_wire::NameAddr::parse(r).map_err(|_| (400u16, "Bad Route"))?;
-            na.uri.to_string()
-        } else {
-            let r = msg.request_uri().unwrap_or("");
-            // a phone's masked Contact (crate::topology): to the phone
-            match Uri::parse(r).ok().and_then(|u| self.unmasked_target(&u)) {
-                Some(contact) => {
-                    ruri = Some(contact.clone());
-                    contact
-                }
-                None => r.to_string(),
+            let u = Uri::parse(na.uri).map_err(|_| bad_uri)?;
+            return self.in_dialog_next(&u, pop, rr_transport, None, side);
+        }
+        let r = msg.request_uri().unwrap_or("");
+        let parsed = Uri::parse(r);
+        // a phone's masked Contact (crate::topology): to the phone
+        match parsed.as_ref().ok().and_then(|u| self.unmasked_target(u)) {
+            Some(contact) => {
+                let u = Uri::parse(&contact).map_err(|_| bad_uri)?;
+                let ruri = Some(contact.clone());
+                self.in_dialog_next(&u, pop, rr_transport, ruri, side)
             }
-        };
-        let u = Uri::parse(&next_uri).map_err(|_| (400u16, "Bad Request-URI"))?;
+            None => {
+                let u = parsed.map_err(|_| bad_uri)?;
+                self.in_dialog_next(&u, pop, rr_transport, None, side)
+            }
+        }
+    }
+
+    /// The rest of [`CoreConfig::in_dialog_hop`]: the hop to `u` (the next
+    /// Route's URI or the Request-URI), `pop` of our Route values popped,
+    /// `rr_transport` the transport of the last of them, `ruri` the new
+    /// Request-URI if any.
+    fn in_dialog_next(
+        &self,
+        u: &Uri<'_>,
+        pop: usize,
+        rr_transport: Option<TransportKind>,
+        ruri: Option<String>,
+        side: Side,
+    ) -> Result<NextHop, (u16, &'static str)> {
         if !u.is_sip() || u.host.is_empty() {
             return Err((416, "Unsupported URI Scheme"));
         }

@@ -27,7 +27,7 @@ use sipcti_wire::{response_for, SipMessage, TransportKind};
 use crate::admission::SourceKey;
 use crate::client_tx::Upstream;
 use crate::ids::{Method, ServerKey, ServerKeyView, ServerTxId};
-use crate::messages::{key_hash, push_hex};
+use crate::messages::{has_second_via, key_hash, push_hex};
 use crate::output::log_sample;
 use crate::proxy::{Handled, ProxyCore, Rx, Step};
 use crate::routing::{other_side, reply_target, toward, NextHop, Target};
@@ -409,7 +409,7 @@ impl ProxyCore {
             // We already answered (Timer C 408, 503...). Any other final
             // response is absorbed, but a 2xx to an INVITE MUST still be
             // forwarded (RFC 3261 16.7 step 5, RFC 6026): the callee is up.
-            if is_invite && (200..300).contains(&status) && msg.via_iter().nth(1).is_some() {
+            if is_invite && (200..300).contains(&status) && has_second_via(msg) {
                 let (t, d, up) = (stx.transport, stx.reply_to.clone(), toward(stx.side));
                 let bytes = self.response_upstream_bytes(msg, up, t);
                 self.send(t, d, bytes, None);
@@ -417,7 +417,7 @@ impl ProxyCore {
             return;
         }
         let up = toward(stx.side);
-        if msg.via_iter().nth(1).is_none() {
+        if !has_second_via(msg) {
             // RFC 3261 16.7 step 3: no Via would remain, so this response
             // must not be forwarded. A broken UAS (e.g. a 487 built from
             // the CANCEL's Via) must not leave the caller without an answer:
