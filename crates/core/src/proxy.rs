@@ -13,7 +13,8 @@
 //!
 //! A request goes through `ProxyCore::on_request`, a pipeline of named
 //! steps (each stops the request by answering, absorbing or dropping it):
-//! `with_received` (18.2.1) → `validate_request` (16.3 step 1) → ACK to
+//! `received_for` (18.2.1; written in at once or by the forwarding edit,
+//! see `routing::ViaReceived`) → `validate_request` (16.3 step 1) → ACK to
 //! `ProxyCore::on_ack` → `require_side` (403 for strangers) →
 //! `absorb_retransmission` (17.2.3) → CANCEL to `ProxyCore::on_cancel`
 //! (16.10) → `check_max_forwards` (16.3 step 3) → `detect_loop` (step 4) →
@@ -55,7 +56,9 @@ use crate::messages::{
 };
 use crate::output::{log_sample, CoreStats, Output, Transmit};
 use crate::registration::Bindings;
-use crate::routing::{other_side, pop_routes, reply_target, NextHop, OurValues, Target};
+use crate::routing::{
+    other_side, pop_routes, reply_target, NextHop, OurValues, Target, ViaReceived,
+};
 use crate::server_tx::{PendingForward, ServerTx};
 use crate::siblings::{SiblingKey, Siblings};
 use crate::tables::{ClientTable, ServerTable};
@@ -85,6 +88,10 @@ pub(crate) struct Rx {
     pub(crate) source: SocketAddr,
     /// The transport.
     pub(crate) transport: TransportKind,
+    /// The `received`/`rport` values of the request's top Via not yet
+    /// written into it ([`ViaReceived`]): every response built from the
+    /// request writes them in first ([`ProxyCore::respond_stateless`]).
+    pub(crate) received: Option<ViaReceived>,
 }
 
 /// The proxy core. See the module docs.
@@ -397,7 +404,12 @@ impl ProxyCore {
         };
         if msg.is_request() {
             self.stats.requests += 1;
-            self.on_request(now, msg, Rx { source, transport });
+            let rx = Rx {
+                source,
+                transport,
+                received: None,
+            };
+            self.on_request(now, msg, rx);
         } else {
             self.stats.responses += 1;
             self.on_response(now, msg, source);
@@ -417,6 +429,16 @@ impl ProxyCore {
         if req.method() == Some("ACK") {
             return;
         }
+        // a request whose received/rport wait for the forwarding edit
+        // (ViaReceived) gets them in its answers as well
+        let materialized;
+        let req = match rx.received {
+            Some(r) => {
+                materialized = self.cfg.apply_received(req.clone(), r);
+                &materialized
+            }
+            None => req,
+        };
         let tag = format!(
             "sc{:x}",
             fnv1a(&[req.call_id().unwrap_or(""), &status.to_string()])
@@ -433,12 +455,27 @@ impl ProxyCore {
     }
 
     fn request_steps(&mut self, now: Instant, msg: SipMessage, rx: Rx) -> Step {
-        let msg = self.cfg.with_received(msg, rx.source);
-        self.validate_request(&msg, rx)?;
+        // received/rport (RFC 3261 18.2.1): written into the forwarding
+        // edit when that gives the same bytes and validation (ViaReceived),
+        // else into the message at once
+        let (msg, rx) = match self.cfg.received_for(&msg, rx.source) {
+            Some(r) if ViaReceived::deferrable(&msg) && msg.validate().is_ok() => {
+                let rx = Rx {
+                    received: Some(r),
+                    ..rx
+                };
+                (msg, rx)
+            }
+            r => {
+                let msg = self.cfg.materialize(msg, r);
+                self.validate_request(&msg, rx)?;
+                (msg, rx)
+            }
+        };
         let method = Method::of(&msg);
         let side = self.cfg.classify(rx.source.ip());
         if method == Method::Ack {
-            self.on_ack(now, msg, rx.source, side);
+            self.on_ack(now, msg, rx, side);
             return Ok(());
         }
         let key = ServerKeyRef::of(&msg, method.clone()).ok_or(Handled)?;
@@ -635,6 +672,10 @@ impl ProxyCore {
         let side = stx.side;
         let in_transport = stx.transport;
         let mut edit = req.edit();
+        // received / rport on the sender's Via (RFC 3261 18.2.1, RFC 3581)
+        if let Some(r) = stx.received {
+            r.apply(&mut edit);
+        }
         if let Some(r) = &hop.ruri {
             edit.set_request_uri(r);
         }
@@ -644,7 +685,6 @@ impl ProxyCore {
             .map(|m| m.saturating_sub(1))
             .unwrap_or(70);
         edit.set_max_forwards(mf);
-        // received / rport on the sender's Via (RFC 3261 18.2.1, RFC 3581)
         let out_face = self.cfg.face(other_side(side));
         let in_face = self.cfg.face(side);
         if hop.record_route && initial {
@@ -711,7 +751,8 @@ impl ProxyCore {
     /// ACK: for a non-2xx final response it ends our server transaction
     /// (hop by hop, RFC 3261 17.2.1); for a 2xx it is end to end and is
     /// forwarded statelessly along the route (16.11 behaviour for ACK).
-    fn on_ack(&mut self, now: Instant, msg: SipMessage, source: SocketAddr, side: Option<Side>) {
+    fn on_ack(&mut self, now: Instant, msg: SipMessage, rx: Rx, side: Option<Side>) {
+        let source = rx.source;
         if let Some(key) = ServerKeyRef::of(&msg, Method::Invite) {
             if self.absorb_ack(now, &key, side) {
                 return;
@@ -744,6 +785,10 @@ impl ProxyCore {
             }
         };
         let mut edit = msg.edit();
+        // received / rport (RFC 3261 18.2.1) when they were left for here
+        if let Some(r) = rx.received {
+            r.apply(&mut edit);
+        }
         if let Some(r) = &hop.ruri {
             edit.set_request_uri(r);
         }
@@ -767,6 +812,12 @@ impl ProxyCore {
     /// INVITE), cancel the pending branch; an INVITE still held for Zammad
     /// is answered 487 by the proxy.
     fn on_cancel(&mut self, now: Instant, msg: SipMessage, rx: Rx, side: Side) {
+        // every answer below is built from the CANCEL: received/rport first
+        let msg = self.cfg.materialize(msg, rx.received);
+        let rx = Rx {
+            received: None,
+            ..rx
+        };
         let Some(inv_key) = ServerKeyRef::of(&msg, Method::Invite) else {
             return;
         };

@@ -150,20 +150,33 @@ impl CoreConfig {
             && port.unwrap_or(5060) == self.local.port()
     }
 
-    /// RFC 3261 18.2.1 and RFC 3581 4: the server transport adds
-    /// `received` to the top Via when its host is not the source address,
-    /// and fills `rport` when the client asked for it. Done once at receipt,
-    /// so the forwarded request and every response we build carry it.
-    pub(crate) fn with_received(&self, msg: SipMessage, source: SocketAddr) -> SipMessage {
-        let Some(v) = msg.top_via() else { return msg };
+    /// RFC 3261 18.2.1 and RFC 3581 4 (`with_received`): the server
+    /// transport adds `received` to the top Via of a request from `source`
+    /// when its host is not the source address, and fills `rport` when the
+    /// client asked for it; so the forwarded request and every response we
+    /// build carry them. The values to add to `msg`'s top Via; `None` when
+    /// nothing is added. Written in by [`CoreConfig::apply_received`], at
+    /// receipt or, for a request that allows it ([`ViaReceived::deferrable`]),
+    /// in the edit that forwards it.
+    pub(crate) fn received_for(&self, msg: &SipMessage, source: SocketAddr) -> Option<ViaReceived> {
+        let v = msg.top_via()?;
         let host_differs = host_of(v.host).parse::<IpAddr>().ok() != Some(source.ip());
         let rport = match v.rport() {
             Some(None) => Some(source.port()),
             _ => None,
         };
         if !host_differs && rport.is_none() {
-            return msg;
+            return None;
         }
+        Some(ViaReceived {
+            ip: source.ip(),
+            rport,
+        })
+    }
+
+    /// `msg` with `r` written into its top Via ([`CoreConfig::received_for`]);
+    /// `msg` as it is should the edit not parse (it always does).
+    pub(crate) fn apply_received(&self, msg: SipMessage, r: ViaReceived) -> SipMessage {
         // the parameters we add may push a message that was just within
         // the size limit past it; the limit is for what was received (a
         // forwarded request that grew too large gets 513 later)
@@ -172,11 +185,19 @@ impl CoreConfig {
             ..self.limits
         };
         // re-indexed from the received message's index, not parsed again
-        let edited = msg
-            .edit()
-            .set_top_via_received(Some(source.ip()), rport)
-            .finish_message(&limits);
+        let mut edit = msg.edit();
+        r.apply(&mut edit);
+        let edited = edit.finish_message(&limits);
         edited.unwrap_or(msg)
+    }
+
+    /// `msg` with the `received`/`rport` of `r` written in when there are
+    /// any ([`CoreConfig::apply_received`]); `msg` as it is otherwise.
+    pub(crate) fn materialize(&self, msg: SipMessage, r: Option<ViaReceived>) -> SipMessage {
+        match r {
+            Some(r) => self.apply_received(msg, r),
+            None => msg,
+        }
     }
 
     /// RFC 3261 16.5 / 16.6 steps 2-6 for a request outside a dialog: the
@@ -553,6 +574,51 @@ impl OurValues {
             Some(f) => Cow::Borrowed(&f.hostport),
             None => Cow::Owned(cfg.our_hostport(ip, transport)),
         }
+    }
+}
+
+/// The `received` and `rport` values the server transport writes into a
+/// request's top Via (RFC 3261 18.2.1, RFC 3581 4;
+/// [`CoreConfig::received_for`]).
+///
+/// A request whose top Via takes them without changing how the message
+/// validates ([`ViaReceived::deferrable`]) is carried through the pipeline
+/// as received, with these values beside it, and they are written into the
+/// edit that forwards it: the bytes sent are the same, and the message is
+/// not copied and re-indexed once more just for them. Every response the
+/// proxy builds from such a request writes them in first
+/// ([`CoreConfig::materialize`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ViaReceived {
+    /// The source address (`received`).
+    pub(crate) ip: IpAddr,
+    /// The source port, when the Via asked for it (`rport` without a value).
+    pub(crate) rport: Option<u16>,
+}
+
+impl ViaReceived {
+    /// Write the values into `edit` of the request
+    /// ([`sipcti_wire::Edit::set_top_via_received`]).
+    pub(crate) fn apply(self, edit: &mut sipcti_wire::Edit<'_>) {
+        edit.set_top_via_received(Some(self.ip), self.rport);
+    }
+
+    /// Whether the values may wait for the forwarding edit: `msg`'s top
+    /// Via value lies in the message's own bytes (its line is not folded),
+    /// has no `received` parameter to be replaced and no double quote or
+    /// angle bracket (which would change how it is split), so
+    /// appending `;received=IP` and filling `rport` add one well-formed
+    /// parameter and change nothing else [`SipMessage::validate`] looks at.
+    pub(crate) fn deferrable(msg: &SipMessage) -> bool {
+        let Some(v) = msg.top_via() else {
+            return false;
+        };
+        let bytes = msg.as_bytes().as_ptr_range();
+        let raw = v.raw.as_bytes().as_ptr_range();
+        bytes.start <= raw.start
+            && raw.end <= bytes.end
+            && !v.raw.contains(['"', '<', '>'])
+            && v.param("received").is_none()
     }
 }
 

@@ -26,11 +26,12 @@ use sipcti_wire::{response_for, SipMessage, TransportKind};
 
 use crate::admission::SourceKey;
 use crate::client_tx::Upstream;
+use crate::config::CoreConfig;
 use crate::ids::{Method, ServerKey, ServerKeyView, ServerTxId};
 use crate::messages::{has_second_via, key_hash, push_hex};
 use crate::output::log_sample;
 use crate::proxy::{Handled, ProxyCore, Rx, Step};
-use crate::routing::{other_side, reply_target, toward, NextHop, Target};
+use crate::routing::{other_side, reply_target, toward, NextHop, Target, ViaReceived};
 use crate::timers::{Timer, TimerKey};
 
 /// Where a held INVITE goes once Zammad has answered.
@@ -61,9 +62,14 @@ pub(crate) enum SrvState {
 
 /// A server transaction.
 pub(crate) struct ServerTx {
-    /// The request as received (with received/rport); dropped once the
-    /// transaction has its final response.
+    /// The request as received (with received/rport, or with them in
+    /// `received`); dropped once the transaction has its final response.
     pub(crate) req: Option<SipMessage>,
+    /// The `received`/`rport` values not yet written into `req`
+    /// ([`ViaReceived`]): the forwarding edit writes them, and so does
+    /// every response built from `req` (a non-INVITE only: an INVITE's are
+    /// written at once, for its 100 Trying).
+    pub(crate) received: Option<ViaReceived>,
     /// The transaction's timers, cancelled with it.
     pub(crate) timer_keys: Vec<TimerKey>,
     /// Its method.
@@ -110,6 +116,7 @@ impl ServerTx {
     ) -> ServerTx {
         ServerTx {
             req: None,
+            received: None,
             timer_keys: Vec::new(),
             method: Method::Cancel,
             side,
@@ -155,13 +162,13 @@ impl ServerTx {
 
     /// What a retransmission of the request gets: the last response, or
     /// a 100 Trying while held. A reference-counted clone, not a copy.
-    fn retransmission_answer(&self) -> Option<Bytes> {
+    fn retransmission_answer(&self, cfg: &CoreConfig) -> Option<Bytes> {
         match (&self.last_response, &self.state) {
             (Some(r), _) => Some(r.clone()),
-            (None, SrvState::AwaitingCti { .. }) => self
-                .req
-                .as_ref()
-                .map(|r| Bytes::from(response_for(r, 100, "Trying", None, &[]))),
+            (None, SrvState::AwaitingCti { .. }) => self.req.as_ref().map(|r| {
+                let r = cfg.materialize(r.clone(), self.received);
+                Bytes::from(response_for(&r, 100, "Trying", None, &[]))
+            }),
             _ => None,
         }
     }
@@ -199,7 +206,7 @@ impl ProxyCore {
         };
         self.stats.retransmissions += 1;
         if let Some(stx) = self.servers.get(&sid).filter(|stx| stx.side == side) {
-            if let Some(r) = stx.retransmission_answer() {
+            if let Some(r) = stx.retransmission_answer(&self.cfg) {
                 let (t, d) = (stx.transport, stx.reply_to.clone());
                 self.send(t, d, r, None);
             }
@@ -227,10 +234,17 @@ impl ProxyCore {
         let reply_to = reply_target(&msg, rx.source, rx.transport);
         let method = Method::of(&msg);
         let is_invite = method == Method::Invite;
+        // an INVITE answers 100 Trying now: received/rport go in at once
+        let (msg, received) = if is_invite {
+            (self.cfg.materialize(msg, rx.received), None)
+        } else {
+            (msg, rx.received)
+        };
         let events = self.track(&msg, side, now);
         let counted = self.admission.open_transaction(now, rx.source.ip(), side);
         let mut stx = ServerTx {
             req: Some(msg),
+            received,
             timer_keys: Vec::new(),
             method,
             side,
@@ -343,6 +357,7 @@ impl ProxyCore {
         let Some(req) = stx.req.take() else {
             return;
         };
+        let req = self.cfg.materialize(req, stx.received.take());
         let bytes = Bytes::from(response_for(&req, status, reason, Some(&stx.to_tag()), &[]));
         stx.state = SrvState::Completed;
         stx.last_response = Some(bytes.clone());
