@@ -32,7 +32,7 @@ use sipcti_wire::{SipMessage, TransportKind};
 use crate::ids::{ClientKey, ClientKeyRef, ClientKeyView, ClientTxId, Method, ServerTxId};
 use crate::messages::{build_ack, build_cancel_with_reason, has_second_via};
 use crate::output::log_sample;
-use crate::proxy::ProxyCore;
+use crate::proxy::{Forwarded, ProxyCore};
 use crate::routing::{toward, NextHop, Target};
 use crate::timers::{Timer, TimerKey};
 
@@ -76,9 +76,12 @@ pub(crate) struct ClientTx {
     pub(crate) upstream: Upstream,
     /// The method.
     pub(crate) method: Method,
-    /// The request as sent; dropped when no longer needed (it is kept in
-    /// Completed for an INVITE, to ACK retransmitted final responses).
+    /// The request as sent, parsed (an INVITE's: its CANCEL and the ACK of
+    /// a retransmitted final response are built from it; `None` for a
+    /// non-INVITE forwarded as bytes, see [`crate::proxy::Forwarded`]).
     pub(crate) req: Option<SipMessage>,
+    /// The bytes of the request as sent, resent by Timers A and E.
+    pub(crate) data: Bytes,
     /// The transaction's timers, cancelled with it.
     pub(crate) timer_keys: Vec<TimerKey>,
     /// Where the request went.
@@ -114,7 +117,7 @@ impl ClientTx {
     /// The request bytes to send again: a reference-counted clone of the
     /// stored request, not a copy.
     fn request_bytes(&self) -> Option<Bytes> {
-        self.req.as_ref().map(SipMessage::bytes)
+        Some(self.data.clone())
     }
 }
 
@@ -200,7 +203,7 @@ impl ProxyCore {
         &mut self,
         now: Instant,
         sid: ServerTxId,
-        fwd: SipMessage,
+        fwd: Forwarded,
         branch: Arc<str>,
         method: Method,
         hop: NextHop,
@@ -213,13 +216,20 @@ impl ProxyCore {
             branch,
             method: method.clone(),
         };
-        let data = fwd.bytes();
+        let (req, data) = match fwd {
+            Forwarded::Message(m) => {
+                let data = m.bytes();
+                (Some(m), data)
+            }
+            Forwarded::Bytes(b) => (None, b),
+        };
         let ctx = ClientTx {
             server: Some(sid),
             dest_side,
             upstream,
             method,
-            req: Some(fwd),
+            req,
+            data: data.clone(),
             timer_keys: Vec::new(),
             dest: hop.target.clone(),
             transport: hop.transport,
@@ -310,6 +320,7 @@ impl ProxyCore {
                 dest_side,
                 upstream,
                 method: Method::Cancel,
+                data: req.bytes(),
                 req: Some(req),
                 timer_keys: Vec::new(),
                 dest: d.clone(),

@@ -65,6 +65,15 @@ use crate::tables::{ClientTable, ServerTable};
 use crate::timers::{Timer, TimerWheel};
 use sipcti_table::StableMap;
 
+/// A request built for forwarding (RFC 3261 16.6) as its client
+/// transaction keeps it.
+pub(crate) enum Forwarded {
+    /// Parsed: an INVITE's CANCEL and ACK are built from it.
+    Message(SipMessage),
+    /// The bytes only: all a non-INVITE transaction ever resends.
+    Bytes(Bytes),
+}
+
 /// The message was dealt with (answered, absorbed or dropped): the
 /// pipeline stops.
 pub(crate) struct Handled;
@@ -635,7 +644,10 @@ impl ProxyCore {
         let side = stx.side;
         let fork = std::mem::take(&mut hop.fork);
         if fork.is_empty() {
-            let Some(fwd) = self.build_forward(now, sid, &hop, initial, &branch) else {
+            // only an INVITE's client transaction reads its request again
+            // (its CANCEL and ACK are built from it)
+            let parsed = method == Method::Invite;
+            let Some(fwd) = self.build_forward_as(now, sid, &hop, initial, &branch, parsed) else {
                 return;
             };
             let cid = self.start_client_tx(
@@ -667,6 +679,29 @@ impl ProxyCore {
         initial: bool,
         branch: &str,
     ) -> Option<SipMessage> {
+        match self.build_forward_as(now, sid, hop, initial, branch, true)? {
+            Forwarded::Message(m) => Some(m),
+            Forwarded::Bytes(_) => None,
+        }
+    }
+
+    /// [`ProxyCore::build_forward`], as a parsed message when `parsed`
+    /// (always then), else as its bytes when they cannot fail to parse:
+    /// the Request-URI is kept, the lines inserted here (our Via, at most
+    /// two Record-Route values, one Route line) stay within
+    /// `limits.max_headers`, and it is no REGISTER (whose edits insert
+    /// more). Every other edit replaces values, which the parser does not
+    /// check, and the size limit was checked already (513); so the 500 of
+    /// a copy that does not parse is answered exactly as before.
+    pub(crate) fn build_forward_as(
+        &mut self,
+        now: Instant,
+        sid: ServerTxId,
+        hop: &NextHop,
+        initial: bool,
+        branch: &str,
+        parsed: bool,
+    ) -> Option<Forwarded> {
         let stx = self.servers.get(&sid)?;
         let req = stx.req.as_ref()?;
         let side = stx.side;
@@ -734,9 +769,16 @@ impl ProxyCore {
             self.final_from_proxy(now, sid, 513, "Message Too Large");
             return None;
         }
+        let bytes_only = !parsed
+            && hop.ruri.is_none()
+            && stx.method != Method::Register
+            && req.headers().count() + 4 <= self.cfg.limits.max_headers;
+        if bytes_only {
+            return Some(Forwarded::Bytes(Bytes::from(edit.finish())));
+        }
         // re-indexed from the request's index, not parsed again
         match edit.finish_message(&self.cfg.limits) {
-            Ok(m) => Some(m),
+            Ok(m) => Some(Forwarded::Message(m)),
             Err(e) => {
                 self.stats.internal_errors += 1;
                 if log_sample(self.stats.internal_errors) {

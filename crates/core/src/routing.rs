@@ -615,10 +615,16 @@ impl ViaReceived {
         };
         let bytes = msg.as_bytes().as_ptr_range();
         let raw = v.raw.as_bytes().as_ptr_range();
+        // (a byte scan first: `param` walks every parameter)
+        let received = |p: &str| {
+            p.as_bytes()
+                .windows(8)
+                .any(|w| w.eq_ignore_ascii_case(b"received"))
+        };
         bytes.start <= raw.start
             && raw.end <= bytes.end
-            && !v.raw.contains(['"', '<', '>'])
-            && v.param("received").is_none()
+            && !v.raw.bytes().any(|b| matches!(b, b'"' | b'<' | b'>'))
+            && (!received(v.params) || v.param("received").is_none())
     }
 }
 
