@@ -637,7 +637,13 @@ impl ProxyCore {
             reply_to: stx.reply_to.clone(),
             transport: stx.transport,
             side: stx.side,
-            branch: Arc::from(req.top_via().and_then(|v| v.branch()).unwrap_or("")),
+            // the key's branch is the top Via's (ServerKeyRef::of): shared
+            branch: match &stx.key {
+                ServerKey::Rfc3261 { branch, .. } => branch.clone(),
+                ServerKey::Rfc2543 { .. } => {
+                    Arc::from(req.top_via().and_then(|v| v.branch()).unwrap_or(""))
+                }
+            },
         };
         let branch = branch_of(stx.loop_hash, stx.key_hash);
         let method = stx.method.clone();

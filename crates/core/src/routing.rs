@@ -9,6 +9,7 @@
 //! keeps no state.
 
 use std::borrow::Cow;
+use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
 use sipcti_dialog::Side;
@@ -587,7 +588,8 @@ impl OurValues {
 /// edit that forwards it: the bytes sent are the same, and the message is
 /// not copied and re-indexed once more just for them. Every response the
 /// proxy builds from such a request writes them in first
-/// ([`CoreConfig::materialize`]).
+/// ([`CoreConfig::materialize`]); an INVITE's 100 Trying gets them written
+/// into its copy of the Via line ([`ViaReceived::patch_response`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ViaReceived {
     /// The source address (`received`).
@@ -625,6 +627,82 @@ impl ViaReceived {
             && raw.end <= bytes.end
             && !v.raw.bytes().any(|b| matches!(b, b'"' | b'<' | b'>'))
             && (!received(v.params) || v.param("received").is_none())
+    }
+
+    /// `resp`, built by [`sipcti_wire::response_for`] from request `msg`
+    /// whose values wait ([`ViaReceived::deferrable`]), with the values
+    /// written into its copy of the top Via line: the bytes `response_for`
+    /// gives for the request with them written in (what
+    /// [`sipcti_wire::Edit::set_top_via_received`] does to the request:
+    /// its first `rport` parameter filled, `;received=IP` appended to the
+    /// value). The copy is located and checked byte for byte; `None` when
+    /// it is not where expected (then the caller writes the values into
+    /// the request instead).
+    pub(crate) fn patch_response(self, msg: &SipMessage, resp: &[u8]) -> Option<Vec<u8>> {
+        let v = msg.top_via()?;
+        let line = msg.header_lines("Via").next()?;
+        let base = msg.as_bytes().as_ptr() as usize;
+        let offset = |s: &str| (s.as_ptr() as usize).checked_sub(base);
+        let line_start = offset(line.name)?;
+        let raw_start = offset(v.raw)?.checked_sub(line_start)?;
+        let raw_end = raw_start + v.raw.len();
+        let params_start = offset(v.params)?.checked_sub(line_start)?;
+        // the response's status line, then the copy of the first Via line
+        let at = resp.windows(2).position(|w| w == b"\r\n")? + 2;
+        if resp.get(at + raw_start..at + raw_end)? != v.raw.as_bytes() {
+            return None;
+        }
+        // `rport` (a flag): the first parameter of that name, trimmed
+        // (no quotes in the value: the parameters split at every `;`)
+        let rport = match self.rport {
+            None => None,
+            Some(port) => {
+                let lws = |b: u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
+                let p = v.params.as_bytes();
+                let mut found = None;
+                let mut start = 0;
+                for (i, piece) in p.split(|&b| b == b';').enumerate() {
+                    let (s, e) = (start, start + piece.len());
+                    start = e + 1;
+                    if i == 0 {
+                        continue;
+                    }
+                    let lead = piece.iter().take_while(|&&b| lws(b)).count();
+                    let trail = piece[lead..].iter().rev().take_while(|&&b| lws(b)).count();
+                    let whole = &piece[lead..piece.len() - trail];
+                    let name = match whole.iter().position(|&b| b == b'=') {
+                        Some(eq) => {
+                            let n = &whole[..eq];
+                            let t = n.iter().rev().take_while(|&&b| lws(b)).count();
+                            &n[..n.len() - t]
+                        }
+                        None => whole,
+                    };
+                    if name.eq_ignore_ascii_case(b"rport") {
+                        found = Some((s + lead, e - trail, port));
+                        break;
+                    }
+                }
+                // the Via asked for rport: it has one
+                Some(found?)
+            }
+        };
+        let mut out = Vec::with_capacity(resp.len() + 48);
+        let mut cursor = 0;
+        if let Some((s, e, port)) = rport {
+            let (s, e) = (at + params_start + s, at + params_start + e);
+            out.extend_from_slice(resp.get(..s)?);
+            out.extend_from_slice(b"rport=");
+            let _ = write!(out, "{port}");
+            cursor = e;
+        }
+        let end = at + raw_end;
+        out.extend_from_slice(resp.get(cursor..end)?);
+        out.extend_from_slice(b";received=");
+        // as `Display` writes it (IPv6 without brackets, RFC 5118 4.5)
+        let _ = write!(out, "{}", self.ip);
+        out.extend_from_slice(resp.get(end..)?);
+        Some(out)
     }
 }
 
@@ -716,4 +794,58 @@ pub(crate) fn replace_hostport(u: &Uri<'_>, hostport: &str) -> String {
         out.push_str(h);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ViaReceived;
+    use sipcti_wire::{response_for, Limits, SipMessage};
+    use std::net::SocketAddr;
+
+    /// `ViaReceived::patch_response` gives the 100 Trying that
+    /// `response_for` builds from the request with the values written in.
+    #[test]
+    fn patched_trying_is_the_trying_of_the_written_request() {
+        let vias = [
+            "Via: SIP/2.0/UDP 10.0.0.20:5062;branch=z9hG4bK-1;rport",
+            "Via: SIP/2.0/UDP 10.0.0.20:5062;rport;branch=z9hG4bK-1",
+            "Via: SIP/2.0/UDP 10.0.0.20:5062 ; RPORT ;branch=z9hG4bK-1",
+            "v:SIP/2.0/UDP 10.0.0.20:5062;branch=z9hG4bK-1;rport=7;rport",
+            "Via: SIP/2.0/UDP 192.168.1.5:5062;branch=z9hG4bK-1",
+            "Via: SIP/2.0/UDP 192.168.1.5;branch=z9hG4bK-1;rport, SIP/2.0/UDP h;branch=z9hG4bK-2",
+            "Via:   SIP/2.0/UDP phone.example;branch=z9hG4bK-1;rport  \r\nVia: SIP/2.0/TCP h2;branch=z9hG4bK-3",
+        ];
+        let sources: [SocketAddr; 2] = [
+            "10.0.0.20:40000".parse().expect("addr"),
+            "[2001:db8::20]:5062".parse().expect("addr"),
+        ];
+        for via in vias {
+            for source in sources {
+                let raw = format!(
+                    "INVITE sip:1@h SIP/2.0\r\n{via}\r\nFrom: <sip:a@h>;tag=1\r\nTo: <sip:1@h>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+                );
+                let msg = SipMessage::parse(raw.into_bytes(), &Limits::default()).expect("parses");
+                assert!(ViaReceived::deferrable(&msg), "{via}");
+                let rport = match msg.top_via().and_then(|v| v.rport()) {
+                    Some(None) => Some(source.port()),
+                    _ => None,
+                };
+                let r = ViaReceived {
+                    ip: source.ip(),
+                    rport,
+                };
+                let mut edit = msg.edit();
+                r.apply(&mut edit);
+                let written = edit.finish_message(&Limits::default()).expect("edited");
+                let want = response_for(&written, 100, "Trying", None, &[]);
+                let trying = response_for(&msg, 100, "Trying", None, &[]);
+                let got = r.patch_response(&msg, &trying).expect("patched");
+                assert_eq!(
+                    String::from_utf8_lossy(&got),
+                    String::from_utf8_lossy(&want),
+                    "{via} from {source}"
+                );
+            }
+        }
+    }
 }

@@ -67,8 +67,7 @@ pub(crate) struct ServerTx {
     pub(crate) req: Option<SipMessage>,
     /// The `received`/`rport` values not yet written into `req`
     /// ([`ViaReceived`]): the forwarding edit writes them, and so does
-    /// every response built from `req` (a non-INVITE only: an INVITE's are
-    /// written at once, for its 100 Trying).
+    /// every response built from `req`.
     pub(crate) received: Option<ViaReceived>,
     /// The transaction's timers, cancelled with it.
     pub(crate) timer_keys: Vec<TimerKey>,
@@ -234,11 +233,22 @@ impl ProxyCore {
         let reply_to = reply_target(&msg, rx.source, rx.transport);
         let method = Method::of(&msg);
         let is_invite = method == Method::Invite;
-        // an INVITE answers 100 Trying now: received/rport go in at once
-        let (msg, received) = if is_invite {
-            (self.cfg.materialize(msg, rx.received), None)
+        // 100 Trying at once to an INVITE (RFC 3261 16.2 / 17.2.1), with
+        // the received/rport that wait for the forwarding edit written
+        // into it (ViaReceived::patch_response), or into the request first
+        let (mut msg, mut received) = (msg, rx.received);
+        let trying = if is_invite {
+            let t = response_for(&msg, 100, "Trying", None, &[]);
+            match received.map(|r| r.patch_response(&msg, &t)) {
+                None => Some(t),
+                Some(Some(patched)) => Some(patched),
+                Some(None) => {
+                    msg = self.cfg.materialize(msg, received.take());
+                    Some(response_for(&msg, 100, "Trying", None, &[]))
+                }
+            }
         } else {
-            (msg, rx.received)
+            None
         };
         let events = self.track(&msg, side, now);
         let counted = self.admission.open_transaction(now, rx.source.ip(), side);
@@ -260,13 +270,10 @@ impl ProxyCore {
             direction: None,
             source: counted,
         };
-        if is_invite {
-            // 100 Trying at once (RFC 3261 16.2 / 17.2.1)
-            if let Some(req) = &stx.req {
-                let trying = Bytes::from(response_for(req, 100, "Trying", None, &[]));
-                stx.last_response = Some(trying.clone());
-                self.send(rx.transport, stx.reply_to.clone(), trying, None);
-            }
+        if let Some(trying) = trying {
+            let trying = Bytes::from(trying);
+            stx.last_response = Some(trying.clone());
+            self.send(rx.transport, stx.reply_to.clone(), trying, None);
         }
         let mut new_call = None;
         let mut rest = Vec::new();
