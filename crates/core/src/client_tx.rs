@@ -34,7 +34,7 @@ use crate::messages::{build_ack, build_cancel_with_reason, has_second_via};
 use crate::output::log_sample;
 use crate::proxy::{Forwarded, ProxyCore};
 use crate::routing::{toward, NextHop, Target};
-use crate::timers::{Timer, TimerKey};
+use crate::timers::{Timer, TimerKeys};
 
 /// The state of a client transaction (RFC 3261 17.1.1, 17.1.2, RFC 6026).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,7 +83,7 @@ pub(crate) struct ClientTx {
     /// The bytes of the request as sent, resent by Timers A and E.
     pub(crate) data: Bytes,
     /// The transaction's timers, cancelled with it.
-    pub(crate) timer_keys: Vec<TimerKey>,
+    pub(crate) timer_keys: TimerKeys,
     /// Where the request went.
     pub(crate) dest: Target,
     /// Over which transport.
@@ -230,7 +230,7 @@ impl ProxyCore {
             method,
             req,
             data: data.clone(),
-            timer_keys: Vec::new(),
+            timer_keys: TimerKeys::default(),
             dest: hop.target.clone(),
             transport: hop.transport,
             state: if is_invite {
@@ -322,7 +322,7 @@ impl ProxyCore {
                 method: Method::Cancel,
                 data: req.bytes(),
                 req: Some(req),
-                timer_keys: Vec::new(),
+                timer_keys: TimerKeys::default(),
                 dest: d.clone(),
                 transport: t,
                 state: CliState::Proceeding,

@@ -161,8 +161,16 @@ pub(crate) const BRANCH_PREFIX: &str = "z9hG4bKsc";
 /// each, joined by a dot (`z9hG4bKsc{loop:016x}.{tx:016x}`); one
 /// allocation, shared by the client transaction and its key.
 pub(crate) fn branch_of(loop_hash: u64, tx: u64) -> Arc<str> {
-    const LEN: usize = BRANCH_PREFIX.len() + 33;
-    let mut buf = [0u8; LEN];
+    let mut buf = [0u8; BRANCH_LEN];
+    Arc::from(branch_in(loop_hash, tx, &mut buf))
+}
+
+/// The length of [`branch_of`]'s value.
+pub(crate) const BRANCH_LEN: usize = BRANCH_PREFIX.len() + 33;
+
+/// [`branch_of`] written into `buf` (no allocation: an ACK's branch is
+/// written into its Via and forgotten).
+pub(crate) fn branch_in(loop_hash: u64, tx: u64, buf: &mut [u8; BRANCH_LEN]) -> &str {
     let (prefix, rest) = buf.split_at_mut(BRANCH_PREFIX.len());
     prefix.copy_from_slice(BRANCH_PREFIX.as_bytes());
     let (a, rest) = rest.split_at_mut(16);
@@ -172,7 +180,7 @@ pub(crate) fn branch_of(loop_hash: u64, tx: u64) -> Arc<str> {
     dot[0] = b'.';
     b.copy_from_slice(hex16(tx, &mut hex).as_bytes());
     // only ASCII was written
-    Arc::from(std::str::from_utf8(&buf).unwrap_or(""))
+    std::str::from_utf8(buf).unwrap_or("")
 }
 
 /// RFC 3261 16.3 step 4 / 16.6 step 8: the hash of the fields that

@@ -52,7 +52,8 @@ use crate::ids::{
     ServerKeyView, ServerTxId,
 };
 use crate::messages::{
-    branch_of, fnv1a, has_second_via, loop_hash, loop_hash_of, salvage_error_response,
+    branch_in, branch_of, fnv1a, has_second_via, loop_hash, loop_hash_of, salvage_error_response,
+    BRANCH_LEN,
 };
 use crate::output::{log_sample, CoreStats, Output, Transmit};
 use crate::registration::Bindings;
@@ -847,10 +848,11 @@ impl ProxyCore {
             .unwrap_or(70);
         edit.set_max_forwards(mf);
         let top_branch = msg.top_via().and_then(|v| v.branch()).unwrap_or("");
-        let branch = branch_of(loop_hash(&msg), fnv1a(&[top_branch, "ACK"]));
+        let mut buf = [0u8; BRANCH_LEN];
+        let branch = branch_in(loop_hash(&msg), fnv1a(&[top_branch, "ACK"]), &mut buf);
         let out_face = self.cfg.face(other_side(side));
         let via = self.ours.via_prefix(&self.cfg, out_face, hop.transport);
-        edit.insert_first_parts("Via", &[&via, &branch]);
+        edit.insert_first_parts("Via", &[&via, branch]);
         self.rewrite_request(&mut edit, &msg, side);
         let bytes = edit.finish();
         self.send(hop.transport, hop.target, bytes, None);

@@ -32,7 +32,7 @@ use crate::messages::{has_second_via, key_hash, push_hex};
 use crate::output::log_sample;
 use crate::proxy::{Handled, ProxyCore, Rx, Step};
 use crate::routing::{other_side, reply_target, toward, NextHop, Target, ViaReceived};
-use crate::timers::{Timer, TimerKey};
+use crate::timers::{Timer, TimerKeys};
 
 /// Where a held INVITE goes once Zammad has answered.
 pub(crate) struct PendingForward {
@@ -70,7 +70,7 @@ pub(crate) struct ServerTx {
     /// every response built from `req`.
     pub(crate) received: Option<ViaReceived>,
     /// The transaction's timers, cancelled with it.
-    pub(crate) timer_keys: Vec<TimerKey>,
+    pub(crate) timer_keys: TimerKeys,
     /// Its method.
     pub(crate) method: Method,
     /// The side the request came from.
@@ -116,7 +116,7 @@ impl ServerTx {
         ServerTx {
             req: None,
             received: None,
-            timer_keys: Vec::new(),
+            timer_keys: TimerKeys::default(),
             method: Method::Cancel,
             side,
             reply_to,
@@ -255,7 +255,7 @@ impl ProxyCore {
         let mut stx = ServerTx {
             req: Some(msg),
             received,
-            timer_keys: Vec::new(),
+            timer_keys: TimerKeys::default(),
             method,
             side,
             reply_to,
@@ -275,16 +275,20 @@ impl ProxyCore {
             stx.last_response = Some(trying.clone());
             self.send(rx.transport, stx.reply_to.clone(), trying, None);
         }
+        // the newCall is taken out; the other events stay in order (in
+        // the tracker's vector: no second one is built)
         let mut new_call = None;
-        let mut rest = Vec::new();
-        for ev in events {
-            if ev.kind == EventKind::NewCall && is_invite && initial {
+        let mut rest = events;
+        let mut i = 0;
+        while i < rest.len() {
+            if rest[i].kind == EventKind::NewCall && is_invite && initial {
+                let ev = rest.remove(i);
                 stx.direction = Some(ev.direction);
                 self.admission
                     .call_started(now, rx.source.ip(), side, &ev.call_id);
                 new_call = Some(ev);
             } else {
-                rest.push(ev);
+                i += 1;
             }
         }
         self.servers.insert(sid, stx);

@@ -136,7 +136,8 @@ impl CoreConfig {
         // string per line from the value's one parse
         let mut edits = Vec::new();
         for h in msg.header_lines("Contact") {
-            let mut line = String::new();
+            // a masked URI is twice as long, plus our host:port
+            let mut line = String::with_capacity(2 * h.value.len() + us.len() + 16);
             let mut changed = false;
             for (i, v) in split_header_values(h.value).into_iter().enumerate() {
                 if i > 0 {
