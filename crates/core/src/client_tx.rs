@@ -30,11 +30,11 @@ use sipcti_dialog::Side;
 use sipcti_wire::{SipMessage, TransportKind};
 
 use crate::ids::{ClientKey, ClientKeyRef, ClientKeyView, ClientTxId, Method, ServerTxId};
-use crate::messages::{build_ack, build_cancel_with_reason};
+use crate::messages::{build_ack, build_cancel_with_reason, has_second_via};
 use crate::output::log_sample;
-use crate::proxy::ProxyCore;
+use crate::proxy::{Forwarded, ProxyCore};
 use crate::routing::{toward, NextHop, Target};
-use crate::timers::{Timer, TimerKey};
+use crate::timers::{Timer, TimerKeys};
 
 /// The state of a client transaction (RFC 3261 17.1.1, 17.1.2, RFC 6026).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,11 +76,14 @@ pub(crate) struct ClientTx {
     pub(crate) upstream: Upstream,
     /// The method.
     pub(crate) method: Method,
-    /// The request as sent; dropped when no longer needed (it is kept in
-    /// Completed for an INVITE, to ACK retransmitted final responses).
+    /// The request as sent, parsed (an INVITE's: its CANCEL and the ACK of
+    /// a retransmitted final response are built from it; `None` for a
+    /// non-INVITE forwarded as bytes, see [`crate::proxy::Forwarded`]).
     pub(crate) req: Option<SipMessage>,
+    /// The bytes of the request as sent, resent by Timers A and E.
+    pub(crate) data: Bytes,
     /// The transaction's timers, cancelled with it.
-    pub(crate) timer_keys: Vec<TimerKey>,
+    pub(crate) timer_keys: TimerKeys,
     /// Where the request went.
     pub(crate) dest: Target,
     /// Over which transport.
@@ -114,7 +117,7 @@ impl ClientTx {
     /// The request bytes to send again: a reference-counted clone of the
     /// stored request, not a copy.
     fn request_bytes(&self) -> Option<Bytes> {
-        self.req.as_ref().map(SipMessage::bytes)
+        Some(self.data.clone())
     }
 }
 
@@ -200,7 +203,7 @@ impl ProxyCore {
         &mut self,
         now: Instant,
         sid: ServerTxId,
-        fwd: SipMessage,
+        fwd: Forwarded,
         branch: Arc<str>,
         method: Method,
         hop: NextHop,
@@ -213,14 +216,21 @@ impl ProxyCore {
             branch,
             method: method.clone(),
         };
-        let data = fwd.bytes();
+        let (req, data) = match fwd {
+            Forwarded::Message(m) => {
+                let data = m.bytes();
+                (Some(m), data)
+            }
+            Forwarded::Bytes(b) => (None, b),
+        };
         let ctx = ClientTx {
             server: Some(sid),
             dest_side,
             upstream,
             method,
-            req: Some(fwd),
-            timer_keys: Vec::new(),
+            req,
+            data: data.clone(),
+            timer_keys: TimerKeys::default(),
             dest: hop.target.clone(),
             transport: hop.transport,
             state: if is_invite {
@@ -310,8 +320,9 @@ impl ProxyCore {
                 dest_side,
                 upstream,
                 method: Method::Cancel,
+                data: req.bytes(),
                 req: Some(req),
-                timer_keys: Vec::new(),
+                timer_keys: TimerKeys::default(),
                 dest: d.clone(),
                 transport: t,
                 state: CliState::Proceeding,
@@ -552,7 +563,7 @@ impl ProxyCore {
     /// Send a 2xx to an INVITE upstream to `up` without a server
     /// transaction (RFC 3261 16.7 step 10, RFC 6026).
     pub(crate) fn relay_2xx_to(&mut self, msg: &SipMessage, up: &Upstream) {
-        if msg.via_iter().nth(1).is_none() {
+        if !has_second_via(msg) {
             return;
         }
         let bytes = self.response_upstream_bytes(msg, toward(up.side), up.transport);

@@ -44,7 +44,7 @@ use sipcti_wire::{SipMessage, TransportKind};
 
 use crate::client_tx::Upstream;
 use crate::ids::{ClientTxId, ServerTxId};
-use crate::proxy::ProxyCore;
+use crate::proxy::{Forwarded, ProxyCore};
 use crate::routing::{other_side, NextHop, Target};
 
 /// RFC 3326: the Reason of the CANCEL the other branches get when one
@@ -227,7 +227,7 @@ impl ProxyCore {
             let cid = self.start_client_tx(
                 now,
                 sid,
-                fwd,
+                Forwarded::Message(fwd),
                 branch,
                 method.clone(),
                 hop,

@@ -161,8 +161,16 @@ pub(crate) const BRANCH_PREFIX: &str = "z9hG4bKsc";
 /// each, joined by a dot (`z9hG4bKsc{loop:016x}.{tx:016x}`); one
 /// allocation, shared by the client transaction and its key.
 pub(crate) fn branch_of(loop_hash: u64, tx: u64) -> Arc<str> {
-    const LEN: usize = BRANCH_PREFIX.len() + 33;
-    let mut buf = [0u8; LEN];
+    let mut buf = [0u8; BRANCH_LEN];
+    Arc::from(branch_in(loop_hash, tx, &mut buf))
+}
+
+/// The length of [`branch_of`]'s value.
+pub(crate) const BRANCH_LEN: usize = BRANCH_PREFIX.len() + 33;
+
+/// [`branch_of`] written into `buf` (no allocation: an ACK's branch is
+/// written into its Via and forgotten).
+pub(crate) fn branch_in(loop_hash: u64, tx: u64, buf: &mut [u8; BRANCH_LEN]) -> &str {
     let (prefix, rest) = buf.split_at_mut(BRANCH_PREFIX.len());
     prefix.copy_from_slice(BRANCH_PREFIX.as_bytes());
     let (a, rest) = rest.split_at_mut(16);
@@ -172,7 +180,7 @@ pub(crate) fn branch_of(loop_hash: u64, tx: u64) -> Arc<str> {
     dot[0] = b'.';
     b.copy_from_slice(hex16(tx, &mut hex).as_bytes());
     // only ASCII was written
-    Arc::from(std::str::from_utf8(&buf).unwrap_or(""))
+    std::str::from_utf8(buf).unwrap_or("")
 }
 
 /// RFC 3261 16.3 step 4 / 16.6 step 8: the hash of the fields that
@@ -181,8 +189,17 @@ pub(crate) fn branch_of(loop_hash: u64, tx: u64) -> Arc<str> {
 /// the branch of every request we forward, so a request that comes back
 /// through us with the same fields is a loop.
 pub(crate) fn loop_hash(msg: &SipMessage) -> u64 {
-    let ftag = msg.from().and_then(|f| f.tag()).unwrap_or("");
-    let ttag = msg.to().and_then(|f| f.tag()).unwrap_or("");
+    let ftag = msg.from().and_then(|f| f.tag());
+    let ttag = msg.to().and_then(|f| f.tag());
+    loop_hash_of(msg, ftag, ttag)
+}
+
+/// [`loop_hash`] of `msg` whose From tag `ftag` and To tag `ttag` were
+/// already read (`None` when absent): the request pipeline parses From and
+/// To once for this, the 16.3 checks and the live-call test.
+pub(crate) fn loop_hash_of(msg: &SipMessage, ftag: Option<&str>, ttag: Option<&str>) -> u64 {
+    let ftag = ftag.unwrap_or("");
+    let ttag = ttag.unwrap_or("");
     let h = Fnv::new()
         .part(msg.request_uri().unwrap_or(""))
         .part(ftag)
@@ -192,6 +209,21 @@ pub(crate) fn loop_hash(msg: &SipMessage) -> u64 {
         Some((n, _)) => h.decimal(n).bytes(&[0xff]).0,
         None => h.part("").0,
     }
+}
+
+/// Whether validated message `msg` has a second Via value (RFC 3261 16.7
+/// step 3: a response that would keep a Via after ours is popped).
+///
+/// Equal to `msg.via_iter().nth(1).is_some()` for a message that passed
+/// [`SipMessage::validate`] (every Via value parses there, so counting the
+/// values is enough; and no Via line is empty, so two lines are two values),
+/// without parsing or splitting the values: the check runs for every response.
+pub(crate) fn has_second_via(msg: &SipMessage) -> bool {
+    let mut lines = msg.header_lines("Via");
+    let second = lines.next().is_some()
+        && (lines.next().is_some() || msg.header_values_iter("Via").nth(1).is_some());
+    debug_assert_eq!(second, msg.via_iter().nth(1).is_some(), "not validated");
+    second
 }
 
 /// Build an error response for a request that [`SipMessage::parse`]

@@ -13,7 +13,8 @@
 //!
 //! A request goes through `ProxyCore::on_request`, a pipeline of named
 //! steps (each stops the request by answering, absorbing or dropping it):
-//! `with_received` (18.2.1) → `validate_request` (16.3 step 1) → ACK to
+//! `received_for` (18.2.1; written in at once or by the forwarding edit,
+//! see `routing::ViaReceived`) → `validate_request` (16.3 step 1) → ACK to
 //! `ProxyCore::on_ack` → `require_side` (403 for strangers) →
 //! `absorb_retransmission` (17.2.3) → CANCEL to `ProxyCore::on_cancel`
 //! (16.10) → `check_max_forwards` (16.3 step 3) → `detect_loop` (step 4) →
@@ -50,15 +51,29 @@ use crate::ids::{
     ClientKey, ClientKeyRef, ClientKeyView, ClientTxId, Method, ServerKey, ServerKeyRef,
     ServerKeyView, ServerTxId,
 };
-use crate::messages::{branch_of, fnv1a, loop_hash, salvage_error_response};
+use crate::messages::{
+    branch_in, branch_of, fnv1a, has_second_via, loop_hash, loop_hash_of, salvage_error_response,
+    BRANCH_LEN,
+};
 use crate::output::{log_sample, CoreStats, Output, Transmit};
 use crate::registration::Bindings;
-use crate::routing::{other_side, pop_routes, reply_target, NextHop, OurValues, Target};
+use crate::routing::{
+    other_side, pop_routes, reply_target, NextHop, OurValues, Target, ViaReceived,
+};
 use crate::server_tx::{PendingForward, ServerTx};
 use crate::siblings::{SiblingKey, Siblings};
 use crate::tables::{ClientTable, ServerTable};
 use crate::timers::{Timer, TimerWheel};
 use sipcti_table::StableMap;
+
+/// A request built for forwarding (RFC 3261 16.6) as its client
+/// transaction keeps it.
+pub(crate) enum Forwarded {
+    /// Parsed: an INVITE's CANCEL and ACK are built from it.
+    Message(SipMessage),
+    /// The bytes only: all a non-INVITE transaction ever resends.
+    Bytes(Bytes),
+}
 
 /// The message was dealt with (answered, absorbed or dropped): the
 /// pipeline stops.
@@ -83,6 +98,10 @@ pub(crate) struct Rx {
     pub(crate) source: SocketAddr,
     /// The transport.
     pub(crate) transport: TransportKind,
+    /// The `received`/`rport` values of the request's top Via not yet
+    /// written into it ([`ViaReceived`]): every response built from the
+    /// request writes them in first ([`ProxyCore::respond_stateless`]).
+    pub(crate) received: Option<ViaReceived>,
 }
 
 /// The proxy core. See the module docs.
@@ -294,14 +313,14 @@ impl ProxyCore {
 
     /// Whether `msg` belongs to a call the tracker knows and has not ended
     /// (by Call-ID and the From or To tag, whichever is the caller's).
-    fn in_live_call(&self, msg: &SipMessage) -> bool {
+    /// (`ftag` and `ttag`: `msg`'s From and To tags, read by the caller.)
+    fn in_live_call(&self, msg: &SipMessage, ftag: Option<&str>, ttag: Option<&str>) -> bool {
         let Some(cid) = msg.call_id() else {
             return false;
         };
-        [msg.from(), msg.to()]
+        [ftag, ttag]
             .into_iter()
             .flatten()
-            .filter_map(|na| na.tag())
             .any(|tag| self.tracker.call_info(cid, tag).is_some_and(|c| !c.ended))
     }
 
@@ -395,7 +414,12 @@ impl ProxyCore {
         };
         if msg.is_request() {
             self.stats.requests += 1;
-            self.on_request(now, msg, Rx { source, transport });
+            let rx = Rx {
+                source,
+                transport,
+                received: None,
+            };
+            self.on_request(now, msg, rx);
         } else {
             self.stats.responses += 1;
             self.on_response(now, msg, source);
@@ -415,6 +439,16 @@ impl ProxyCore {
         if req.method() == Some("ACK") {
             return;
         }
+        // a request whose received/rport wait for the forwarding edit
+        // (ViaReceived) gets them in its answers as well
+        let materialized;
+        let req = match rx.received {
+            Some(r) => {
+                materialized = self.cfg.apply_received(req.clone(), r);
+                &materialized
+            }
+            None => req,
+        };
         let tag = format!(
             "sc{:x}",
             fnv1a(&[req.call_id().unwrap_or(""), &status.to_string()])
@@ -431,12 +465,27 @@ impl ProxyCore {
     }
 
     fn request_steps(&mut self, now: Instant, msg: SipMessage, rx: Rx) -> Step {
-        let msg = self.cfg.with_received(msg, rx.source);
-        self.validate_request(&msg, rx)?;
+        // received/rport (RFC 3261 18.2.1): written into the forwarding
+        // edit when that gives the same bytes and validation (ViaReceived),
+        // else into the message at once
+        let (msg, rx) = match self.cfg.received_for(&msg, rx.source) {
+            Some(r) if ViaReceived::deferrable(&msg) && msg.validate().is_ok() => {
+                let rx = Rx {
+                    received: Some(r),
+                    ..rx
+                };
+                (msg, rx)
+            }
+            r => {
+                let msg = self.cfg.materialize(msg, r);
+                self.validate_request(&msg, rx)?;
+                (msg, rx)
+            }
+        };
         let method = Method::of(&msg);
         let side = self.cfg.classify(rx.source.ip());
         if method == Method::Ack {
-            self.on_ack(now, msg, rx.source, side);
+            self.on_ack(now, msg, rx, side);
             return Ok(());
         }
         let key = ServerKeyRef::of(&msg, method.clone()).ok_or(Handled)?;
@@ -447,11 +496,15 @@ impl ProxyCore {
             return Ok(());
         }
         self.check_max_forwards(&msg, rx)?;
-        let loop_hash = self.detect_loop(&msg, rx)?;
+        // From and To parsed once for the loop hash, `initial` and the
+        // live-call test
+        let ftag = msg.from().and_then(|f| f.tag());
+        let ttag = msg.to().and_then(|t| t.tag());
+        let loop_hash = self.detect_loop(&msg, loop_hash_of(&msg, ftag, ttag), rx)?;
         self.check_proxy_require(&msg, rx)?;
-        let initial = msg.to().and_then(|t| t.tag()).is_none();
+        let initial = ttag.is_none();
         self.answer_options_to_us(&msg, &method, initial, rx)?;
-        let live_call = !initial && self.in_live_call(&msg);
+        let live_call = !initial && self.in_live_call(&msg, ftag, ttag);
         if !live_call {
             self.admit(now, &msg, &method, initial, side, rx)?;
         }
@@ -585,14 +638,23 @@ impl ProxyCore {
             reply_to: stx.reply_to.clone(),
             transport: stx.transport,
             side: stx.side,
-            branch: Arc::from(req.top_via().and_then(|v| v.branch()).unwrap_or("")),
+            // the key's branch is the top Via's (ServerKeyRef::of): shared
+            branch: match &stx.key {
+                ServerKey::Rfc3261 { branch, .. } => branch.clone(),
+                ServerKey::Rfc2543 { .. } => {
+                    Arc::from(req.top_via().and_then(|v| v.branch()).unwrap_or(""))
+                }
+            },
         };
         let branch = branch_of(stx.loop_hash, stx.key_hash);
         let method = stx.method.clone();
         let side = stx.side;
         let fork = std::mem::take(&mut hop.fork);
         if fork.is_empty() {
-            let Some(fwd) = self.build_forward(now, sid, &hop, initial, &branch) else {
+            // only an INVITE's client transaction reads its request again
+            // (its CANCEL and ACK are built from it)
+            let parsed = method == Method::Invite;
+            let Some(fwd) = self.build_forward_as(now, sid, &hop, initial, &branch, parsed) else {
                 return;
             };
             let cid = self.start_client_tx(
@@ -624,11 +686,38 @@ impl ProxyCore {
         initial: bool,
         branch: &str,
     ) -> Option<SipMessage> {
+        match self.build_forward_as(now, sid, hop, initial, branch, true)? {
+            Forwarded::Message(m) => Some(m),
+            Forwarded::Bytes(_) => None,
+        }
+    }
+
+    /// [`ProxyCore::build_forward`], as a parsed message when `parsed`
+    /// (always then), else as its bytes when they cannot fail to parse:
+    /// the Request-URI is kept, the lines inserted here (our Via, at most
+    /// two Record-Route values, one Route line) stay within
+    /// `limits.max_headers`, and it is no REGISTER (whose edits insert
+    /// more). Every other edit replaces values, which the parser does not
+    /// check, and the size limit was checked already (513); so the 500 of
+    /// a copy that does not parse is answered exactly as before.
+    pub(crate) fn build_forward_as(
+        &mut self,
+        now: Instant,
+        sid: ServerTxId,
+        hop: &NextHop,
+        initial: bool,
+        branch: &str,
+        parsed: bool,
+    ) -> Option<Forwarded> {
         let stx = self.servers.get(&sid)?;
         let req = stx.req.as_ref()?;
         let side = stx.side;
         let in_transport = stx.transport;
         let mut edit = req.edit();
+        // received / rport on the sender's Via (RFC 3261 18.2.1, RFC 3581)
+        if let Some(r) = stx.received {
+            r.apply(&mut edit);
+        }
         if let Some(r) = &hop.ruri {
             edit.set_request_uri(r);
         }
@@ -638,7 +727,6 @@ impl ProxyCore {
             .map(|m| m.saturating_sub(1))
             .unwrap_or(70);
         edit.set_max_forwards(mf);
-        // received / rport on the sender's Via (RFC 3261 18.2.1, RFC 3581)
         let out_face = self.cfg.face(other_side(side));
         let in_face = self.cfg.face(side);
         if hop.record_route && initial {
@@ -688,9 +776,16 @@ impl ProxyCore {
             self.final_from_proxy(now, sid, 513, "Message Too Large");
             return None;
         }
+        let bytes_only = !parsed
+            && hop.ruri.is_none()
+            && stx.method != Method::Register
+            && req.headers().count() + 4 <= self.cfg.limits.max_headers;
+        if bytes_only {
+            return Some(Forwarded::Bytes(Bytes::from(edit.finish())));
+        }
         // re-indexed from the request's index, not parsed again
         match edit.finish_message(&self.cfg.limits) {
-            Ok(m) => Some(m),
+            Ok(m) => Some(Forwarded::Message(m)),
             Err(e) => {
                 self.stats.internal_errors += 1;
                 if log_sample(self.stats.internal_errors) {
@@ -705,7 +800,8 @@ impl ProxyCore {
     /// ACK: for a non-2xx final response it ends our server transaction
     /// (hop by hop, RFC 3261 17.2.1); for a 2xx it is end to end and is
     /// forwarded statelessly along the route (16.11 behaviour for ACK).
-    fn on_ack(&mut self, now: Instant, msg: SipMessage, source: SocketAddr, side: Option<Side>) {
+    fn on_ack(&mut self, now: Instant, msg: SipMessage, rx: Rx, side: Option<Side>) {
+        let source = rx.source;
         if let Some(key) = ServerKeyRef::of(&msg, Method::Invite) {
             if self.absorb_ack(now, &key, side) {
                 return;
@@ -738,6 +834,10 @@ impl ProxyCore {
             }
         };
         let mut edit = msg.edit();
+        // received / rport (RFC 3261 18.2.1) when they were left for here
+        if let Some(r) = rx.received {
+            r.apply(&mut edit);
+        }
         if let Some(r) = &hop.ruri {
             edit.set_request_uri(r);
         }
@@ -748,10 +848,11 @@ impl ProxyCore {
             .unwrap_or(70);
         edit.set_max_forwards(mf);
         let top_branch = msg.top_via().and_then(|v| v.branch()).unwrap_or("");
-        let branch = branch_of(loop_hash(&msg), fnv1a(&[top_branch, "ACK"]));
+        let mut buf = [0u8; BRANCH_LEN];
+        let branch = branch_in(loop_hash(&msg), fnv1a(&[top_branch, "ACK"]), &mut buf);
         let out_face = self.cfg.face(other_side(side));
         let via = self.ours.via_prefix(&self.cfg, out_face, hop.transport);
-        edit.insert_first_parts("Via", &[&via, &branch]);
+        edit.insert_first_parts("Via", &[&via, branch]);
         self.rewrite_request(&mut edit, &msg, side);
         let bytes = edit.finish();
         self.send(hop.transport, hop.target, bytes, None);
@@ -761,6 +862,12 @@ impl ProxyCore {
     /// INVITE), cancel the pending branch; an INVITE still held for Zammad
     /// is answered 487 by the proxy.
     fn on_cancel(&mut self, now: Instant, msg: SipMessage, rx: Rx, side: Side) {
+        // every answer below is built from the CANCEL: received/rport first
+        let msg = self.cfg.materialize(msg, rx.received);
+        let rx = Rx {
+            received: None,
+            ..rx
+        };
         let Some(inv_key) = ServerKeyRef::of(&msg, Method::Invite) else {
             return;
         };
@@ -952,10 +1059,7 @@ impl ProxyCore {
         status: u16,
         source: SocketAddr,
     ) -> Step {
-        if !(200..300).contains(&status)
-            || !self.client_has_server(cid)
-            || msg.via_iter().nth(1).is_some()
-        {
+        if !(200..300).contains(&status) || !self.client_has_server(cid) || has_second_via(msg) {
             return Ok(());
         }
         self.stats.only_our_via += 1;

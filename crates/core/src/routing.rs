@@ -9,6 +9,7 @@
 //! keeps no state.
 
 use std::borrow::Cow;
+use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
 use sipcti_dialog::Side;
@@ -150,20 +151,33 @@ impl CoreConfig {
             && port.unwrap_or(5060) == self.local.port()
     }
 
-    /// RFC 3261 18.2.1 and RFC 3581 4: the server transport adds
-    /// `received` to the top Via when its host is not the source address,
-    /// and fills `rport` when the client asked for it. Done once at receipt,
-    /// so the forwarded request and every response we build carry it.
-    pub(crate) fn with_received(&self, msg: SipMessage, source: SocketAddr) -> SipMessage {
-        let Some(v) = msg.top_via() else { return msg };
+    /// RFC 3261 18.2.1 and RFC 3581 4 (`with_received`): the server
+    /// transport adds `received` to the top Via of a request from `source`
+    /// when its host is not the source address, and fills `rport` when the
+    /// client asked for it; so the forwarded request and every response we
+    /// build carry them. The values to add to `msg`'s top Via; `None` when
+    /// nothing is added. Written in by [`CoreConfig::apply_received`], at
+    /// receipt or, for a request that allows it ([`ViaReceived::deferrable`]),
+    /// in the edit that forwards it.
+    pub(crate) fn received_for(&self, msg: &SipMessage, source: SocketAddr) -> Option<ViaReceived> {
+        let v = msg.top_via()?;
         let host_differs = host_of(v.host).parse::<IpAddr>().ok() != Some(source.ip());
         let rport = match v.rport() {
             Some(None) => Some(source.port()),
             _ => None,
         };
         if !host_differs && rport.is_none() {
-            return msg;
+            return None;
         }
+        Some(ViaReceived {
+            ip: source.ip(),
+            rport,
+        })
+    }
+
+    /// `msg` with `r` written into its top Via ([`CoreConfig::received_for`]);
+    /// `msg` as it is should the edit not parse (it always does).
+    pub(crate) fn apply_received(&self, msg: SipMessage, r: ViaReceived) -> SipMessage {
         // the parameters we add may push a message that was just within
         // the size limit past it; the limit is for what was received (a
         // forwarded request that grew too large gets 513 later)
@@ -172,11 +186,19 @@ impl CoreConfig {
             ..self.limits
         };
         // re-indexed from the received message's index, not parsed again
-        let edited = msg
-            .edit()
-            .set_top_via_received(Some(source.ip()), rport)
-            .finish_message(&limits);
+        let mut edit = msg.edit();
+        r.apply(&mut edit);
+        let edited = edit.finish_message(&limits);
         edited.unwrap_or(msg)
+    }
+
+    /// `msg` with the `received`/`rport` of `r` written in when there are
+    /// any ([`CoreConfig::apply_received`]); `msg` as it is otherwise.
+    pub(crate) fn materialize(&self, msg: SipMessage, r: Option<ViaReceived>) -> SipMessage {
+        match r {
+            Some(r) => self.apply_received(msg, r),
+            None => msg,
+        }
     }
 
     /// RFC 3261 16.5 / 16.6 steps 2-6 for a request outside a dialog: the
@@ -279,15 +301,28 @@ impl CoreConfig {
     /// Count the top Route values that name this proxy; return the
     /// transport parameter of the last one (double Record-Route).
     pub(crate) fn our_routes(&self, msg: &SipMessage) -> (usize, Option<TransportKind>) {
+        let (n, t, _) = self.split_routes(msg);
+        (n, t)
+    }
+
+    /// [`CoreConfig::our_routes`], and the first Route value after ours
+    /// (`None` when there is none): the Route values are split and parsed
+    /// once, nothing is allocated.
+    fn split_routes<'m>(
+        &self,
+        msg: &'m SipMessage,
+    ) -> (usize, Option<TransportKind>, Option<&'m str>) {
         let mut n = 0;
         let mut t = None;
-        for r in msg.header_values("Route") {
+        for r in msg.header_values_iter("Route") {
             let Ok(na) = sipcti_wire::NameAddr::parse(r) else {
-                break;
+                return (n, t, Some(r));
             };
-            let Ok(u) = na.parsed_uri() else { break };
+            let Ok(u) = na.parsed_uri() else {
+                return (n, t, Some(r));
+            };
             if !self.is_us(u.host, u.port) {
-                break;
+                return (n, t, Some(r));
             }
             n += 1;
             t = u
@@ -295,7 +330,7 @@ impl CoreConfig {
                 .and_then(transport_of)
                 .or(Some(TransportKind::Udp));
         }
-        (n, t)
+        (n, t, None)
     }
 
     /// RFC 3261 16.4 and 16.5/16.6 step 6-7 for a request inside a dialog:
@@ -305,24 +340,41 @@ impl CoreConfig {
         msg: &SipMessage,
         side: Side,
     ) -> Result<NextHop, (u16, &'static str)> {
-        let (pop, rr_transport) = self.our_routes(msg);
-        let routes = msg.header_values("Route");
-        let mut ruri = None;
-        let next_uri = if let Some(r) = routes.get(pop) {
+        let (pop, rr_transport, next_route) = self.split_routes(msg);
+        let bad_uri = (400u16, "Bad Request-URI");
+        if let Some(r) = next_route {
             let na = sipcti_wire::NameAddr::parse(r).map_err(|_| (400u16, "Bad Route"))?;
-            na.uri.to_string()
-        } else {
-            let r = msg.request_uri().unwrap_or("");
-            // a phone's masked Contact (crate::topology): to the phone
-            match Uri::parse(r).ok().and_then(|u| self.unmasked_target(&u)) {
-                Some(contact) => {
-                    ruri = Some(contact.clone());
-                    contact
-                }
-                None => r.to_string(),
+            let u = Uri::parse(na.uri).map_err(|_| bad_uri)?;
+            return self.in_dialog_next(&u, pop, rr_transport, None, side);
+        }
+        let r = msg.request_uri().unwrap_or("");
+        let parsed = Uri::parse(r);
+        // a phone's masked Contact (crate::topology): to the phone
+        match parsed.as_ref().ok().and_then(|u| self.unmasked_target(u)) {
+            Some(contact) => {
+                let u = Uri::parse(&contact).map_err(|_| bad_uri)?;
+                let ruri = Some(contact.clone());
+                self.in_dialog_next(&u, pop, rr_transport, ruri, side)
             }
-        };
-        let u = Uri::parse(&next_uri).map_err(|_| (400u16, "Bad Request-URI"))?;
+            None => {
+                let u = parsed.map_err(|_| bad_uri)?;
+                self.in_dialog_next(&u, pop, rr_transport, None, side)
+            }
+        }
+    }
+
+    /// The rest of [`CoreConfig::in_dialog_hop`]: the hop to `u` (the next
+    /// Route's URI or the Request-URI), `pop` of our Route values popped,
+    /// `rr_transport` the transport of the last of them, `ruri` the new
+    /// Request-URI if any.
+    fn in_dialog_next(
+        &self,
+        u: &Uri<'_>,
+        pop: usize,
+        rr_transport: Option<TransportKind>,
+        ruri: Option<String>,
+        side: Side,
+    ) -> Result<NextHop, (u16, &'static str)> {
         if !u.is_sip() || u.host.is_empty() {
             return Err((416, "Unsupported URI Scheme"));
         }
@@ -526,6 +578,134 @@ impl OurValues {
     }
 }
 
+/// The `received` and `rport` values the server transport writes into a
+/// request's top Via (RFC 3261 18.2.1, RFC 3581 4;
+/// [`CoreConfig::received_for`]).
+///
+/// A request whose top Via takes them without changing how the message
+/// validates ([`ViaReceived::deferrable`]) is carried through the pipeline
+/// as received, with these values beside it, and they are written into the
+/// edit that forwards it: the bytes sent are the same, and the message is
+/// not copied and re-indexed once more just for them. Every response the
+/// proxy builds from such a request writes them in first
+/// ([`CoreConfig::materialize`]); an INVITE's 100 Trying gets them written
+/// into its copy of the Via line ([`ViaReceived::patch_response`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ViaReceived {
+    /// The source address (`received`).
+    pub(crate) ip: IpAddr,
+    /// The source port, when the Via asked for it (`rport` without a value).
+    pub(crate) rport: Option<u16>,
+}
+
+impl ViaReceived {
+    /// Write the values into `edit` of the request
+    /// ([`sipcti_wire::Edit::set_top_via_received`]).
+    pub(crate) fn apply(self, edit: &mut sipcti_wire::Edit<'_>) {
+        edit.set_top_via_received(Some(self.ip), self.rport);
+    }
+
+    /// Whether the values may wait for the forwarding edit: `msg`'s top
+    /// Via value lies in the message's own bytes (its line is not folded),
+    /// has no `received` parameter to be replaced and no double quote or
+    /// angle bracket (which would change how it is split), so
+    /// appending `;received=IP` and filling `rport` add one well-formed
+    /// parameter and change nothing else [`SipMessage::validate`] looks at.
+    pub(crate) fn deferrable(msg: &SipMessage) -> bool {
+        let Some(v) = msg.top_via() else {
+            return false;
+        };
+        let bytes = msg.as_bytes().as_ptr_range();
+        let raw = v.raw.as_bytes().as_ptr_range();
+        // (a byte scan first: `param` walks every parameter)
+        let received = |p: &str| {
+            p.as_bytes()
+                .windows(8)
+                .any(|w| w.eq_ignore_ascii_case(b"received"))
+        };
+        bytes.start <= raw.start
+            && raw.end <= bytes.end
+            && !v.raw.bytes().any(|b| matches!(b, b'"' | b'<' | b'>'))
+            && (!received(v.params) || v.param("received").is_none())
+    }
+
+    /// `resp`, built by [`sipcti_wire::response_for`] from request `msg`
+    /// whose values wait ([`ViaReceived::deferrable`]), with the values
+    /// written into its copy of the top Via line: the bytes `response_for`
+    /// gives for the request with them written in (what
+    /// [`sipcti_wire::Edit::set_top_via_received`] does to the request:
+    /// its first `rport` parameter filled, `;received=IP` appended to the
+    /// value). The copy is located and checked byte for byte; `None` when
+    /// it is not where expected (then the caller writes the values into
+    /// the request instead).
+    pub(crate) fn patch_response(self, msg: &SipMessage, resp: &[u8]) -> Option<Vec<u8>> {
+        let v = msg.top_via()?;
+        let line = msg.header_lines("Via").next()?;
+        let base = msg.as_bytes().as_ptr() as usize;
+        let offset = |s: &str| (s.as_ptr() as usize).checked_sub(base);
+        let line_start = offset(line.name)?;
+        let raw_start = offset(v.raw)?.checked_sub(line_start)?;
+        let raw_end = raw_start + v.raw.len();
+        let params_start = offset(v.params)?.checked_sub(line_start)?;
+        // the response's status line, then the copy of the first Via line
+        let at = resp.windows(2).position(|w| w == b"\r\n")? + 2;
+        if resp.get(at + raw_start..at + raw_end)? != v.raw.as_bytes() {
+            return None;
+        }
+        // `rport` (a flag): the first parameter of that name, trimmed
+        // (no quotes in the value: the parameters split at every `;`)
+        let rport = match self.rport {
+            None => None,
+            Some(port) => {
+                let lws = |b: u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
+                let p = v.params.as_bytes();
+                let mut found = None;
+                let mut start = 0;
+                for (i, piece) in p.split(|&b| b == b';').enumerate() {
+                    let (s, e) = (start, start + piece.len());
+                    start = e + 1;
+                    if i == 0 {
+                        continue;
+                    }
+                    let lead = piece.iter().take_while(|&&b| lws(b)).count();
+                    let trail = piece[lead..].iter().rev().take_while(|&&b| lws(b)).count();
+                    let whole = &piece[lead..piece.len() - trail];
+                    let name = match whole.iter().position(|&b| b == b'=') {
+                        Some(eq) => {
+                            let n = &whole[..eq];
+                            let t = n.iter().rev().take_while(|&&b| lws(b)).count();
+                            &n[..n.len() - t]
+                        }
+                        None => whole,
+                    };
+                    if name.eq_ignore_ascii_case(b"rport") {
+                        found = Some((s + lead, e - trail, port));
+                        break;
+                    }
+                }
+                // the Via asked for rport: it has one
+                Some(found?)
+            }
+        };
+        let mut out = Vec::with_capacity(resp.len() + 48);
+        let mut cursor = 0;
+        if let Some((s, e, port)) = rport {
+            let (s, e) = (at + params_start + s, at + params_start + e);
+            out.extend_from_slice(resp.get(..s)?);
+            out.extend_from_slice(b"rport=");
+            let _ = write!(out, "{port}");
+            cursor = e;
+        }
+        let end = at + raw_end;
+        out.extend_from_slice(resp.get(cursor..end)?);
+        out.extend_from_slice(b";received=");
+        // as `Display` writes it (IPv6 without brackets, RFC 5118 4.5)
+        let _ = write!(out, "{}", self.ip);
+        out.extend_from_slice(resp.get(end..)?);
+        Some(out)
+    }
+}
+
 /// The next hop of an inbound route's target URI
 /// (`sip:user@host[:port][;transport=udp|tcp]`): its host and port (default
 /// 5060) and transport (default UDP; RFC 3263 4.1 without DNS, as for the
@@ -614,4 +794,58 @@ pub(crate) fn replace_hostport(u: &Uri<'_>, hostport: &str) -> String {
         out.push_str(h);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ViaReceived;
+    use sipcti_wire::{response_for, Limits, SipMessage};
+    use std::net::SocketAddr;
+
+    /// `ViaReceived::patch_response` gives the 100 Trying that
+    /// `response_for` builds from the request with the values written in.
+    #[test]
+    fn patched_trying_is_the_trying_of_the_written_request() {
+        let vias = [
+            "Via: SIP/2.0/UDP 10.0.0.20:5062;branch=z9hG4bK-1;rport",
+            "Via: SIP/2.0/UDP 10.0.0.20:5062;rport;branch=z9hG4bK-1",
+            "Via: SIP/2.0/UDP 10.0.0.20:5062 ; RPORT ;branch=z9hG4bK-1",
+            "v:SIP/2.0/UDP 10.0.0.20:5062;branch=z9hG4bK-1;rport=7;rport",
+            "Via: SIP/2.0/UDP 192.168.1.5:5062;branch=z9hG4bK-1",
+            "Via: SIP/2.0/UDP 192.168.1.5;branch=z9hG4bK-1;rport, SIP/2.0/UDP h;branch=z9hG4bK-2",
+            "Via:   SIP/2.0/UDP phone.example;branch=z9hG4bK-1;rport  \r\nVia: SIP/2.0/TCP h2;branch=z9hG4bK-3",
+        ];
+        let sources: [SocketAddr; 2] = [
+            "10.0.0.20:40000".parse().expect("addr"),
+            "[2001:db8::20]:5062".parse().expect("addr"),
+        ];
+        for via in vias {
+            for source in sources {
+                let raw = format!(
+                    "INVITE sip:1@h SIP/2.0\r\n{via}\r\nFrom: <sip:a@h>;tag=1\r\nTo: <sip:1@h>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+                );
+                let msg = SipMessage::parse(raw.into_bytes(), &Limits::default()).expect("parses");
+                assert!(ViaReceived::deferrable(&msg), "{via}");
+                let rport = match msg.top_via().and_then(|v| v.rport()) {
+                    Some(None) => Some(source.port()),
+                    _ => None,
+                };
+                let r = ViaReceived {
+                    ip: source.ip(),
+                    rport,
+                };
+                let mut edit = msg.edit();
+                r.apply(&mut edit);
+                let written = edit.finish_message(&Limits::default()).expect("edited");
+                let want = response_for(&written, 100, "Trying", None, &[]);
+                let trying = response_for(&msg, 100, "Trying", None, &[]);
+                let got = r.patch_response(&msg, &trying).expect("patched");
+                assert_eq!(
+                    String::from_utf8_lossy(&got),
+                    String::from_utf8_lossy(&want),
+                    "{via} from {source}"
+                );
+            }
+        }
+    }
 }

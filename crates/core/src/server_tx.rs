@@ -26,12 +26,13 @@ use sipcti_wire::{response_for, SipMessage, TransportKind};
 
 use crate::admission::SourceKey;
 use crate::client_tx::Upstream;
+use crate::config::CoreConfig;
 use crate::ids::{Method, ServerKey, ServerKeyView, ServerTxId};
-use crate::messages::{key_hash, push_hex};
+use crate::messages::{has_second_via, key_hash, push_hex};
 use crate::output::log_sample;
 use crate::proxy::{Handled, ProxyCore, Rx, Step};
-use crate::routing::{other_side, reply_target, toward, NextHop, Target};
-use crate::timers::{Timer, TimerKey};
+use crate::routing::{other_side, reply_target, toward, NextHop, Target, ViaReceived};
+use crate::timers::{Timer, TimerKeys};
 
 /// Where a held INVITE goes once Zammad has answered.
 pub(crate) struct PendingForward {
@@ -61,11 +62,15 @@ pub(crate) enum SrvState {
 
 /// A server transaction.
 pub(crate) struct ServerTx {
-    /// The request as received (with received/rport); dropped once the
-    /// transaction has its final response.
+    /// The request as received (with received/rport, or with them in
+    /// `received`); dropped once the transaction has its final response.
     pub(crate) req: Option<SipMessage>,
+    /// The `received`/`rport` values not yet written into `req`
+    /// ([`ViaReceived`]): the forwarding edit writes them, and so does
+    /// every response built from `req`.
+    pub(crate) received: Option<ViaReceived>,
     /// The transaction's timers, cancelled with it.
-    pub(crate) timer_keys: Vec<TimerKey>,
+    pub(crate) timer_keys: TimerKeys,
     /// Its method.
     pub(crate) method: Method,
     /// The side the request came from.
@@ -110,7 +115,8 @@ impl ServerTx {
     ) -> ServerTx {
         ServerTx {
             req: None,
-            timer_keys: Vec::new(),
+            received: None,
+            timer_keys: TimerKeys::default(),
             method: Method::Cancel,
             side,
             reply_to,
@@ -155,13 +161,13 @@ impl ServerTx {
 
     /// What a retransmission of the request gets: the last response, or
     /// a 100 Trying while held. A reference-counted clone, not a copy.
-    fn retransmission_answer(&self) -> Option<Bytes> {
+    fn retransmission_answer(&self, cfg: &CoreConfig) -> Option<Bytes> {
         match (&self.last_response, &self.state) {
             (Some(r), _) => Some(r.clone()),
-            (None, SrvState::AwaitingCti { .. }) => self
-                .req
-                .as_ref()
-                .map(|r| Bytes::from(response_for(r, 100, "Trying", None, &[]))),
+            (None, SrvState::AwaitingCti { .. }) => self.req.as_ref().map(|r| {
+                let r = cfg.materialize(r.clone(), self.received);
+                Bytes::from(response_for(&r, 100, "Trying", None, &[]))
+            }),
             _ => None,
         }
     }
@@ -199,7 +205,7 @@ impl ProxyCore {
         };
         self.stats.retransmissions += 1;
         if let Some(stx) = self.servers.get(&sid).filter(|stx| stx.side == side) {
-            if let Some(r) = stx.retransmission_answer() {
+            if let Some(r) = stx.retransmission_answer(&self.cfg) {
                 let (t, d) = (stx.transport, stx.reply_to.clone());
                 self.send(t, d, r, None);
             }
@@ -227,11 +233,29 @@ impl ProxyCore {
         let reply_to = reply_target(&msg, rx.source, rx.transport);
         let method = Method::of(&msg);
         let is_invite = method == Method::Invite;
+        // 100 Trying at once to an INVITE (RFC 3261 16.2 / 17.2.1), with
+        // the received/rport that wait for the forwarding edit written
+        // into it (ViaReceived::patch_response), or into the request first
+        let (mut msg, mut received) = (msg, rx.received);
+        let trying = if is_invite {
+            let t = response_for(&msg, 100, "Trying", None, &[]);
+            match received.map(|r| r.patch_response(&msg, &t)) {
+                None => Some(t),
+                Some(Some(patched)) => Some(patched),
+                Some(None) => {
+                    msg = self.cfg.materialize(msg, received.take());
+                    Some(response_for(&msg, 100, "Trying", None, &[]))
+                }
+            }
+        } else {
+            None
+        };
         let events = self.track(&msg, side, now);
         let counted = self.admission.open_transaction(now, rx.source.ip(), side);
         let mut stx = ServerTx {
             req: Some(msg),
-            timer_keys: Vec::new(),
+            received,
+            timer_keys: TimerKeys::default(),
             method,
             side,
             reply_to,
@@ -246,24 +270,25 @@ impl ProxyCore {
             direction: None,
             source: counted,
         };
-        if is_invite {
-            // 100 Trying at once (RFC 3261 16.2 / 17.2.1)
-            if let Some(req) = &stx.req {
-                let trying = Bytes::from(response_for(req, 100, "Trying", None, &[]));
-                stx.last_response = Some(trying.clone());
-                self.send(rx.transport, stx.reply_to.clone(), trying, None);
-            }
+        if let Some(trying) = trying {
+            let trying = Bytes::from(trying);
+            stx.last_response = Some(trying.clone());
+            self.send(rx.transport, stx.reply_to.clone(), trying, None);
         }
+        // the newCall is taken out; the other events stay in order (in
+        // the tracker's vector: no second one is built)
         let mut new_call = None;
-        let mut rest = Vec::new();
-        for ev in events {
-            if ev.kind == EventKind::NewCall && is_invite && initial {
+        let mut rest = events;
+        let mut i = 0;
+        while i < rest.len() {
+            if rest[i].kind == EventKind::NewCall && is_invite && initial {
+                let ev = rest.remove(i);
                 stx.direction = Some(ev.direction);
                 self.admission
                     .call_started(now, rx.source.ip(), side, &ev.call_id);
                 new_call = Some(ev);
             } else {
-                rest.push(ev);
+                i += 1;
             }
         }
         self.servers.insert(sid, stx);
@@ -343,6 +368,7 @@ impl ProxyCore {
         let Some(req) = stx.req.take() else {
             return;
         };
+        let req = self.cfg.materialize(req, stx.received.take());
         let bytes = Bytes::from(response_for(&req, status, reason, Some(&stx.to_tag()), &[]));
         stx.state = SrvState::Completed;
         stx.last_response = Some(bytes.clone());
@@ -409,7 +435,7 @@ impl ProxyCore {
             // We already answered (Timer C 408, 503...). Any other final
             // response is absorbed, but a 2xx to an INVITE MUST still be
             // forwarded (RFC 3261 16.7 step 5, RFC 6026): the callee is up.
-            if is_invite && (200..300).contains(&status) && msg.via_iter().nth(1).is_some() {
+            if is_invite && (200..300).contains(&status) && has_second_via(msg) {
                 let (t, d, up) = (stx.transport, stx.reply_to.clone(), toward(stx.side));
                 let bytes = self.response_upstream_bytes(msg, up, t);
                 self.send(t, d, bytes, None);
@@ -417,7 +443,7 @@ impl ProxyCore {
             return;
         }
         let up = toward(stx.side);
-        if msg.via_iter().nth(1).is_none() {
+        if !has_second_via(msg) {
             // RFC 3261 16.7 step 3: no Via would remain, so this response
             // must not be forwarded. A broken UAS (e.g. a 487 built from
             // the CANCEL's Via) must not leave the caller without an answer:

@@ -81,6 +81,38 @@ pub(crate) enum Timer {
 /// (timers due at the same instant fire in the order they were armed).
 pub(crate) type TimerKey = (Instant, u64);
 
+/// The keys of one transaction's timers, for [`TimerWheel::cancel`]: the
+/// first four inline (a transaction arms two to four, so none allocates),
+/// any more (Timer G's doublings) in a vector.
+#[derive(Debug, Default)]
+pub(crate) struct TimerKeys {
+    inline: [Option<TimerKey>; 4],
+    more: Vec<TimerKey>,
+}
+
+impl TimerKeys {
+    /// Remember key `k`.
+    pub(crate) fn push(&mut self, k: TimerKey) {
+        match self.inline.iter_mut().find(|s| s.is_none()) {
+            Some(slot) => *slot = Some(k),
+            None => self.more.push(k),
+        }
+    }
+}
+
+impl IntoIterator for TimerKeys {
+    type Item = TimerKey;
+    type IntoIter = std::iter::Chain<
+        std::iter::Flatten<std::array::IntoIter<Option<TimerKey>, 4>>,
+        std::vec::IntoIter<TimerKey>,
+    >;
+
+    /// Every key remembered (inline first).
+    fn into_iter(self) -> Self::IntoIter {
+        self.inline.into_iter().flatten().chain(self.more)
+    }
+}
+
 /// The armed timers in deadline order. Each transaction remembers the
 /// keys of its timers and cancels them when it is removed, so the wheel
 /// never outgrows the transaction tables.

@@ -19,7 +19,7 @@ use sipcti_wire::{SipMessage, Uri};
 
 use crate::admission::{Limit, Start, Verdict};
 use crate::ids::Method;
-use crate::messages::{hex16, loop_hash, BRANCH_PREFIX};
+use crate::messages::{hex16, BRANCH_PREFIX};
 use crate::output::log_sample;
 use crate::proxy::{Handled, ProxyCore, Rx, Step};
 
@@ -76,10 +76,22 @@ impl ProxyCore {
 
     /// RFC 3261 16.3 step 4: a Via of ours whose branch starts with this
     /// request's loop hash means it came back: 482. Returns the hash.
-    pub(crate) fn detect_loop(&mut self, msg: &SipMessage, rx: Rx) -> Step<u64> {
-        let lh = loop_hash(msg);
+    /// (`lh` is [`crate::messages::loop_hash`] of `msg`, computed by the
+    /// caller from the From and To tags it has read already.)
+    pub(crate) fn detect_loop(&mut self, msg: &SipMessage, lh: u64, rx: Rx) -> Step<u64> {
         let mut buf = [0u8; 16];
         let hex = hex16(lh, &mut buf);
+        // A branch of ours starting with the hash holds `BRANCH_PREFIX` +
+        // hex: a request whose Via lines do not contain that text has not
+        // looped, and its Vias need not be parsed (the usual case).
+        let mut nb = [0u8; BRANCH_PREFIX.len() + 16];
+        let (p, h) = nb.split_at_mut(BRANCH_PREFIX.len());
+        p.copy_from_slice(BRANCH_PREFIX.as_bytes());
+        h.copy_from_slice(hex.as_bytes());
+        let needle = std::str::from_utf8(&nb).unwrap_or(BRANCH_PREFIX);
+        if !msg.header_lines("Via").any(|v| v.value.contains(needle)) {
+            return Ok(lh);
+        }
         let looped = msg.via_iter().any(|v| {
             self.cfg.is_us(v.host, v.port)
                 && v.branch()
