@@ -2,6 +2,7 @@
 
 use sipcti_wire::{NameAddr, SipMessage};
 
+use crate::msg::refer_notify;
 use crate::view::{privacy_has_id, sipfrag_status, uri_user_host, DialogRef, MsgView, Party};
 
 fn party(na: &NameAddr<'_>) -> Party {
@@ -64,20 +65,4 @@ pub(crate) fn view_of(msg: &SipMessage) -> Result<MsgView, &'static str> {
         refer_to_replaces,
         sipfrag_status: sipfrag,
     })
-}
-
-/// A NOTIFY of a REFER's implicit subscription: `Event: refer` (any
-/// `id` parameter) with a `message/sipfrag` body (RFC 3515 2.4.4, 2.4.5).
-fn refer_notify(msg: &SipMessage) -> bool {
-    let token = |v: &str| {
-        v.split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase()
-    };
-    msg.header("Event").is_some_and(|e| token(e) == "refer")
-        && msg
-            .header("Content-Type")
-            .is_some_and(|c| token(c) == "message/sipfrag")
 }

@@ -15,6 +15,7 @@ use serde::Serialize;
 use sipcti_event::{Cause, Direction, EventKind};
 
 mod adapter;
+mod msg;
 mod number;
 mod routes;
 mod tracker;
@@ -169,8 +170,10 @@ impl TrackerConfig {
         if self.routes.is_empty() {
             return None;
         }
-        let v = MsgView::from_message(msg).ok()?;
-        self.route_for_view(&v)
+        // only the Request-URI and To users are read
+        let m = msg::Msg::from_wire(msg).ok()?;
+        let dialled = m.dialled_number(self.country_code.as_deref(), self.max_internal_len);
+        match_route(&self.routes, &dialled)
     }
 
     /// Like [`TrackerConfig::route_for`], for a message already reduced to a [`MsgView`].

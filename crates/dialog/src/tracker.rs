@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 use sipcti_event::{Cause, Direction, EventKind};
 use sipcti_wire::SipMessage;
 
+use crate::msg::{Method, Msg};
 use crate::view::MsgView;
 
 mod transfer;
 use crate::{
-    cause_for_status, dialled_number, normalize_number, CallEvent, CallInfo, Side, TrackerConfig,
-    TrackerStats,
+    cause_for_status, normalize_number, CallEvent, CallInfo, Side, TrackerConfig, TrackerStats,
 };
 use transfer::Xfer;
 
@@ -182,8 +182,8 @@ impl CallTracker {
     /// Timers due at `now` are run first (their events come first), so the result does not
     /// depend on how promptly the caller drives [`CallTracker::handle_timeout`].
     pub fn on_message(&mut self, msg: &SipMessage, side: Side, now: Instant) -> Vec<CallEvent> {
-        match MsgView::from_message(msg) {
-            Ok(v) => self.on_view(&v, side, now),
+        match Msg::from_wire(msg) {
+            Ok(m) => self.on_msg(&m, side, now),
             Err(why) => {
                 let out = self.handle_timeout(now);
                 self.stats.malformed_ignored += 1;
@@ -195,20 +195,26 @@ impl CallTracker {
 
     /// Like [`CallTracker::on_message`], for a message already reduced to a [`MsgView`].
     pub fn on_view(&mut self, v: &MsgView, side: Side, now: Instant) -> Vec<CallEvent> {
+        self.on_msg(&Msg::from_view(v), side, now)
+    }
+
+    /// The one step behind [`CallTracker::on_message`] and
+    /// [`CallTracker::on_view`]: timers, then the message's handler.
+    fn on_msg(&mut self, v: &Msg<'_>, side: Side, now: Instant) -> Vec<CallEvent> {
         let mut out = self.handle_timeout(now);
         let before = out.len();
-        match v.method.as_deref() {
-            Some(m) if m.eq_ignore_ascii_case("INVITE") => {
+        match v.method {
+            Some(Method::Invite) => {
                 if v.to_tag.is_none() {
                     self.on_initial_invite(v, side, now, &mut out);
                 }
                 // An INVITE with a To tag is a re-INVITE: no event.
             }
-            Some(m) if m.eq_ignore_ascii_case("CANCEL") => self.on_cancel(v, now),
-            Some(m) if m.eq_ignore_ascii_case("BYE") => self.on_bye(v, now, &mut out),
-            Some(m) if m.eq_ignore_ascii_case("REFER") => self.on_refer(v),
-            Some(m) if m.eq_ignore_ascii_case("NOTIFY") => self.on_notify(v),
-            Some(_) => {}
+            Some(Method::Cancel) => self.on_cancel(v, now),
+            Some(Method::Bye) => self.on_bye(v, now, &mut out),
+            Some(Method::Refer) => self.on_refer(v),
+            Some(Method::Notify) => self.on_notify(v),
+            Some(Method::Other) => {}
             None => self.on_response(v, now, &mut out),
         }
         self.stats.events_emitted += (out.len() - before) as u64;
@@ -307,13 +313,13 @@ impl CallTracker {
 
     fn on_initial_invite(
         &mut self,
-        v: &MsgView,
+        v: &Msg<'_>,
         side: Side,
         now: Instant,
         out: &mut Vec<CallEvent>,
     ) {
-        let tag = v.from_tag.as_deref().unwrap_or("");
-        if let Some(id) = self.find(&v.call_id, tag) {
+        let tag = v.from_tag.unwrap_or("");
+        if let Some(id) = self.find(v.call_id, tag) {
             let ring_deadline = self.ring_deadline_of(id);
             let Some(call) = self.calls.get_mut(&id) else {
                 debug_assert!(false, "indexed call exists");
@@ -342,8 +348,8 @@ impl CallTracker {
         let Some(id) = self.new_call(v, side, now, out) else {
             return;
         };
-        if let Some(d) = &v.replaces {
-            self.link_replaces(id, d);
+        if let Some(d) = v.replaces() {
+            self.link_replaces(id, &d);
         }
     }
 
@@ -351,7 +357,7 @@ impl CallTracker {
     /// when the table is full.
     fn new_call(
         &mut self,
-        v: &MsgView,
+        v: &Msg<'_>,
         side: Side,
         now: Instant,
         out: &mut Vec<CallEvent>,
@@ -378,15 +384,19 @@ impl CallTracker {
         let cc = self.cfg.country_code.as_deref();
         let ml = self.cfg.max_internal_len;
         let direction = side.direction();
-        let anonymous = v.privacy_id || v.from.is_anonymous();
-        let caller = v.pai.as_ref().and_then(|p| p.user()).or(v.from.user());
+        let from_party = v.party_from();
+        let pai = v.pai();
+        let anonymous = v.privacy_id() || from_party.is_anonymous();
+        let caller = pai.as_ref().and_then(|p| p.user()).or(from_party.user());
         let from = match caller {
             Some(u) if !anonymous && !u.eq_ignore_ascii_case("anonymous") => {
                 normalize_number(u, cc, ml)
             }
             _ => "anonymous".to_string(),
         };
-        let to = dialled_number(v, cc, ml);
+        let to_party = v.party_to();
+        let ruri_user = v.ruri_user();
+        let to = crate::routes::dialled(ruri_user.as_deref(), to_party.user(), cc, ml);
         // the route of an inbound call: the same first match the core routed by
         let route = match direction {
             Direction::In => crate::match_route(&self.cfg.routes, &to),
@@ -395,7 +405,7 @@ impl CallTracker {
         let queue = route.and_then(|r| r.queue.clone());
         let target_user = route
             .and_then(|r| r.target_user.clone())
-            .or_else(|| v.target_user.clone());
+            .or_else(|| v.target_user().map(str::to_string));
         // a ring group: every called person (phonebook name, else the
         // target's user), the same order as the route's targets
         let group: Vec<String> = route
@@ -416,29 +426,25 @@ impl CallTracker {
             Direction::Out => (from != "anonymous")
                 .then(|| self.cfg.person(&from))
                 .flatten()
-                .or(v.from.display.as_deref().filter(not_anon))
-                .or(v
-                    .pai
-                    .as_ref()
-                    .and_then(|p| p.display.as_deref())
-                    .filter(not_anon)),
+                .or(from_party.display().filter(not_anon))
+                .or(pai.as_ref().and_then(|p| p.display()).filter(not_anon)),
             Direction::In => target_user
                 .as_deref()
                 .and_then(|u| self.cfg.person(u))
                 .or_else(|| self.cfg.person(&to))
-                .or(v.to.display.as_deref()),
+                .or(to_party.display()),
         }
         .map(str::to_string);
 
-        let zammad_id = self.next_zammad_id(&v.call_id, now);
+        let zammad_id = self.next_zammad_id(v.call_id, now);
         let id = self.next_id;
         self.next_id += 1;
-        let tag = v.from_tag.clone().unwrap_or_default();
+        let tag = v.from_tag.unwrap_or_default().to_string();
         self.by_cid
-            .get_or_insert_with(v.call_id.clone(), Vec::new)
+            .get_or_insert_with(v.call_id.to_string(), Vec::new)
             .push((tag.clone(), id));
         let call = Call {
-            sip_call_id: v.call_id.clone(),
+            sip_call_id: v.call_id.to_string(),
             from_tag: tag,
             zammad_id,
             direction,
@@ -484,9 +490,9 @@ impl CallTracker {
         Some(id)
     }
 
-    fn on_cancel(&mut self, v: &MsgView, now: Instant) {
-        let tag = v.from_tag.as_deref().unwrap_or("");
-        let Some(id) = self.find(&v.call_id, tag) else {
+    fn on_cancel(&mut self, v: &Msg<'_>, now: Instant) {
+        let tag = v.from_tag.unwrap_or("");
+        let Some(id) = self.find(v.call_id, tag) else {
             self.stats.unknown_call_messages += 1;
             return;
         };
@@ -512,7 +518,7 @@ impl CallTracker {
         }
     }
 
-    fn on_bye(&mut self, v: &MsgView, now: Instant, out: &mut Vec<CallEvent>) {
+    fn on_bye(&mut self, v: &Msg<'_>, now: Instant, out: &mut Vec<CallEvent>) {
         let Some(id) = self.bye_call(v) else {
             self.stats.unknown_call_messages += 1;
             return;
@@ -534,11 +540,11 @@ impl CallTracker {
 
     /// The call a BYE ends: sent by the caller (its From tag is the call's) on the answered
     /// dialog, or by the callee (its From tag is the answering To tag, its To tag the call's).
-    fn bye_call(&self, v: &MsgView) -> Option<u64> {
-        if let Some(tag) = v.from_tag.as_deref() {
-            if let Some(id) = self.find(&v.call_id, tag) {
+    fn bye_call(&self, v: &Msg<'_>) -> Option<u64> {
+        if let Some(tag) = v.from_tag {
+            if let Some(id) = self.find(v.call_id, tag) {
                 let c = self.calls.get(&id)?;
-                let dialog_ok = match (&c.answered_to_tag, &v.to_tag) {
+                let dialog_ok = match (&c.answered_to_tag, v.to_tag) {
                     (Some(a), Some(b)) => a == b,
                     _ => true,
                 };
@@ -549,8 +555,8 @@ impl CallTracker {
                 }
             }
         }
-        if let (Some(to_tag), Some(from_tag)) = (v.to_tag.as_deref(), v.from_tag.as_deref()) {
-            if let Some(id) = self.find(&v.call_id, to_tag) {
+        if let (Some(to_tag), Some(from_tag)) = (v.to_tag, v.from_tag) {
+            if let Some(id) = self.find(v.call_id, to_tag) {
                 let c = self.calls.get(&id)?;
                 if c.answered_to_tag.as_deref() == Some(from_tag) {
                     return Some(id);
@@ -558,7 +564,7 @@ impl CallTracker {
             }
         }
         // a call given back after a restart: any BYE with its Call-ID
-        let id = self.find(&v.call_id, "")?;
+        let id = self.find(v.call_id, "")?;
         self.calls.get(&id).filter(|c| c.restored).map(|_| id)
     }
 
@@ -608,17 +614,17 @@ impl CallTracker {
         true
     }
 
-    fn on_response(&mut self, v: &MsgView, now: Instant, out: &mut Vec<CallEvent>) {
+    fn on_response(&mut self, v: &Msg<'_>, now: Instant, out: &mut Vec<CallEvent>) {
         let Some(status) = v.status else { return };
-        if v.cseq_method_is("REFER") && status >= 200 {
+        if v.cseq_method == Method::Refer && status >= 200 {
             self.on_refer_response(v, status);
             return;
         }
-        if !v.cseq_method_is("INVITE") {
+        if v.cseq_method != Method::Invite {
             return;
         }
-        let tag = v.from_tag.as_deref().unwrap_or("");
-        let Some(id) = self.find(&v.call_id, tag) else {
+        let tag = v.from_tag.unwrap_or("");
+        let Some(id) = self.find(v.call_id, tag) else {
             self.stats.unknown_call_messages += 1;
             return;
         };
@@ -684,7 +690,7 @@ impl CallTracker {
         }
     }
 
-    fn answer(&mut self, id: u64, v: &MsgView, now: Instant, out: &mut Vec<CallEvent>) {
+    fn answer(&mut self, id: u64, v: &Msg<'_>, now: Instant, out: &mut Vec<CallEvent>) {
         let cc = self.cfg.country_code.clone();
         let ml = self.cfg.max_internal_len;
         let deadline = add(now, self.cfg.max_call_duration);
@@ -693,12 +699,13 @@ impl CallTracker {
             return;
         };
         call.state = State::Answered;
-        call.answered_to_tag = Some(v.to_tag.clone().unwrap_or_default());
+        call.answered_to_tag = Some(v.to_tag.unwrap_or_default().to_string());
         let mut user = None;
         if call.direction == Direction::In {
-            let pai = v.pai.as_ref().and_then(|p| p.user());
-            let contact = v
-                .contact
+            let pai_party = v.pai();
+            let contact_party = v.contact();
+            let pai = pai_party.as_ref().and_then(|p| p.user());
+            let contact = contact_party
                 .as_ref()
                 .and_then(|p| p.user())
                 .filter(|u| is_number(u));
@@ -706,13 +713,25 @@ impl CallTracker {
                 .or(contact)
                 .map(|u| normalize_number(u, cc.as_deref(), ml))
                 .or_else(|| call.target_user.clone())
-                .or_else(|| v.to.user().map(|u| normalize_number(u, cc.as_deref(), ml)));
+                .or_else(|| {
+                    v.party_to()
+                        .user()
+                        .map(|u| normalize_number(u, cc.as_deref(), ml))
+                });
             user = call
                 .answering_number
                 .as_deref()
                 .and_then(|n| self.cfg.phonebook.get(n).cloned())
-                .or_else(|| v.pai.as_ref().and_then(|p| p.display.clone()))
-                .or_else(|| v.contact.as_ref().and_then(|p| p.display.clone()));
+                .or_else(|| {
+                    pai_party
+                        .as_ref()
+                        .and_then(|p| p.display().map(str::to_string))
+                })
+                .or_else(|| {
+                    contact_party
+                        .as_ref()
+                        .and_then(|p| p.display().map(str::to_string))
+                });
         }
         out.push(CallEvent {
             kind: EventKind::Answer,
