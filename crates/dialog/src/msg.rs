@@ -171,8 +171,8 @@ impl<'a> Msg<'a> {
             method,
             status,
             call_id,
-            from_tag: from.tag(),
-            to_tag: to.tag(),
+            from_tag: tag_of(&from),
+            to_tag: tag_of(&to),
             cseq,
             cseq_method: Method::of(cseq_method),
             src: Src::Wire { msg, from, to },
@@ -297,6 +297,50 @@ impl<'a> Msg<'a> {
     }
 }
 
+/// The `tag` parameter (RFC 3261 19.3) of a From or To value, as
+/// [`NameAddr::tag`] finds it (the first parameter named `tag`, any case;
+/// `None` if that one has no value), by a plain split on `;` when no
+/// quoted string can hide one (the wire layer's quote-aware split costs
+/// several times more and runs for both headers of every message).
+fn tag_of<'a>(na: &NameAddr<'a>) -> Option<&'a str> {
+    let params = na.params;
+    let b = params.as_bytes();
+    if b.contains(&b'"') {
+        return na.tag();
+    }
+    let lws = |c: &u8| matches!(c, b' ' | b'\t' | b'\r' | b'\n');
+    // `b[a..e]` without surrounding LWS
+    let trim = |mut a: usize, mut e: usize| {
+        while a < e && b.get(a).is_some_and(lws) {
+            a += 1;
+        }
+        while e > a && b.get(e - 1).is_some_and(lws) {
+            e -= 1;
+        }
+        a..e
+    };
+    let find = |from: usize, to: usize, c: u8| {
+        b.get(from..to)?
+            .iter()
+            .position(|x| *x == c)
+            .map(|p| from + p)
+    };
+    // the parameters after the first ';' (ASCII bytes: char boundaries)
+    let mut start = find(0, b.len(), b';')? + 1;
+    loop {
+        let end = find(start, b.len(), b';').unwrap_or(b.len());
+        let eq = find(start, end, b'=');
+        let name = trim(start, eq.unwrap_or(end));
+        if b.get(name).is_some_and(|n| n.eq_ignore_ascii_case(b"tag")) {
+            return params.get(trim(eq? + 1, end));
+        }
+        if end >= b.len() {
+            return None;
+        }
+        start = end + 1;
+    }
+}
+
 /// First value of a multi-valued name-addr header that parses.
 fn first_name_addr<'a>(msg: &'a SipMessage, name: &'a str) -> Option<PartyRef<'a>> {
     msg.header_values_iter(name)
@@ -323,6 +367,30 @@ pub(crate) fn refer_notify(msg: &SipMessage) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tags_as_the_wire_layer_finds_them() {
+        for v in [
+            "<sip:a@h>;tag=abc",
+            "<sip:a@h>",
+            "<sip:a@h> ; TAG = x1 ;foo",
+            "<sip:a@h>;foo=bar;tag=2;tag=3",
+            "<sip:a@h>;tag;tag=2",
+            "<sip:a@h>;tag=",
+            "sip:a@h;tag=bare",
+            "\"Q;tag=no\" <sip:a@h>;x=\"y;tag=z\";tag=real",
+            "<sip:a@h;tag=uri-param>;tag=hdr",
+            "<sip:a@h>;\ttag\t=\tt\t",
+            "<sip:a@h>;",
+            "<sip:a@h>;;tag=x;",
+            "<sip:a@h>;tag = ",
+            "<sip:a@h>;=x;tag=y=z",
+            "<sip:a@h>;Tag=Ä1",
+        ] {
+            let na = NameAddr::parse(v).expect("name-addr");
+            assert_eq!(tag_of(&na), na.tag(), "{v}");
+        }
+    }
 
     #[test]
     fn methods_any_case() {

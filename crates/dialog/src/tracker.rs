@@ -37,7 +37,6 @@ enum State {
 #[derive(Debug)]
 struct Call {
     sip_call_id: String,
-    from_tag: String,
     zammad_id: String,
     direction: Direction,
     from: String,
@@ -150,6 +149,23 @@ fn is_number(s: &str) -> bool {
 
 fn add(t: Instant, d: Duration) -> Option<Instant> {
     t.checked_add(d)
+}
+
+/// Sets call `id`'s timer to `deadline` (none: no timer) in `timers`, for a
+/// call the caller holds already (no second table lookup).
+fn rearm(
+    timers: &mut BTreeSet<(Instant, u64)>,
+    id: u64,
+    call: &mut Call,
+    deadline: Option<Instant>,
+) {
+    if let Some(old) = call.deadline.take() {
+        timers.remove(&(old, id));
+    }
+    call.deadline = deadline;
+    if let Some(d) = deadline {
+        timers.insert((d, id));
+    }
 }
 
 impl CallTracker {
@@ -320,7 +336,6 @@ impl CallTracker {
     ) {
         let tag = v.from_tag.unwrap_or("");
         if let Some(id) = self.find(v.call_id, tag) {
-            let ring_deadline = self.ring_deadline_of(id);
             let Some(call) = self.calls.get_mut(&id) else {
                 debug_assert!(false, "indexed call exists");
                 return;
@@ -335,7 +350,8 @@ impl CallTracker {
                     call.invite_cseq = v.cseq;
                     if matches!(call.state, State::Challenged { .. }) {
                         call.state = State::Ringing;
-                        self.set_deadline(id, ring_deadline);
+                        let ring_deadline = add(call.started, self.cfg.max_call_duration);
+                        rearm(&mut self.timers, id, call, ring_deadline);
                     }
                     return;
                 }
@@ -439,13 +455,12 @@ impl CallTracker {
         let zammad_id = self.next_zammad_id(v.call_id, now);
         let id = self.next_id;
         self.next_id += 1;
-        let tag = v.from_tag.unwrap_or_default().to_string();
+        // (most Call-IDs carry one call: room for one)
         self.by_cid
-            .get_or_insert_with(v.call_id.to_string(), Vec::new)
-            .push((tag.clone(), id));
-        let call = Call {
+            .get_or_insert_with(v.call_id.to_string(), || Vec::with_capacity(1))
+            .push((v.from_tag.unwrap_or_default().to_string(), id));
+        let mut call = Call {
             sip_call_id: v.call_id.to_string(),
-            from_tag: tag,
             zammad_id,
             direction,
             from,
@@ -464,7 +479,7 @@ impl CallTracker {
         };
         tracing::debug!(
             sip_call_id = %call.sip_call_id,
-            from_tag = %call.from_tag,
+            from_tag = v.from_tag.unwrap_or_default(),
             call_id = %call.zammad_id,
             direction = direction.as_str(),
             "new call"
@@ -483,10 +498,15 @@ impl CallTracker {
             at: now,
             sip_call_id: call.sip_call_id.clone(),
         });
+        rearm(
+            &mut self.timers,
+            id,
+            &mut call,
+            add(now, self.cfg.max_call_duration),
+        );
         self.calls.insert(id, call);
         self.active += 1;
         self.stats.calls_seen += 1;
-        self.set_deadline(id, add(now, self.cfg.max_call_duration));
         Some(id)
     }
 
@@ -589,7 +609,6 @@ impl CallTracker {
             id,
             Call {
                 sip_call_id: r.sip_call_id,
-                from_tag: String::new(),
                 zammad_id: r.call_id,
                 direction: r.direction,
                 from: r.from,
@@ -631,11 +650,11 @@ impl CallTracker {
         if status < 200 {
             return;
         }
-        let ring_deadline = self.ring_deadline_of(id);
         let Some(call) = self.calls.get_mut(&id) else {
             debug_assert!(false, "indexed call exists");
             return;
         };
+        let ring_deadline = add(call.started, self.cfg.max_call_duration);
         match call.state {
             State::Ended | State::Answered => {
                 self.stats.retransmissions_absorbed += 1;
@@ -655,27 +674,23 @@ impl CallTracker {
                     call.invite_cseq = v.cseq;
                     if matches!(call.state, State::Challenged { .. }) {
                         call.state = State::Ringing;
-                        self.set_deadline(id, ring_deadline);
+                        rearm(&mut self.timers, id, call, ring_deadline);
                     }
                 }
             }
         }
+        let cancelled = call.cancel_seen;
         match status {
             200..=299 => self.answer(id, v, now, out),
-            401 | 407 if !self.calls.get(&id).is_some_and(|c| c.cancel_seen) => {
-                let Some(call) = self.calls.get_mut(&id) else {
-                    debug_assert!(false, "indexed call exists");
-                    return;
-                };
+            401 | 407 if !cancelled => {
                 call.state = State::Challenged { status };
                 let d = match (add(now, self.cfg.challenge_wait), ring_deadline) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 };
-                self.set_deadline(id, d);
+                rearm(&mut self.timers, id, call, d);
             }
             300..=699 => {
-                let cancelled = self.calls.get(&id).is_some_and(|c| c.cancel_seen);
                 let cause = if cancelled && self.is_forwarded(id) {
                     // an early dialog replaced elsewhere (RFC 3891 7.1, call pickup)
                     Cause::Forwarded
@@ -691,7 +706,7 @@ impl CallTracker {
     }
 
     fn answer(&mut self, id: u64, v: &Msg<'_>, now: Instant, out: &mut Vec<CallEvent>) {
-        let cc = self.cfg.country_code.clone();
+        let cc = self.cfg.country_code.as_deref();
         let ml = self.cfg.max_internal_len;
         let deadline = add(now, self.cfg.max_call_duration);
         let Some(call) = self.calls.get_mut(&id) else {
@@ -711,13 +726,9 @@ impl CallTracker {
                 .filter(|u| is_number(u));
             call.answering_number = pai
                 .or(contact)
-                .map(|u| normalize_number(u, cc.as_deref(), ml))
+                .map(|u| normalize_number(u, cc, ml))
                 .or_else(|| call.target_user.clone())
-                .or_else(|| {
-                    v.party_to()
-                        .user()
-                        .map(|u| normalize_number(u, cc.as_deref(), ml))
-                });
+                .or_else(|| v.party_to().user().map(|u| normalize_number(u, cc, ml)));
             user = call
                 .answering_number
                 .as_deref()
@@ -747,7 +758,7 @@ impl CallTracker {
             at: now,
             sip_call_id: call.sip_call_id.clone(),
         });
-        self.set_deadline(id, deadline);
+        rearm(&mut self.timers, id, call, deadline);
     }
 
     // ----- table maintenance -----
@@ -778,21 +789,9 @@ impl CallTracker {
             .map(|(_, id)| *id)
     }
 
-    fn ring_deadline_of(&self, id: u64) -> Option<Instant> {
-        let c = self.calls.get(&id)?;
-        add(c.started, self.cfg.max_call_duration)
-    }
-
     fn set_deadline(&mut self, id: u64, deadline: Option<Instant>) {
-        let Some(call) = self.calls.get_mut(&id) else {
-            return;
-        };
-        if let Some(old) = call.deadline.take() {
-            self.timers.remove(&(old, id));
-        }
-        call.deadline = deadline;
-        if let Some(d) = deadline {
-            self.timers.insert((d, id));
+        if let Some(call) = self.calls.get_mut(&id) {
+            rearm(&mut self.timers, id, call, deadline);
         }
     }
 
@@ -839,7 +838,7 @@ impl CallTracker {
             .is_none()
             .then_some(call.xfer.replaces)
             .flatten();
-        self.set_deadline(id, linger_until);
+        rearm(&mut self.timers, id, call, linger_until);
         if let Some(old) = failed_replaces.and_then(|o| self.calls.get_mut(&o)) {
             if old.xfer.replaced_by == Some(id) {
                 old.xfer.replaced_by = None;
