@@ -68,14 +68,15 @@ impl Side {
 /// [`CallTracker::handle_timeout`] runs the timers. The live proxy and the
 /// replay use it to skip half the work.
 pub fn affects_calls(msg: &sipcti_wire::SipMessage) -> bool {
-    const REQUESTS: [&str; 5] = ["INVITE", "BYE", "CANCEL", "REFER", "NOTIFY"];
+    use msg::Method;
     match msg.method() {
-        Some(m) => REQUESTS.iter().any(|r| m.eq_ignore_ascii_case(r)),
+        // INVITE, BYE, CANCEL, REFER, NOTIFY (any case)
+        Some(m) => Method::of(m) != Method::Other,
         None => {
             msg.status().is_some_and(|s| s >= 200)
-                && msg.cseq().is_some_and(|(_, m)| {
-                    m.eq_ignore_ascii_case("INVITE") || m.eq_ignore_ascii_case("REFER")
-                })
+                && msg
+                    .cseq()
+                    .is_some_and(|(_, m)| matches!(Method::of(m), Method::Invite | Method::Refer))
         }
     }
 }

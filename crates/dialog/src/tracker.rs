@@ -410,9 +410,11 @@ impl CallTracker {
             }
             _ => "anonymous".to_string(),
         };
-        let to_party = v.party_to();
-        let ruri_user = v.ruri_user();
-        let to = crate::routes::dialled(ruri_user.as_deref(), to_party.user(), cc, ml);
+        // the To party is read only when the Request-URI has no user
+        let to = match v.ruri_user().filter(|u| !u.is_empty()) {
+            Some(u) => normalize_number(&u, cc, ml),
+            None => crate::routes::dialled(None, v.party_to().user(), cc, ml),
+        };
         // the route of an inbound call: the same first match the core routed by
         let route = match direction {
             Direction::In => crate::match_route(&self.cfg.routes, &to),
@@ -443,14 +445,17 @@ impl CallTracker {
                 .then(|| self.cfg.person(&from))
                 .flatten()
                 .or(from_party.display().filter(not_anon))
-                .or(pai.as_ref().and_then(|p| p.display()).filter(not_anon)),
-            Direction::In => target_user
+                .or(pai.as_ref().and_then(|p| p.display()).filter(not_anon))
+                .map(str::to_string),
+            Direction::In => match target_user
                 .as_deref()
                 .and_then(|u| self.cfg.person(u))
                 .or_else(|| self.cfg.person(&to))
-                .or(to_party.display()),
-        }
-        .map(str::to_string);
+            {
+                Some(person) => Some(person.to_string()),
+                None => v.party_to().display().map(str::to_string),
+            },
+        };
 
         let zammad_id = self.next_zammad_id(v.call_id, now);
         let id = self.next_id;

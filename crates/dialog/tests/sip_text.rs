@@ -791,3 +791,36 @@ fn on_message_equals_on_view() {
     ];
     same_through_view(&flow);
 }
+
+#[test]
+fn affects_calls_by_method_and_cseq_method() {
+    let d = Dlg::phone("ac@pbx");
+    for (m, want) in [
+        ("INVITE", true),
+        ("invite", true),
+        ("BYE", true),
+        ("Cancel", true),
+        ("REFER", true),
+        ("NOTIFY", true),
+        ("ACK", false),
+        ("OPTIONS", false),
+        ("REGISTER", false),
+        ("INFO", false),
+        ("BYEX", false),
+    ] {
+        assert_eq!(affects_calls(&d.req(m, 1, Some("t"), &[])), want, "{m}");
+    }
+    for (status, m, want) in [
+        (100, "INVITE", false),
+        (180, "INVITE", false),
+        (200, "INVITE", true),
+        (486, "invite", true),
+        (200, "BYE", false),
+        (202, "REFER", true),
+        (200, "CANCEL", false),
+        (200, "NOTIFY", false),
+    ] {
+        let r = d.resp(status, 1, m, Some("t"), &[]);
+        assert_eq!(affects_calls(&r), want, "{status} {m}");
+    }
+}
