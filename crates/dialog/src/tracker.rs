@@ -1,6 +1,7 @@
 //! The call state machine.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use crate::HashMap;
 use sipcti_table::StableMap;
@@ -36,8 +37,11 @@ enum State {
 
 #[derive(Debug)]
 struct Call {
-    sip_call_id: String,
-    zammad_id: String,
+    /// The SIP Call-ID, shared with the `by_cid` key (one copy per call).
+    sip_call_id: Arc<str>,
+    /// Zammad's callId: the same text as `sip_call_id` (and shared with
+    /// it) for the first call of a short Call-ID.
+    zammad_id: Arc<str>,
     direction: Direction,
     from: String,
     to: String,
@@ -104,7 +108,7 @@ pub struct CallTracker {
     /// Call-ID -> (From tag, call) in creation order; the last match is the current call.
     /// (A [`StableMap`]: it holds every lingering call's Call-ID, and a
     /// plain map's growth would stall the core's task while it rehashes.)
-    by_cid: StableMap<String, Vec<(String, u64)>>,
+    by_cid: StableMap<Arc<str>, Vec<(String, u64)>>,
     /// (deadline, call) of every call that has one.
     timers: BTreeSet<(Instant, u64)>,
     /// (linger end, call) of ended calls, oldest first (evicted first when full).
@@ -288,7 +292,7 @@ impl CallTracker {
         let id = self.find(sip_call_id, from_tag)?;
         let c = self.calls.get(&id)?;
         Some(CallInfo {
-            call_id: c.zammad_id.clone(),
+            call_id: String::from(&*c.zammad_id),
             direction: c.direction,
             answered: c.answered_to_tag.is_some() || matches!(c.state, State::Answered),
             ended: c.state == State::Ended,
@@ -457,15 +461,16 @@ impl CallTracker {
             },
         };
 
-        let zammad_id = self.next_zammad_id(v.call_id, now);
+        let sip_call_id: Arc<str> = Arc::from(v.call_id);
+        let zammad_id = self.next_zammad_id(&sip_call_id, now);
         let id = self.next_id;
         self.next_id += 1;
         // (most Call-IDs carry one call: room for one)
         self.by_cid
-            .get_or_insert_with(v.call_id.to_string(), || Vec::with_capacity(1))
+            .get_or_insert_with(Arc::clone(&sip_call_id), || Vec::with_capacity(1))
             .push((v.from_tag.unwrap_or_default().to_string(), id));
         let mut call = Call {
-            sip_call_id: v.call_id.to_string(),
+            sip_call_id,
             zammad_id,
             direction,
             from,
@@ -491,7 +496,7 @@ impl CallTracker {
         );
         out.push(CallEvent {
             kind: EventKind::NewCall,
-            call_id: call.zammad_id.clone(),
+            call_id: String::from(&*call.zammad_id),
             direction,
             from: call.from.clone(),
             to: call.to.clone(),
@@ -501,7 +506,7 @@ impl CallTracker {
             answering_number: None,
             cause: None,
             at: now,
-            sip_call_id: call.sip_call_id.clone(),
+            sip_call_id: String::from(&*call.sip_call_id),
         });
         rearm(
             &mut self.timers,
@@ -606,15 +611,16 @@ impl CallTracker {
         }
         let id = self.next_id;
         self.next_id += 1;
+        let sip_call_id: Arc<str> = Arc::from(r.sip_call_id);
         self.by_cid
-            .get_or_insert_with(r.sip_call_id.clone(), Vec::new)
+            .get_or_insert_with(Arc::clone(&sip_call_id), Vec::new)
             .push((String::new(), id));
         let started = now.checked_sub(r.age).unwrap_or(now);
         self.calls.insert(
             id,
             Call {
-                sip_call_id: r.sip_call_id,
-                zammad_id: r.call_id,
+                sip_call_id,
+                zammad_id: Arc::from(r.call_id),
                 direction: r.direction,
                 from: r.from,
                 to: r.to,
@@ -751,7 +757,7 @@ impl CallTracker {
         }
         out.push(CallEvent {
             kind: EventKind::Answer,
-            call_id: call.zammad_id.clone(),
+            call_id: String::from(&*call.zammad_id),
             direction: call.direction,
             from: call.from.clone(),
             to: call.to.clone(),
@@ -761,7 +767,7 @@ impl CallTracker {
             answering_number: call.answering_number.clone(),
             cause: None,
             at: now,
-            sip_call_id: call.sip_call_id.clone(),
+            sip_call_id: String::from(&*call.sip_call_id),
         });
         rearm(&mut self.timers, id, call, deadline);
     }
@@ -814,7 +820,7 @@ impl CallTracker {
         call.state = State::Ended;
         let ev = CallEvent {
             kind: EventKind::Hangup,
-            call_id: call.zammad_id.clone(),
+            call_id: String::from(&*call.zammad_id),
             direction: call.direction,
             from: call.from.clone(),
             to: call.to.clone(),
@@ -824,7 +830,7 @@ impl CallTracker {
             answering_number: call.answering_number.clone(),
             cause: Some(cause),
             at,
-            sip_call_id: call.sip_call_id.clone(),
+            sip_call_id: String::from(&*call.sip_call_id),
         };
         tracing::debug!(
             sip_call_id = %ev.sip_call_id,
@@ -866,10 +872,10 @@ impl CallTracker {
         if call.state != State::Ended {
             self.active = self.active.saturating_sub(1);
         }
-        if let Some(list) = self.by_cid.get_mut(&call.sip_call_id) {
+        if let Some(list) = self.by_cid.get_mut(&*call.sip_call_id) {
             list.retain(|(_, i)| *i != id);
             if list.is_empty() {
-                self.by_cid.remove(&call.sip_call_id);
+                self.by_cid.remove(&*call.sip_call_id);
             }
         }
         let h = fnv1a64(call.sip_call_id.as_bytes());
@@ -915,7 +921,9 @@ impl CallTracker {
         }
     }
 
-    fn next_zammad_id(&mut self, sip_call_id: &str, now: Instant) -> String {
+    /// The Zammad callId of the next call with `sip_call_id`
+    /// ([`zammad_call_id`]): `sip_call_id` itself, shared, when that is it.
+    fn next_zammad_id(&mut self, sip_call_id: &Arc<str>, now: Instant) -> Arc<str> {
         let h = fnv1a64(sip_call_id.as_bytes());
         let u = self.cid_uses.entry(h).or_insert(CidUse {
             count: 0,
@@ -930,6 +938,10 @@ impl CallTracker {
         }
         u.count = u.count.saturating_add(1);
         u.live += 1;
-        zammad_call_id(sip_call_id, u.count)
+        if u.count == 1 && sip_call_id.len() <= CALL_ID_LONG {
+            // (at most CALL_ID_LONG bytes: at most as many characters, kept whole)
+            return Arc::clone(sip_call_id);
+        }
+        Arc::from(zammad_call_id(sip_call_id, u.count))
     }
 }
