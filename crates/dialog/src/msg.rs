@@ -34,6 +34,13 @@ pub(crate) enum Method {
 impl Method {
     /// The method named `m` (any case).
     pub(crate) fn of(m: &str) -> Method {
+        // the usual upper-case spelling by plain comparison first
+        match m {
+            "INVITE" => return Method::Invite,
+            "BYE" => return Method::Bye,
+            "ACK" => return Method::Other,
+            _ => {}
+        }
         let is = |name: &str| m.eq_ignore_ascii_case(name);
         match m.len() {
             3 if is("BYE") => Method::Bye,

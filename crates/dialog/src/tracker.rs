@@ -299,6 +299,15 @@ impl CallTracker {
         })
     }
 
+    /// Whether the SIP dialog (Call-ID, From tag of the initial INVITE) is
+    /// a tracked call not hung up yet: `call_info(..).is_some_and(|c|
+    /// !c.ended)` without building the [`CallInfo`] (no allocation).
+    pub fn is_live_call(&self, sip_call_id: &str, from_tag: &str) -> bool {
+        self.find(sip_call_id, from_tag)
+            .and_then(|id| self.calls.get(&id))
+            .is_some_and(|c| c.state != State::Ended)
+    }
+
     /// Hangs up every open call: answered ones with normalClearing, the others with cancel.
     pub fn shutdown(&mut self, now: Instant) -> Vec<CallEvent> {
         let open: Vec<(u64, State)> = self

@@ -1,7 +1,10 @@
-//! The plain-data view of a SIP message that the state machine works on.
+//! The plain-data view of a SIP message, for callers that adjust it
+//! before the tracker sees it ([`crate::CallTracker::on_view`]) and for
+//! tests of the call logic without a parser.
 //!
-//! [`MsgView::from_message`] is the only place that touches the wire layer; everything else
-//! in this crate sees `MsgView` only, so the call logic can be tested without a parser.
+//! [`MsgView::from_message`] builds it from the wire layer's message;
+//! the tracker itself reads messages through the borrowed, lazy
+//! `msg::Msg`, from a `SipMessage` or from a `MsgView` alike.
 
 use std::borrow::Cow;
 

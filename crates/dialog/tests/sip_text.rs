@@ -824,3 +824,23 @@ fn affects_calls_by_method_and_cseq_method() {
         assert_eq!(affects_calls(&r), want, "{status} {m}");
     }
 }
+
+#[test]
+fn is_live_call_agrees_with_call_info() {
+    let mut h = H::new();
+    let d = Dlg::phone("live@pbx");
+    let agree = |h: &H, tag: &str| {
+        let info = h.t.call_info("live@pbx", tag).is_some_and(|c| !c.ended);
+        assert_eq!(h.t.is_live_call("live@pbx", tag), info, "{tag}");
+        info
+    };
+    assert!(!agree(&h, "f1"));
+    assert_eq!(h.feed(&d.invite(1, &[]), Side::Inside, 0).len(), 1);
+    assert!(agree(&h, "f1"));
+    assert!(!agree(&h, "t1"));
+    assert!(!h.t.is_live_call("other@pbx", "f1"));
+    h.feed(&d.resp(200, 1, "INVITE", Some("t1"), &[]), Side::Trunk, 1);
+    assert!(agree(&h, "f1"));
+    h.feed(&d.req("BYE", 2, Some("t1"), &[]), Side::Inside, 2);
+    assert!(!agree(&h, "f1"));
+}
