@@ -254,7 +254,7 @@ impl CallTracker {
             if t > now {
                 break;
             }
-            self.timers.remove(&(t, id));
+            self.timers.pop_first();
             let Some(call) = self.calls.get_mut(&id) else {
                 continue;
             };
@@ -558,19 +558,16 @@ impl CallTracker {
     }
 
     fn on_bye(&mut self, v: &Msg<'_>, now: Instant, out: &mut Vec<CallEvent>) {
-        let Some(id) = self.bye_call(v) else {
+        let Some((id, call)) = self.bye_call(v) else {
             self.stats.unknown_call_messages += 1;
             return;
         };
-        let Some(state) = self.calls.get(&id).map(|c| c.state) else {
-            return;
-        };
-        let cause = match state {
+        let cause = match call.state {
             State::Ended => {
                 self.stats.retransmissions_absorbed += 1;
                 return;
             }
-            State::Answered if self.is_forwarded(id) => Cause::Forwarded,
+            State::Answered if call.xfer.forwarded() => Cause::Forwarded,
             State::Answered => Cause::NormalClearing,
             State::Ringing | State::Challenged { .. } => Cause::Cancel,
         };
@@ -579,7 +576,8 @@ impl CallTracker {
 
     /// The call a BYE ends: sent by the caller (its From tag is the call's) on the answered
     /// dialog, or by the callee (its From tag is the answering To tag, its To tag the call's).
-    fn bye_call(&self, v: &Msg<'_>) -> Option<u64> {
+    /// Returns its id and the call.
+    fn bye_call(&self, v: &Msg<'_>) -> Option<(u64, &Call)> {
         if let Some(tag) = v.from_tag {
             if let Some(id) = self.find(v.call_id, tag) {
                 let c = self.calls.get(&id)?;
@@ -590,7 +588,7 @@ impl CallTracker {
                 // Caller's in-dialog CSeq is above the INVITE's; a BYE with a lower one
                 // belongs to an earlier call that reused Call-ID and tag.
                 if dialog_ok && v.cseq > c.invite_cseq {
-                    return Some(id);
+                    return Some((id, c));
                 }
             }
         }
@@ -598,13 +596,13 @@ impl CallTracker {
             if let Some(id) = self.find(v.call_id, to_tag) {
                 let c = self.calls.get(&id)?;
                 if c.answered_to_tag.as_deref() == Some(from_tag) {
-                    return Some(id);
+                    return Some((id, c));
                 }
             }
         }
         // a call given back after a restart: any BYE with its Call-ID
         let id = self.find(v.call_id, "")?;
-        self.calls.get(&id).filter(|c| c.restored).map(|_| id)
+        self.calls.get(&id).filter(|c| c.restored).map(|c| (id, c))
     }
 
     /// Take back an answered call that was open when sipcti last stopped
@@ -925,7 +923,7 @@ impl CallTracker {
             if exp > now {
                 break;
             }
-            self.cid_expiry.remove(&(exp, h));
+            self.cid_expiry.pop_first();
             self.drop_cid_use(h, exp);
         }
     }
