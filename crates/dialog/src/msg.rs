@@ -357,7 +357,7 @@ fn first_name_addr<'a>(msg: &'a SipMessage, name: &'a str) -> Option<PartyRef<'a
 
 /// A NOTIFY of a REFER's implicit subscription: `Event: refer` (any
 /// `id` parameter) with a `message/sipfrag` body (RFC 3515 2.4.4, 2.4.5).
-pub(crate) fn refer_notify(msg: &SipMessage) -> bool {
+fn refer_notify(msg: &SipMessage) -> bool {
     let token_is = |v: &str, want: &str| {
         v.split(';')
             .next()

@@ -844,3 +844,46 @@ fn is_live_call_agrees_with_call_info() {
     h.feed(&d.req("BYE", 2, Some("t1"), &[]), Side::Inside, 2);
     assert!(!agree(&h, "f1"));
 }
+
+#[test]
+fn from_message_builds_the_whole_view() {
+    let text = "INVITE sip:%2B4930555100@Proxy.Example;user=phone SIP/2.0\r\n\
+        Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKv\r\n\
+        f: \"Carol \\\"C\\\"\" <sip:0170123@Trunk.Example>;tag=ff\r\n\
+        t: Support <tel:+4930555100>\r\n\
+        i:  view-1 \r\n\
+        CSeq: 4 invite\r\n\
+        P-Asserted-Identity: <sip:unterminated\r\n\
+        P-Asserted-Identity: \"Pai\" <sip:+49170123@pai.example>\r\n\
+        Contact: <sip:c%40x@10.0.0.9:5060>\r\n\
+        Contact: *\r\n\
+        Privacy: header;id\r\n\
+        Replaces: old@h;to-tag=1;from-tag=2\r\n\
+        l: 0\r\n\r\n";
+    let v = MsgView::from_message(&parse(text.into())).expect("view");
+    let want = MsgView {
+        method: Some("INVITE".into()),
+        status: None,
+        call_id: "view-1".into(),
+        from_tag: Some("ff".into()),
+        to_tag: None,
+        cseq: 4,
+        cseq_method: "invite".into(),
+        ruri_user: Some("+4930555100".into()),
+        target_user: None,
+        from: Party::new("sip:0170123@Trunk.Example", Some("Carol \"C\"")),
+        to: Party::new("tel:+4930555100", Some("Support")),
+        pai: Some(Party::new("sip:+49170123@pai.example", Some("Pai"))),
+        contact: Some(Party::new("sip:c%40x@10.0.0.9:5060", None)),
+        privacy_id: true,
+        replaces: DialogRef::parse("old@h;to-tag=1;from-tag=2"),
+        refer_to_replaces: None,
+        sipfrag_status: None,
+    };
+    assert_eq!(v, want);
+    assert_eq!(v.from.host.as_deref(), Some("trunk.example"));
+    assert_eq!(
+        v.contact.as_ref().and_then(|c| c.user.as_deref()),
+        Some("c@x")
+    );
+}
