@@ -311,6 +311,13 @@ impl<'a> Msg<'a> {
 /// several times more and runs for both headers of every message).
 fn tag_of<'a>(na: &NameAddr<'a>) -> Option<&'a str> {
     let params = na.params;
+    // the usual `;tag=x` alone: x is the value as it stands
+    if let Some(v) = params.strip_prefix(";tag=") {
+        let plain = |c: &u8| !matches!(c, b';' | b'"' | b' ' | b'\t' | b'\r' | b'\n');
+        if v.as_bytes().iter().all(plain) {
+            return Some(v);
+        }
+    }
     let b = params.as_bytes();
     if b.contains(&b'"') {
         return na.tag();
@@ -393,6 +400,10 @@ mod tests {
             "<sip:a@h>;tag = ",
             "<sip:a@h>;=x;tag=y=z",
             "<sip:a@h>;Tag=Ä1",
+            "<sip:a@h>;tag=plain",
+            "<sip:a@h>;tag=a b",
+            "<sip:a@h>;tag=x;tag=y",
+            "<sip:a@h>;tag=\"q\"",
         ] {
             let na = NameAddr::parse(v).expect("name-addr");
             assert_eq!(tag_of(&na), na.tag(), "{v}");

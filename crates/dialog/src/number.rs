@@ -20,11 +20,11 @@ use std::borrow::Cow;
 /// assert_eq!(normalize_number("201", Some("49"), 6), "201");
 /// ```
 pub fn normalize_number(raw: &str, country_code: Option<&str>, max_internal_len: usize) -> String {
-    let mut s = raw.trim();
+    let mut s = crate::view::trim(raw);
     if s.len() >= 4 && s.is_char_boundary(4) && s[..4].eq_ignore_ascii_case("tel:") {
         s = &s[4..];
     }
-    let s = s.split(';').next().unwrap_or("").trim();
+    let s = crate::view::trim(s.split(';').next().unwrap_or(""));
     // (the separators are ASCII: a byte test finds them; copied only when present)
     let is_sep = |b: u8| matches!(b, b'-' | b'.' | b' ' | b'(' | b')' | b'\t');
     let compact: Cow<'_, str> = if s.bytes().any(is_sep) {

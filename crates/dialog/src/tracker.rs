@@ -498,7 +498,7 @@ impl CallTracker {
         };
         tracing::debug!(
             sip_call_id = %call.sip_call_id,
-            from_tag = v.from_tag.unwrap_or_default(),
+            from_tag = %v.from_tag.unwrap_or_default(),
             call_id = %call.zammad_id,
             direction = direction.as_str(),
             "new call"

@@ -206,7 +206,7 @@ pub(crate) fn clean_display(d: &str) -> Option<String> {
 /// [`clean_display`] without a copy unless quotes are to be removed: the
 /// trimmed slice of `d` when it is not a quoted string.
 pub(crate) fn clean_display_ref(d: &str) -> Option<Cow<'_, str>> {
-    let t = d.trim();
+    let t = trim(d);
     if t.len() >= 2 && t.starts_with('"') && t.ends_with('"') {
         let inner = &t[1..t.len() - 1];
         let mut out = String::with_capacity(inner.len());
@@ -254,7 +254,7 @@ pub(crate) fn uri_user_host(uri: &str) -> (Option<String>, Option<String>) {
 /// `%` escapes to decode, the host is the trimmed slice as written (not
 /// lower-cased).
 pub(crate) fn uri_user_host_ref(uri: &str) -> (Option<Cow<'_, str>>, Option<&str>) {
-    let u = uri.trim();
+    let u = trim(uri);
     let u = u.strip_prefix('<').unwrap_or(u);
     let u = before(u, |c| c == b'>');
     let Some(colon) = u.bytes().position(|c| c == b':') else {
@@ -264,7 +264,7 @@ pub(crate) fn uri_user_host_ref(uri: &str) -> (Option<Cow<'_, str>>, Option<&str
         u.get(..colon).unwrap_or(""),
         u.get(colon + 1..).unwrap_or(""),
     );
-    let scheme = scheme.trim();
+    let scheme = trim(scheme);
     if scheme.eq_ignore_ascii_case("tel") {
         let num = before(rest, |c| c == b';' || c == b'?').trim();
         let num = percent_decode(num);
@@ -293,11 +293,20 @@ pub(crate) fn uri_user_host_ref(uri: &str) -> (Option<Cow<'_, str>>, Option<&str
     } else {
         before(hostport, |c| c == b':')
     };
-    let host = host.trim();
+    let host = trim(host);
     (
         user.filter(|u| !u.is_empty()),
         Some(host).filter(|h| !h.is_empty()),
     )
+}
+
+/// `s.trim()`, without the Unicode scan when `s` starts and ends with a
+/// visible ASCII character (then there is nothing to trim).
+pub(crate) fn trim(s: &str) -> &str {
+    match (s.as_bytes().first(), s.as_bytes().last()) {
+        (Some(a), Some(z)) if a.is_ascii_graphic() && z.is_ascii_graphic() => s,
+        _ => s.trim(),
+    }
 }
 
 /// `s` up to the first ASCII byte `stop` accepts (all of `s` without one):
@@ -373,6 +382,25 @@ mod tests {
             uri_user_host("sip:a%@h"),
             (Some("a%".into()), Some("h".into()))
         );
+    }
+
+    #[test]
+    fn trim_is_str_trim() {
+        for s in [
+            "",
+            " ",
+            "a",
+            " a ",
+            "a b",
+            "\u{a0}x\u{a0}",
+            "x\u{3000}",
+            "\tx",
+            "<x>",
+            "é",
+            " é ",
+        ] {
+            assert_eq!(trim(s), s.trim(), "{s:?}");
+        }
     }
 
     #[test]
