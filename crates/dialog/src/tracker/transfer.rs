@@ -18,7 +18,8 @@ pub(super) struct Xfer {
     /// The dialog the last REFER in this call's dialog named in its
     /// Refer-To `Replaces` (attended transfer), until that REFER is
     /// answered. One at a time: a later REFER overwrites it.
-    pub(super) refer_names: Option<DialogRef>,
+    /// (Boxed: rare, and three strings inline would grow every call.)
+    pub(super) refer_names: Option<Box<DialogRef>>,
     /// The call an accepted REFER of this call named (the consultation
     /// call of an attended transfer), marked `consulted`.
     pub(super) consult: Option<u64>,
@@ -77,7 +78,7 @@ impl CallTracker {
         };
         if let Some(c) = self.calls.get_mut(&id) {
             if c.state != State::Ended {
-                c.xfer.refer_names = v.refer_to_replaces();
+                c.xfer.refer_names = v.refer_to_replaces().map(Box::new);
             }
         }
     }
