@@ -66,6 +66,60 @@ struct Call {
     restored: bool,
 }
 
+/// The calls of one Call-ID, (From tag, call) in creation order; the last
+/// match is the current call. Most Call-IDs carry one call: it is held
+/// without a list of its own.
+#[derive(Debug)]
+enum CidCalls {
+    /// One call.
+    One(String, u64),
+    /// None (only while being filled) or several calls.
+    Many(Vec<(String, u64)>),
+}
+
+impl Default for CidCalls {
+    /// No call (no allocation).
+    fn default() -> Self {
+        CidCalls::Many(Vec::new())
+    }
+}
+
+impl CidCalls {
+    /// The newest call whose From tag is `tag`.
+    fn find(&self, tag: &str) -> Option<u64> {
+        match self {
+            CidCalls::One(t, id) => (t == tag).then_some(*id),
+            CidCalls::Many(v) => v.iter().rev().find(|(t, _)| t == tag).map(|(_, id)| *id),
+        }
+    }
+
+    /// Adds call `id` with From tag `tag` as the newest.
+    fn push(&mut self, tag: String, id: u64) {
+        if matches!(self, CidCalls::Many(v) if v.is_empty()) {
+            *self = CidCalls::One(tag, id);
+            return;
+        }
+        match std::mem::take(self) {
+            CidCalls::One(t, i) => *self = CidCalls::Many(vec![(t, i), (tag, id)]),
+            CidCalls::Many(mut v) => {
+                v.push((tag, id));
+                *self = CidCalls::Many(v);
+            }
+        }
+    }
+
+    /// Drops call `id`; true when no call is left.
+    fn remove(&mut self, id: u64) -> bool {
+        match self {
+            CidCalls::One(_, i) => *i == id,
+            CidCalls::Many(v) => {
+                v.retain(|(_, i)| *i != id);
+                v.is_empty()
+            }
+        }
+    }
+}
+
 /// How often a Call-ID was used for a call (for `-2`, `-3` ... call ids).
 #[derive(Debug)]
 struct CidUse {
@@ -108,7 +162,7 @@ pub struct CallTracker {
     /// Call-ID -> (From tag, call) in creation order; the last match is the current call.
     /// (A [`StableMap`]: it holds every lingering call's Call-ID, and a
     /// plain map's growth would stall the core's task while it rehashes.)
-    by_cid: StableMap<Arc<str>, Vec<(String, u64)>>,
+    by_cid: StableMap<Arc<str>, CidCalls>,
     /// (deadline, call) of every call that has one.
     timers: BTreeSet<(Instant, u64)>,
     /// (linger end, call) of ended calls, oldest first (evicted first when full).
@@ -474,10 +528,9 @@ impl CallTracker {
         let zammad_id = self.next_zammad_id(&sip_call_id, now);
         let id = self.next_id;
         self.next_id += 1;
-        // (most Call-IDs carry one call: room for one)
         self.by_cid
-            .get_or_insert_with(Arc::clone(&sip_call_id), || Vec::with_capacity(1))
-            .push((v.from_tag.unwrap_or_default().to_string(), id));
+            .get_or_insert_with(Arc::clone(&sip_call_id), CidCalls::default)
+            .push(v.from_tag.unwrap_or_default().to_string(), id);
         let mut call = Call {
             sip_call_id,
             zammad_id,
@@ -620,8 +673,8 @@ impl CallTracker {
         self.next_id += 1;
         let sip_call_id: Arc<str> = Arc::from(r.sip_call_id);
         self.by_cid
-            .get_or_insert_with(Arc::clone(&sip_call_id), Vec::new)
-            .push((String::new(), id));
+            .get_or_insert_with(Arc::clone(&sip_call_id), CidCalls::default)
+            .push(String::new(), id);
         let started = now.checked_sub(r.age).unwrap_or(now);
         self.calls.insert(
             id,
@@ -799,12 +852,7 @@ impl CallTracker {
     }
 
     fn find(&self, sip_call_id: &str, from_tag: &str) -> Option<u64> {
-        self.by_cid
-            .get(sip_call_id)?
-            .iter()
-            .rev()
-            .find(|(t, _)| t == from_tag)
-            .map(|(_, id)| *id)
+        self.by_cid.get(sip_call_id)?.find(from_tag)
     }
 
     fn set_deadline(&mut self, id: u64, deadline: Option<Instant>) {
@@ -880,8 +928,7 @@ impl CallTracker {
             self.active = self.active.saturating_sub(1);
         }
         if let Some(list) = self.by_cid.get_mut(&*call.sip_call_id) {
-            list.retain(|(_, i)| *i != id);
-            if list.is_empty() {
+            if list.remove(id) {
                 self.by_cid.remove(&*call.sip_call_id);
             }
         }
@@ -950,5 +997,30 @@ impl CallTracker {
             return Arc::clone(sip_call_id);
         }
         Arc::from(zammad_call_id(sip_call_id, u.count))
+    }
+}
+
+#[cfg(test)]
+mod cid_calls_tests {
+    use super::CidCalls;
+
+    #[test]
+    fn one_then_many_then_empty() {
+        let mut c = CidCalls::default();
+        assert_eq!(c.find(""), None);
+        c.push("a".into(), 1);
+        assert!(matches!(c, CidCalls::One(..)));
+        assert_eq!((c.find("a"), c.find("b")), (Some(1), None));
+        assert!(!c.remove(7), "another call's id leaves it");
+        c.push("b".into(), 2);
+        c.push("a".into(), 3);
+        assert_eq!((c.find("a"), c.find("b")), (Some(3), Some(2)));
+        assert!(!c.remove(3));
+        assert_eq!(c.find("a"), Some(1));
+        assert!(!c.remove(1));
+        assert!(c.remove(2));
+        let mut one = CidCalls::default();
+        one.push(String::new(), 9);
+        assert!(one.remove(9));
     }
 }
