@@ -209,6 +209,16 @@ fn add(t: Instant, d: Duration) -> Option<Instant> {
     t.checked_add(d)
 }
 
+/// Appends `ev`, if any, to a step's events. The first gets room for
+/// itself only: a step emits one event (a first push would reserve four).
+fn push_event(out: &mut Vec<CallEvent>, ev: Option<CallEvent>) {
+    let Some(ev) = ev else { return };
+    if out.capacity() == 0 {
+        out.reserve_exact(1);
+    }
+    out.push(ev);
+}
+
 /// Sets call `id`'s timer to `deadline` (none: no timer) in `timers`, for a
 /// call the caller holds already (no second table lookup).
 fn rearm(
@@ -556,20 +566,23 @@ impl CallTracker {
             direction = direction.as_str(),
             "new call"
         );
-        out.push(CallEvent {
-            kind: EventKind::NewCall,
-            call_id: String::from(&*call.zammad_id),
-            direction,
-            from: call.from.clone(),
-            to: call.to.clone(),
-            user: group.first().cloned().or(user),
-            group,
-            queue,
-            answering_number: None,
-            cause: None,
-            at: now,
-            sip_call_id: String::from(&*call.sip_call_id),
-        });
+        push_event(
+            out,
+            Some(CallEvent {
+                kind: EventKind::NewCall,
+                call_id: String::from(&*call.zammad_id),
+                direction,
+                from: call.from.clone(),
+                to: call.to.clone(),
+                user: group.first().cloned().or(user),
+                group,
+                queue,
+                answering_number: None,
+                cause: None,
+                at: now,
+                sip_call_id: String::from(&*call.sip_call_id),
+            }),
+        );
         rearm(
             &mut self.timers,
             id,
@@ -624,7 +637,7 @@ impl CallTracker {
             State::Answered => Cause::NormalClearing,
             State::Ringing | State::Challenged { .. } => Cause::Cancel,
         };
-        out.extend(self.end_call(id, cause, now));
+        push_event(out, self.end_call(id, cause, now));
     }
 
     /// The call a BYE ends: sent by the caller (its From tag is the call's) on the answered
@@ -770,7 +783,7 @@ impl CallTracker {
                 } else {
                     cause_for_status(status).unwrap_or(Cause::Congestion)
                 };
-                out.extend(self.end_call(id, cause, now));
+                push_event(out, self.end_call(id, cause, now));
             }
             _ => {}
         }
@@ -815,20 +828,23 @@ impl CallTracker {
                         .and_then(|p| p.display().map(str::to_string))
                 });
         }
-        out.push(CallEvent {
-            kind: EventKind::Answer,
-            call_id: String::from(&*call.zammad_id),
-            direction: call.direction,
-            from: call.from.clone(),
-            to: call.to.clone(),
-            user,
-            group: Vec::new(),
-            queue: None,
-            answering_number: call.answering_number.clone(),
-            cause: None,
-            at: now,
-            sip_call_id: String::from(&*call.sip_call_id),
-        });
+        push_event(
+            out,
+            Some(CallEvent {
+                kind: EventKind::Answer,
+                call_id: String::from(&*call.zammad_id),
+                direction: call.direction,
+                from: call.from.clone(),
+                to: call.to.clone(),
+                user,
+                group: Vec::new(),
+                queue: None,
+                answering_number: call.answering_number.clone(),
+                cause: None,
+                at: now,
+                sip_call_id: String::from(&*call.sip_call_id),
+            }),
+        );
         rearm(&mut self.timers, id, call, deadline);
     }
 
