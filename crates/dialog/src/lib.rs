@@ -15,6 +15,7 @@ use serde::Serialize;
 use sipcti_event::{Cause, Direction, EventKind};
 
 mod adapter;
+mod msg;
 mod number;
 mod routes;
 mod tracker;
@@ -67,14 +68,15 @@ impl Side {
 /// [`CallTracker::handle_timeout`] runs the timers. The live proxy and the
 /// replay use it to skip half the work.
 pub fn affects_calls(msg: &sipcti_wire::SipMessage) -> bool {
-    const REQUESTS: [&str; 5] = ["INVITE", "BYE", "CANCEL", "REFER", "NOTIFY"];
+    use msg::Method;
     match msg.method() {
-        Some(m) => REQUESTS.iter().any(|r| m.eq_ignore_ascii_case(r)),
+        // INVITE, BYE, CANCEL, REFER, NOTIFY (any case)
+        Some(m) => Method::of(m) != Method::Other,
         None => {
             msg.status().is_some_and(|s| s >= 200)
-                && msg.cseq().is_some_and(|(_, m)| {
-                    m.eq_ignore_ascii_case("INVITE") || m.eq_ignore_ascii_case("REFER")
-                })
+                && msg
+                    .cseq()
+                    .is_some_and(|(_, m)| matches!(Method::of(m), Method::Invite | Method::Refer))
         }
     }
 }
@@ -169,8 +171,10 @@ impl TrackerConfig {
         if self.routes.is_empty() {
             return None;
         }
-        let v = MsgView::from_message(msg).ok()?;
-        self.route_for_view(&v)
+        // only the Request-URI and To users are read
+        let m = msg::Msg::from_wire(msg).ok()?;
+        let dialled = m.dialled_number(self.country_code.as_deref(), self.max_internal_len);
+        match_route(&self.routes, &dialled)
     }
 
     /// Like [`TrackerConfig::route_for`], for a message already reduced to a [`MsgView`].

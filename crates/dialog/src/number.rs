@@ -1,5 +1,7 @@
 //! Phone number normalisation for the `from`, `to` and `answeringNumber` fields.
 
+use std::borrow::Cow;
+
 /// Normalises a number (a URI user part or a `tel:` number) to the form Zammad expects:
 /// E.164 digits without `+`, short internal extensions as they are, non-numeric users
 /// (`alice`, `anonymous`) unchanged.
@@ -18,18 +20,25 @@
 /// assert_eq!(normalize_number("201", Some("49"), 6), "201");
 /// ```
 pub fn normalize_number(raw: &str, country_code: Option<&str>, max_internal_len: usize) -> String {
-    let mut s = raw.trim();
+    let mut s = crate::view::trim(raw);
     if s.len() >= 4 && s.is_char_boundary(4) && s[..4].eq_ignore_ascii_case("tel:") {
         s = &s[4..];
     }
-    let s = s.split(';').next().unwrap_or("").trim();
-    let compact: String = s
-        .chars()
-        .filter(|c| !matches!(c, '-' | '.' | ' ' | '(' | ')' | '\t'))
-        .collect();
+    let s = crate::view::trim(s.split(';').next().unwrap_or(""));
+    // (the separators are ASCII: a byte test finds them; copied only when present)
+    let is_sep = |b: u8| matches!(b, b'-' | b'.' | b' ' | b'(' | b')' | b'\t');
+    let compact: Cow<'_, str> = if s.bytes().any(is_sep) {
+        Cow::Owned(
+            s.chars()
+                .filter(|c| !c.is_ascii() || !is_sep(*c as u8))
+                .collect(),
+        )
+    } else {
+        Cow::Borrowed(s)
+    };
     let (plus, digits) = match compact.strip_prefix('+') {
         Some(rest) => (true, rest),
-        None => (false, compact.as_str()),
+        None => (false, &*compact),
     };
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         // Not a number: a name such as "alice" or "anonymous" is kept as written.
@@ -49,7 +58,10 @@ pub fn normalize_number(raw: &str, country_code: Option<&str>, max_internal_len:
             .map(|c| c.trim().trim_start_matches('+'))
             .filter(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()));
         if let (Some(cc), false) = (cc, national.is_empty()) {
-            return format!("{cc}{national}");
+            let mut n = String::with_capacity(cc.len() + national.len());
+            n.push_str(cc);
+            n.push_str(national);
+            return n;
         }
         return digits.to_string();
     }

@@ -190,10 +190,24 @@ pub fn match_route<'a>(routes: &'a [InboundRoute], dialled: &str) -> Option<&'a 
 /// The dialled number of an initial request, as Zammad's `to`: the
 /// Request-URI user, else the To user, normalised; empty when neither has one.
 pub fn dialled_number(v: &MsgView, country_code: Option<&str>, max_internal_len: usize) -> String {
-    v.ruri_user
-        .as_deref()
+    dialled(
+        v.ruri_user.as_deref(),
+        v.to.user(),
+        country_code,
+        max_internal_len,
+    )
+}
+
+/// [`dialled_number`] of a Request-URI user and a To user (non-empty).
+pub(crate) fn dialled(
+    ruri_user: Option<&str>,
+    to_user: Option<&str>,
+    country_code: Option<&str>,
+    max_internal_len: usize,
+) -> String {
+    ruri_user
         .filter(|u| !u.is_empty())
-        .or(v.to.user())
+        .or(to_user)
         .map(|u| normalize_number(u, country_code, max_internal_len))
         .unwrap_or_default()
 }

@@ -1,6 +1,7 @@
 //! The call state machine.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use crate::HashMap;
 use sipcti_table::StableMap;
@@ -9,12 +10,12 @@ use std::time::{Duration, Instant};
 use sipcti_event::{Cause, Direction, EventKind};
 use sipcti_wire::SipMessage;
 
+use crate::msg::{Method, Msg};
 use crate::view::MsgView;
 
 mod transfer;
 use crate::{
-    cause_for_status, dialled_number, normalize_number, CallEvent, CallInfo, Side, TrackerConfig,
-    TrackerStats,
+    cause_for_status, normalize_number, CallEvent, CallInfo, Side, TrackerConfig, TrackerStats,
 };
 use transfer::Xfer;
 
@@ -36,9 +37,11 @@ enum State {
 
 #[derive(Debug)]
 struct Call {
-    sip_call_id: String,
-    from_tag: String,
-    zammad_id: String,
+    /// The SIP Call-ID, shared with the `by_cid` key (one copy per call).
+    sip_call_id: Arc<str>,
+    /// Zammad's callId: the same text as `sip_call_id` (and shared with
+    /// it) for the first call of a short Call-ID.
+    zammad_id: Arc<str>,
     direction: Direction,
     from: String,
     to: String,
@@ -61,6 +64,60 @@ struct Call {
     /// Given back after a restart: its From tag and dialog are unknown, so
     /// a BYE with its Call-ID ends it.
     restored: bool,
+}
+
+/// The calls of one Call-ID, (From tag, call) in creation order; the last
+/// match is the current call. Most Call-IDs carry one call: it is held
+/// without a list of its own.
+#[derive(Debug)]
+enum CidCalls {
+    /// One call.
+    One(String, u64),
+    /// None (only while being filled) or several calls.
+    Many(Vec<(String, u64)>),
+}
+
+impl Default for CidCalls {
+    /// No call (no allocation).
+    fn default() -> Self {
+        CidCalls::Many(Vec::new())
+    }
+}
+
+impl CidCalls {
+    /// The newest call whose From tag is `tag`.
+    fn find(&self, tag: &str) -> Option<u64> {
+        match self {
+            CidCalls::One(t, id) => (t == tag).then_some(*id),
+            CidCalls::Many(v) => v.iter().rev().find(|(t, _)| t == tag).map(|(_, id)| *id),
+        }
+    }
+
+    /// Adds call `id` with From tag `tag` as the newest.
+    fn push(&mut self, tag: String, id: u64) {
+        if matches!(self, CidCalls::Many(v) if v.is_empty()) {
+            *self = CidCalls::One(tag, id);
+            return;
+        }
+        match std::mem::take(self) {
+            CidCalls::One(t, i) => *self = CidCalls::Many(vec![(t, i), (tag, id)]),
+            CidCalls::Many(mut v) => {
+                v.push((tag, id));
+                *self = CidCalls::Many(v);
+            }
+        }
+    }
+
+    /// Drops call `id`; true when no call is left.
+    fn remove(&mut self, id: u64) -> bool {
+        match self {
+            CidCalls::One(_, i) => *i == id,
+            CidCalls::Many(v) => {
+                v.retain(|(_, i)| *i != id);
+                v.is_empty()
+            }
+        }
+    }
 }
 
 /// How often a Call-ID was used for a call (for `-2`, `-3` ... call ids).
@@ -105,7 +162,7 @@ pub struct CallTracker {
     /// Call-ID -> (From tag, call) in creation order; the last match is the current call.
     /// (A [`StableMap`]: it holds every lingering call's Call-ID, and a
     /// plain map's growth would stall the core's task while it rehashes.)
-    by_cid: StableMap<String, Vec<(String, u64)>>,
+    by_cid: StableMap<Arc<str>, CidCalls>,
     /// (deadline, call) of every call that has one.
     timers: BTreeSet<(Instant, u64)>,
     /// (linger end, call) of ended calls, oldest first (evicted first when full).
@@ -152,6 +209,33 @@ fn add(t: Instant, d: Duration) -> Option<Instant> {
     t.checked_add(d)
 }
 
+/// Appends `ev`, if any, to a step's events. The first gets room for
+/// itself only: a step emits one event (a first push would reserve four).
+fn push_event(out: &mut Vec<CallEvent>, ev: Option<CallEvent>) {
+    let Some(ev) = ev else { return };
+    if out.capacity() == 0 {
+        out.reserve_exact(1);
+    }
+    out.push(ev);
+}
+
+/// Sets call `id`'s timer to `deadline` (none: no timer) in `timers`, for a
+/// call the caller holds already (no second table lookup).
+fn rearm(
+    timers: &mut BTreeSet<(Instant, u64)>,
+    id: u64,
+    call: &mut Call,
+    deadline: Option<Instant>,
+) {
+    if let Some(old) = call.deadline.take() {
+        timers.remove(&(old, id));
+    }
+    call.deadline = deadline;
+    if let Some(d) = deadline {
+        timers.insert((d, id));
+    }
+}
+
 impl CallTracker {
     /// A tracker with empty tables.
     pub fn new(cfg: TrackerConfig) -> Self {
@@ -182,8 +266,8 @@ impl CallTracker {
     /// Timers due at `now` are run first (their events come first), so the result does not
     /// depend on how promptly the caller drives [`CallTracker::handle_timeout`].
     pub fn on_message(&mut self, msg: &SipMessage, side: Side, now: Instant) -> Vec<CallEvent> {
-        match MsgView::from_message(msg) {
-            Ok(v) => self.on_view(&v, side, now),
+        match Msg::from_wire(msg) {
+            Ok(m) => self.on_msg(&m, side, now),
             Err(why) => {
                 let out = self.handle_timeout(now);
                 self.stats.malformed_ignored += 1;
@@ -195,20 +279,26 @@ impl CallTracker {
 
     /// Like [`CallTracker::on_message`], for a message already reduced to a [`MsgView`].
     pub fn on_view(&mut self, v: &MsgView, side: Side, now: Instant) -> Vec<CallEvent> {
+        self.on_msg(&Msg::from_view(v), side, now)
+    }
+
+    /// The one step behind [`CallTracker::on_message`] and
+    /// [`CallTracker::on_view`]: timers, then the message's handler.
+    fn on_msg(&mut self, v: &Msg<'_>, side: Side, now: Instant) -> Vec<CallEvent> {
         let mut out = self.handle_timeout(now);
         let before = out.len();
-        match v.method.as_deref() {
-            Some(m) if m.eq_ignore_ascii_case("INVITE") => {
+        match v.method {
+            Some(Method::Invite) => {
                 if v.to_tag.is_none() {
                     self.on_initial_invite(v, side, now, &mut out);
                 }
                 // An INVITE with a To tag is a re-INVITE: no event.
             }
-            Some(m) if m.eq_ignore_ascii_case("CANCEL") => self.on_cancel(v, now),
-            Some(m) if m.eq_ignore_ascii_case("BYE") => self.on_bye(v, now, &mut out),
-            Some(m) if m.eq_ignore_ascii_case("REFER") => self.on_refer(v),
-            Some(m) if m.eq_ignore_ascii_case("NOTIFY") => self.on_notify(v),
-            Some(_) => {}
+            Some(Method::Cancel) => self.on_cancel(v, now),
+            Some(Method::Bye) => self.on_bye(v, now, &mut out),
+            Some(Method::Refer) => self.on_refer(v),
+            Some(Method::Notify) => self.on_notify(v),
+            Some(Method::Other) => {}
             None => self.on_response(v, now, &mut out),
         }
         self.stats.events_emitted += (out.len() - before) as u64;
@@ -228,7 +318,7 @@ impl CallTracker {
             if t > now {
                 break;
             }
-            self.timers.remove(&(t, id));
+            self.timers.pop_first();
             let Some(call) = self.calls.get_mut(&id) else {
                 continue;
             };
@@ -266,11 +356,20 @@ impl CallTracker {
         let id = self.find(sip_call_id, from_tag)?;
         let c = self.calls.get(&id)?;
         Some(CallInfo {
-            call_id: c.zammad_id.clone(),
+            call_id: String::from(&*c.zammad_id),
             direction: c.direction,
             answered: c.answered_to_tag.is_some() || matches!(c.state, State::Answered),
             ended: c.state == State::Ended,
         })
+    }
+
+    /// Whether the SIP dialog (Call-ID, From tag of the initial INVITE) is
+    /// a tracked call not hung up yet: `call_info(..).is_some_and(|c|
+    /// !c.ended)` without building the [`CallInfo`] (no allocation).
+    pub fn is_live_call(&self, sip_call_id: &str, from_tag: &str) -> bool {
+        self.find(sip_call_id, from_tag)
+            .and_then(|id| self.calls.get(&id))
+            .is_some_and(|c| c.state != State::Ended)
     }
 
     /// Hangs up every open call: answered ones with normalClearing, the others with cancel.
@@ -307,14 +406,13 @@ impl CallTracker {
 
     fn on_initial_invite(
         &mut self,
-        v: &MsgView,
+        v: &Msg<'_>,
         side: Side,
         now: Instant,
         out: &mut Vec<CallEvent>,
     ) {
-        let tag = v.from_tag.as_deref().unwrap_or("");
-        if let Some(id) = self.find(&v.call_id, tag) {
-            let ring_deadline = self.ring_deadline_of(id);
+        let tag = v.from_tag.unwrap_or("");
+        if let Some(id) = self.find(v.call_id, tag) {
             let Some(call) = self.calls.get_mut(&id) else {
                 debug_assert!(false, "indexed call exists");
                 return;
@@ -329,7 +427,8 @@ impl CallTracker {
                     call.invite_cseq = v.cseq;
                     if matches!(call.state, State::Challenged { .. }) {
                         call.state = State::Ringing;
-                        self.set_deadline(id, ring_deadline);
+                        let ring_deadline = add(call.started, self.cfg.max_call_duration);
+                        rearm(&mut self.timers, id, call, ring_deadline);
                     }
                     return;
                 }
@@ -342,8 +441,8 @@ impl CallTracker {
         let Some(id) = self.new_call(v, side, now, out) else {
             return;
         };
-        if let Some(d) = &v.replaces {
-            self.link_replaces(id, d);
+        if let Some(d) = v.replaces() {
+            self.link_replaces(id, &d);
         }
     }
 
@@ -351,7 +450,7 @@ impl CallTracker {
     /// when the table is full.
     fn new_call(
         &mut self,
-        v: &MsgView,
+        v: &Msg<'_>,
         side: Side,
         now: Instant,
         out: &mut Vec<CallEvent>,
@@ -378,15 +477,21 @@ impl CallTracker {
         let cc = self.cfg.country_code.as_deref();
         let ml = self.cfg.max_internal_len;
         let direction = side.direction();
-        let anonymous = v.privacy_id || v.from.is_anonymous();
-        let caller = v.pai.as_ref().and_then(|p| p.user()).or(v.from.user());
+        let from_party = v.party_from();
+        let pai = v.pai();
+        let anonymous = v.privacy_id() || from_party.is_anonymous();
+        let caller = pai.as_ref().and_then(|p| p.user()).or(from_party.user());
         let from = match caller {
             Some(u) if !anonymous && !u.eq_ignore_ascii_case("anonymous") => {
                 normalize_number(u, cc, ml)
             }
             _ => "anonymous".to_string(),
         };
-        let to = dialled_number(v, cc, ml);
+        // the To party is read only when the Request-URI has no user
+        let to = match v.ruri_user().filter(|u| !u.is_empty()) {
+            Some(u) => normalize_number(&u, cc, ml),
+            None => crate::routes::dialled(None, v.party_to().user(), cc, ml),
+        };
         // the route of an inbound call: the same first match the core routed by
         let route = match direction {
             Direction::In => crate::match_route(&self.cfg.routes, &to),
@@ -395,7 +500,7 @@ impl CallTracker {
         let queue = route.and_then(|r| r.queue.clone());
         let target_user = route
             .and_then(|r| r.target_user.clone())
-            .or_else(|| v.target_user.clone());
+            .or_else(|| v.target_user().map(str::to_string));
         // a ring group: every called person (phonebook name, else the
         // target's user), the same order as the route's targets
         let group: Vec<String> = route
@@ -416,30 +521,28 @@ impl CallTracker {
             Direction::Out => (from != "anonymous")
                 .then(|| self.cfg.person(&from))
                 .flatten()
-                .or(v.from.display.as_deref().filter(not_anon))
-                .or(v
-                    .pai
-                    .as_ref()
-                    .and_then(|p| p.display.as_deref())
-                    .filter(not_anon)),
-            Direction::In => target_user
+                .or(from_party.display().filter(not_anon))
+                .or(pai.as_ref().and_then(|p| p.display()).filter(not_anon))
+                .map(str::to_string),
+            Direction::In => match target_user
                 .as_deref()
                 .and_then(|u| self.cfg.person(u))
                 .or_else(|| self.cfg.person(&to))
-                .or(v.to.display.as_deref()),
-        }
-        .map(str::to_string);
+            {
+                Some(person) => Some(person.to_string()),
+                None => v.party_to().display().map(str::to_string),
+            },
+        };
 
-        let zammad_id = self.next_zammad_id(&v.call_id, now);
+        let sip_call_id: Arc<str> = Arc::from(v.call_id);
+        let zammad_id = self.next_zammad_id(&sip_call_id, now);
         let id = self.next_id;
         self.next_id += 1;
-        let tag = v.from_tag.clone().unwrap_or_default();
         self.by_cid
-            .get_or_insert_with(v.call_id.clone(), Vec::new)
-            .push((tag.clone(), id));
-        let call = Call {
-            sip_call_id: v.call_id.clone(),
-            from_tag: tag,
+            .get_or_insert_with(Arc::clone(&sip_call_id), CidCalls::default)
+            .push(v.from_tag.unwrap_or_default().to_string(), id);
+        let mut call = Call {
+            sip_call_id,
             zammad_id,
             direction,
             from,
@@ -458,35 +561,43 @@ impl CallTracker {
         };
         tracing::debug!(
             sip_call_id = %call.sip_call_id,
-            from_tag = %call.from_tag,
+            from_tag = %v.from_tag.unwrap_or_default(),
             call_id = %call.zammad_id,
             direction = direction.as_str(),
             "new call"
         );
-        out.push(CallEvent {
-            kind: EventKind::NewCall,
-            call_id: call.zammad_id.clone(),
-            direction,
-            from: call.from.clone(),
-            to: call.to.clone(),
-            user: group.first().cloned().or(user),
-            group,
-            queue,
-            answering_number: None,
-            cause: None,
-            at: now,
-            sip_call_id: call.sip_call_id.clone(),
-        });
+        push_event(
+            out,
+            Some(CallEvent {
+                kind: EventKind::NewCall,
+                call_id: String::from(&*call.zammad_id),
+                direction,
+                from: call.from.clone(),
+                to: call.to.clone(),
+                user: group.first().cloned().or(user),
+                group,
+                queue,
+                answering_number: None,
+                cause: None,
+                at: now,
+                sip_call_id: String::from(&*call.sip_call_id),
+            }),
+        );
+        rearm(
+            &mut self.timers,
+            id,
+            &mut call,
+            add(now, self.cfg.max_call_duration),
+        );
         self.calls.insert(id, call);
         self.active += 1;
         self.stats.calls_seen += 1;
-        self.set_deadline(id, add(now, self.cfg.max_call_duration));
         Some(id)
     }
 
-    fn on_cancel(&mut self, v: &MsgView, now: Instant) {
-        let tag = v.from_tag.as_deref().unwrap_or("");
-        let Some(id) = self.find(&v.call_id, tag) else {
+    fn on_cancel(&mut self, v: &Msg<'_>, now: Instant) {
+        let tag = v.from_tag.unwrap_or("");
+        let Some(id) = self.find(v.call_id, tag) else {
             self.stats.unknown_call_messages += 1;
             return;
         };
@@ -512,54 +623,52 @@ impl CallTracker {
         }
     }
 
-    fn on_bye(&mut self, v: &MsgView, now: Instant, out: &mut Vec<CallEvent>) {
-        let Some(id) = self.bye_call(v) else {
+    fn on_bye(&mut self, v: &Msg<'_>, now: Instant, out: &mut Vec<CallEvent>) {
+        let Some((id, call)) = self.bye_call(v) else {
             self.stats.unknown_call_messages += 1;
             return;
         };
-        let Some(state) = self.calls.get(&id).map(|c| c.state) else {
-            return;
-        };
-        let cause = match state {
+        let cause = match call.state {
             State::Ended => {
                 self.stats.retransmissions_absorbed += 1;
                 return;
             }
-            State::Answered if self.is_forwarded(id) => Cause::Forwarded,
+            State::Answered if call.xfer.forwarded() => Cause::Forwarded,
             State::Answered => Cause::NormalClearing,
             State::Ringing | State::Challenged { .. } => Cause::Cancel,
         };
-        out.extend(self.end_call(id, cause, now));
+        push_event(out, self.end_call(id, cause, now));
     }
 
     /// The call a BYE ends: sent by the caller (its From tag is the call's) on the answered
     /// dialog, or by the callee (its From tag is the answering To tag, its To tag the call's).
-    fn bye_call(&self, v: &MsgView) -> Option<u64> {
-        if let Some(tag) = v.from_tag.as_deref() {
-            if let Some(id) = self.find(&v.call_id, tag) {
+    /// Returns its id and the call.
+    fn bye_call(&self, v: &Msg<'_>) -> Option<(u64, &Call)> {
+        if let Some(tag) = v.from_tag {
+            if let Some(id) = self.find(v.call_id, tag) {
                 let c = self.calls.get(&id)?;
-                let dialog_ok = match (&c.answered_to_tag, &v.to_tag) {
+                let dialog_ok = match (&c.answered_to_tag, v.to_tag) {
                     (Some(a), Some(b)) => a == b,
                     _ => true,
                 };
                 // Caller's in-dialog CSeq is above the INVITE's; a BYE with a lower one
                 // belongs to an earlier call that reused Call-ID and tag.
                 if dialog_ok && v.cseq > c.invite_cseq {
-                    return Some(id);
+                    return Some((id, c));
                 }
             }
         }
-        if let (Some(to_tag), Some(from_tag)) = (v.to_tag.as_deref(), v.from_tag.as_deref()) {
-            if let Some(id) = self.find(&v.call_id, to_tag) {
+        if let (Some(to_tag), Some(from_tag)) = (v.to_tag, v.from_tag) {
+            if let Some(id) = self.find(v.call_id, to_tag) {
                 let c = self.calls.get(&id)?;
                 if c.answered_to_tag.as_deref() == Some(from_tag) {
-                    return Some(id);
+                    return Some((id, c));
                 }
             }
         }
         // a call given back after a restart: any BYE with its Call-ID
-        let id = self.find(&v.call_id, "")?;
-        self.calls.get(&id).filter(|c| c.restored).map(|_| id)
+        let id = self.find(v.call_id, "")?;
+        self.calls.get(&id).filter(|c| c.restored).map(|c| (id, c))
     }
 
     /// Take back an answered call that was open when sipcti last stopped
@@ -575,16 +684,16 @@ impl CallTracker {
         }
         let id = self.next_id;
         self.next_id += 1;
+        let sip_call_id: Arc<str> = Arc::from(r.sip_call_id);
         self.by_cid
-            .get_or_insert_with(r.sip_call_id.clone(), Vec::new)
-            .push((String::new(), id));
+            .get_or_insert_with(Arc::clone(&sip_call_id), CidCalls::default)
+            .push(String::new(), id);
         let started = now.checked_sub(r.age).unwrap_or(now);
         self.calls.insert(
             id,
             Call {
-                sip_call_id: r.sip_call_id,
-                from_tag: String::new(),
-                zammad_id: r.call_id,
+                sip_call_id,
+                zammad_id: Arc::from(r.call_id),
                 direction: r.direction,
                 from: r.from,
                 to: r.to,
@@ -608,28 +717,28 @@ impl CallTracker {
         true
     }
 
-    fn on_response(&mut self, v: &MsgView, now: Instant, out: &mut Vec<CallEvent>) {
+    fn on_response(&mut self, v: &Msg<'_>, now: Instant, out: &mut Vec<CallEvent>) {
         let Some(status) = v.status else { return };
-        if v.cseq_method_is("REFER") && status >= 200 {
+        if v.cseq_method == Method::Refer && status >= 200 {
             self.on_refer_response(v, status);
             return;
         }
-        if !v.cseq_method_is("INVITE") {
+        if v.cseq_method != Method::Invite {
             return;
         }
-        let tag = v.from_tag.as_deref().unwrap_or("");
-        let Some(id) = self.find(&v.call_id, tag) else {
+        let tag = v.from_tag.unwrap_or("");
+        let Some(id) = self.find(v.call_id, tag) else {
             self.stats.unknown_call_messages += 1;
             return;
         };
         if status < 200 {
             return;
         }
-        let ring_deadline = self.ring_deadline_of(id);
         let Some(call) = self.calls.get_mut(&id) else {
             debug_assert!(false, "indexed call exists");
             return;
         };
+        let ring_deadline = add(call.started, self.cfg.max_call_duration);
         match call.state {
             State::Ended | State::Answered => {
                 self.stats.retransmissions_absorbed += 1;
@@ -649,27 +758,23 @@ impl CallTracker {
                     call.invite_cseq = v.cseq;
                     if matches!(call.state, State::Challenged { .. }) {
                         call.state = State::Ringing;
-                        self.set_deadline(id, ring_deadline);
+                        rearm(&mut self.timers, id, call, ring_deadline);
                     }
                 }
             }
         }
+        let cancelled = call.cancel_seen;
         match status {
             200..=299 => self.answer(id, v, now, out),
-            401 | 407 if !self.calls.get(&id).is_some_and(|c| c.cancel_seen) => {
-                let Some(call) = self.calls.get_mut(&id) else {
-                    debug_assert!(false, "indexed call exists");
-                    return;
-                };
+            401 | 407 if !cancelled => {
                 call.state = State::Challenged { status };
                 let d = match (add(now, self.cfg.challenge_wait), ring_deadline) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 };
-                self.set_deadline(id, d);
+                rearm(&mut self.timers, id, call, d);
             }
             300..=699 => {
-                let cancelled = self.calls.get(&id).is_some_and(|c| c.cancel_seen);
                 let cause = if cancelled && self.is_forwarded(id) {
                     // an early dialog replaced elsewhere (RFC 3891 7.1, call pickup)
                     Cause::Forwarded
@@ -678,14 +783,14 @@ impl CallTracker {
                 } else {
                     cause_for_status(status).unwrap_or(Cause::Congestion)
                 };
-                out.extend(self.end_call(id, cause, now));
+                push_event(out, self.end_call(id, cause, now));
             }
             _ => {}
         }
     }
 
-    fn answer(&mut self, id: u64, v: &MsgView, now: Instant, out: &mut Vec<CallEvent>) {
-        let cc = self.cfg.country_code.clone();
+    fn answer(&mut self, id: u64, v: &Msg<'_>, now: Instant, out: &mut Vec<CallEvent>) {
+        let cc = self.cfg.country_code.as_deref();
         let ml = self.cfg.max_internal_len;
         let deadline = add(now, self.cfg.max_call_duration);
         let Some(call) = self.calls.get_mut(&id) else {
@@ -693,42 +798,54 @@ impl CallTracker {
             return;
         };
         call.state = State::Answered;
-        call.answered_to_tag = Some(v.to_tag.clone().unwrap_or_default());
+        call.answered_to_tag = Some(v.to_tag.unwrap_or_default().to_string());
         let mut user = None;
         if call.direction == Direction::In {
-            let pai = v.pai.as_ref().and_then(|p| p.user());
-            let contact = v
-                .contact
+            let pai_party = v.pai();
+            let contact_party = v.contact();
+            let pai = pai_party.as_ref().and_then(|p| p.user());
+            let contact = contact_party
                 .as_ref()
                 .and_then(|p| p.user())
                 .filter(|u| is_number(u));
             call.answering_number = pai
                 .or(contact)
-                .map(|u| normalize_number(u, cc.as_deref(), ml))
+                .map(|u| normalize_number(u, cc, ml))
                 .or_else(|| call.target_user.clone())
-                .or_else(|| v.to.user().map(|u| normalize_number(u, cc.as_deref(), ml)));
+                .or_else(|| v.party_to().user().map(|u| normalize_number(u, cc, ml)));
             user = call
                 .answering_number
                 .as_deref()
                 .and_then(|n| self.cfg.phonebook.get(n).cloned())
-                .or_else(|| v.pai.as_ref().and_then(|p| p.display.clone()))
-                .or_else(|| v.contact.as_ref().and_then(|p| p.display.clone()));
+                .or_else(|| {
+                    pai_party
+                        .as_ref()
+                        .and_then(|p| p.display().map(str::to_string))
+                })
+                .or_else(|| {
+                    contact_party
+                        .as_ref()
+                        .and_then(|p| p.display().map(str::to_string))
+                });
         }
-        out.push(CallEvent {
-            kind: EventKind::Answer,
-            call_id: call.zammad_id.clone(),
-            direction: call.direction,
-            from: call.from.clone(),
-            to: call.to.clone(),
-            user,
-            group: Vec::new(),
-            queue: None,
-            answering_number: call.answering_number.clone(),
-            cause: None,
-            at: now,
-            sip_call_id: call.sip_call_id.clone(),
-        });
-        self.set_deadline(id, deadline);
+        push_event(
+            out,
+            Some(CallEvent {
+                kind: EventKind::Answer,
+                call_id: String::from(&*call.zammad_id),
+                direction: call.direction,
+                from: call.from.clone(),
+                to: call.to.clone(),
+                user,
+                group: Vec::new(),
+                queue: None,
+                answering_number: call.answering_number.clone(),
+                cause: None,
+                at: now,
+                sip_call_id: String::from(&*call.sip_call_id),
+            }),
+        );
+        rearm(&mut self.timers, id, call, deadline);
     }
 
     // ----- table maintenance -----
@@ -751,29 +868,12 @@ impl CallTracker {
     }
 
     fn find(&self, sip_call_id: &str, from_tag: &str) -> Option<u64> {
-        self.by_cid
-            .get(sip_call_id)?
-            .iter()
-            .rev()
-            .find(|(t, _)| t == from_tag)
-            .map(|(_, id)| *id)
-    }
-
-    fn ring_deadline_of(&self, id: u64) -> Option<Instant> {
-        let c = self.calls.get(&id)?;
-        add(c.started, self.cfg.max_call_duration)
+        self.by_cid.get(sip_call_id)?.find(from_tag)
     }
 
     fn set_deadline(&mut self, id: u64, deadline: Option<Instant>) {
-        let Some(call) = self.calls.get_mut(&id) else {
-            return;
-        };
-        if let Some(old) = call.deadline.take() {
-            self.timers.remove(&(old, id));
-        }
-        call.deadline = deadline;
-        if let Some(d) = deadline {
-            self.timers.insert((d, id));
+        if let Some(call) = self.calls.get_mut(&id) {
+            rearm(&mut self.timers, id, call, deadline);
         }
     }
 
@@ -791,7 +891,7 @@ impl CallTracker {
         call.state = State::Ended;
         let ev = CallEvent {
             kind: EventKind::Hangup,
-            call_id: call.zammad_id.clone(),
+            call_id: String::from(&*call.zammad_id),
             direction: call.direction,
             from: call.from.clone(),
             to: call.to.clone(),
@@ -801,7 +901,7 @@ impl CallTracker {
             answering_number: call.answering_number.clone(),
             cause: Some(cause),
             at,
-            sip_call_id: call.sip_call_id.clone(),
+            sip_call_id: String::from(&*call.sip_call_id),
         };
         tracing::debug!(
             sip_call_id = %ev.sip_call_id,
@@ -820,7 +920,7 @@ impl CallTracker {
             .is_none()
             .then_some(call.xfer.replaces)
             .flatten();
-        self.set_deadline(id, linger_until);
+        rearm(&mut self.timers, id, call, linger_until);
         if let Some(old) = failed_replaces.and_then(|o| self.calls.get_mut(&o)) {
             if old.xfer.replaced_by == Some(id) {
                 old.xfer.replaced_by = None;
@@ -843,10 +943,9 @@ impl CallTracker {
         if call.state != State::Ended {
             self.active = self.active.saturating_sub(1);
         }
-        if let Some(list) = self.by_cid.get_mut(&call.sip_call_id) {
-            list.retain(|(_, i)| *i != id);
-            if list.is_empty() {
-                self.by_cid.remove(&call.sip_call_id);
+        if let Some(list) = self.by_cid.get_mut(&*call.sip_call_id) {
+            if list.remove(id) {
+                self.by_cid.remove(&*call.sip_call_id);
             }
         }
         let h = fnv1a64(call.sip_call_id.as_bytes());
@@ -887,12 +986,14 @@ impl CallTracker {
             if exp > now {
                 break;
             }
-            self.cid_expiry.remove(&(exp, h));
+            self.cid_expiry.pop_first();
             self.drop_cid_use(h, exp);
         }
     }
 
-    fn next_zammad_id(&mut self, sip_call_id: &str, now: Instant) -> String {
+    /// The Zammad callId of the next call with `sip_call_id`
+    /// ([`zammad_call_id`]): `sip_call_id` itself, shared, when that is it.
+    fn next_zammad_id(&mut self, sip_call_id: &Arc<str>, now: Instant) -> Arc<str> {
         let h = fnv1a64(sip_call_id.as_bytes());
         let u = self.cid_uses.entry(h).or_insert(CidUse {
             count: 0,
@@ -907,6 +1008,35 @@ impl CallTracker {
         }
         u.count = u.count.saturating_add(1);
         u.live += 1;
-        zammad_call_id(sip_call_id, u.count)
+        if u.count == 1 && sip_call_id.len() <= CALL_ID_LONG {
+            // (at most CALL_ID_LONG bytes: at most as many characters, kept whole)
+            return Arc::clone(sip_call_id);
+        }
+        Arc::from(zammad_call_id(sip_call_id, u.count))
+    }
+}
+
+#[cfg(test)]
+mod cid_calls_tests {
+    use super::CidCalls;
+
+    #[test]
+    fn one_then_many_then_empty() {
+        let mut c = CidCalls::default();
+        assert_eq!(c.find(""), None);
+        c.push("a".into(), 1);
+        assert!(matches!(c, CidCalls::One(..)));
+        assert_eq!((c.find("a"), c.find("b")), (Some(1), None));
+        assert!(!c.remove(7), "another call's id leaves it");
+        c.push("b".into(), 2);
+        c.push("a".into(), 3);
+        assert_eq!((c.find("a"), c.find("b")), (Some(3), Some(2)));
+        assert!(!c.remove(3));
+        assert_eq!(c.find("a"), Some(1));
+        assert!(!c.remove(1));
+        assert!(c.remove(2));
+        let mut one = CidCalls::default();
+        one.push(String::new(), 9);
+        assert!(one.remove(9));
     }
 }

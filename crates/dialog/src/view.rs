@@ -1,7 +1,12 @@
-//! The plain-data view of a SIP message that the state machine works on.
+//! The plain-data view of a SIP message, for callers that adjust it
+//! before the tracker sees it ([`crate::CallTracker::on_view`]) and for
+//! tests of the call logic without a parser.
 //!
-//! [`MsgView::from_message`] is the only place that touches the wire layer; everything else
-//! in this crate sees `MsgView` only, so the call logic can be tested without a parser.
+//! [`MsgView::from_message`] builds it from the wire layer's message;
+//! the tracker itself reads messages through the borrowed, lazy
+//! `msg::Msg`, from a `SipMessage` or from a `MsgView` alike.
+
+use std::borrow::Cow;
 
 /// One party of a message (From, To, P-Asserted-Identity or Contact).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -178,10 +183,6 @@ impl MsgView {
         self.method.is_some()
     }
 
-    pub(crate) fn cseq_method_is(&self, m: &str) -> bool {
-        self.cseq_method.eq_ignore_ascii_case(m)
-    }
-
     /// Builds the view from a parsed message. `Err` names what is missing when the message
     /// cannot belong to a call (no Call-ID, CSeq, From or To, neither request nor response).
     pub fn from_message(msg: &sipcti_wire::SipMessage) -> Result<MsgView, &'static str> {
@@ -199,8 +200,14 @@ pub(crate) fn privacy_has_id(value: &str) -> bool {
 
 /// Display name without surrounding quotes and backslash escapes; None if empty.
 pub(crate) fn clean_display(d: &str) -> Option<String> {
-    let t = d.trim();
-    let t = if t.len() >= 2 && t.starts_with('"') && t.ends_with('"') {
+    clean_display_ref(d).map(Cow::into_owned)
+}
+
+/// [`clean_display`] without a copy unless quotes are to be removed: the
+/// trimmed slice of `d` when it is not a quoted string.
+pub(crate) fn clean_display_ref(d: &str) -> Option<Cow<'_, str>> {
+    let t = trim(d);
+    if t.len() >= 2 && t.starts_with('"') && t.ends_with('"') {
         let inner = &t[1..t.len() - 1];
         let mut out = String::with_capacity(inner.len());
         let mut esc = false;
@@ -216,26 +223,38 @@ pub(crate) fn clean_display(d: &str) -> Option<String> {
         }
         // (copied again only when the unquoted text has spaces to trim)
         let trimmed = out.trim();
-        if trimmed.len() == out.len() {
+        let out = if trimmed.len() == out.len() {
             out
         } else {
             trimmed.to_string()
-        }
+        };
+        (!out.is_empty()).then_some(Cow::Owned(out))
     } else {
-        // `t` is trimmed already: one copy
-        t.to_string()
-    };
-    if t.is_empty() {
-        None
-    } else {
-        Some(t)
+        (!t.is_empty()).then_some(Cow::Borrowed(t))
+    }
+}
+
+/// [`clean_display_ref`] of a display name that may own its text already
+/// (a quoted name whose escapes the wire layer resolved).
+pub(crate) fn clean_display_cow(d: Cow<'_, str>) -> Option<Cow<'_, str>> {
+    match d {
+        Cow::Borrowed(b) => clean_display_ref(b),
+        Cow::Owned(o) => clean_display_ref(&o).map(|c| Cow::Owned(c.into_owned())),
     }
 }
 
 /// User and host of a `sip:`, `sips:` or `tel:` URI (angle brackets tolerated).
 /// The user is %-unescaped; for `tel:` the user is the number without parameters.
 pub(crate) fn uri_user_host(uri: &str) -> (Option<String>, Option<String>) {
-    let u = uri.trim();
+    let (user, host) = uri_user_host_ref(uri);
+    (user.map(Cow::into_owned), host.map(str::to_ascii_lowercase))
+}
+
+/// [`uri_user_host`] without copies: the user is borrowed unless it has
+/// `%` escapes to decode, the host is the trimmed slice as written (not
+/// lower-cased).
+pub(crate) fn uri_user_host_ref(uri: &str) -> (Option<Cow<'_, str>>, Option<&str>) {
+    let u = trim(uri);
     let u = u.strip_prefix('<').unwrap_or(u);
     let u = before(u, |c| c == b'>');
     let Some(colon) = u.bytes().position(|c| c == b':') else {
@@ -245,7 +264,7 @@ pub(crate) fn uri_user_host(uri: &str) -> (Option<String>, Option<String>) {
         u.get(..colon).unwrap_or(""),
         u.get(colon + 1..).unwrap_or(""),
     );
-    let scheme = scheme.trim();
+    let scheme = trim(scheme);
     if scheme.eq_ignore_ascii_case("tel") {
         let num = before(rest, |c| c == b';' || c == b'?').trim();
         let num = percent_decode(num);
@@ -274,12 +293,20 @@ pub(crate) fn uri_user_host(uri: &str) -> (Option<String>, Option<String>) {
     } else {
         before(hostport, |c| c == b':')
     };
-    // one allocation: the lowercase copy of the trimmed slice
-    let host = host.trim().to_ascii_lowercase();
+    let host = trim(host);
     (
         user.filter(|u| !u.is_empty()),
         Some(host).filter(|h| !h.is_empty()),
     )
+}
+
+/// `s.trim()`, without the Unicode scan when `s` starts and ends with a
+/// visible ASCII character (then there is nothing to trim).
+pub(crate) fn trim(s: &str) -> &str {
+    match (s.as_bytes().first(), s.as_bytes().last()) {
+        (Some(a), Some(z)) if a.is_ascii_graphic() && z.is_ascii_graphic() => s,
+        _ => s.trim(),
+    }
 }
 
 /// `s` up to the first ASCII byte `stop` accepts (all of `s` without one):
@@ -293,9 +320,11 @@ fn before(s: &str, stop: impl Fn(u8) -> bool) -> &str {
     }
 }
 
-fn percent_decode(s: &str) -> String {
+/// `s` with its `%XX` escapes decoded (invalid UTF-8 replaced with
+/// U+FFFD); borrowed when it has no `%`.
+fn percent_decode(s: &str) -> Cow<'_, str> {
     if !s.contains('%') {
-        return s.to_string();
+        return Cow::Borrowed(s);
     }
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -313,7 +342,7 @@ fn percent_decode(s: &str) -> String {
         out.push(b[i]);
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
 }
 
 #[cfg(test)]
@@ -353,6 +382,25 @@ mod tests {
             uri_user_host("sip:a%@h"),
             (Some("a%".into()), Some("h".into()))
         );
+    }
+
+    #[test]
+    fn trim_is_str_trim() {
+        for s in [
+            "",
+            " ",
+            "a",
+            " a ",
+            "a b",
+            "\u{a0}x\u{a0}",
+            "x\u{3000}",
+            "\tx",
+            "<x>",
+            "é",
+            " é ",
+        ] {
+            assert_eq!(trim(s), s.trim(), "{s:?}");
+        }
     }
 
     #[test]

@@ -616,3 +616,274 @@ fn messages_missing_headers_are_ignored_and_counted() {
         ("anonymous", "")
     );
 }
+
+// ----- the lazy message path (`on_message` reads only what a step needs) -----
+
+#[test]
+fn unknown_call_id_messages_are_counted_without_events() {
+    let mut h = H::new();
+    let d = Dlg::phone("nobody@pbx");
+    h.quiet(&d.req("BYE", 2, Some("t1"), &[]), Side::Inside, 0);
+    h.quiet(&d.req("CANCEL", 1, None, &[]), Side::Inside, 0);
+    h.quiet(&d.resp(200, 1, "INVITE", Some("t1"), &[]), Side::Trunk, 0);
+    h.quiet(&d.resp(180, 1, "INVITE", Some("t1"), &[]), Side::Trunk, 0);
+    h.quiet(&d.req("ACK", 1, Some("t1"), &[]), Side::Inside, 0);
+    h.quiet(&d.resp(200, 2, "BYE", Some("t1"), &[]), Side::Trunk, 0);
+    let st = h.t.stats();
+    assert_eq!(
+        (
+            st.unknown_call_messages,
+            st.malformed_ignored,
+            st.tracked_calls
+        ),
+        (4, 0, 0)
+    );
+    // a known Call-ID with an unknown From tag is unknown too
+    let inv = d.invite(1, &[]);
+    assert_eq!(h.feed(&inv, Side::Inside, 1).len(), 1);
+    let other = Dlg {
+        from: "\"Alice\" <sip:201@pbx.example>;tag=zz".into(),
+        ..d.clone()
+    };
+    h.quiet(&other.req("CANCEL", 1, None, &[]), Side::Inside, 2);
+    assert_eq!(h.t.stats().unknown_call_messages, 5);
+}
+
+#[test]
+fn retransmitted_provisional_and_final_responses_change_nothing() {
+    let mut h = H::new();
+    let d = Dlg::phone("rtx@pbx");
+    assert_eq!(h.feed(&d.invite(1, &[]), Side::Inside, 0).len(), 1);
+    let ringing = d.resp(180, 1, "INVITE", Some("t1"), &[]);
+    for s in 1..4 {
+        h.quiet(&ringing, Side::Trunk, s);
+    }
+    let ok = d.resp(200, 1, "INVITE", Some("t1"), &[]);
+    let got = h.feed(&ok, Side::Trunk, 5);
+    let e = out_call!(h, "rtx@pbx");
+    assert_eq!(got, vec![e.answer(5, None, None)]);
+    h.quiet(&ringing, Side::Trunk, 6); // a late 180
+    h.quiet(&ok, Side::Trunk, 6);
+    h.quiet(&ok, Side::Trunk, 7);
+    let st = h.t.stats();
+    assert_eq!(
+        (
+            st.active_calls,
+            st.retransmissions_absorbed,
+            st.events_emitted
+        ),
+        (1, 2, 2)
+    );
+}
+
+#[test]
+fn compact_headers_whole_inbound_call() {
+    let mut h = H::new();
+    let inv = "INVITE sip:+4930555100@proxy.example SIP/2.0\r\n\
+        v: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKc1\r\n\
+        f: <sip:+491701234567@trunk.example>;tag=cf\r\n\
+        t: \"Support\" <sip:+4930555100@trunk.example>\r\n\
+        i: compact-2\r\n\
+        CSeq: 3 INVITE\r\n\
+        l: 0\r\n\r\n";
+    let ok = "SIP/2.0 200 OK\r\n\
+        v: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKc1\r\n\
+        f: <sip:+491701234567@trunk.example>;tag=cf\r\n\
+        t: \"Support\" <sip:+4930555100@trunk.example>;tag=ct\r\n\
+        i: compact-2\r\n\
+        CSeq: 3 INVITE\r\n\
+        m: \"Bob\" <sip:0301234567@10.0.0.7>\r\n\
+        l: 0\r\n\r\n";
+    let bye = "BYE sip:x@192.0.2.1 SIP/2.0\r\n\
+        v: SIP/2.0/UDP 10.0.0.7;branch=z9hG4bKc2\r\n\
+        f: \"Support\" <sip:+4930555100@trunk.example>;tag=ct\r\n\
+        t: <sip:+491701234567@trunk.example>;tag=cf\r\n\
+        i: compact-2\r\n\
+        CSeq: 1 BYE\r\n\
+        l: 0\r\n\r\n";
+    let e = E {
+        h: &h,
+        cid: "compact-2",
+        dir: Direction::In,
+        from: "491701234567",
+        to: "4930555100",
+    };
+    let want = [
+        e.new_call(0, Some("Support")),
+        e.answer(3, Some("Bob"), Some("49301234567")),
+        e.hangup(9, Cause::NormalClearing, Some("49301234567")),
+    ];
+    let got = [
+        h.feed(&parse(inv.into()), Side::Trunk, 0),
+        h.feed(&parse(ok.into()), Side::Inside, 3),
+        h.feed(&parse(bye.into()), Side::Inside, 9),
+    ];
+    assert_eq!(got, want.map(|e| vec![e]));
+}
+
+/// Every message of `flow` fed to one tracker as it is and to another as
+/// `MsgView::from_message`: the same events and counters.
+fn same_through_view(flow: &[(SipMessage, Side, u64)]) {
+    let (mut a, mut b) = (H::new(), H::new());
+    b.t0 = a.t0;
+    for (m, side, s) in flow {
+        let got = a.feed(m, *side, *s);
+        let want = match MsgView::from_message(m) {
+            Ok(v) => b.t.on_view(&v, *side, b.at(*s)),
+            Err(_) => b.t.on_message(m, *side, b.at(*s)),
+        };
+        assert_eq!(got, want, "{}", String::from_utf8_lossy(m.as_bytes()));
+    }
+    assert_eq!(a.t.stats(), b.t.stats());
+}
+
+#[test]
+fn on_message_equals_on_view() {
+    let d = Dlg::trunk("eq1@trunk");
+    let inv = d.invite(
+        1,
+        &[
+            (
+                "P-Asserted-Identity",
+                "\"Carol\" <sip:%2B491709999@trunk.example>",
+            ),
+            ("Privacy", "none"),
+        ],
+    );
+    let ok = d.resp(
+        200,
+        1,
+        "INVITE",
+        Some("c1"),
+        &[
+            (
+                "P-Asserted-Identity",
+                "\"Dan \\\"D\\\"\" <sip:202@pbx.example>",
+            ),
+            ("Contact", "<sip:202@10.0.0.8>"),
+        ],
+    );
+    let refer = d.callee_req("REFER", 5, "c1");
+    let refer_ok = d.resp(202, 5, "REFER", Some("c1"), &[]);
+    let bye = d.callee_req("BYE", 6, "c1");
+    let p = Dlg::phone("eq2@pbx");
+    let anon = p.invite(
+        1,
+        &[
+            ("Privacy", "id"),
+            ("Replaces", "eq1@trunk;to-tag=c1;from-tag=tr1"),
+        ],
+    );
+    let busy = p.resp(486, 1, "INVITE", Some("b"), &[]);
+    let flow = [
+        (inv.clone(), Side::Trunk, 0),
+        (d.resp(180, 1, "INVITE", Some("c1"), &[]), Side::Inside, 1),
+        (ok.clone(), Side::Inside, 2),
+        (ok, Side::Inside, 3),
+        (inv, Side::Trunk, 3),
+        (anon, Side::Inside, 4),
+        (busy, Side::Trunk, 5),
+        (refer, Side::Inside, 6),
+        (refer_ok, Side::Trunk, 6),
+        (bye.clone(), Side::Inside, 10),
+        (bye, Side::Inside, 11),
+        (p.req("BYE", 9, Some("zz"), &[]), Side::Inside, 12),
+    ];
+    same_through_view(&flow);
+}
+
+#[test]
+fn affects_calls_by_method_and_cseq_method() {
+    let d = Dlg::phone("ac@pbx");
+    for (m, want) in [
+        ("INVITE", true),
+        ("invite", true),
+        ("BYE", true),
+        ("Cancel", true),
+        ("REFER", true),
+        ("NOTIFY", true),
+        ("ACK", false),
+        ("OPTIONS", false),
+        ("REGISTER", false),
+        ("INFO", false),
+        ("BYEX", false),
+    ] {
+        assert_eq!(affects_calls(&d.req(m, 1, Some("t"), &[])), want, "{m}");
+    }
+    for (status, m, want) in [
+        (100, "INVITE", false),
+        (180, "INVITE", false),
+        (200, "INVITE", true),
+        (486, "invite", true),
+        (200, "BYE", false),
+        (202, "REFER", true),
+        (200, "CANCEL", false),
+        (200, "NOTIFY", false),
+    ] {
+        let r = d.resp(status, 1, m, Some("t"), &[]);
+        assert_eq!(affects_calls(&r), want, "{status} {m}");
+    }
+}
+
+#[test]
+fn is_live_call_agrees_with_call_info() {
+    let mut h = H::new();
+    let d = Dlg::phone("live@pbx");
+    let agree = |h: &H, tag: &str| {
+        let info = h.t.call_info("live@pbx", tag).is_some_and(|c| !c.ended);
+        assert_eq!(h.t.is_live_call("live@pbx", tag), info, "{tag}");
+        info
+    };
+    assert!(!agree(&h, "f1"));
+    assert_eq!(h.feed(&d.invite(1, &[]), Side::Inside, 0).len(), 1);
+    assert!(agree(&h, "f1"));
+    assert!(!agree(&h, "t1"));
+    assert!(!h.t.is_live_call("other@pbx", "f1"));
+    h.feed(&d.resp(200, 1, "INVITE", Some("t1"), &[]), Side::Trunk, 1);
+    assert!(agree(&h, "f1"));
+    h.feed(&d.req("BYE", 2, Some("t1"), &[]), Side::Inside, 2);
+    assert!(!agree(&h, "f1"));
+}
+
+#[test]
+fn from_message_builds_the_whole_view() {
+    let text = "INVITE sip:%2B4930555100@Proxy.Example;user=phone SIP/2.0\r\n\
+        Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKv\r\n\
+        f: \"Carol \\\"C\\\"\" <sip:0170123@Trunk.Example>;tag=ff\r\n\
+        t: Support <tel:+4930555100>\r\n\
+        i:  view-1 \r\n\
+        CSeq: 4 invite\r\n\
+        P-Asserted-Identity: <sip:unterminated\r\n\
+        P-Asserted-Identity: \"Pai\" <sip:+49170123@pai.example>\r\n\
+        Contact: <sip:c%40x@10.0.0.9:5060>\r\n\
+        Contact: *\r\n\
+        Privacy: header;id\r\n\
+        Replaces: old@h;to-tag=1;from-tag=2\r\n\
+        l: 0\r\n\r\n";
+    let v = MsgView::from_message(&parse(text.into())).expect("view");
+    let want = MsgView {
+        method: Some("INVITE".into()),
+        status: None,
+        call_id: "view-1".into(),
+        from_tag: Some("ff".into()),
+        to_tag: None,
+        cseq: 4,
+        cseq_method: "invite".into(),
+        ruri_user: Some("+4930555100".into()),
+        target_user: None,
+        from: Party::new("sip:0170123@Trunk.Example", Some("Carol \"C\"")),
+        to: Party::new("tel:+4930555100", Some("Support")),
+        pai: Some(Party::new("sip:+49170123@pai.example", Some("Pai"))),
+        contact: Some(Party::new("sip:c%40x@10.0.0.9:5060", None)),
+        privacy_id: true,
+        replaces: DialogRef::parse("old@h;to-tag=1;from-tag=2"),
+        refer_to_replaces: None,
+        sipfrag_status: None,
+    };
+    assert_eq!(v, want);
+    assert_eq!(v.from.host.as_deref(), Some("trunk.example"));
+    assert_eq!(
+        v.contact.as_ref().and_then(|c| c.user.as_deref()),
+        Some("c@x")
+    );
+}

@@ -18,7 +18,8 @@ pub(super) struct Xfer {
     /// The dialog the last REFER in this call's dialog named in its
     /// Refer-To `Replaces` (attended transfer), until that REFER is
     /// answered. One at a time: a later REFER overwrites it.
-    pub(super) refer_names: Option<DialogRef>,
+    /// (Boxed: rare, and three strings inline would grow every call.)
+    pub(super) refer_names: Option<Box<DialogRef>>,
     /// The call an accepted REFER of this call named (the consultation
     /// call of an attended transfer), marked `consulted`.
     pub(super) consult: Option<u64>,
@@ -66,28 +67,26 @@ impl CallTracker {
     /// REFER (RFC 3515 2.4.2) in a call's dialog: remembers the dialog its
     /// Refer-To `Replaces` names until the REFER is answered. Nothing
     /// changes before the answer: a refused REFER leaves the call as it was.
-    pub(super) fn on_refer(&mut self, v: &MsgView) {
+    pub(super) fn on_refer(&mut self, v: &Msg<'_>) {
         if v.to_tag.is_none() {
             // a REFER outside a dialog concerns no call
             return;
         }
-        let Some(id) = self.dialog_call(&v.call_id, v.from_tag.as_deref(), v.to_tag.as_deref())
-        else {
+        let Some(id) = self.dialog_call(v.call_id, v.from_tag, v.to_tag) else {
             self.stats.unknown_call_messages += 1;
             return;
         };
         if let Some(c) = self.calls.get_mut(&id) {
             if c.state != State::Ended {
-                c.xfer.refer_names = v.refer_to_replaces.clone();
+                c.xfer.refer_names = v.refer_to_replaces().map(Box::new);
             }
         }
     }
 
     /// A final response to a REFER (RFC 3515 2.4.2): 2xx accepts the
     /// transfer, any other drops the dialog its Refer-To named.
-    pub(super) fn on_refer_response(&mut self, v: &MsgView, status: u16) {
-        let Some(id) = self.dialog_call(&v.call_id, v.from_tag.as_deref(), v.to_tag.as_deref())
-        else {
+    pub(super) fn on_refer_response(&mut self, v: &Msg<'_>, status: u16) {
+        let Some(id) = self.dialog_call(v.call_id, v.from_tag, v.to_tag) else {
             self.stats.unknown_call_messages += 1;
             return;
         };
@@ -102,13 +101,14 @@ impl CallTracker {
     /// 1xx/2xx sipfrag means the REFER was accepted (its 202 may be
     /// missing from a capture); a final failure (3xx-6xx) means the
     /// transfer failed and the call goes on as before.
-    pub(super) fn on_notify(&mut self, v: &MsgView) {
-        let Some(frag) = v.sipfrag_status else { return };
+    pub(super) fn on_notify(&mut self, v: &Msg<'_>) {
+        let Some(frag) = v.sipfrag_status() else {
+            return;
+        };
         if v.to_tag.is_none() {
             return;
         }
-        let Some(id) = self.dialog_call(&v.call_id, v.from_tag.as_deref(), v.to_tag.as_deref())
-        else {
+        let Some(id) = self.dialog_call(v.call_id, v.from_tag, v.to_tag) else {
             self.stats.unknown_call_messages += 1;
             return;
         };
