@@ -321,7 +321,7 @@ impl ProxyCore {
         [ftag, ttag]
             .into_iter()
             .flatten()
-            .any(|tag| self.tracker.call_info(cid, tag).is_some_and(|c| !c.ended))
+            .any(|tag| self.tracker.is_live_call(cid, tag))
     }
 
     /// Feed the call tracker the messages that can change a call's events
