@@ -96,10 +96,18 @@ pub(crate) fn known_id(name: &str) -> u8 {
 }
 
 /// [`known_id`] of a name given as bytes (as the parser has it).
+///
+/// Length and first letter pick at most one candidate (the second letter
+/// tells Call-ID from Contact), which is then compared once, ignoring ASCII
+/// case, with [`eq_lower`].
 pub(crate) fn known_id_bytes(b: &[u8]) -> u8 {
+    let Some(&first) = b.first() else {
+        return 0;
+    };
+    let f = first.to_ascii_lowercase();
     // the compact forms of the known headers (RFC 3261 7.3.3)
-    if let [c] = b {
-        return match c.to_ascii_lowercase() {
+    if b.len() == 1 {
+        return match f {
             b'v' => VIA,
             b'f' => FROM,
             b't' => TO,
@@ -109,28 +117,59 @@ pub(crate) fn known_id_bytes(b: &[u8]) -> u8 {
             _ => 0,
         };
     }
-    let candidates: &[u8] = match b.len() {
-        2 => &[TO],
-        3 => &[VIA],
-        4 => &[FROM, CSEQ],
-        5 => &[8],
-        7 => &[CALL_ID, CONTACT, 13],
-        12 => &[MAX_FORWARDS, 9],
-        13 => &[11],
-        14 => &[CONTENT_LENGTH],
-        19 => &[12],
-        20 => &[14],
-        _ => &[],
+    let id = match (b.len(), f) {
+        (2, b't') => TO,
+        (3, b'v') => VIA,
+        (4, b'f') => FROM,
+        (4, b'c') => CSEQ,
+        (5, b'r') => 8,
+        (7, b'c') => match b.get(1).map(u8::to_ascii_lowercase) {
+            Some(b'a') => CALL_ID,
+            _ => CONTACT,
+        },
+        (7, b'p') => 13,
+        (12, b'm') => MAX_FORWARDS,
+        (12, b'r') => 9,
+        (13, b'p') => 11,
+        (14, b'c') => CONTENT_LENGTH,
+        (19, b'p') => 12,
+        (20, b'p') => 14,
+        _ => return 0,
     };
-    for &id in candidates {
-        if KNOWN
-            .get(usize::from(id) - 1)
-            .is_some_and(|k| k.as_bytes().eq_ignore_ascii_case(b))
-        {
-            return id;
-        }
+    match KNOWN_LOWER.get(usize::from(id) - 1) {
+        Some(k) if eq_lower(b, k.as_bytes()) => id,
+        _ => 0,
     }
-    0
+}
+
+/// `KNOWN` in ASCII lowercase, for [`eq_lower`].
+const KNOWN_LOWER: [&str; 14] = [
+    "via",
+    "from",
+    "to",
+    "call-id",
+    "cseq",
+    "max-forwards",
+    "content-length",
+    "route",
+    "record-route",
+    "contact",
+    "proxy-require",
+    "p-asserted-identity",
+    "privacy",
+    "p-preferred-identity",
+];
+
+/// Whether `b` equals `lower` (ASCII lowercase) ignoring ASCII case: what
+/// `b.eq_ignore_ascii_case(lower)` returns, without lowercasing both sides
+/// byte by byte (a letter of `lower` is matched by either case of it, any
+/// other byte only by itself).
+fn eq_lower(b: &[u8], lower: &[u8]) -> bool {
+    b.len() == lower.len()
+        && b.iter().zip(lower).fold(true, |ok, (&x, &y)| {
+            let fold = if y.is_ascii_lowercase() { 0x20 } else { 0 };
+            ok & ((x | fold) == y)
+        })
 }
 
 /// How a queried name is matched against the index.
@@ -236,6 +275,29 @@ mod tests {
         );
         for n in &names {
             assert_eq!(known_id(n), scan(n), "{n}");
+        }
+        // every byte value at every position of every name and compact form
+        let mut bytes: Vec<Vec<u8>> = KNOWN.iter().map(|k| k.as_bytes().to_vec()).collect();
+        bytes.extend(["v", "f", "t", "i", "m", "l", "x"].map(|c| c.as_bytes().to_vec()));
+        for k in &bytes {
+            for at in 0..k.len() {
+                for c in 0..=255u8 {
+                    let mut b = k.clone();
+                    b[at] = c;
+                    let want = match std::str::from_utf8(&b) {
+                        Ok(s) => scan(s),
+                        // not text: only the table compare can tell
+                        Err(_) => KNOWN
+                            .iter()
+                            .position(|k| k.as_bytes().eq_ignore_ascii_case(&b))
+                            .map_or(0, |i| i as u8 + 1),
+                    };
+                    assert_eq!(known_id_bytes(&b), want, "{b:?}");
+                }
+            }
+        }
+        for (k, l) in KNOWN.iter().zip(KNOWN_LOWER) {
+            assert_eq!(k.to_ascii_lowercase(), l);
         }
         assert_eq!(
             [

@@ -16,6 +16,7 @@ use super::headers::{
 };
 use super::limits::Limits;
 use super::parse::{split_values, subslice_range, NameAddr, Via};
+use super::scan::find_byte;
 use super::start_line::{parse_start_line, StartLine};
 
 mod validate;
@@ -110,7 +111,7 @@ fn at_span(s: &str, (a, b): Span) -> Option<&str> {
 /// Splits `buf[from..]` into the next line: returns (content_end, next_line_start), or
 /// `None` if no line terminator follows.
 fn next_line(buf: &[u8], from: usize) -> Option<(usize, usize)> {
-    let rel = buf.get(from..)?.iter().position(|&b| b == b'\n')?;
+    let rel = find_byte(b'\n', buf.get(from..)?)?;
     let lf = from + rel;
     let content_end = if lf > from && buf.get(lf - 1) == Some(&b'\r') {
         lf - 1
@@ -138,8 +139,8 @@ const TOKEN: [bool; 256] = {
 
 /// Whether `b` is a token character (RFC 3261 25.1: alphanumerics and
 /// `-.!%*_+`'~`).
-pub(crate) fn is_token_byte(b: u8) -> bool {
-    TOKEN[usize::from(b)]
+pub(crate) const fn is_token_byte(b: u8) -> bool {
+    TOKEN[b as usize]
 }
 
 fn is_ws(b: u8) -> bool {
@@ -162,7 +163,11 @@ pub(crate) fn parse_digits(s: &str, max_digits: usize) -> Option<u64> {
     if s.is_empty() || s.len() > max_digits || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    s.parse().ok()
+    // what `s.parse::<u64>()` gives for these digits, without its generic
+    // sign and overflow handling (on overflow: `None`, as `parse` does)
+    s.bytes().try_fold(0u64, |n, d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
 }
 
 impl SipMessage {
@@ -322,21 +327,33 @@ impl SipMessage {
                 }
                 let idx = entries.len();
                 let line = buf.get(pos..content_end).unwrap_or_default();
-                let colon = line
+                // The usual line: a token name right before the colon. (A
+                // token has no `:` and no whitespace, so that colon is the
+                // first one and the name needs no trimming.)
+                let n = line
                     .iter()
-                    .position(|&b| b == b':')
-                    .ok_or(ParseError::HeaderWithoutColon(idx))?;
-                let name = trim_range(buf, pos..pos + colon);
-                if name.start != pos
-                    || name.is_empty()
-                    || !buf
-                        .get(name.clone())
-                        .unwrap_or_default()
+                    .position(|&b| !is_token_byte(b))
+                    .unwrap_or(line.len());
+                let (name, colon) = if n > 0 && line.get(n) == Some(&b':') {
+                    (pos..pos + n, n)
+                } else {
+                    let colon = line
                         .iter()
-                        .all(|&b| is_token_byte(b))
-                {
-                    return Err(ParseError::BadHeaderName(idx));
-                }
+                        .position(|&b| b == b':')
+                        .ok_or(ParseError::HeaderWithoutColon(idx))?;
+                    let name = trim_range(buf, pos..pos + colon);
+                    if name.start != pos
+                        || name.is_empty()
+                        || !buf
+                            .get(name.clone())
+                            .unwrap_or_default()
+                            .iter()
+                            .all(|&b| is_token_byte(b))
+                    {
+                        return Err(ParseError::BadHeaderName(idx));
+                    }
+                    (name, colon)
+                };
                 let id = known_id_bytes(buf.get(name.clone()).unwrap_or_default());
                 entries.push(HeaderEntry {
                     line: pos..next,

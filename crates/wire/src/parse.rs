@@ -160,6 +160,7 @@ impl<'a> Via<'a> {
 use std::net::Ipv6Addr;
 
 use super::message::{is_token_byte, parse_digits};
+use super::scan::find_byte;
 
 fn is_lws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\r' | b'\n')
@@ -229,6 +230,30 @@ impl Iterator for SplitRanges<'_> {
     fn next(&mut self) -> Option<Range<usize>> {
         if self.done {
             return None;
+        }
+        // Fast path. Each call starts outside quotes and `<>` at `self.i`
+        // (== `self.start`). With no separator left, the scan below would
+        // run to the end; with one at `p` and neither a `"` nor (when
+        // `angle`) a `<` before it, the scan below stops right there.
+        if let Some(rest) = self.b.get(self.i..) {
+            match find_byte(self.sep, rest) {
+                None => {
+                    self.done = true;
+                    return Some(self.start..self.b.len().max(self.start));
+                }
+                Some(p) => {
+                    let angle = self.angle;
+                    let plain = rest
+                        .get(..p)
+                        .is_some_and(|r| !r.iter().any(|&c| c == b'"' || (angle && c == b'<')));
+                    if plain {
+                        let r = self.start..self.i + p;
+                        self.i += p + 1;
+                        self.start = self.i;
+                        return Some(r);
+                    }
+                }
+            }
         }
         let mut in_quote = false;
         let mut in_angle = false;
@@ -340,6 +365,63 @@ pub(crate) fn find_param<'a>(params: &'a str, name: &str) -> Option<Option<&'a s
 /// Strict check of a params string: nothing before the first `;`, every parameter has a
 /// token name, and a non-empty value after `=` (token, quoted string or host).
 pub(crate) fn check_params(params: &str) -> Result<(), ParseError> {
+    match check_params_plain(params.as_bytes()) {
+        Some(true) => Ok(()),
+        Some(false) => Err(ParseError::BadUri),
+        None => check_params_general(params),
+    }
+}
+
+/// `PARAM_VALUE[b]`: a byte [`check_params`] accepts in an unquoted value
+/// (token characters, `:`, `[`, `]`).
+const PARAM_VALUE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = is_token_byte(c) || c == b':' || c == b'[' || c == b']';
+        b += 1;
+    }
+    t
+};
+
+/// [`check_params`] in one pass for a params string without `"` and without
+/// LWS (the usual `;tag=x;lr`): then splitting at `;` needs no quote
+/// tracking and trimming changes nothing. `Some(ok)`, or `None` (a `"` or
+/// LWS byte seen) for the general check.
+fn check_params_plain(b: &[u8]) -> Option<bool> {
+    let Some((&first, rest)) = b.split_first() else {
+        return Some(true);
+    };
+    if is_lws(first) || first == b'"' {
+        return None;
+    }
+    // the part before the first `;` must be empty
+    let mut ok = first == b';';
+    // per parameter: bytes of the name, whether `=` was seen, bytes of the value
+    let (mut name, mut eq, mut value) = (0usize, false, 0usize);
+    for &c in rest {
+        if is_lws(c) || c == b'"' {
+            return None;
+        }
+        if c == b';' {
+            ok &= name > 0 && (!eq || value > 0);
+            (name, eq, value) = (0, false, 0);
+        } else if eq {
+            ok &= PARAM_VALUE[usize::from(c)];
+            value += 1;
+        } else if c == b'=' {
+            eq = true;
+        } else {
+            ok &= is_token_byte(c);
+            name += 1;
+        }
+    }
+    Some(ok && name > 0 && (!eq || value > 0))
+}
+
+/// [`check_params`] for any params string (quoted values, LWS).
+fn check_params_general(params: &str) -> Result<(), ParseError> {
     let bad = ParseError::BadUri;
     let first = split_ranges(params, b';', false).next().unwrap_or(0..0);
     if !trim_in(params, first).is_empty() {
@@ -408,7 +490,7 @@ fn parse_hostport(s: &str, lws_ok: bool) -> Option<(&str, Option<u16>, usize)> {
     } else {
         let n = b
             .iter()
-            .position(|&c| !(c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_')))
+            .position(|&c| !HOST_BYTE[usize::from(c)])
             .unwrap_or(b.len());
         if n == 0 {
             return None;
@@ -436,12 +518,34 @@ fn parse_hostport(s: &str, lws_ok: bool) -> Option<(&str, Option<u16>, usize)> {
     Some((host, None, i))
 }
 
+/// `URI_FORBIDDEN[b]`: a byte no URI may contain here (ASCII whitespace,
+/// controls, `<`, `>`, `"`).
+const URI_FORBIDDEN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_whitespace() || c.is_ascii_control() || matches!(c, b'<' | b'>' | b'"');
+        b += 1;
+    }
+    t
+};
+
+/// `HOST_BYTE[b]`: a byte of a hostname or IPv4 address (alphanumerics, `-`,
+/// `.`, `_`).
+const HOST_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_');
+        b += 1;
+    }
+    t
+};
+
 fn parse_uri(s: &str) -> Option<Uri<'_>> {
-    if s.is_empty()
-        || s.bytes().any(|b| {
-            b.is_ascii_whitespace() || b.is_ascii_control() || matches!(b, b'<' | b'>' | b'"')
-        })
-    {
+    if s.is_empty() || s.bytes().any(|b| URI_FORBIDDEN[usize::from(b)]) {
         return None;
     }
     let colon = s.find(':')?;
@@ -677,4 +781,134 @@ fn parse_via(s: &str) -> Option<Via<'_>> {
 /// dropped. E.g. `<sip:a@b>;q=1, "X, Y" <sip:c@d>` gives two values.
 pub fn split_header_values(value: &str) -> Vec<&str> {
     split_values(value, false).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// `SplitRanges` as it was before the fast path: the byte-by-byte scan.
+    fn reference_split(s: &str, sep: u8, angle: bool) -> Vec<Range<usize>> {
+        let b = s.as_bytes();
+        let (mut start, mut i) = (0, 0);
+        let mut out = Vec::new();
+        loop {
+            let mut in_quote = false;
+            let mut in_angle = false;
+            let mut cut = None;
+            while let Some(&c) = b.get(i) {
+                if in_quote {
+                    if c == b'\\' {
+                        i += 1;
+                    } else if c == b'"' {
+                        in_quote = false;
+                    }
+                } else if c == b'"' {
+                    in_quote = true;
+                } else if angle && c == b'<' {
+                    in_angle = true;
+                } else if angle && c == b'>' {
+                    in_angle = false;
+                } else if c == sep && !in_angle {
+                    cut = Some(start..i);
+                    i += 1;
+                    start = i;
+                    break;
+                }
+                i += 1;
+            }
+            match cut {
+                Some(r) => out.push(r),
+                None => {
+                    out.push(start..b.len().max(start));
+                    return out;
+                }
+            }
+        }
+    }
+
+    /// Text made of the bytes that steer splitting and parameter checks.
+    fn steering_text() -> impl Strategy<Value = String> {
+        proptest::collection::vec(
+            prop_oneof![
+                Just(","),
+                Just(";"),
+                Just("\""),
+                Just("\\"),
+                Just("<"),
+                Just(">"),
+                Just("="),
+                Just(" "),
+                Just("\t"),
+                Just("\r\n"),
+                Just("a"),
+                Just("tag"),
+                Just("1.2.3.4"),
+                Just("[::1]"),
+                Just(":"),
+                Just("@"),
+                Just("\u{e9}"),
+                Just("\u{c}"),
+            ],
+            0..24,
+        )
+        .prop_map(|v| v.concat())
+    }
+
+    #[test]
+    fn check_params_cases() {
+        for ok in [
+            "",
+            ";lr",
+            ";tag=1",
+            ";branch=z9hG4bK-1;rport",
+            ";received=[2001:db8::1]",
+            ";a=\"x;y\"",
+            " ;a = b ",
+            ";maddr=1.2.3.4;ttl=1",
+        ] {
+            assert!(check_params(ok).is_ok(), "{ok:?}");
+        }
+        for bad in [
+            "x",
+            ";",
+            ";;a",
+            ";a;",
+            ";=b",
+            ";a=",
+            ";a==b",
+            ";a=b=c",
+            ";a@b",
+            ";a=\\",
+            ";a=\"",
+            "a;b",
+            ";a=\u{e9}",
+            ";a b",
+        ] {
+            assert!(check_params(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(6000))]
+
+        /// The fast path of `SplitRanges` splits as the byte scan does.
+        #[test]
+        fn split_ranges_match_the_byte_scan(s in steering_text()) {
+            for (sep, angle) in [(b',', true), (b',', false), (b';', false), (b';', true)] {
+                let got: Vec<_> = split_ranges(&s, sep, angle).collect();
+                prop_assert_eq!(got, reference_split(&s, sep, angle));
+            }
+        }
+
+        /// The one-pass `check_params` answers as the general check does.
+        #[test]
+        fn check_params_plain_matches_the_general_check(s in steering_text()) {
+            prop_assert_eq!(check_params(&s).is_ok(), check_params_general(&s).is_ok());
+            let with_semi = format!(";{s}");
+            prop_assert_eq!(check_params(&with_semi).is_ok(), check_params_general(&with_semi).is_ok());
+        }
+    }
 }
