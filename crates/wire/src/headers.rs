@@ -161,15 +161,47 @@ const KNOWN_LOWER: [&str; 14] = [
 ];
 
 /// Whether `b` equals `lower` (ASCII lowercase) ignoring ASCII case: what
-/// `b.eq_ignore_ascii_case(lower)` returns, without lowercasing both sides
-/// byte by byte (a letter of `lower` is matched by either case of it, any
-/// other byte only by itself).
+/// `b.eq_ignore_ascii_case(lower)` returns, eight bytes at a time for names
+/// of eight bytes or more (the last word overlaps the one before).
 fn eq_lower(b: &[u8], lower: &[u8]) -> bool {
-    b.len() == lower.len()
-        && b.iter().zip(lower).fold(true, |ok, (&x, &y)| {
+    let n = b.len();
+    if n != lower.len() {
+        return false;
+    }
+    if n < 8 {
+        return b.iter().zip(lower).fold(true, |ok, (&x, &y)| {
             let fold = if y.is_ascii_lowercase() { 0x20 } else { 0 };
             ok & ((x | fold) == y)
-        })
+        });
+    }
+    let mut at = 0;
+    while at + 8 < n {
+        if !eq_lower8(b, lower, at) {
+            return false;
+        }
+        at += 8;
+    }
+    eq_lower8(b, lower, n - 8)
+}
+
+/// [`eq_lower`] of the eight bytes at `at` (false if they are not there).
+fn eq_lower8(b: &[u8], lower: &[u8], at: usize) -> bool {
+    let word = |s: &[u8]| {
+        s.get(at..at + 8)
+            .and_then(|w| <[u8; 8]>::try_from(w).ok())
+            .map(u64::from_le_bytes)
+    };
+    let (Some(x), Some(y)) = (word(b), word(lower)) else {
+        return false;
+    };
+    // 0x20 in each byte of `y` that is a lowercase letter (`lower` is
+    // ASCII, so no byte carries into the next): at least `a`, below `{`
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let ge_a = y.wrapping_add(LO * u64::from(0x80 - b'a'));
+    let ge_brace = y.wrapping_add(LO * u64::from(0x80 - b'{'));
+    let letters = ge_a & !ge_brace & !y & HI;
+    (x | (letters >> 2)) == y
 }
 
 /// How a queried name is matched against the index.

@@ -160,14 +160,20 @@ pub(crate) fn trim_range(buf: &[u8], mut r: Range<usize>) -> Range<usize> {
 
 /// Parses a decimal number made of 1..=`max_digits` ASCII digits.
 pub(crate) fn parse_digits(s: &str, max_digits: usize) -> Option<u64> {
-    if s.is_empty() || s.len() > max_digits || !s.bytes().all(|b| b.is_ascii_digit()) {
+    if s.is_empty() || s.len() > max_digits {
         return None;
     }
-    // what `s.parse::<u64>()` gives for these digits, without its generic
-    // sign and overflow handling (on overflow: `None`, as `parse` does)
-    s.bytes().try_fold(0u64, |n, d| {
-        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-    })
+    // what `s.parse::<u64>()` gives for ASCII digits, in one pass without
+    // its generic sign handling (on overflow: `None`, as `parse` gives)
+    let mut n: u64 = 0;
+    for d in s.bytes() {
+        let v = d.wrapping_sub(b'0');
+        if v > 9 {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(u64::from(v))?;
+    }
+    Some(n)
 }
 
 impl SipMessage {

@@ -478,6 +478,9 @@ fn valid_scheme(s: &str) -> bool {
         && b.all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))
 }
 
+// (`str::find` of an ASCII char is the byte position `find_byte` gives: no
+// other character of UTF-8 text contains an ASCII byte.)
+
 /// Parses `host [":" port]` at the start of `s`; returns (host, port, bytes used).
 /// IPv6 references must be bracketed and valid (RFC 5118 4.10).
 fn parse_hostport(s: &str, lws_ok: bool) -> Option<(&str, Option<u16>, usize)> {
@@ -548,7 +551,7 @@ fn parse_uri(s: &str) -> Option<Uri<'_>> {
     if s.is_empty() || s.bytes().any(|b| URI_FORBIDDEN[usize::from(b)]) {
         return None;
     }
-    let colon = s.find(':')?;
+    let colon = find_byte(b':', s.as_bytes())?;
     let scheme = s.get(..colon)?;
     if !valid_scheme(scheme) {
         return None;
@@ -572,15 +575,15 @@ fn parse_uri(s: &str) -> Option<Uri<'_>> {
         // sip:[userinfo@]hostport[;params][?headers] (RFC 3261 19.1.1)
         // '@' is not allowed unescaped in params or headers (RFC 3261 25.1), so the
         // first '@' ends the userinfo (which may contain '?', ';', ...).
-        let at = rest.find('@');
+        let at = find_byte(b'@', rest.as_bytes());
         let mut hp_start = off;
         if let Some(at) = at {
             let userinfo = rest.get(..at)?;
-            let (user, password) = match userinfo.find(':') {
+            let (user, password) = match find_byte(b':', userinfo.as_bytes()) {
                 Some(c) => (userinfo.get(..c)?, Some(userinfo.get(c + 1..)?)),
                 None => (userinfo, None),
             };
-            if user.is_empty() || user.contains('@') {
+            if user.is_empty() || find_byte(b'@', user.as_bytes()).is_some() {
                 return None;
             }
             uri.user = Some(user);
@@ -593,7 +596,7 @@ fn parse_uri(s: &str) -> Option<Uri<'_>> {
         uri.port = port;
         let tail_start = hp_start + used;
         let tail = s.get(tail_start..)?;
-        let (params, headers) = match tail.find('?') {
+        let (params, headers) = match find_byte(b'?', tail.as_bytes()) {
             Some(qi) => (tail.get(..qi)?, Some(tail.get(qi + 1..)?)),
             None => (tail, None),
         };
@@ -604,7 +607,7 @@ fn parse_uri(s: &str) -> Option<Uri<'_>> {
         uri.headers = headers;
     } else if scheme.eq_ignore_ascii_case("tel") {
         // tel:number[;params] (RFC 3966)
-        let semi = rest.find(';').unwrap_or(rest.len());
+        let semi = find_byte(b';', rest.as_bytes()).unwrap_or(rest.len());
         let number = rest.get(..semi)?;
         if number.is_empty() {
             return None;
