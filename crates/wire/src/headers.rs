@@ -168,11 +168,15 @@ fn eq_lower(b: &[u8], lower: &[u8]) -> bool {
     if n != lower.len() {
         return false;
     }
-    if n < 8 {
+    if n < 4 {
         return b.iter().zip(lower).fold(true, |ok, (&x, &y)| {
             let fold = if y.is_ascii_lowercase() { 0x20 } else { 0 };
             ok & ((x | fold) == y)
         });
+    }
+    if n < 8 {
+        // two four-byte words, overlapping
+        return eq_lower4(b, lower, 0) && eq_lower4(b, lower, n - 4);
     }
     let mut at = 0;
     while at + 8 < n {
@@ -182,6 +186,25 @@ fn eq_lower(b: &[u8], lower: &[u8]) -> bool {
         at += 8;
     }
     eq_lower8(b, lower, n - 8)
+}
+
+/// [`eq_lower`] of the four bytes at `at` (false if they are not there).
+fn eq_lower4(b: &[u8], lower: &[u8], at: usize) -> bool {
+    let word = |s: &[u8]| {
+        s.get(at..at + 4)
+            .and_then(|w| <[u8; 4]>::try_from(w).ok())
+            .map(u32::from_le_bytes)
+    };
+    let (Some(x), Some(y)) = (word(b), word(lower)) else {
+        return false;
+    };
+    // as in `eq_lower8`, on four bytes
+    const LO: u32 = 0x0101_0101;
+    const HI: u32 = 0x8080_8080;
+    let ge_a = y.wrapping_add(LO * u32::from(0x80 - b'a'));
+    let ge_brace = y.wrapping_add(LO * u32::from(0x80 - b'{'));
+    let letters = ge_a & !ge_brace & !y & HI;
+    (x | (letters >> 2)) == y
 }
 
 /// [`eq_lower`] of the eight bytes at `at` (false if they are not there).

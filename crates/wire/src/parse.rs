@@ -352,6 +352,40 @@ pub(crate) fn param_positions(params: &str) -> impl Iterator<Item = ParamPos> + 
 
 /// Looks up parameter `name` (case-insensitive) in a params string.
 pub(crate) fn find_param<'a>(params: &'a str, name: &str) -> Option<Option<&'a str>> {
+    if name.is_empty() || !name.bytes().all(is_token_byte) {
+        return find_param_general(params, name);
+    }
+    // `name` is a token (no `=`, no LWS): a parameter is named `name` exactly
+    // when its trimmed text starts with `name` (any case) followed by its
+    // end, or LWS and then its end or `=`, or `=`; no search for `=` in
+    // every parameter.
+    let b = params.as_bytes();
+    for r in split_ranges(params, b';', false).skip(1) {
+        let whole = trim_in(params, r);
+        let Some(piece) = b.get(whole.clone()) else {
+            continue;
+        };
+        if !piece
+            .get(..name.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(name.as_bytes()))
+        {
+            continue;
+        }
+        let after = skip_lws(piece, name.len());
+        match piece.get(after) {
+            None => return Some(None),
+            Some(b'=') => {
+                let v = trim_in(params, whole.start + after + 1..whole.end);
+                return Some(params.get(v));
+            }
+            Some(_) => {}
+        }
+    }
+    None
+}
+
+/// [`find_param`] for any `name`: the name of each parameter found and compared.
+fn find_param_general<'a>(params: &'a str, name: &str) -> Option<Option<&'a str>> {
     param_positions(params).find_map(|p| {
         let n = params.get(p.name.clone())?;
         if n.eq_ignore_ascii_case(name) {
@@ -682,8 +716,7 @@ pub(crate) fn name_addr_parts(s: &str) -> Option<(RawDisplay<'_>, &str, &str)> {
         }
         return Some((RawDisplay::None, uri, t.get(semi..)?));
     }
-    // (byte scans: these parts are short, a memchr set-up costs more)
-    let gt = lt + tb.get(lt..)?.iter().position(|&b| b == b'>')?;
+    let gt = lt + find_byte(b'>', tb.get(lt..)?)?;
     let uri = t.get(lt + 1..gt)?;
     if uri.is_empty() || uri.bytes().any(|b| b.is_ascii_whitespace() || b == b'<') {
         return None;
@@ -861,6 +894,28 @@ mod tests {
     }
 
     #[test]
+    fn find_param_cases() {
+        let p = ";Tag = x ;lr; branch=z9hG4bK1;tagx=2;maddr=\"a;b\";ttl";
+        assert_eq!(find_param(p, "tag"), Some(Some("x")));
+        assert_eq!(find_param(p, "LR"), Some(None));
+        assert_eq!(find_param(p, "branch"), Some(Some("z9hG4bK1")));
+        assert_eq!(find_param(p, "tagx"), Some(Some("2")));
+        assert_eq!(find_param(p, "maddr"), Some(Some("\"a;b\"")));
+        assert_eq!(find_param(p, "ttl"), Some(None));
+        assert_eq!(find_param(p, "b"), None);
+        assert_eq!(find_param("tag=1", "tag"), None);
+        assert_eq!(find_param(";tag =", "tag"), Some(Some("")));
+        assert_eq!(find_param(";tag x=1", "tag"), None);
+        for (p, name) in [(p, "tag"), (p, "maddr"), (";a b", "a"), (";=1", "")] {
+            assert_eq!(
+                find_param(p, name),
+                find_param_general(p, name),
+                "{p:?} {name:?}"
+            );
+        }
+    }
+
+    #[test]
     fn check_params_cases() {
         for ok in [
             "",
@@ -903,6 +958,17 @@ mod tests {
             for (sep, angle) in [(b',', true), (b',', false), (b';', false), (b';', true)] {
                 let got: Vec<_> = split_ranges(&s, sep, angle).collect();
                 prop_assert_eq!(got, reference_split(&s, sep, angle));
+            }
+        }
+
+        /// `find_param` for a token name answers as the general lookup does.
+        #[test]
+        fn find_param_matches_the_general_lookup(s in steering_text()) {
+            let with_semi = format!(";{s}");
+            for p in [s.as_str(), with_semi.as_str()] {
+                for name in ["a", "A", "tag", "TAG", "ta", "1.2.3.4", "a=", "", " a", "\u{e9}"] {
+                    prop_assert_eq!(find_param(p, name), find_param_general(p, name), "{:?} {:?}", p, name);
+                }
             }
         }
 
