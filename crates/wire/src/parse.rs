@@ -422,36 +422,50 @@ const PARAM_VALUE: [bool; 256] = {
 /// [`check_params`] in one pass for a params string without `"` and without
 /// LWS (the usual `;tag=x;lr`): then splitting at `;` needs no quote
 /// tracking and trimming changes nothing. `Some(ok)`, or `None` (a `"` or
-/// LWS byte seen) for the general check.
+/// LWS byte met) for the general check.
+///
+/// It may answer `Some(false)` at the first fault without looking further:
+/// a `"` only changes how the bytes after it split and trim, so a fault
+/// found before any `"` or LWS is one the general check finds as well.
 fn check_params_plain(b: &[u8]) -> Option<bool> {
-    let Some((&first, rest)) = b.split_first() else {
-        return Some(true);
-    };
-    if is_lws(first) || first == b'"' {
-        return None;
+    let bail = |c: u8| is_lws(c) || c == b'"';
+    match b.first() {
+        None => return Some(true),
+        Some(b';') => {}
+        // the part before the first `;` must be empty
+        Some(&c) => return if bail(c) { None } else { Some(false) },
     }
-    // the part before the first `;` must be empty
-    let mut ok = first == b';';
-    // per parameter: bytes of the name, whether `=` was seen, bytes of the value
-    let (mut name, mut eq, mut value) = (0usize, false, 0usize);
-    for &c in rest {
-        if is_lws(c) || c == b'"' {
-            return None;
+    let mut i = 1;
+    loop {
+        // a parameter at `i`: its name (token characters)...
+        let name = i;
+        while b.get(i).is_some_and(|&c| is_token_byte(c)) {
+            i += 1;
         }
-        if c == b';' {
-            ok &= name > 0 && (!eq || value > 0);
-            (name, eq, value) = (0, false, 0);
-        } else if eq {
-            ok &= PARAM_VALUE[usize::from(c)];
-            value += 1;
-        } else if c == b'=' {
-            eq = true;
-        } else {
-            ok &= is_token_byte(c);
-            name += 1;
+        let named = i > name;
+        match b.get(i) {
+            None => return Some(named),
+            Some(b';') if named => {
+                i += 1;
+                continue;
+            }
+            Some(b'=') if named => i += 1,
+            Some(&c) if bail(c) => return None,
+            Some(_) => return Some(false),
+        }
+        // ... and after `=` its value (token characters, `:`, `[`, `]`)
+        let value = i;
+        while b.get(i).is_some_and(|&c| PARAM_VALUE[usize::from(c)]) {
+            i += 1;
+        }
+        let valued = i > value;
+        match b.get(i) {
+            None => return Some(valued),
+            Some(b';') if valued => i += 1,
+            Some(&c) if bail(c) => return None,
+            Some(_) => return Some(false),
         }
     }
-    Some(ok && name > 0 && (!eq || value > 0))
 }
 
 /// [`check_params`] for any params string (quoted values, LWS).
@@ -773,7 +787,14 @@ fn parse_via(s: &str) -> Option<Via<'_>> {
     let mut i = skip_lws(b, 0);
     let proto_start = i;
     // sent-protocol = protocol-name SLASH protocol-version SLASH transport
-    for _ in 0..2 {
+    // (the usual `SIP/2.0/` is what the loop below reads, without LWS)
+    let names = if b.get(i..i + 8) == Some(b"SIP/2.0/") {
+        i = skip_lws(b, i + 8);
+        0
+    } else {
+        2
+    };
+    for _ in 0..names {
         let j = take_token(b, i);
         if j == i {
             return None;
