@@ -324,10 +324,25 @@ pub(crate) struct ParamPos {
     pub(crate) value: Option<Range<usize>>,
 }
 
+/// Untrimmed ranges of the parameters of a params string: the pieces
+/// [`split_ranges`] at `;` gives after the first one. When `params` starts with
+/// `;` (the usual case) that first piece is empty and the rest is the split of
+/// `params[1..]` (the scan starts there outside quotes either way), shifted by
+/// one: the empty piece is not searched for.
+fn param_pieces(params: &str) -> impl Iterator<Item = Range<usize>> + '_ {
+    let (skip, off, s) = match params.strip_prefix(';') {
+        Some(rest) => (0, 1, rest),
+        None => (1, 0, params),
+    };
+    split_ranges(s, b';', false)
+        .skip(skip)
+        .map(move |r| r.start + off..r.end + off)
+}
+
 /// The parameters of a params string (`";a=1;b"`); the part before the first `;` is
 /// skipped. Empty parameters are included (name empty).
 pub(crate) fn param_positions(params: &str) -> impl Iterator<Item = ParamPos> + '_ {
-    split_ranges(params, b';', false).skip(1).map(|r| {
+    param_pieces(params).map(|r| {
         let whole = trim_in(params, r);
         // a plain byte scan: parameters are short, a memchr set-up costs more
         let eq = params
@@ -360,7 +375,7 @@ pub(crate) fn find_param<'a>(params: &'a str, name: &str) -> Option<Option<&'a s
     // end, or LWS and then its end or `=`, or `=`; no search for `=` in
     // every parameter.
     let b = params.as_bytes();
-    for r in split_ranges(params, b';', false).skip(1) {
+    for r in param_pieces(params) {
         let whole = trim_in(params, r);
         let Some(piece) = b.get(whole.clone()) else {
             continue;
@@ -631,7 +646,8 @@ fn parse_uri(s: &str) -> Option<Uri<'_>> {
                 Some(c) => (userinfo.get(..c)?, Some(userinfo.get(c + 1..)?)),
                 None => (userinfo, None),
             };
-            if user.is_empty() || find_byte(b'@', user.as_bytes()).is_some() {
+            // (`user` is before the first `@`: it holds none)
+            if user.is_empty() {
                 return None;
             }
             uri.user = Some(user);
@@ -979,6 +995,16 @@ mod tests {
             for (sep, angle) in [(b',', true), (b',', false), (b';', false), (b';', true)] {
                 let got: Vec<_> = split_ranges(&s, sep, angle).collect();
                 prop_assert_eq!(got, reference_split(&s, sep, angle));
+            }
+        }
+
+        /// The parameter pieces are the split's pieces after the first one.
+        #[test]
+        fn param_pieces_are_the_split_after_the_first(s in steering_text()) {
+            let with_semi = format!(";{s}");
+            for p in [s.as_str(), with_semi.as_str()] {
+                let want: Vec<_> = split_ranges(p, b';', false).skip(1).collect();
+                prop_assert_eq!(param_pieces(p).collect::<Vec<_>>(), want);
             }
         }
 

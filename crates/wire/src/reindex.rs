@@ -16,6 +16,7 @@ use super::edit::{Edit, Splice};
 use super::headers::{known_id_bytes, HeaderEntry, ValueLoc, CONTENT_LENGTH};
 use super::limits::Limits;
 use super::message::{is_token_byte, trim_range, SipMessage, Utf8Prefix};
+use super::scan::find_byte;
 use super::start_line::{parse_start_line, StartLine};
 
 /// `p + d`, when it is a position (not negative).
@@ -34,7 +35,7 @@ fn growth(s: &Splice) -> isize {
 
 /// Splice data that may sit inside a line (no line terminator in it).
 fn inline(data: &[u8]) -> bool {
-    !data.iter().any(|&b| b == b'\r' || b == b'\n')
+    find_byte(b'\n', data).is_none() && find_byte(b'\r', data).is_none()
 }
 
 /// The index entry of a new header line `s.data`, which starts at `pos` of

@@ -9,6 +9,7 @@ const HI: u64 = 0x8080_8080_8080_8080;
 
 /// Position of the first byte `needle` in `hay`, or `None`: what
 /// `hay.iter().position(|&b| b == needle)` returns, eight bytes at a time.
+#[inline]
 pub(crate) fn find_byte(needle: u8, hay: &[u8]) -> Option<usize> {
     let rep = LO.wrapping_mul(u64::from(needle));
     let mut base = 0;
