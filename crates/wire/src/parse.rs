@@ -682,6 +682,19 @@ fn parse_uri(s: &str) -> Option<Uri<'_>> {
     Some(uri)
 }
 
+/// `NAME_ADDR_URI_STOP[b]`: a byte the URI in `<...>` may not hold (ASCII
+/// whitespace, `<`).
+const NAME_ADDR_URI_STOP: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_whitespace() || c == b'<';
+        b += 1;
+    }
+    t
+};
+
 /// The display name of a name-addr as [`name_addr_parts`] finds it, before any copy.
 pub(crate) enum RawDisplay<'a> {
     /// No display name.
@@ -748,7 +761,7 @@ pub(crate) fn name_addr_parts(s: &str) -> Option<(RawDisplay<'_>, &str, &str)> {
     }
     let gt = lt + find_byte(b'>', tb.get(lt..)?)?;
     let uri = t.get(lt + 1..gt)?;
-    if uri.is_empty() || uri.bytes().any(|b| b.is_ascii_whitespace() || b == b'<') {
+    if uri.is_empty() || uri.bytes().any(|b| NAME_ADDR_URI_STOP[usize::from(b)]) {
         return None;
     }
     let p_start = skip_lws(tb, gt + 1);
@@ -762,7 +775,7 @@ pub(crate) fn name_addr_parts(s: &str) -> Option<(RawDisplay<'_>, &str, &str)> {
 /// A quoted-string's content with its `\` escapes resolved (RFC 3261 25.1);
 /// borrowed when it has none.
 fn unquote(q: &str) -> Cow<'_, str> {
-    if !q.contains('\\') {
+    if find_byte(b'\\', q.as_bytes()).is_none() {
         return Cow::Borrowed(q);
     }
     let mut d = String::with_capacity(q.len());
