@@ -100,6 +100,7 @@ pub(crate) fn known_id(name: &str) -> u8 {
 /// Length and first letter pick at most one candidate (the second letter
 /// tells Call-ID from Contact), which is then compared once, ignoring ASCII
 /// case, with [`eq_lower`].
+#[inline]
 pub(crate) fn known_id_bytes(b: &[u8]) -> u8 {
     let Some(&first) = b.first() else {
         return 0;

@@ -306,6 +306,9 @@ impl SipMessage {
         // One allocation for the usual message (a dozen header lines).
         let mut entries: Vec<HeaderEntry> = Vec::with_capacity(ENTRIES_CAPACITY);
         let mut folded: Vec<String> = Vec::new();
+        // where the value of the last header line starts (after its colon),
+        // and whether any line has continuation lines
+        let (mut colon_end, mut any_folded) = (0, false);
         let mut pos = headers_start;
         let headers_end;
         loop {
@@ -318,12 +321,14 @@ impl SipMessage {
             if is_ws(first) {
                 // Continuation of the previous header line (RFC 3261 7.3.1).
                 // (`ValueLoc::Folded` marks an entry with continuation
-                // lines until the values are finished below.)
+                // lines until the values are unfolded below.)
                 match entries.last_mut() {
                     Some(e) => {
                         e.line.end = next;
                         e.content_end = content_end;
+                        e.raw_value = trim_range(buf, colon_end..content_end);
                         e.value = ValueLoc::Folded(0);
+                        any_folded = true;
                     }
                     None => return Err(ParseError::HeaderWithoutColon(0)),
                 }
@@ -361,12 +366,16 @@ impl SipMessage {
                     (name, colon)
                 };
                 let id = known_id_bytes(buf.get(name.clone()).unwrap_or_default());
+                // the value trimmed (an empty one stays where it ends, for
+                // edits of empty values)
+                colon_end = pos + colon + 1;
+                let raw_value = trim_range(buf, colon_end..content_end);
                 entries.push(HeaderEntry {
                     line: pos..next,
                     content_end,
                     name,
-                    raw_value: pos + colon + 1..content_end,
-                    value: ValueLoc::Raw(0..0),
+                    raw_value: raw_value.clone(),
+                    value: ValueLoc::Raw(raw_value),
                     id,
                 });
             }
@@ -376,35 +385,26 @@ impl SipMessage {
         // (what precedes `msg_start` is CR and LF only)
         let text = Utf8Prefix::check(buf, headers_end).ok_or(ParseError::NotUtf8)?;
 
-        // Finish values: trim, unfold where needed.
-        for e in entries.iter_mut() {
-            let f = matches!(e.value, ValueLoc::Folded(_));
-            let colon_end = e.raw_value.start;
-            e.raw_value = trim_range(buf, colon_end..e.content_end);
-            if e.raw_value.is_empty() {
-                // Keep the position right after the colon for edits of empty values.
-                let after = trim_range(buf, colon_end..e.content_end);
-                e.raw_value = after.start..after.start;
+        // Unfold the values of lines with continuation lines.
+        for e in entries.iter_mut().filter(|_| any_folded) {
+            if !matches!(e.value, ValueLoc::Folded(_)) {
+                continue;
             }
-            if f {
-                let raw = std::str::from_utf8(buf.get(e.raw_value.clone()).unwrap_or_default())
-                    .unwrap_or_default();
-                let mut s = String::with_capacity(raw.len());
-                for piece in raw.split('\n') {
-                    let piece = piece.trim_matches(|c: char| c == ' ' || c == '\t' || c == '\r');
-                    if piece.is_empty() {
-                        continue;
-                    }
-                    if !s.is_empty() {
-                        s.push(' ');
-                    }
-                    s.push_str(piece);
+            let raw = std::str::from_utf8(buf.get(e.raw_value.clone()).unwrap_or_default())
+                .unwrap_or_default();
+            let mut s = String::with_capacity(raw.len());
+            for piece in raw.split('\n') {
+                let piece = piece.trim_matches(|c: char| c == ' ' || c == '\t' || c == '\r');
+                if piece.is_empty() {
+                    continue;
                 }
-                e.value = ValueLoc::Folded(folded.len());
-                folded.push(s);
-            } else {
-                e.value = ValueLoc::Raw(e.raw_value.clone());
+                if !s.is_empty() {
+                    s.push(' ');
+                }
+                s.push_str(piece);
             }
+            e.value = ValueLoc::Folded(folded.len());
+            folded.push(s);
         }
 
         Ok(Head {

@@ -159,7 +159,7 @@ impl<'a> Via<'a> {
 
 use std::net::Ipv6Addr;
 
-use super::message::{is_token_byte, parse_digits};
+use super::message::is_token_byte;
 use super::scan::find_byte;
 
 fn is_lws(b: u8) -> bool {
@@ -572,12 +572,19 @@ fn parse_hostport(s: &str, lws_ok: bool) -> Option<(&str, Option<u16>, usize)> {
         } else {
             after + 1
         };
-        let n = b
-            .get(i..)?
+        // 1 to 5 digits (what `parse_digits(.., 5)` accepts), read as they are scanned
+        let digits = b.get(i..)?;
+        let n = digits
             .iter()
             .position(|c| !c.is_ascii_digit())
-            .unwrap_or(b.len() - i);
-        let port = parse_digits(s.get(i..i + n)?, 5)?;
+            .unwrap_or(digits.len());
+        if n == 0 || n > 5 {
+            return None;
+        }
+        let port = digits
+            .get(..n)?
+            .iter()
+            .fold(0u32, |p, &d| p * 10 + u32::from(d - b'0'));
         let port = u16::try_from(port).ok()?;
         return Some((host, Some(port), i + n));
     }
