@@ -260,7 +260,14 @@ impl<'m> Edit<'m> {
         else {
             return self;
         };
-        let Ok(via) = Via::parse(value) else {
+        // the top Via parsed when the message was built, when it is this very
+        // value (the same bytes of the buffer: not a folded line's copy, not a
+        // later value after an empty one); else parsed here
+        let cached = self
+            .msg
+            .top_via()
+            .filter(|v| v.raw.as_ptr() == value.as_ptr() && v.raw.len() == value.len());
+        let Some(via) = cached.or_else(|| Via::parse(value).ok()) else {
             return self;
         };
         let Some(pr) = subslice_range(value, via.params) else {
@@ -598,6 +605,45 @@ mod format_tests {
             let out = super::response_for(&req, status, "R", None, &[]);
             let want = format!("SIP/2.0 {status:03} R\r\n");
             assert!(out.starts_with(want.as_bytes()), "{status}");
+        }
+    }
+
+    /// `set_top_via_received` takes the cached top Via only when it is the
+    /// first value of the first Via line as written: not after an empty
+    /// value, not from a folded line's unfolded copy.
+    #[test]
+    fn top_via_received_on_cached_empty_and_folded_values() {
+        let head = "OPTIONS sip:h SIP/2.0\r\n";
+        let tail = "From: <sip:a@h>;tag=1\r\nTo: <sip:h>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\n\r\n";
+        for (via, want) in [
+            (
+                "Via: SIP/2.0/UDP h;rport\r\n",
+                "Via: SIP/2.0/UDP h;rport=5;received=1.2.3.4\r\n",
+            ),
+            (
+                "v: SIP/2.0/UDP h;received=9.9.9.9 ;rport, SIP/2.0/UDP x;rport\r\n",
+                "v: SIP/2.0/UDP h;received=1.2.3.4 ;rport=5, SIP/2.0/UDP x;rport\r\n",
+            ),
+            (
+                "Via: ,SIP/2.0/UDP h;rport\r\n",
+                "Via: ,SIP/2.0/UDP h;rport\r\n",
+            ),
+            (
+                "Via: SIP/2.0/UDP h\r\n ;rport\r\n",
+                "Via: SIP/2.0/UDP h\r\n ;rport=5;received=1.2.3.4\r\n",
+            ),
+        ] {
+            let raw = format!("{head}{via}{tail}");
+            let m = crate::SipMessage::parse(raw.into_bytes(), &crate::Limits::default())
+                .expect("parses");
+            let mut e = m.edit();
+            e.set_top_via_received(Some([1, 2, 3, 4].into()), Some(5));
+            let out = String::from_utf8(e.finish()).expect("text");
+            assert_eq!(out, format!("{head}{want}{tail}"), "{via:?}");
+            let again = e
+                .finish_message(&crate::Limits::default())
+                .expect("re-parses");
+            assert_eq!(again.as_bytes(), out.as_bytes());
         }
     }
 

@@ -96,10 +96,19 @@ pub(crate) fn known_id(name: &str) -> u8 {
 }
 
 /// [`known_id`] of a name given as bytes (as the parser has it).
+///
+/// Length and first letter pick at most one candidate (the second letter
+/// tells Call-ID from Contact), which is then compared once, ignoring ASCII
+/// case, with [`eq_lower`].
+#[inline]
 pub(crate) fn known_id_bytes(b: &[u8]) -> u8 {
+    let Some(&first) = b.first() else {
+        return 0;
+    };
+    let f = first.to_ascii_lowercase();
     // the compact forms of the known headers (RFC 3261 7.3.3)
-    if let [c] = b {
-        return match c.to_ascii_lowercase() {
+    if b.len() == 1 {
+        return match f {
             b'v' => VIA,
             b'f' => FROM,
             b't' => TO,
@@ -109,28 +118,114 @@ pub(crate) fn known_id_bytes(b: &[u8]) -> u8 {
             _ => 0,
         };
     }
-    let candidates: &[u8] = match b.len() {
-        2 => &[TO],
-        3 => &[VIA],
-        4 => &[FROM, CSEQ],
-        5 => &[8],
-        7 => &[CALL_ID, CONTACT, 13],
-        12 => &[MAX_FORWARDS, 9],
-        13 => &[11],
-        14 => &[CONTENT_LENGTH],
-        19 => &[12],
-        20 => &[14],
-        _ => &[],
+    let id = match (b.len(), f) {
+        (2, b't') => TO,
+        (3, b'v') => VIA,
+        (4, b'f') => FROM,
+        (4, b'c') => CSEQ,
+        (5, b'r') => 8,
+        (7, b'c') => match b.get(1).map(u8::to_ascii_lowercase) {
+            Some(b'a') => CALL_ID,
+            _ => CONTACT,
+        },
+        (7, b'p') => 13,
+        (12, b'm') => MAX_FORWARDS,
+        (12, b'r') => 9,
+        (13, b'p') => 11,
+        (14, b'c') => CONTENT_LENGTH,
+        (19, b'p') => 12,
+        (20, b'p') => 14,
+        _ => return 0,
     };
-    for &id in candidates {
-        if KNOWN
-            .get(usize::from(id) - 1)
-            .is_some_and(|k| k.as_bytes().eq_ignore_ascii_case(b))
-        {
-            return id;
-        }
+    match KNOWN_LOWER.get(usize::from(id) - 1) {
+        Some(k) if eq_lower(b, k.as_bytes()) => id,
+        _ => 0,
     }
-    0
+}
+
+/// `KNOWN` in ASCII lowercase, for [`eq_lower`].
+const KNOWN_LOWER: [&str; 14] = [
+    "via",
+    "from",
+    "to",
+    "call-id",
+    "cseq",
+    "max-forwards",
+    "content-length",
+    "route",
+    "record-route",
+    "contact",
+    "proxy-require",
+    "p-asserted-identity",
+    "privacy",
+    "p-preferred-identity",
+];
+
+/// Whether `b` equals `lower` (ASCII lowercase) ignoring ASCII case: what
+/// `b.eq_ignore_ascii_case(lower)` returns, eight bytes at a time for names
+/// of eight bytes or more (the last word overlaps the one before).
+fn eq_lower(b: &[u8], lower: &[u8]) -> bool {
+    let n = b.len();
+    if n != lower.len() {
+        return false;
+    }
+    if n < 4 {
+        return b.iter().zip(lower).fold(true, |ok, (&x, &y)| {
+            let fold = if y.is_ascii_lowercase() { 0x20 } else { 0 };
+            ok & ((x | fold) == y)
+        });
+    }
+    if n < 8 {
+        // two four-byte words, overlapping
+        return eq_lower4(b, lower, 0) && eq_lower4(b, lower, n - 4);
+    }
+    let mut at = 0;
+    while at + 8 < n {
+        if !eq_lower8(b, lower, at) {
+            return false;
+        }
+        at += 8;
+    }
+    eq_lower8(b, lower, n - 8)
+}
+
+/// [`eq_lower`] of the four bytes at `at` (false if they are not there).
+fn eq_lower4(b: &[u8], lower: &[u8], at: usize) -> bool {
+    let word = |s: &[u8]| {
+        s.get(at..at + 4)
+            .and_then(|w| <[u8; 4]>::try_from(w).ok())
+            .map(u32::from_le_bytes)
+    };
+    let (Some(x), Some(y)) = (word(b), word(lower)) else {
+        return false;
+    };
+    // as in `eq_lower8`, on four bytes
+    const LO: u32 = 0x0101_0101;
+    const HI: u32 = 0x8080_8080;
+    let ge_a = y.wrapping_add(LO * u32::from(0x80 - b'a'));
+    let ge_brace = y.wrapping_add(LO * u32::from(0x80 - b'{'));
+    let letters = ge_a & !ge_brace & !y & HI;
+    (x | (letters >> 2)) == y
+}
+
+/// [`eq_lower`] of the eight bytes at `at` (false if they are not there).
+fn eq_lower8(b: &[u8], lower: &[u8], at: usize) -> bool {
+    let word = |s: &[u8]| {
+        s.get(at..at + 8)
+            .and_then(|w| <[u8; 8]>::try_from(w).ok())
+            .map(u64::from_le_bytes)
+    };
+    let (Some(x), Some(y)) = (word(b), word(lower)) else {
+        return false;
+    };
+    // 0x20 in each byte of `y` that is a lowercase letter (`lower` is
+    // ASCII, so no byte carries into the next): at least `a`, below `{`
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let ge_a = y.wrapping_add(LO * u64::from(0x80 - b'a'));
+    let ge_brace = y.wrapping_add(LO * u64::from(0x80 - b'{'));
+    let letters = ge_a & !ge_brace & !y & HI;
+    (x | (letters >> 2)) == y
 }
 
 /// How a queried name is matched against the index.
@@ -236,6 +331,29 @@ mod tests {
         );
         for n in &names {
             assert_eq!(known_id(n), scan(n), "{n}");
+        }
+        // every byte value at every position of every name and compact form
+        let mut bytes: Vec<Vec<u8>> = KNOWN.iter().map(|k| k.as_bytes().to_vec()).collect();
+        bytes.extend(["v", "f", "t", "i", "m", "l", "x"].map(|c| c.as_bytes().to_vec()));
+        for k in &bytes {
+            for at in 0..k.len() {
+                for c in 0..=255u8 {
+                    let mut b = k.clone();
+                    b[at] = c;
+                    let want = match std::str::from_utf8(&b) {
+                        Ok(s) => scan(s),
+                        // not text: only the table compare can tell
+                        Err(_) => KNOWN
+                            .iter()
+                            .position(|k| k.as_bytes().eq_ignore_ascii_case(&b))
+                            .map_or(0, |i| i as u8 + 1),
+                    };
+                    assert_eq!(known_id_bytes(&b), want, "{b:?}");
+                }
+            }
+        }
+        for (k, l) in KNOWN.iter().zip(KNOWN_LOWER) {
+            assert_eq!(k.to_ascii_lowercase(), l);
         }
         assert_eq!(
             [

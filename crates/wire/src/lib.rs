@@ -25,6 +25,7 @@ mod limits;
 mod message;
 mod parse;
 mod reindex;
+mod scan;
 mod start_line;
 
 pub use edit::{response_for, to_with_tag, with_uri, Edit, FALLBACK_TO_URI};

@@ -16,6 +16,7 @@ use super::headers::{
 };
 use super::limits::Limits;
 use super::parse::{split_values, subslice_range, NameAddr, Via};
+use super::scan::find_byte;
 use super::start_line::{parse_start_line, StartLine};
 
 mod validate;
@@ -110,7 +111,7 @@ fn at_span(s: &str, (a, b): Span) -> Option<&str> {
 /// Splits `buf[from..]` into the next line: returns (content_end, next_line_start), or
 /// `None` if no line terminator follows.
 fn next_line(buf: &[u8], from: usize) -> Option<(usize, usize)> {
-    let rel = buf.get(from..)?.iter().position(|&b| b == b'\n')?;
+    let rel = find_byte(b'\n', buf.get(from..)?)?;
     let lf = from + rel;
     let content_end = if lf > from && buf.get(lf - 1) == Some(&b'\r') {
         lf - 1
@@ -138,8 +139,8 @@ const TOKEN: [bool; 256] = {
 
 /// Whether `b` is a token character (RFC 3261 25.1: alphanumerics and
 /// `-.!%*_+`'~`).
-pub(crate) fn is_token_byte(b: u8) -> bool {
-    TOKEN[usize::from(b)]
+pub(crate) const fn is_token_byte(b: u8) -> bool {
+    TOKEN[b as usize]
 }
 
 fn is_ws(b: u8) -> bool {
@@ -159,10 +160,20 @@ pub(crate) fn trim_range(buf: &[u8], mut r: Range<usize>) -> Range<usize> {
 
 /// Parses a decimal number made of 1..=`max_digits` ASCII digits.
 pub(crate) fn parse_digits(s: &str, max_digits: usize) -> Option<u64> {
-    if s.is_empty() || s.len() > max_digits || !s.bytes().all(|b| b.is_ascii_digit()) {
+    if s.is_empty() || s.len() > max_digits {
         return None;
     }
-    s.parse().ok()
+    // what `s.parse::<u64>()` gives for ASCII digits, in one pass without
+    // its generic sign handling (on overflow: `None`, as `parse` gives)
+    let mut n: u64 = 0;
+    for d in s.bytes() {
+        let v = d.wrapping_sub(b'0');
+        if v > 9 {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(u64::from(v))?;
+    }
+    Some(n)
 }
 
 impl SipMessage {
@@ -295,6 +306,9 @@ impl SipMessage {
         // One allocation for the usual message (a dozen header lines).
         let mut entries: Vec<HeaderEntry> = Vec::with_capacity(ENTRIES_CAPACITY);
         let mut folded: Vec<String> = Vec::new();
+        // where the value of the last header line starts (after its colon),
+        // and whether any line has continuation lines
+        let (mut colon_end, mut any_folded) = (0, false);
         let mut pos = headers_start;
         let headers_end;
         loop {
@@ -307,12 +321,14 @@ impl SipMessage {
             if is_ws(first) {
                 // Continuation of the previous header line (RFC 3261 7.3.1).
                 // (`ValueLoc::Folded` marks an entry with continuation
-                // lines until the values are finished below.)
+                // lines until the values are unfolded below.)
                 match entries.last_mut() {
                     Some(e) => {
                         e.line.end = next;
                         e.content_end = content_end;
+                        e.raw_value = trim_range(buf, colon_end..content_end);
                         e.value = ValueLoc::Folded(0);
+                        any_folded = true;
                     }
                     None => return Err(ParseError::HeaderWithoutColon(0)),
                 }
@@ -322,28 +338,44 @@ impl SipMessage {
                 }
                 let idx = entries.len();
                 let line = buf.get(pos..content_end).unwrap_or_default();
-                let colon = line
+                // The usual line: a token name right before the colon. (A
+                // token has no `:` and no whitespace, so that colon is the
+                // first one and the name needs no trimming.)
+                let n = line
                     .iter()
-                    .position(|&b| b == b':')
-                    .ok_or(ParseError::HeaderWithoutColon(idx))?;
-                let name = trim_range(buf, pos..pos + colon);
-                if name.start != pos
-                    || name.is_empty()
-                    || !buf
-                        .get(name.clone())
-                        .unwrap_or_default()
+                    .position(|&b| !is_token_byte(b))
+                    .unwrap_or(line.len());
+                let (name, colon) = if n > 0 && line.get(n) == Some(&b':') {
+                    (pos..pos + n, n)
+                } else {
+                    let colon = line
                         .iter()
-                        .all(|&b| is_token_byte(b))
-                {
-                    return Err(ParseError::BadHeaderName(idx));
-                }
+                        .position(|&b| b == b':')
+                        .ok_or(ParseError::HeaderWithoutColon(idx))?;
+                    let name = trim_range(buf, pos..pos + colon);
+                    if name.start != pos
+                        || name.is_empty()
+                        || !buf
+                            .get(name.clone())
+                            .unwrap_or_default()
+                            .iter()
+                            .all(|&b| is_token_byte(b))
+                    {
+                        return Err(ParseError::BadHeaderName(idx));
+                    }
+                    (name, colon)
+                };
                 let id = known_id_bytes(buf.get(name.clone()).unwrap_or_default());
+                // the value trimmed (an empty one stays where it ends, for
+                // edits of empty values)
+                colon_end = pos + colon + 1;
+                let raw_value = trim_range(buf, colon_end..content_end);
                 entries.push(HeaderEntry {
                     line: pos..next,
                     content_end,
                     name,
-                    raw_value: pos + colon + 1..content_end,
-                    value: ValueLoc::Raw(0..0),
+                    raw_value: raw_value.clone(),
+                    value: ValueLoc::Raw(raw_value),
                     id,
                 });
             }
@@ -353,35 +385,26 @@ impl SipMessage {
         // (what precedes `msg_start` is CR and LF only)
         let text = Utf8Prefix::check(buf, headers_end).ok_or(ParseError::NotUtf8)?;
 
-        // Finish values: trim, unfold where needed.
-        for e in entries.iter_mut() {
-            let f = matches!(e.value, ValueLoc::Folded(_));
-            let colon_end = e.raw_value.start;
-            e.raw_value = trim_range(buf, colon_end..e.content_end);
-            if e.raw_value.is_empty() {
-                // Keep the position right after the colon for edits of empty values.
-                let after = trim_range(buf, colon_end..e.content_end);
-                e.raw_value = after.start..after.start;
+        // Unfold the values of lines with continuation lines.
+        for e in entries.iter_mut().filter(|_| any_folded) {
+            if !matches!(e.value, ValueLoc::Folded(_)) {
+                continue;
             }
-            if f {
-                let raw = std::str::from_utf8(buf.get(e.raw_value.clone()).unwrap_or_default())
-                    .unwrap_or_default();
-                let mut s = String::with_capacity(raw.len());
-                for piece in raw.split('\n') {
-                    let piece = piece.trim_matches(|c: char| c == ' ' || c == '\t' || c == '\r');
-                    if piece.is_empty() {
-                        continue;
-                    }
-                    if !s.is_empty() {
-                        s.push(' ');
-                    }
-                    s.push_str(piece);
+            let raw = std::str::from_utf8(buf.get(e.raw_value.clone()).unwrap_or_default())
+                .unwrap_or_default();
+            let mut s = String::with_capacity(raw.len());
+            for piece in raw.split('\n') {
+                let piece = piece.trim_matches(|c: char| c == ' ' || c == '\t' || c == '\r');
+                if piece.is_empty() {
+                    continue;
                 }
-                e.value = ValueLoc::Folded(folded.len());
-                folded.push(s);
-            } else {
-                e.value = ValueLoc::Raw(e.raw_value.clone());
+                if !s.is_empty() {
+                    s.push(' ');
+                }
+                s.push_str(piece);
             }
+            e.value = ValueLoc::Folded(folded.len());
+            folded.push(s);
         }
 
         Ok(Head {

@@ -159,7 +159,8 @@ impl<'a> Via<'a> {
 
 use std::net::Ipv6Addr;
 
-use super::message::{is_token_byte, parse_digits};
+use super::message::is_token_byte;
+use super::scan::find_byte;
 
 fn is_lws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\r' | b'\n')
@@ -230,6 +231,30 @@ impl Iterator for SplitRanges<'_> {
         if self.done {
             return None;
         }
+        // Fast path. Each call starts outside quotes and `<>` at `self.i`
+        // (== `self.start`). With no separator left, the scan below would
+        // run to the end; with one at `p` and neither a `"` nor (when
+        // `angle`) a `<` before it, the scan below stops right there.
+        if let Some(rest) = self.b.get(self.i..) {
+            match find_byte(self.sep, rest) {
+                None => {
+                    self.done = true;
+                    return Some(self.start..self.b.len().max(self.start));
+                }
+                Some(p) => {
+                    let angle = self.angle;
+                    let plain = rest
+                        .get(..p)
+                        .is_some_and(|r| !r.iter().any(|&c| c == b'"' || (angle && c == b'<')));
+                    if plain {
+                        let r = self.start..self.i + p;
+                        self.i += p + 1;
+                        self.start = self.i;
+                        return Some(r);
+                    }
+                }
+            }
+        }
         let mut in_quote = false;
         let mut in_angle = false;
         while let Some(&c) = self.b.get(self.i) {
@@ -299,10 +324,25 @@ pub(crate) struct ParamPos {
     pub(crate) value: Option<Range<usize>>,
 }
 
+/// Untrimmed ranges of the parameters of a params string: the pieces
+/// [`split_ranges`] at `;` gives after the first one. When `params` starts with
+/// `;` (the usual case) that first piece is empty and the rest is the split of
+/// `params[1..]` (the scan starts there outside quotes either way), shifted by
+/// one: the empty piece is not searched for.
+fn param_pieces(params: &str) -> impl Iterator<Item = Range<usize>> + '_ {
+    let (skip, off, s) = match params.strip_prefix(';') {
+        Some(rest) => (0, 1, rest),
+        None => (1, 0, params),
+    };
+    split_ranges(s, b';', false)
+        .skip(skip)
+        .map(move |r| r.start + off..r.end + off)
+}
+
 /// The parameters of a params string (`";a=1;b"`); the part before the first `;` is
 /// skipped. Empty parameters are included (name empty).
 pub(crate) fn param_positions(params: &str) -> impl Iterator<Item = ParamPos> + '_ {
-    split_ranges(params, b';', false).skip(1).map(|r| {
+    param_pieces(params).map(|r| {
         let whole = trim_in(params, r);
         // a plain byte scan: parameters are short, a memchr set-up costs more
         let eq = params
@@ -327,6 +367,40 @@ pub(crate) fn param_positions(params: &str) -> impl Iterator<Item = ParamPos> + 
 
 /// Looks up parameter `name` (case-insensitive) in a params string.
 pub(crate) fn find_param<'a>(params: &'a str, name: &str) -> Option<Option<&'a str>> {
+    if name.is_empty() || !name.bytes().all(is_token_byte) {
+        return find_param_general(params, name);
+    }
+    // `name` is a token (no `=`, no LWS): a parameter is named `name` exactly
+    // when its trimmed text starts with `name` (any case) followed by its
+    // end, or LWS and then its end or `=`, or `=`; no search for `=` in
+    // every parameter.
+    let b = params.as_bytes();
+    for r in param_pieces(params) {
+        let whole = trim_in(params, r);
+        let Some(piece) = b.get(whole.clone()) else {
+            continue;
+        };
+        if !piece
+            .get(..name.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(name.as_bytes()))
+        {
+            continue;
+        }
+        let after = skip_lws(piece, name.len());
+        match piece.get(after) {
+            None => return Some(None),
+            Some(b'=') => {
+                let v = trim_in(params, whole.start + after + 1..whole.end);
+                return Some(params.get(v));
+            }
+            Some(_) => {}
+        }
+    }
+    None
+}
+
+/// [`find_param`] for any `name`: the name of each parameter found and compared.
+fn find_param_general<'a>(params: &'a str, name: &str) -> Option<Option<&'a str>> {
     param_positions(params).find_map(|p| {
         let n = params.get(p.name.clone())?;
         if n.eq_ignore_ascii_case(name) {
@@ -340,6 +414,77 @@ pub(crate) fn find_param<'a>(params: &'a str, name: &str) -> Option<Option<&'a s
 /// Strict check of a params string: nothing before the first `;`, every parameter has a
 /// token name, and a non-empty value after `=` (token, quoted string or host).
 pub(crate) fn check_params(params: &str) -> Result<(), ParseError> {
+    match check_params_plain(params.as_bytes()) {
+        Some(true) => Ok(()),
+        Some(false) => Err(ParseError::BadUri),
+        None => check_params_general(params),
+    }
+}
+
+/// `PARAM_VALUE[b]`: a byte [`check_params`] accepts in an unquoted value
+/// (token characters, `:`, `[`, `]`).
+const PARAM_VALUE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = is_token_byte(c) || c == b':' || c == b'[' || c == b']';
+        b += 1;
+    }
+    t
+};
+
+/// [`check_params`] in one pass for a params string without `"` and without
+/// LWS (the usual `;tag=x;lr`): then splitting at `;` needs no quote
+/// tracking and trimming changes nothing. `Some(ok)`, or `None` (a `"` or
+/// LWS byte met) for the general check.
+///
+/// It may answer `Some(false)` at the first fault without looking further:
+/// a `"` only changes how the bytes after it split and trim, so a fault
+/// found before any `"` or LWS is one the general check finds as well.
+fn check_params_plain(b: &[u8]) -> Option<bool> {
+    let bail = |c: u8| is_lws(c) || c == b'"';
+    match b.first() {
+        None => return Some(true),
+        Some(b';') => {}
+        // the part before the first `;` must be empty
+        Some(&c) => return if bail(c) { None } else { Some(false) },
+    }
+    let mut i = 1;
+    loop {
+        // a parameter at `i`: its name (token characters)...
+        let name = i;
+        while b.get(i).is_some_and(|&c| is_token_byte(c)) {
+            i += 1;
+        }
+        let named = i > name;
+        match b.get(i) {
+            None => return Some(named),
+            Some(b';') if named => {
+                i += 1;
+                continue;
+            }
+            Some(b'=') if named => i += 1,
+            Some(&c) if bail(c) => return None,
+            Some(_) => return Some(false),
+        }
+        // ... and after `=` its value (token characters, `:`, `[`, `]`)
+        let value = i;
+        while b.get(i).is_some_and(|&c| PARAM_VALUE[usize::from(c)]) {
+            i += 1;
+        }
+        let valued = i > value;
+        match b.get(i) {
+            None => return Some(valued),
+            Some(b';') if valued => i += 1,
+            Some(&c) if bail(c) => return None,
+            Some(_) => return Some(false),
+        }
+    }
+}
+
+/// [`check_params`] for any params string (quoted values, LWS).
+fn check_params_general(params: &str) -> Result<(), ParseError> {
     let bad = ParseError::BadUri;
     let first = split_ranges(params, b';', false).next().unwrap_or(0..0);
     if !trim_in(params, first).is_empty() {
@@ -396,6 +541,9 @@ fn valid_scheme(s: &str) -> bool {
         && b.all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))
 }
 
+// (`str::find` of an ASCII char is the byte position `find_byte` gives: no
+// other character of UTF-8 text contains an ASCII byte.)
+
 /// Parses `host [":" port]` at the start of `s`; returns (host, port, bytes used).
 /// IPv6 references must be bracketed and valid (RFC 5118 4.10).
 fn parse_hostport(s: &str, lws_ok: bool) -> Option<(&str, Option<u16>, usize)> {
@@ -408,7 +556,7 @@ fn parse_hostport(s: &str, lws_ok: bool) -> Option<(&str, Option<u16>, usize)> {
     } else {
         let n = b
             .iter()
-            .position(|&c| !(c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_')))
+            .position(|&c| !HOST_BYTE[usize::from(c)])
             .unwrap_or(b.len());
         if n == 0 {
             return None;
@@ -424,27 +572,56 @@ fn parse_hostport(s: &str, lws_ok: bool) -> Option<(&str, Option<u16>, usize)> {
         } else {
             after + 1
         };
-        let n = b
-            .get(i..)?
+        // 1 to 5 digits (what `parse_digits(.., 5)` accepts), read as they are scanned
+        let digits = b.get(i..)?;
+        let n = digits
             .iter()
             .position(|c| !c.is_ascii_digit())
-            .unwrap_or(b.len() - i);
-        let port = parse_digits(s.get(i..i + n)?, 5)?;
+            .unwrap_or(digits.len());
+        if n == 0 || n > 5 {
+            return None;
+        }
+        let port = digits
+            .get(..n)?
+            .iter()
+            .fold(0u32, |p, &d| p * 10 + u32::from(d - b'0'));
         let port = u16::try_from(port).ok()?;
         return Some((host, Some(port), i + n));
     }
     Some((host, None, i))
 }
 
+/// `URI_FORBIDDEN[b]`: a byte no URI may contain here (ASCII whitespace,
+/// controls, `<`, `>`, `"`).
+const URI_FORBIDDEN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_whitespace() || c.is_ascii_control() || matches!(c, b'<' | b'>' | b'"');
+        b += 1;
+    }
+    t
+};
+
+/// `HOST_BYTE[b]`: a byte of a hostname or IPv4 address (alphanumerics, `-`,
+/// `.`, `_`).
+const HOST_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_');
+        b += 1;
+    }
+    t
+};
+
 fn parse_uri(s: &str) -> Option<Uri<'_>> {
-    if s.is_empty()
-        || s.bytes().any(|b| {
-            b.is_ascii_whitespace() || b.is_ascii_control() || matches!(b, b'<' | b'>' | b'"')
-        })
-    {
+    if s.is_empty() || s.bytes().any(|b| URI_FORBIDDEN[usize::from(b)]) {
         return None;
     }
-    let colon = s.find(':')?;
+    let colon = find_byte(b':', s.as_bytes())?;
     let scheme = s.get(..colon)?;
     if !valid_scheme(scheme) {
         return None;
@@ -468,15 +645,16 @@ fn parse_uri(s: &str) -> Option<Uri<'_>> {
         // sip:[userinfo@]hostport[;params][?headers] (RFC 3261 19.1.1)
         // '@' is not allowed unescaped in params or headers (RFC 3261 25.1), so the
         // first '@' ends the userinfo (which may contain '?', ';', ...).
-        let at = rest.find('@');
+        let at = find_byte(b'@', rest.as_bytes());
         let mut hp_start = off;
         if let Some(at) = at {
             let userinfo = rest.get(..at)?;
-            let (user, password) = match userinfo.find(':') {
+            let (user, password) = match find_byte(b':', userinfo.as_bytes()) {
                 Some(c) => (userinfo.get(..c)?, Some(userinfo.get(c + 1..)?)),
                 None => (userinfo, None),
             };
-            if user.is_empty() || user.contains('@') {
+            // (`user` is before the first `@`: it holds none)
+            if user.is_empty() {
                 return None;
             }
             uri.user = Some(user);
@@ -489,7 +667,7 @@ fn parse_uri(s: &str) -> Option<Uri<'_>> {
         uri.port = port;
         let tail_start = hp_start + used;
         let tail = s.get(tail_start..)?;
-        let (params, headers) = match tail.find('?') {
+        let (params, headers) = match find_byte(b'?', tail.as_bytes()) {
             Some(qi) => (tail.get(..qi)?, Some(tail.get(qi + 1..)?)),
             None => (tail, None),
         };
@@ -500,7 +678,7 @@ fn parse_uri(s: &str) -> Option<Uri<'_>> {
         uri.headers = headers;
     } else if scheme.eq_ignore_ascii_case("tel") {
         // tel:number[;params] (RFC 3966)
-        let semi = rest.find(';').unwrap_or(rest.len());
+        let semi = find_byte(b';', rest.as_bytes()).unwrap_or(rest.len());
         let number = rest.get(..semi)?;
         if number.is_empty() {
             return None;
@@ -510,6 +688,19 @@ fn parse_uri(s: &str) -> Option<Uri<'_>> {
     }
     Some(uri)
 }
+
+/// `NAME_ADDR_URI_STOP[b]`: a byte the URI in `<...>` may not hold (ASCII
+/// whitespace, `<`).
+const NAME_ADDR_URI_STOP: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_whitespace() || c == b'<';
+        b += 1;
+    }
+    t
+};
 
 /// The display name of a name-addr as [`name_addr_parts`] finds it, before any copy.
 pub(crate) enum RawDisplay<'a> {
@@ -575,10 +766,9 @@ pub(crate) fn name_addr_parts(s: &str) -> Option<(RawDisplay<'_>, &str, &str)> {
         }
         return Some((RawDisplay::None, uri, t.get(semi..)?));
     }
-    // (byte scans: these parts are short, a memchr set-up costs more)
-    let gt = lt + tb.get(lt..)?.iter().position(|&b| b == b'>')?;
+    let gt = lt + find_byte(b'>', tb.get(lt..)?)?;
     let uri = t.get(lt + 1..gt)?;
-    if uri.is_empty() || uri.bytes().any(|b| b.is_ascii_whitespace() || b == b'<') {
+    if uri.is_empty() || uri.bytes().any(|b| NAME_ADDR_URI_STOP[usize::from(b)]) {
         return None;
     }
     let p_start = skip_lws(tb, gt + 1);
@@ -592,7 +782,7 @@ pub(crate) fn name_addr_parts(s: &str) -> Option<(RawDisplay<'_>, &str, &str)> {
 /// A quoted-string's content with its `\` escapes resolved (RFC 3261 25.1);
 /// borrowed when it has none.
 fn unquote(q: &str) -> Cow<'_, str> {
-    if !q.contains('\\') {
+    if find_byte(b'\\', q.as_bytes()).is_none() {
         return Cow::Borrowed(q);
     }
     let mut d = String::with_capacity(q.len());
@@ -633,7 +823,14 @@ fn parse_via(s: &str) -> Option<Via<'_>> {
     let mut i = skip_lws(b, 0);
     let proto_start = i;
     // sent-protocol = protocol-name SLASH protocol-version SLASH transport
-    for _ in 0..2 {
+    // (the usual `SIP/2.0/` is what the loop below reads, without LWS)
+    let names = if b.get(i..i + 8) == Some(b"SIP/2.0/") {
+        i = skip_lws(b, i + 8);
+        0
+    } else {
+        2
+    };
+    for _ in 0..names {
         let j = take_token(b, i);
         if j == i {
             return None;
@@ -677,4 +874,177 @@ fn parse_via(s: &str) -> Option<Via<'_>> {
 /// dropped. E.g. `<sip:a@b>;q=1, "X, Y" <sip:c@d>` gives two values.
 pub fn split_header_values(value: &str) -> Vec<&str> {
     split_values(value, false).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// `SplitRanges` as it was before the fast path: the byte-by-byte scan.
+    fn reference_split(s: &str, sep: u8, angle: bool) -> Vec<Range<usize>> {
+        let b = s.as_bytes();
+        let (mut start, mut i) = (0, 0);
+        let mut out = Vec::new();
+        loop {
+            let mut in_quote = false;
+            let mut in_angle = false;
+            let mut cut = None;
+            while let Some(&c) = b.get(i) {
+                if in_quote {
+                    if c == b'\\' {
+                        i += 1;
+                    } else if c == b'"' {
+                        in_quote = false;
+                    }
+                } else if c == b'"' {
+                    in_quote = true;
+                } else if angle && c == b'<' {
+                    in_angle = true;
+                } else if angle && c == b'>' {
+                    in_angle = false;
+                } else if c == sep && !in_angle {
+                    cut = Some(start..i);
+                    i += 1;
+                    start = i;
+                    break;
+                }
+                i += 1;
+            }
+            match cut {
+                Some(r) => out.push(r),
+                None => {
+                    out.push(start..b.len().max(start));
+                    return out;
+                }
+            }
+        }
+    }
+
+    /// Text made of the bytes that steer splitting and parameter checks.
+    fn steering_text() -> impl Strategy<Value = String> {
+        proptest::collection::vec(
+            prop_oneof![
+                Just(","),
+                Just(";"),
+                Just("\""),
+                Just("\\"),
+                Just("<"),
+                Just(">"),
+                Just("="),
+                Just(" "),
+                Just("\t"),
+                Just("\r\n"),
+                Just("a"),
+                Just("tag"),
+                Just("1.2.3.4"),
+                Just("[::1]"),
+                Just(":"),
+                Just("@"),
+                Just("\u{e9}"),
+                Just("\u{c}"),
+            ],
+            0..24,
+        )
+        .prop_map(|v| v.concat())
+    }
+
+    #[test]
+    fn find_param_cases() {
+        let p = ";Tag = x ;lr; branch=z9hG4bK1;tagx=2;maddr=\"a;b\";ttl";
+        assert_eq!(find_param(p, "tag"), Some(Some("x")));
+        assert_eq!(find_param(p, "LR"), Some(None));
+        assert_eq!(find_param(p, "branch"), Some(Some("z9hG4bK1")));
+        assert_eq!(find_param(p, "tagx"), Some(Some("2")));
+        assert_eq!(find_param(p, "maddr"), Some(Some("\"a;b\"")));
+        assert_eq!(find_param(p, "ttl"), Some(None));
+        assert_eq!(find_param(p, "b"), None);
+        assert_eq!(find_param("tag=1", "tag"), None);
+        assert_eq!(find_param(";tag =", "tag"), Some(Some("")));
+        assert_eq!(find_param(";tag x=1", "tag"), None);
+        for (p, name) in [(p, "tag"), (p, "maddr"), (";a b", "a"), (";=1", "")] {
+            assert_eq!(
+                find_param(p, name),
+                find_param_general(p, name),
+                "{p:?} {name:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn check_params_cases() {
+        for ok in [
+            "",
+            ";lr",
+            ";tag=1",
+            ";branch=z9hG4bK-1;rport",
+            ";received=[2001:db8::1]",
+            ";a=\"x;y\"",
+            " ;a = b ",
+            ";maddr=1.2.3.4;ttl=1",
+        ] {
+            assert!(check_params(ok).is_ok(), "{ok:?}");
+        }
+        for bad in [
+            "x",
+            ";",
+            ";;a",
+            ";a;",
+            ";=b",
+            ";a=",
+            ";a==b",
+            ";a=b=c",
+            ";a@b",
+            ";a=\\",
+            ";a=\"",
+            "a;b",
+            ";a=\u{e9}",
+            ";a b",
+        ] {
+            assert!(check_params(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(6000))]
+
+        /// The fast path of `SplitRanges` splits as the byte scan does.
+        #[test]
+        fn split_ranges_match_the_byte_scan(s in steering_text()) {
+            for (sep, angle) in [(b',', true), (b',', false), (b';', false), (b';', true)] {
+                let got: Vec<_> = split_ranges(&s, sep, angle).collect();
+                prop_assert_eq!(got, reference_split(&s, sep, angle));
+            }
+        }
+
+        /// The parameter pieces are the split's pieces after the first one.
+        #[test]
+        fn param_pieces_are_the_split_after_the_first(s in steering_text()) {
+            let with_semi = format!(";{s}");
+            for p in [s.as_str(), with_semi.as_str()] {
+                let want: Vec<_> = split_ranges(p, b';', false).skip(1).collect();
+                prop_assert_eq!(param_pieces(p).collect::<Vec<_>>(), want);
+            }
+        }
+
+        /// `find_param` for a token name answers as the general lookup does.
+        #[test]
+        fn find_param_matches_the_general_lookup(s in steering_text()) {
+            let with_semi = format!(";{s}");
+            for p in [s.as_str(), with_semi.as_str()] {
+                for name in ["a", "A", "tag", "TAG", "ta", "1.2.3.4", "a=", "", " a", "\u{e9}"] {
+                    prop_assert_eq!(find_param(p, name), find_param_general(p, name), "{:?} {:?}", p, name);
+                }
+            }
+        }
+
+        /// The one-pass `check_params` answers as the general check does.
+        #[test]
+        fn check_params_plain_matches_the_general_check(s in steering_text()) {
+            prop_assert_eq!(check_params(&s).is_ok(), check_params_general(&s).is_ok());
+            let with_semi = format!(";{s}");
+            prop_assert_eq!(check_params(&with_semi).is_ok(), check_params_general(&with_semi).is_ok());
+        }
+    }
 }

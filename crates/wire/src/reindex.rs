@@ -16,7 +16,8 @@ use super::edit::{Edit, Splice};
 use super::headers::{known_id_bytes, HeaderEntry, ValueLoc, CONTENT_LENGTH};
 use super::limits::Limits;
 use super::message::{is_token_byte, trim_range, SipMessage, Utf8Prefix};
-use super::start_line::parse_start_line;
+use super::scan::find_byte;
+use super::start_line::{parse_start_line, StartLine};
 
 /// `p + d`, when it is a position (not negative).
 fn at(p: usize, d: isize) -> Option<usize> {
@@ -34,7 +35,7 @@ fn growth(s: &Splice) -> isize {
 
 /// Splice data that may sit inside a line (no line terminator in it).
 fn inline(data: &[u8]) -> bool {
-    !data.iter().any(|&b| b == b'\r' || b == b'\n')
+    find_byte(b'\n', data).is_none() && find_byte(b'\r', data).is_none()
 }
 
 /// The index entry of a new header line `s.data`, which starts at `pos` of
@@ -89,13 +90,30 @@ pub(crate) fn reindex(edit: &Edit<'_>, buf: &Bytes, limits: &Limits) -> Option<S
     } else {
         hs.checked_sub(1)?
     };
+    let mut start_line_edited = false;
     while let Some(s) = splices.next_if(|s| s.range.start < old.headers_start) {
         if s.line || s.range.end > old_sl_end || !inline(&s.data) {
             return None;
         }
+        start_line_edited = true;
         delta += growth(s);
     }
-    let start_line = parse_start_line(buf, 0..at(old_sl_end, delta)?).ok()?;
+    // an untouched start line is the same bytes at another offset: its
+    // index shifted is what parsing it again gives
+    let start_line = if start_line_edited {
+        parse_start_line(buf, 0..at(old_sl_end, delta)?).ok()?
+    } else {
+        match &old.start_line {
+            StartLine::Request { method, uri } => StartLine::Request {
+                method: shift(method, delta)?,
+                uri: shift(uri, delta)?,
+            },
+            StartLine::Response { status, reason } => StartLine::Response {
+                status: *status,
+                reason: shift(reason, delta)?,
+            },
+        }
+    };
     let headers_start = at(old.headers_start, delta)?;
 
     let mut entries = Vec::with_capacity(old.header_entries.len() + 4);

@@ -19,6 +19,19 @@ pub(crate) enum StartLine {
     },
 }
 
+/// `URI_BAD[b]`: a byte a Request-URI may not hold here (ASCII whitespace or
+/// a control character).
+const URI_BAD: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_whitespace() || c.is_ascii_control();
+        b += 1;
+    }
+    t
+};
+
 fn is_sip_version(s: &[u8]) -> bool {
     s.eq_ignore_ascii_case(b"SIP/2.0")
 }
@@ -84,10 +97,7 @@ pub(crate) fn parse_start_line(buf: &[u8], r: Range<usize>) -> Result<StartLine,
             return Err(ParseError::BadStartLine);
         }
         let uri = &line[first_sp + 1..last_sp];
-        if uri
-            .iter()
-            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
-        {
+        if uri.iter().any(|&b| URI_BAD[usize::from(b)]) {
             return Err(ParseError::BadRequestUri);
         }
         Ok(StartLine::Request {

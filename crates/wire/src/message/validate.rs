@@ -2,12 +2,13 @@
 //! a message (RFC 3261 8.1.1, 8.2, 16.3; RFC 4475 and RFC 5118 cases), over the header
 //! index in one pass.
 
-use super::{parse_cseq, parse_digits, SipMessage};
+use super::{at_span, parse_cseq, parse_digits, span, SipMessage};
 use crate::error::ParseError;
 use crate::headers::{
     CALL_ID, CONTACT, CONTENT_LENGTH, CSEQ, FROM, ID_COUNT, MAX_FORWARDS, TO, VIA,
 };
 use crate::parse::{check_params, name_addr_parts, split_values, Uri, Via};
+use crate::scan::find_byte;
 use crate::start_line::StartLine;
 
 impl SipMessage {
@@ -126,7 +127,7 @@ impl SipMessage {
             for e in self.header_entries.iter().filter(|e| e.id == id) {
                 let v = self.entry_value(e);
                 // without any `?` no value can be one (a memchr, not a parse)
-                if v.as_bytes().contains(&b'?')
+                if find_byte(b'?', v.as_bytes()).is_some()
                     && split_values(v, false).any(addr_spec_with_headers)
                 {
                     return Err(ParseError::UriHeaders(name));
@@ -134,13 +135,35 @@ impl SipMessage {
             }
         }
         // Via (RFC 3261 20.42): every comma-separated value must parse, none empty.
-        for e in self.header_entries.iter().filter(|e| e.id == VIA) {
-            for v in split_values(self.entry_value(e), true) {
-                let via = Via::parse(v)?;
-                check_params(via.params).map_err(|_| ParseError::BadVia)?;
+        for (i, e) in self.header_entries.iter().enumerate() {
+            if e.id != VIA {
+                continue;
+            }
+            let value = self.entry_value(e);
+            for v in split_values(value, true) {
+                // the top Via was parsed when the message was built
+                let params = match self.cached_via_params(i, value, v) {
+                    Some(p) => p,
+                    None => Via::parse(v)?.params,
+                };
+                check_params(params).map_err(|_| ParseError::BadVia)?;
             }
         }
         Ok(())
+    }
+}
+
+impl SipMessage {
+    /// The params of Via value `v` (a slice of `value`, the value of header
+    /// line `entry`) when `v` is the top Via parsed when the message was built
+    /// ([`SipMessage::top_via`]): what `Via::parse(v)` would give. `None`
+    /// for any other value.
+    fn cached_via_params<'a>(&'a self, entry: usize, value: &'a str, v: &str) -> Option<&'a str> {
+        let t = self.top_via.as_ref()?;
+        if usize::try_from(t.entry).ok()? != entry || span(value, v)? != t.raw {
+            return None;
+        }
+        at_span(value, t.params)
     }
 }
 
