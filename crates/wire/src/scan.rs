@@ -1,36 +1,12 @@
-//! Byte scans shared by the parser: a word-at-a-time search for one byte
-//! (no `unsafe`, no dependency), used where a value or a header line is
-//! searched for a separator or a line end.
-
-/// `0x01` in every byte of a word.
-const LO: u64 = 0x0101_0101_0101_0101;
-/// `0x80` in every byte of a word.
-const HI: u64 = 0x8080_8080_8080_8080;
+//! Byte scans shared by the parser: the search for one byte (the `memchr`
+//! crate: SIMD where the CPU has it, a word at a time otherwise), used
+//! where a value or a header line is searched for a separator or a line end.
 
 /// Position of the first byte `needle` in `hay`, or `None`: what
-/// `hay.iter().position(|&b| b == needle)` returns, eight bytes at a time.
+/// `hay.iter().position(|&b| b == needle)` returns.
 #[inline]
 pub(crate) fn find_byte(needle: u8, hay: &[u8]) -> Option<usize> {
-    let rep = LO.wrapping_mul(u64::from(needle));
-    let mut base = 0;
-    let mut chunks = hay.chunks_exact(8);
-    for c in &mut chunks {
-        let Ok(word) = <[u8; 8]>::try_from(c) else {
-            break;
-        };
-        let x = u64::from_le_bytes(word) ^ rep;
-        // a zero byte of `x` (a match) sets its high bit here; a borrow can
-        // only mark bytes above the first match, so the lowest flag is exact
-        let found = x.wrapping_sub(LO) & !x & HI;
-        if found != 0 {
-            return Some(base + (found.trailing_zeros() / 8) as usize);
-        }
-        base += 8;
-    }
-    hay.get(base..)?
-        .iter()
-        .position(|&b| b == needle)
-        .map(|p| base + p)
+    memchr::memchr(needle, hay)
 }
 
 #[cfg(test)]
