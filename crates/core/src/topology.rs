@@ -22,7 +22,7 @@
 //! caller id Zammad chose ([`crate::identity`]); Via is removed from
 //! responses hop by hop anyway.
 
-use sipcti_wire::{split_header_values, NameAddr, SipMessage, Uri};
+use sipcti_wire::{with_uri, NameAddr, SipMessage, Uri};
 
 use crate::config::CoreConfig;
 
@@ -77,31 +77,18 @@ fn xor(secret: u64, data: &mut [u8]) {
 
 /// The masked user part (`tc` + hex) of Contact URI `uri`.
 pub fn mask(secret: u64, uri: &str) -> String {
+    let mut b = uri.as_bytes().to_vec();
+    xor(secret, &mut b);
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(PREFIX.len() + b.len() * 2);
+    out.push_str(PREFIX);
     // one allocation for the whole mask (docs/SPEED.md: a `format!` per
     // byte cost ~38 allocations per call)
-    let mut out = String::with_capacity(PREFIX.len() + uri.len() * 2);
-    mask_into(secret, uri, &mut out);
-    out
-}
-
-/// [`mask`] appended to `out` (the keystream applied byte by byte as it is
-/// written in hex: no copy of `uri`).
-fn mask_into(secret: u64, uri: &str, out: &mut String) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.reserve(PREFIX.len() + uri.len() * 2);
-    out.push_str(PREFIX);
-    // as `xor` does it: keystream word `i` for bytes 8i..8i+8
-    for (i, chunk) in uri.as_bytes().chunks(8).enumerate() {
-        let w = word(secret, i as u64);
-        let mut hex = [0u8; 16];
-        for (j, (&c, h)) in chunk.iter().zip(hex.chunks_exact_mut(2)).enumerate() {
-            let x = c ^ (w >> (8 * j)) as u8;
-            h[0] = HEX[usize::from(x >> 4)];
-            h[1] = HEX[usize::from(x & 0xf)];
-        }
-        // only ASCII hex digits were written
-        out.push_str(std::str::from_utf8(&hex[..chunk.len() * 2]).unwrap_or(""));
+    for x in b {
+        out.push(HEX[usize::from(x >> 4)] as char);
+        out.push(HEX[usize::from(x & 0xf)] as char);
     }
+    out
 }
 
 /// The Contact URI masked in `user`; `None` when `user` is not a mask.
@@ -131,58 +118,20 @@ impl CoreConfig {
         if !self.topology.enabled {
             return Vec::new();
         }
-        // what `SipMessage::map_header_values` gives for the replacement
-        // `with_uri(v, "sip:<mask>@<us>")` of each value, built in one
-        // string per line from the value's one parse
-        let mut edits = Vec::new();
-        for h in msg.header_lines("Contact") {
-            // a masked URI is twice as long, plus our host:port
-            let mut line = String::with_capacity(2 * h.value.len() + us.len() + 16);
-            let mut changed = false;
-            for (i, v) in split_header_values(h.value).into_iter().enumerate() {
-                if i > 0 {
-                    line.push_str(", ");
-                }
-                if self.push_masked(v, us, &mut line) {
-                    changed = true;
-                } else {
-                    line.push_str(v);
-                }
+        msg.map_header_values("Contact", |v| {
+            let na = NameAddr::parse(v).ok()?;
+            let u = na.parsed_uri().ok()?;
+            if na.uri.len() > MAX_URI || !u.is_sip() || self.is_us(u.host, u.port) {
+                return None;
             }
-            if changed {
-                edits.push((h.index, line));
-            }
-        }
-        edits
-    }
-
-    /// Append Contact value `v` with its URI masked
-    /// ([`sipcti_wire::with_uri`] of `sip:<mask>@<us>`) to `out`; false
-    /// (nothing appended) when it is not masked: unparsable, not `sip:`,
-    /// over [`MAX_URI`] or naming sipcti already.
-    fn push_masked(&self, v: &str, us: &str, out: &mut String) -> bool {
-        let Ok(na) = NameAddr::parse(v) else {
-            return false;
-        };
-        let Ok(u) = na.parsed_uri() else {
-            return false;
-        };
-        if na.uri.len() > MAX_URI || !u.is_sip() || self.is_us(u.host, u.port) {
-            return false;
-        }
-        // as `with_uri` rebuilds the value around the new URI
-        let r = na.uri_range();
-        let (Some(before), Some(after)) = (v.get(..r.start), v.get(r.end..)) else {
-            return false;
-        };
-        out.push_str(before.trim_end_matches('<'));
-        out.push_str("<sip:");
-        mask_into(self.topology.secret, na.uri, out);
-        out.push('@');
-        out.push_str(us);
-        out.push('>');
-        out.push_str(after.trim_start_matches('>'));
-        true
+            let m = mask(self.topology.secret, na.uri);
+            let mut uri = String::with_capacity(m.len() + us.len() + 5);
+            uri.push_str("sip:");
+            uri.push_str(&m);
+            uri.push('@');
+            uri.push_str(us);
+            with_uri(v, &uri)
+        })
     }
 
     /// The Contact masked in `uri` when it is `sip:tc…@sipcti` and topology
