@@ -29,10 +29,11 @@ use std::time::{Duration, Instant};
 use sipcti_dialog::Side;
 use sipcti_wire::{SipMessage, TransportKind};
 
+use crate::forward::Forwarded;
 use crate::ids::{ClientKey, ClientKeyRef, ClientKeyView, ClientTxId, Method, ServerTxId};
 use crate::messages::{build_ack, build_cancel_with_reason, has_second_via};
 use crate::output::log_sample;
-use crate::proxy::{Forwarded, ProxyCore};
+use crate::proxy::ProxyCore;
 use crate::routing::{toward, NextHop, Target};
 use crate::timers::{Timer, TimerKeys};
 
@@ -78,7 +79,7 @@ pub(crate) struct ClientTx {
     pub(crate) method: Method,
     /// The request as sent, parsed (an INVITE's: its CANCEL and the ACK of
     /// a retransmitted final response are built from it; `None` for a
-    /// non-INVITE forwarded as bytes, see [`crate::proxy::Forwarded`]).
+    /// non-INVITE forwarded as bytes, see [`crate::forward::Forwarded`]).
     pub(crate) req: Option<SipMessage>,
     /// The bytes of the request as sent, resent by Timers A and E.
     pub(crate) data: Bytes,

@@ -43,8 +43,9 @@ use sipcti_dialog::Side;
 use sipcti_wire::{SipMessage, TransportKind};
 
 use crate::client_tx::Upstream;
+use crate::forward::Forwarded;
 use crate::ids::{ClientTxId, ServerTxId};
-use crate::proxy::{Forwarded, ProxyCore};
+use crate::proxy::ProxyCore;
 use crate::routing::{other_side, NextHop, Target};
 
 /// RFC 3326: the Reason of the CANCEL the other branches get when one

@@ -41,6 +41,7 @@ pub mod client_tx;
 pub mod config;
 pub mod cti;
 pub mod fork;
+pub mod forward;
 pub mod identity;
 pub mod ids;
 pub mod messages;
